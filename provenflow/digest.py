@@ -1,0 +1,53 @@
+"""Content identity: BLAKE3 digests as a small value type."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Below this size threading costs more than it saves.
+_THREADED_FROM = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    """A BLAKE3-256 digest; ``str(d)`` is the 64-character hex form."""
+
+    hex: str
+
+    def __post_init__(self) -> None:
+        if not _HEX.match(self.hex):
+            raise ValueError(f"not a BLAKE3 hex digest: {self.hex!r} (expected 64 lowercase hex characters)")
+
+    def __str__(self) -> str:
+        return self.hex
+
+    @property
+    def short(self) -> str:
+        """The 12-character prefix used in dataset refs (``name@<short>``)."""
+        return self.hex[:12]
+
+    @property
+    def uri(self) -> str:
+        return f"blake3:{self.hex}"
+
+    @classmethod
+    def of_bytes(cls, data: bytes | memoryview) -> Digest:
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if len(data) >= _THREADED_FROM else 1)
+        hasher.update(data)
+        return cls(hasher.hexdigest())
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike) -> Digest:
+        path = Path(path)
+        if path.stat().st_size == 0:
+            return cls.of_bytes(b"")
+        threads = blake3.blake3.AUTO if path.stat().st_size >= _THREADED_FROM else 1
+        hasher = blake3.blake3(max_threads=threads)
+        hasher.update_mmap(path)
+        return cls(hasher.hexdigest())

@@ -1,0 +1,61 @@
+"""The one exception hierarchy of provenflow.
+
+    ProvenflowError
+    ├── ConfigError            settings, blocks, server
+    ├── RefError               a dataset/model/run reference that is malformed or unknown
+    ├── DataError              a data source that is missing, empty or unparsable
+    │   └── ValidationFailed   data that breaks its expectation suite
+    ├── TrainingError          target column, estimator path, hyper-parameters
+    └── StoreError             the content-addressed store
+        └── IntegrityError     an object whose bytes no longer match its hash
+
+Every message says what failed, the offending value, what was expected and how to fix it.
+The CLI prints ``Error: <message>`` and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ProvenflowError(Exception):
+    """Root of every error provenflow raises on purpose."""
+
+
+class ConfigError(ProvenflowError):
+    pass
+
+
+class RefError(ProvenflowError):
+    pass
+
+
+class DataError(ProvenflowError):
+    pass
+
+
+class ValidationFailed(DataError):
+    def __init__(self, message: str, failed: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed or []
+
+
+class TrainingError(ProvenflowError):
+    pass
+
+
+class StoreError(ProvenflowError):
+    pass
+
+
+class IntegrityError(StoreError):
+    pass
+
+
+def did_you_mean(value: str, candidates: Iterable[str]) -> str:
+    """A ' Did you mean …?' suffix naming the closest candidates, or ''."""
+    close = difflib.get_close_matches(value, list(candidates), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -1,0 +1,134 @@
+"""The ledger's tables (SQLAlchemy 2 declarative). Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Environment(Base):
+    """A Python environment, stored once per distinct package list."""
+
+    __tablename__ = "environments"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    python: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(256))
+    packages: Mapped[list] = mapped_column(JSON)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # data | model | custom | ...
+    flow: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))  # completed | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    code_commit: Mapped[str | None] = mapped_column(String(64))
+    code_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    code_diff_hash: Mapped[str | None] = mapped_column(String(64))
+    code_file: Mapped[str | None] = mapped_column(String(1024))  # notebook or script run
+    code_file_hash: Mapped[str | None] = mapped_column(String(64))
+    environment_hash: Mapped[str | None] = mapped_column(ForeignKey("environments.hash"))
+    user: Mapped[str | None] = mapped_column(String(128))
+    host: Mapped[str | None] = mapped_column(String(256))
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    prefect_url: Mapped[str | None] = mapped_column(String(1024))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    environment: Mapped[Environment | None] = relationship()
+    metrics: Mapped[list[Metric]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="Metric.id"
+    )
+    io: Mapped[list[RunIO]] = relationship(back_populates="run", cascade="all, delete-orphan", order_by="RunIO.id")
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_run_key", "run_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(256))
+    value: Mapped[float] = mapped_column(Float)
+    step: Mapped[int | None] = mapped_column(Integer)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    run: Mapped[Run] = relationship(back_populates="metrics")
+
+
+class DatasetVersion(Base):
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("name", "hash", name="uq_dataset_name_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    hash: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(12))  # first 12 hex of hash
+    uri: Mapped[str] = mapped_column(String(2048))
+    format: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    schema: Mapped[list | None] = mapped_column(JSON)
+    profile: Mapped[dict | None] = mapped_column(JSON)
+    source: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64), index=True)
+    uri: Mapped[str] = mapped_column(String(2048))
+    format: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    estimator: Mapped[str | None] = mapped_column(String(512))
+    task: Mapped[str | None] = mapped_column(String(32))
+    signature: Mapped[dict | None] = mapped_column(JSON)
+    params: Mapped[dict | None] = mapped_column(JSON)
+    metrics: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class RunIO(Base):
+    """An edge between a run and what it read (input) or wrote (output)."""
+
+    __tablename__ = "run_io"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))  # input | output
+    kind: Mapped[str] = mapped_column(String(16))  # dataset | model | file
+    name: Mapped[str] = mapped_column(String(1024))
+    hash: Mapped[str] = mapped_column(String(64), index=True)
+    dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+
+    run: Mapped[Run] = relationship(back_populates="io")
+    dataset_version: Mapped[DatasetVersion | None] = relationship()
+    model_version: Mapped[ModelVersion | None] = relationship()

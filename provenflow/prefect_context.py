@@ -1,0 +1,46 @@
+"""What provenflow needs from Prefect at run time, without importing Prefect.
+
+The core never imports Prefect itself: these helpers only look at Prefect when the caller
+has already imported it (they are running inside a flow), so the core stays fast to import and
+testable without a Prefect server.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FlowRunInfo:
+    id: str
+    name: str | None
+    ui_url: str | None
+
+
+def current_flow_run() -> FlowRunInfo | None:
+    if "prefect" not in sys.modules:
+        return None
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None
+    from prefect.runtime import flow_run
+
+    return FlowRunInfo(id=str(ctx.flow_run.id), name=ctx.flow_run.name, ui_url=flow_run.get_flow_run_ui_url())
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    key = "-".join(parts).lower()
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", key)).strip("-")
+
+
+def publish_artifacts(card_markdown: str, table_key: str, table_row: dict, description: str) -> None:
+    """The run card and the metrics-table row, shown on the flow run in the Prefect UI."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_markdown_artifact(markdown=card_markdown, key=None, description=description)
+    create_table_artifact(table=[table_row], key=table_key, description=description)

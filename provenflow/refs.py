@@ -1,0 +1,90 @@
+"""Resolving references: ``dataset@version``, ``model@version`` and run ids (or unique prefixes)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provenflow.errors import RefError, did_you_mean
+from provenflow.ledger import models as m
+
+_REF = re.compile(r"^(?P<name>[^@\s]+)@(?P<version>[^@\s]+)$")
+
+
+def split_ref(ref: str, what: str) -> tuple[str, str]:
+    match = _REF.match(ref.strip())
+    if not match:
+        raise RefError(f"{ref!r} is not a {what} reference; expected NAME@VERSION or NAME@latest")
+    return match["name"], match["version"]
+
+
+def resolve_dataset(session: Session, ref: str) -> m.DatasetVersion:
+    name, version = split_ref(ref, "dataset")
+    query = select(m.DatasetVersion).where(m.DatasetVersion.name == name)
+    if version == "latest":
+        row = session.scalars(query.order_by(m.DatasetVersion.created_at.desc(), m.DatasetVersion.id.desc())).first()
+    else:
+        if not re.fullmatch(r"[0-9a-f]{4,64}", version):
+            raise RefError(f"dataset version {version!r} in {ref!r} is not a hex hash prefix or 'latest'")
+        rows = session.scalars(query.where(m.DatasetVersion.hash.startswith(version))).all()
+        if len(rows) > 1:
+            raise RefError(f"{ref!r} is ambiguous: {', '.join(r.ref for r in rows)}; give more hex digits")
+        row = rows[0] if rows else None
+    if row is None:
+        raise RefError(_unknown(session, m.DatasetVersion, name, ref, "dataset"))
+    return row
+
+
+def resolve_model(session: Session, ref: str) -> m.ModelVersion:
+    name, version = split_ref(ref, "model")
+    query = select(m.ModelVersion).where(m.ModelVersion.name == name)
+    if version == "latest":
+        row = session.scalars(query.order_by(m.ModelVersion.version.desc())).first()
+    elif version.isdigit():
+        row = session.scalars(query.where(m.ModelVersion.version == int(version))).first()
+    else:
+        raise RefError(f"model version {version!r} in {ref!r} is not a number or 'latest'")
+    if row is None:
+        raise RefError(_unknown(session, m.ModelVersion, name, ref, "model"))
+    return row
+
+
+def resolve_run(session: Session, run_id: str) -> m.Run:
+    run_id = run_id.strip()
+    row = session.get(m.Run, run_id)
+    if row is not None:
+        return row
+    if len(run_id) >= 6:
+        rows = session.scalars(select(m.Run).where(m.Run.id.startswith(run_id)).limit(3)).all()
+        if len(rows) == 1:
+            return rows[0]
+        if len(rows) > 1:
+            raise RefError(f"run id prefix {run_id!r} is ambiguous; give more characters")
+    raise RefError(f"no run with id {run_id!r}; `provenflow runs list` shows the recorded runs")
+
+
+def resolve_any(session: Session, ref: str) -> m.Run | m.DatasetVersion | m.ModelVersion:
+    """A run id, ``dataset@version`` or ``model@version``; datasets win when a name is both."""
+    if "@" not in ref:
+        return resolve_run(session, ref)
+    name, _ = split_ref(ref, "dataset or model")
+    if session.scalar(select(m.DatasetVersion.id).where(m.DatasetVersion.name == name).limit(1)) is not None:
+        return resolve_dataset(session, ref)
+    if session.scalar(select(m.ModelVersion.id).where(m.ModelVersion.name == name).limit(1)) is not None:
+        return resolve_model(session, ref)
+    names = set(session.scalars(select(m.DatasetVersion.name).distinct())) | set(
+        session.scalars(select(m.ModelVersion.name).distinct())
+    )
+    raise RefError(f"no dataset or model named {name!r}.{did_you_mean(name, names)}")
+
+
+def _unknown(session: Session, table, name: str, ref: str, what: str) -> str:
+    versions = session.scalars(select(table).where(table.name == name).order_by(table.id.desc()).limit(5)).all()
+    if versions:
+        listed = ", ".join(v.ref for v in versions)
+        return f"no {what} version {ref!r}; recent versions of {name!r}: {listed}"
+    names = set(session.scalars(select(table.name).distinct()))
+    hint = did_you_mean(name, names) or (f" Known {what}s: {', '.join(sorted(names))}." if names else "")
+    return f"no {what} named {name!r}.{hint}"

@@ -1,0 +1,84 @@
+"""The code a run executed: git commit, the uncommitted diff, and the notebook or script file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from provenflow.digest import Digest
+
+# Untracked files larger than this are left out of the recorded diff (they are usually data).
+UNTRACKED_LIMIT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CodeState:
+    commit: str | None
+    dirty: bool | None
+    diff: bytes | None  # `git diff HEAD --binary` plus untracked files; None when clean or no git
+    file: str | None  # notebook or script, relative to the git root where possible
+    file_hash: str | None
+    skipped_untracked: tuple[str, ...] = ()
+
+    @property
+    def diff_hash(self) -> str | None:
+        return Digest.of_bytes(self.diff).hex if self.diff else None
+
+
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+
+
+def current_code_file() -> Path | None:
+    """The notebook (Jupyter sets JPY_SESSION_NAME to its path) or the script being run."""
+    notebook = os.environ.get("JPY_SESSION_NAME")
+    if notebook and Path(notebook).is_file():
+        return Path(notebook)
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if script and Path(script).is_file():
+        return Path(script)
+    return None
+
+
+def capture_code(cwd: Path | None = None, code_file: Path | None = None) -> CodeState:
+    cwd = (cwd or Path.cwd()).resolve()
+    code_file = code_file or current_code_file()
+    file_hash = Digest.of_file(code_file).hex if code_file else None
+    try:
+        top = _git(["rev-parse", "--show-toplevel"], cwd)
+    except FileNotFoundError:
+        return CodeState(None, None, None, str(code_file) if code_file else None, file_hash)
+    if top.returncode != 0:
+        return CodeState(None, None, None, str(code_file) if code_file else None, file_hash)
+    root = Path(top.stdout.decode().strip())
+    rel_file = None
+    if code_file:
+        try:
+            rel_file = str(code_file.resolve().relative_to(root))
+        except ValueError:
+            rel_file = str(code_file)
+    head = _git(["rev-parse", "HEAD"], root)
+    commit = head.stdout.decode().strip() if head.returncode == 0 else None
+    diff = _git(["diff", "HEAD", "--binary"], root).stdout if commit else b""
+    untracked = _git(["ls-files", "--others", "--exclude-standard", "-z"], root).stdout.decode()
+    skipped = []
+    parts = [diff]
+    for name in filter(None, untracked.split("\0")):
+        path = root / name
+        if not path.is_file() or path.stat().st_size > UNTRACKED_LIMIT:
+            skipped.append(name)
+            continue
+        parts.append(_git(["diff", "--binary", "--no-index", "/dev/null", name], root).stdout)
+    full = b"".join(parts)
+    return CodeState(
+        commit=commit,
+        dirty=bool(full) or bool(skipped),
+        diff=full or None,
+        file=rel_file,
+        file_hash=file_hash,
+        skipped_untracked=tuple(skipped),
+    )

@@ -1,0 +1,137 @@
+"""The content-addressed store: objects named by their BLAKE3 digest, on any fsspec URL.
+
+Objects are written under a temporary name and renamed into place, so a reader never sees a
+partial object, and every read is verified against the name it was asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from provenflow.digest import Digest
+from provenflow.errors import IntegrityError, StoreError
+
+
+@dataclass(frozen=True)
+class Stored:
+    digest: Digest
+    size: int
+    created: bool  # False when the object was already there (nothing was copied)
+
+
+class ContentStore:
+    def __init__(self, url: str, fsync: bool = True) -> None:
+        self.url = url
+        self.fs, root = fsspec.core.url_to_fs(url)
+        self.root = root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"ContentStore({self.url!r})"
+
+    def path(self, digest: Digest) -> str:
+        return f"{self.root}/objects/{digest.hex[:2]}/{digest.hex[2:]}"
+
+    def uri(self, digest: Digest) -> str:
+        return self.fs.unstrip_protocol(self.path(digest)) if not self.local else self.path(digest)
+
+    def exists(self, digest: Digest) -> bool:
+        return self.fs.exists(self.path(digest))
+
+    # -- writing -------------------------------------------------------------------------
+
+    def put_file(self, source: str | os.PathLike, digest: Digest | None = None) -> Stored:
+        """Store a local file; costs one hash and no copy when the content is already stored."""
+        source = Path(source)
+        digest = digest or Digest.of_file(source)
+        size = source.stat().st_size
+        target = self.path(digest)
+        if self.fs.exists(target):
+            return Stored(digest, size, created=False)
+        if self.local:
+            self._write_local(target, lambda tmp: shutil.copyfile(source, tmp))
+        else:
+            self._write_remote(target, lambda tmp: self.fs.put_file(str(source), tmp))
+        return Stored(digest, size, created=True)
+
+    def put_bytes(self, data: bytes) -> Stored:
+        digest = Digest.of_bytes(data)
+        target = self.path(digest)
+        if self.fs.exists(target):
+            return Stored(digest, len(data), created=False)
+        if self.local:
+            self._write_local(target, lambda tmp: Path(tmp).write_bytes(data))
+        else:
+            self._write_remote(target, lambda tmp: self.fs.pipe_file(tmp, data))
+        return Stored(digest, len(data), created=True)
+
+    def _write_local(self, target: str, write) -> None:
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        os.close(fd)
+        try:
+            write(tmp)
+            if self.fsync:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def _write_remote(self, target: str, write) -> None:
+        tmp = f"{os.path.dirname(target)}/.tmp-{uuid.uuid4().hex}"
+        try:
+            write(tmp)
+            self.fs.mv(tmp, target)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm_file(tmp)
+            raise
+
+    def delete(self, digest: Digest) -> None:
+        """Remove an object (used to undo objects written by a run that then failed)."""
+        target = self.path(digest)
+        if self.fs.exists(target):
+            if self.local:
+                os.chmod(target, 0o644)
+            self.fs.rm_file(target)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        """The object's bytes, after checking that they still hash to ``digest``."""
+        target = self.path(digest)
+        try:
+            data = self.fs.cat_file(target)
+        except FileNotFoundError:
+            raise StoreError(
+                f"object {digest.hex} is not in the store {self.url} (expected at {target}); "
+                "the store may have been moved or pruned"
+            ) from None
+        actual = Digest.of_bytes(data)
+        if actual != digest:
+            raise IntegrityError(
+                f"store object {digest.hex} at {target} is corrupt: its bytes hash to {actual.hex}. "
+                "Refusing to load it; restore the object from a backup or re-run the run that produced it."
+            )
+        return data
+
+    def verify(self, digest: Digest) -> bool:
+        try:
+            self.read_bytes(digest)
+        except StoreError:
+            return False
+        return True

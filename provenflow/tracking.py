@@ -1,0 +1,415 @@
+"""Recording a run: what went in, what came out, parameters, metrics, code and environment.
+
+Everything a run records is buffered in memory and written to the ledger in one transaction
+when the run ends, after its objects are in the store. A run that fails is recorded as failed
+with its error, and the objects it had written for its outputs are removed again, so a failure
+leaves neither a dataset/model row nor an orphan object.
+
+    import provenflow as pf
+
+    with pf.start("churn-experiment", parameters={"alpha": 0.1}) as run:
+        pf.input("churn@latest")          # a dataset ref, a model ref or a local file
+        pf.metric("auc", 0.91)
+        pf.output("model.pkl")
+
+Inside a Prefect flow the run takes the flow run's id and UI link, and shows a run card and a
+metrics table in the Prefect UI. In a notebook, ``pf.start(...)`` then ``pf.end()``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import os
+import socket
+import traceback
+import uuid
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from provenflow import prefect_context
+from provenflow.digest import Digest
+from provenflow.environment import EnvironmentState, capture_environment
+from provenflow.errors import ProvenflowError
+from provenflow.ledger import models as m
+from provenflow.refs import resolve_dataset, resolve_model
+from provenflow.report import metrics_row, run_card_markdown
+from provenflow.source import CodeState, capture_code
+from provenflow.workspace import Workspace
+
+_active: ContextVar[Run | None] = ContextVar("provenflow_active_run", default=None)
+
+
+@dataclass
+class DatasetOutput:
+    """A dataset version whose object is stored and whose ledger row is written when the run ends."""
+
+    name: str
+    digest: Digest
+    size: int
+    uri: str
+    format: str
+    rows: int | None = None
+    columns: int | None = None
+    schema: list | None = None
+    profile: dict | None = None
+    source: str | None = None
+
+
+@dataclass
+class ModelOutput:
+    name: str
+    digest: Digest
+    size: int
+    uri: str
+    format: str
+    estimator: str | None = None
+    task: str | None = None
+    signature: dict | None = None
+    params: dict | None = None
+    metrics: dict | None = None
+
+
+@dataclass
+class _Edge:
+    direction: str
+    kind: str
+    name: str
+    hash: str
+    dataset_version_id: int | None = None
+    model_version_id: int | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a finished run recorded; printable and JSON-able."""
+
+    id: str
+    kind: str
+    flow: str
+    name: str
+    state: str
+    error: str | None
+    parameters: dict
+    metrics: dict[str, float]
+    inputs: list[dict]
+    outputs: list[dict]
+    code: dict
+    environment: dict
+    prefect_url: str | None
+    started_at: str
+    ended_at: str
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Run:
+    workspace: Workspace
+    kind: str
+    flow: str
+    name: str
+    id: str
+    prefect_flow_run_id: str | None = None
+    prefect_url: str | None = None
+    parameters: dict = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    code: CodeState | None = None
+    environment: EnvironmentState | None = None
+    summary: RunSummary | None = None
+    _metrics: list[tuple[str, float, int | None, datetime]] = field(default_factory=list)
+    _edges: list[_Edge] = field(default_factory=list)
+    _datasets: list[DatasetOutput] = field(default_factory=list)
+    _models: list[ModelOutput] = field(default_factory=list)
+    _created: list[Digest] = field(default_factory=list)  # objects this run added to the store
+    _token: Token | None = None
+
+    # -- recording -----------------------------------------------------------------------
+
+    def parameter(self, key: str, value: Any) -> None:
+        self.parameters[key] = _jsonable(value)
+
+    def log_parameters(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            self.parameter(key, value)
+
+    def metric(self, key: str, value: float, step: int | None = None) -> None:
+        value = float(value)
+        if math.isnan(value) or math.isinf(value):
+            raise ProvenflowError(f"metric {key!r} is {value}; record finite numbers only")
+        self._metrics.append((key, value, step, datetime.now(UTC)))
+
+    def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        for key, value in values.items():
+            self.metric(key, value, step)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The last value of each metric."""
+        return {key: value for key, value, _, _ in self._metrics}
+
+    def input(self, item: str | os.PathLike | m.DatasetVersion | m.ModelVersion) -> Any:
+        """Record something the run read: a dataset/model ref or row, or a local file (hashed and stored)."""
+        if isinstance(item, m.DatasetVersion):
+            self._edges.append(_Edge("input", "dataset", item.ref, item.hash, dataset_version_id=item.id))
+            return item
+        if isinstance(item, m.ModelVersion):
+            self._edges.append(_Edge("input", "model", item.ref, item.hash, model_version_id=item.id))
+            return item
+        if isinstance(item, str) and "@" in item and not Path(item).exists():
+            with self.workspace.ledger.reader() as session:
+                if item.split("@", 1)[0] in _dataset_names(session):
+                    return self.input(resolve_dataset(session, item))
+                return self.input(resolve_model(session, item))
+        path = Path(item)
+        stored = self.workspace.store.put_file(path)
+        self._edges.append(_Edge("input", "file", str(path), stored.digest.hex))
+        return stored.digest
+
+    def output(self, item: str | os.PathLike | DatasetOutput | ModelOutput) -> Any:
+        """Record something the run wrote: a local file (stored now) or a dataset/model version."""
+        if isinstance(item, DatasetOutput):
+            self._datasets.append(item)
+            return item
+        if isinstance(item, ModelOutput):
+            self._models.append(item)
+            return item
+        path = Path(item)
+        stored = self.workspace.store.put_file(path)
+        if stored.created:
+            self._created.append(stored.digest)
+        self._edges.append(_Edge("output", "file", str(path), stored.digest.hex))
+        return stored.digest
+
+    def created_object(self, digest: Digest) -> None:
+        """Note an object this run added to the store, to be removed again if the run fails."""
+        self._created.append(digest)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.end(exc)
+
+    def end(self, error: BaseException | None = None) -> RunSummary:
+        """Write the run in one transaction; on error, record it failed and drop its outputs."""
+        if self.summary is not None:
+            return self.summary
+        ended_at = datetime.now(UTC)
+        message = _error_message(error) if error is not None else None
+        if error is not None:
+            self._datasets.clear()
+            self._models.clear()
+            for digest in self._created:
+                self.workspace.store.delete(digest)
+        try:
+            outputs = self._commit(ended_at, message)
+        finally:
+            if self._token is not None:
+                _active.reset(self._token)
+                self._token = None
+        self.summary = self._summarise(ended_at, message, outputs)
+        if self.prefect_flow_run_id and prefect_context.current_flow_run():
+            self._publish(self.summary)
+        return self.summary
+
+    def _commit(self, ended_at: datetime, error: str | None) -> list[_Edge]:
+        for attempt in range(3):
+            try:
+                with self.workspace.ledger.transaction() as session:
+                    return self._write(session, ended_at, error)
+            except DBIntegrityError:
+                # Two runs numbered the same model version at once; number again.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write(self, session, ended_at: datetime, error: str | None) -> list[_Edge]:
+        env = self.environment
+        if env is not None and session.get(m.Environment, env.hash) is None:
+            session.add(m.Environment(hash=env.hash, python=env.python, platform=env.platform, packages=list(env.packages)))
+        previous = session.get(m.Run, self.id)
+        if previous is not None:  # a Prefect retry of the same flow run replaces its record
+            session.delete(previous)
+            session.flush()
+        code = self.code
+        run = m.Run(
+            id=self.id,
+            kind=self.kind,
+            flow=self.flow,
+            name=self.name,
+            state="failed" if error else "completed",
+            error=error,
+            parameters=self.parameters,
+            code_commit=code.commit if code else None,
+            code_dirty=code.dirty if code else None,
+            code_diff_hash=code.diff_hash if code else None,
+            code_file=code.file if code else None,
+            code_file_hash=code.file_hash if code else None,
+            environment_hash=env.hash if env else None,
+            user=_user(),
+            host=socket.gethostname(),
+            prefect_flow_run_id=self.prefect_flow_run_id,
+            prefect_url=self.prefect_url,
+            started_at=self.started_at,
+            ended_at=ended_at,
+        )
+        session.add(run)
+        session.flush()
+        outputs: list[_Edge] = []
+        now = datetime.now(UTC)
+        for ds in self._datasets:
+            row = session.scalar(
+                select(m.DatasetVersion).where(m.DatasetVersion.name == ds.name, m.DatasetVersion.hash == ds.digest.hex)
+            )
+            if row is None:
+                row = m.DatasetVersion(
+                    name=ds.name, hash=ds.digest.hex, version=ds.digest.short, uri=ds.uri, format=ds.format,
+                    size=ds.size, rows=ds.rows, columns=ds.columns, schema=ds.schema, profile=ds.profile,
+                    source=ds.source, created_at=now, run_id=self.id,
+                )  # fmt: skip
+                session.add(row)
+                session.flush()
+            outputs.append(_Edge("output", "dataset", row.ref, row.hash, dataset_version_id=row.id))
+        for mo in self._models:
+            number = (session.scalar(select(func.max(m.ModelVersion.version)).where(m.ModelVersion.name == mo.name)) or 0) + 1
+            row = m.ModelVersion(
+                name=mo.name, version=number, hash=mo.digest.hex, uri=mo.uri, format=mo.format, size=mo.size,
+                estimator=mo.estimator, task=mo.task, signature=mo.signature, params=mo.params, metrics=mo.metrics,
+                created_at=now, run_id=self.id,
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+            outputs.append(_Edge("output", "model", row.ref, row.hash, model_version_id=row.id))
+        for edge in [*self._edges, *outputs]:
+            session.add(m.RunIO(run_id=self.id, **edge.__dict__))
+        session.add_all(
+            m.Metric(run_id=self.id, key=key, value=value, step=step, timestamp=ts)
+            for key, value, step, ts in self._metrics
+        )
+        return outputs
+
+    def _summarise(self, ended_at: datetime, error: str | None, outputs: list[_Edge]) -> RunSummary:
+        code, env = self.code, self.environment
+        return RunSummary(
+            id=self.id,
+            kind=self.kind,
+            flow=self.flow,
+            name=self.name,
+            state="failed" if error else "completed",
+            error=error,
+            parameters=self.parameters,
+            metrics=self.metrics,
+            inputs=[_edge_dict(e) for e in self._edges if e.direction == "input"],
+            outputs=[_edge_dict(e) for e in self._edges if e.direction == "output"] + [_edge_dict(e) for e in outputs],
+            code={
+                "commit": code.commit if code else None,
+                "dirty": code.dirty if code else None,
+                "diff_hash": code.diff_hash if code else None,
+                "file": code.file if code else None,
+                "file_hash": code.file_hash if code else None,
+            },
+            environment={"python": env.python, "hash": env.hash, "packages": len(env.packages)} if env else {},
+            prefect_url=self.prefect_url,
+            started_at=self.started_at.isoformat(),
+            ended_at=ended_at.isoformat(),
+        )
+
+    def _publish(self, summary: RunSummary) -> None:
+        model_names = [o["name"].split("@")[0] for o in summary.outputs if o["kind"] == "model"]
+        key = prefect_context.artifact_key("metrics", model_names[0] if model_names else summary.name)
+        prefect_context.publish_artifacts(
+            run_card_markdown(summary),
+            key,
+            metrics_row(summary),
+            description=f"provenflow {summary.kind} run {summary.name}",
+        )
+
+
+def start(
+    name: str,
+    *,
+    kind: str = "custom",
+    flow: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    workspace: Workspace | None = None,
+    code_file: str | os.PathLike | None = None,
+) -> Run:
+    """Begin a run and make it the active one (for ``provenflow.metric`` & co.)."""
+    flow_run = prefect_context.current_flow_run()
+    run_id = flow_run.id if flow_run and not _id_taken(flow_run.id) else str(uuid.uuid4())
+    workspace = workspace or Workspace.default()
+    code = capture_code(code_file=Path(code_file) if code_file else None)
+    run = Run(
+        workspace=workspace,
+        kind=kind,
+        flow=flow or (flow_run.name if flow_run else "python"),
+        name=name,
+        id=run_id,
+        prefect_flow_run_id=flow_run.id if flow_run else None,
+        prefect_url=flow_run.ui_url if flow_run else None,
+        code=code,
+        environment=capture_environment(),
+    )
+    if code.diff:
+        stored = workspace.store.put_bytes(code.diff)  # kept so `reproduce` can re-apply it
+        assert stored.digest.hex == code.diff_hash
+    run.log_parameters(parameters or {})
+    run._token = _active.set(run)
+    return run
+
+
+def active_run() -> Run:
+    run = _active.get()
+    if run is None:
+        raise ProvenflowError("no active provenflow run; call provenflow.start(...) first")
+    return run
+
+
+def _id_taken(run_id: str) -> bool:
+    current = _active.get()
+    return current is not None and current.id == run_id
+
+
+def _dataset_names(session) -> set[str]:
+    return set(session.scalars(select(m.DatasetVersion.name).distinct()))
+
+
+def _edge_dict(edge: _Edge) -> dict:
+    return {"kind": edge.kind, "name": edge.name, "hash": edge.hash}
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _error_message(error: BaseException) -> str:
+    if isinstance(error, ProvenflowError):
+        return f"{type(error).__name__}: {error}"
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return repr(value)

@@ -1,0 +1,36 @@
+"""A workspace binds the two resources every run needs: the ledger and the content store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provenflow.ledger.db import Ledger
+from provenflow.settings import get_settings
+from provenflow.store import ContentStore
+
+_open: dict[tuple[str, str], Workspace] = {}
+
+
+@dataclass
+class Workspace:
+    ledger: Ledger
+    store: ContentStore
+
+    @classmethod
+    def open(cls, ledger_url: str, store_url: str, fsync: bool = True) -> Workspace:
+        """One workspace per (ledger, store) pair per process, so engines are reused."""
+        key = (ledger_url, store_url)
+        if key not in _open:
+            _open[key] = cls(Ledger(ledger_url), ContentStore(store_url, fsync=fsync))
+        return _open[key]
+
+    @classmethod
+    def default(cls) -> Workspace:
+        settings = get_settings()
+        return cls.open(settings.resolved_ledger_url, settings.resolved_store_url, settings.store_fsync)
+
+
+def close_all() -> None:
+    for workspace in _open.values():
+        workspace.ledger.dispose()
+    _open.clear()
