@@ -28,9 +28,9 @@ class Stored:
 
 
 class ContentStore:
-    def __init__(self, url: str, fsync: bool = True) -> None:
+    def __init__(self, url: str, fsync: bool = True, storage_options: dict | None = None) -> None:
         self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url)
+        self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.root = root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)
         self.fsync = fsync

@@ -1,0 +1,1 @@
+"""Custom Prefect blocks: configuration and credentials users edit in the Prefect UI."""

@@ -1,0 +1,48 @@
+"""data-run: read a CSV/Parquet source, validate it, store a versioned Parquet dataset, record the run."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+import provenflow
+from tasks.data import read_source, store_dataset, validate_frame
+from tasks.workspace import open_workspace
+
+
+@flow(name="data-run", flow_run_name="data-{name}")
+def data_run(
+    name: str,
+    source: str,
+    suite: str | None = None,
+    ledger_block: str | None = None,
+    store_block: str | None = None,
+) -> dict:
+    """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV or Parquet file.
+
+    SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json, generated from
+    the first good dataset when it does not exist yet.
+    """
+    workspace = open_workspace(ledger_block, store_block)
+    parameters = {"name": name, "source": source, "suite": suite}
+    with provenflow.start(name, kind="data", flow="data-run", parameters=parameters, workspace=workspace) as run:
+        frame = read_source(source)
+        report = validate_frame(name, frame, suite)
+        dataset, created = store_dataset(workspace, name, frame, source)
+        if created:
+            run.created_object(dataset.digest)
+        run.output(dataset)
+        run.log_metrics({"rows": dataset.rows, "columns": dataset.columns, "expectations_passed": report.successful})
+    return {
+        "run_id": run.id,
+        "dataset": {
+            "name": name,
+            "version": dataset.digest.short,
+            "ref": f"{name}@{dataset.digest.short}",
+            "hash": dataset.digest.hex,
+            "rows": dataset.rows,
+            "columns": dataset.columns,
+            "new": created,
+        },
+        "validation": report.as_dict(),
+        "prefect_url": run.prefect_url,
+    }

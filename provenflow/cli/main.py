@@ -1,0 +1,308 @@
+"""The provenflow command line. Heavy libraries (Prefect, scikit-learn, Great Expectations) are
+imported inside the commands that use them, so ``provenflow --help`` answers at once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from provenflow.cli import output as out
+from provenflow.errors import ProvenflowError
+
+app = typer.Typer(help="provenflow: tracked data and model runs on Prefect.", no_args_is_help=True, add_completion=False)
+runs_app = typer.Typer(help="Recorded runs.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Dataset versions.", no_args_is_help=True)
+models_app = typer.Typer(help="Model versions.", no_args_is_help=True)
+server_app = typer.Typer(help="The project's local Prefect server (127.0.0.1:4200).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(models_app, name="models")
+app.add_typer(server_app, name="server")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+_state = {"debug": False, "verbose": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's flow and task logs.")] = False,
+) -> None:
+    _state.update(debug=debug, verbose=verbose)
+
+
+def run() -> None:
+    """Entry point: turn provenflow's errors into `Error: …` and exit status 1."""
+    try:
+        app(standalone_mode=False)
+    except ProvenflowError as exc:
+        if _state["debug"]:
+            raise
+        out.err_console.print(f"[red]Error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        out.err_console.print("Aborted.")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+def _prefect_ready() -> None:
+    """Connect to the project's Prefect server (or say once that Prefect runs ephemeral)."""
+    from provenflow import server
+
+    notice = server.connect()
+    if notice:
+        out.err_console.print(f"[yellow]Note:[/yellow] {notice}", highlight=False)
+    if not _state["verbose"]:
+        # Flow and task logs still reach the Prefect UI; the terminal gets our summary instead.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+def _workspace():
+    from provenflow.workspace import Workspace
+
+    return Workspace.default()
+
+
+# -- runs of flows ------------------------------------------------------------------------
+
+
+@app.command("data-run")
+def data_run(
+    name: Annotated[str, typer.Option(help="Dataset name.")],
+    source: Annotated[str, typer.Option(help="CSV or Parquet file: a path or fsspec URL.")],
+    suite: Annotated[str | None, typer.Option(help="Great Expectations suite JSON (default expectations/NAME.json).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate and version a dataset (the data-run flow)."""
+    _prefect_ready()
+    from flows.data_run import data_run as flow
+
+    result = flow(name=name, source=source, suite=suite)
+    if as_json:
+        out.print_json(result)
+        return
+    ds = result["dataset"]
+    out.console.print(ds["ref"], highlight=False)
+    note = "new version" if ds["new"] else "unchanged content: existing version"
+    out.err_console.print(
+        f"{ds['rows']} rows × {ds['columns']} columns, {note}; "
+        f"{result['validation']['successful']}/{result['validation']['evaluated']} expectations passed"
+        + (f" (suite created at {result['validation']['suite_path']})" if result["validation"]["created_suite"] else "")
+        + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
+        highlight=False,
+    )
+
+
+@app.command("model-run")
+def model_run(
+    dataset: Annotated[str, typer.Option(help="NAME@VERSION or NAME@latest.")],
+    target: Annotated[str, typer.Option(help="Column to predict.")],
+    estimator: Annotated[str, typer.Option(help="Import path, e.g. sklearn.ensemble.RandomForestClassifier.")],
+    param: Annotated[list[str] | None, typer.Option("--param", help="Hyper-parameter key=value (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for the split and the estimator.")] = 42,
+    test_size: Annotated[float, typer.Option(help="Fraction of rows held out for evaluation.")] = 0.25,
+    name: Annotated[str | None, typer.Option(help="Model name (default DATASET-TARGET).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train, evaluate and register a model version (the model-run flow)."""
+    from provenflow.training import parse_param
+
+    params: dict[str, Any] = dict(parse_param(p) for p in param or [])
+    _prefect_ready()
+    from flows.model_run import model_run as flow
+
+    result = flow(dataset=dataset, target=target, estimator=estimator, params=params, seed=seed, test_size=test_size, name=name)
+    if as_json:
+        out.print_json(result)
+        return
+    model = result["model"]
+    out.console.print(f"{model['name']}@{model['version']}", highlight=False)
+    metrics = "  ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
+    out.err_console.print(
+        f"trained on {result['dataset']}: {metrics}" + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
+        highlight=False,
+    )
+
+
+# -- reading the ledger -------------------------------------------------------------------
+
+
+@runs_app.command("list")
+def runs_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind (data, model, ...).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from provenflow import catalog
+
+    with _workspace().ledger.reader() as session:
+        rows = catalog.list_runs(session, limit=limit, kind=kind)
+    if as_json:
+        return out.print_json(rows)
+    out.table(
+        "runs",
+        ["id", "kind", "name", "state", "started", "metrics"],
+        [[r["id"][:8], r["kind"], r["name"], r["state"], r["started_at"][:19], ", ".join(f"{k}={out.fmt(v)}" for k, v in list(r["metrics"].items())[:3])] for r in rows],
+    )
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
+    from provenflow import catalog
+    from provenflow.refs import resolve_run
+
+    with _workspace().ledger.reader() as session:
+        data = catalog.run_dict(resolve_run(session, run_id), full=True)
+    if as_json:
+        return out.print_json(data)
+    out.run_detail(data)
+
+
+@datasets_app.command("list")
+def datasets_list(name: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None, as_json: JsonOpt = False) -> None:
+    from provenflow import catalog
+
+    with _workspace().ledger.reader() as session:
+        rows = catalog.list_datasets(session, name)
+    if as_json:
+        return out.print_json(rows)
+    out.table("dataset versions", ["ref", "rows", "columns", "size", "created", "run"], [[r["ref"], r["rows"], r["columns"], r["size"], r["created_at"][:19], r["run_id"]] for r in rows])
+
+
+@datasets_app.command("show")
+def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
+    from provenflow import catalog
+    from provenflow.refs import resolve_dataset
+
+    with _workspace().ledger.reader() as session:
+        data = catalog.dataset_dict(resolve_dataset(session, ref), full=True)
+    if as_json:
+        return out.print_json(data)
+    out.console.print(f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['rows']} rows × {data['columns']} columns, {data['size']} bytes, from {data['source']}\nrun {data['run_id']}  stored at {data['uri']}")
+    columns = data["profile"]["columns"]
+    out.table(
+        "columns",
+        ["name", "dtype", "kind", "missing", "summary"],
+        [
+            [n, c["dtype"], c.get("kind"), c["missing"],
+             f"mean {out.fmt(c['mean'])}, min {out.fmt(c['min'])}, max {out.fmt(c['max'])}" if c.get("kind") == "numeric"
+             else ", ".join(f"{k}:{v}" for k, v in list(c.get("frequencies", {}).items())[:5])]
+            for n, c in columns.items()
+        ],
+    )  # fmt: skip
+
+
+@models_app.command("list")
+def models_list(name: Annotated[str | None, typer.Argument(help="Only this model.")] = None, as_json: JsonOpt = False) -> None:
+    from provenflow import catalog
+
+    with _workspace().ledger.reader() as session:
+        rows = catalog.list_models(session, name)
+    if as_json:
+        return out.print_json(rows)
+    out.table("model versions", ["ref", "estimator", "metrics", "created", "run"], [[r["ref"], r["estimator"], ", ".join(f"{k}={out.fmt(v)}" for k, v in (r["metrics"] or {}).items()), r["created_at"][:19], r["run_id"]] for r in rows])
+
+
+@models_app.command("show")
+def models_show(ref: str, as_json: JsonOpt = False) -> None:
+    from provenflow import catalog
+    from provenflow.refs import resolve_model
+
+    with _workspace().ledger.reader() as session:
+        data = catalog.model_dict(resolve_model(session, ref), full=True)
+    if as_json:
+        return out.print_json(data)
+    out.console.print(f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['estimator']} ({data['task']}), {data['size']} bytes, format {data['format']}\ntraining run {data['run_id']}")
+    out.table("metrics", ["metric", "value"], [[k, v] for k, v in (data["metrics"] or {}).items()])
+    out.table("hyper-parameters", ["name", "value"], [[k, v] for k, v in (data["params"] or {}).items()])
+    out.table("input signature", ["column", "dtype", "kind"], [[c["name"], c["dtype"], c["kind"]] for c in data["signature"]["inputs"]])
+
+
+@app.command()
+def compare(run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")], as_json: JsonOpt = False) -> None:
+    """Parameters and metrics of runs side by side."""
+    from provenflow import catalog
+
+    with _workspace().ledger.reader() as session:
+        data = catalog.compare_runs(session, run_ids)
+    if as_json:
+        return out.print_json(data)
+    heads = [f"{r['name']}\n{r['id'][:8]}" for r in data["runs"]]
+    rows = [["outputs", *[", ".join(r["outputs"]) for r in data["runs"]]]]
+    rows += [[f"param {k}", *v] for k, v in data["params"].items()]
+    rows += [[f"metric {k}", *v] for k, v in data["metrics"].items()]
+    out.table("comparison", ["", *heads], rows)
+
+
+@app.command()
+def lineage(ref: Annotated[str, typer.Argument(help="A run id, dataset@version or model@version.")], as_json: JsonOpt = False) -> None:
+    """Upstream (datasets, runs, code, environment) and downstream (runs and models that used it)."""
+    from provenflow.lineage import lineage as build
+
+    with _workspace().ledger.reader() as session:
+        graph = build(session, ref)
+    if as_json:
+        return out.print_json(graph)
+    out.lineage_tree(graph)
+
+
+# -- the local Prefect server -------------------------------------------------------------
+
+
+@server_app.command("start")
+def server_start(as_json: JsonOpt = False) -> None:
+    """Start the project's Prefect server in the background (state in .provenflow/prefect)."""
+    from provenflow import server
+
+    with out.err_console.status("starting the Prefect server…"):
+        status = server.start()
+    if as_json:
+        return out.print_json(status.as_dict())
+    out.console.print(f"Prefect server running: UI {status.ui_url}  (pid {status.pid}, log {status.log})", highlight=False)
+
+
+@server_app.command("stop")
+def server_stop(as_json: JsonOpt = False) -> None:
+    from provenflow import server
+
+    stopped = server.stop()
+    if as_json:
+        return out.print_json({"stopped": stopped})
+    out.console.print("Prefect server stopped." if stopped else "No Prefect server of this project was running.")
+
+
+@server_app.command("status")
+def server_status(as_json: JsonOpt = False) -> None:
+    from provenflow import server
+
+    status = server.status()
+    if as_json:
+        return out.print_json(status.as_dict())
+    out.console.print(f"{'running' if status.running else 'not running'}: {status.ui_url}" + (f" (pid {status.pid})" if status.pid else ""), highlight=False)
+    if not status.running:
+        raise typer.Exit(3)
+
+
+@app.command()
+def demo() -> None:
+    """The end-to-end demo: penguins data run, three model runs, lineage and comparison."""
+    from provenflow.demo.run import main as run_demo
+
+    run_demo()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    run()

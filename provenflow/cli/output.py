@@ -1,0 +1,98 @@
+"""Printing for the CLI: JSON for scripts, rich tables and trees for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, title_justify="left")
+    for column in columns:
+        t.add_column(column, overflow="fold")
+    for row in rows:
+        t.add_row(*(fmt(v) for v in row))
+    console.print(t)
+
+
+def run_detail(run: dict) -> None:
+    console.print(f"[bold]{run['kind']} run[/bold] {run['name']}  [dim]{run['id']}[/dim]  state: {run['state']}")
+    if run.get("error"):
+        console.print(f"[red]error:[/red] {run['error']}")
+    console.print(f"flow: {run['flow']}   started: {run['started_at']}   ended: {run['ended_at']}   by {run.get('user')}@{run.get('host')}")
+    if run.get("prefect_url"):
+        console.print(f"Prefect: {run['prefect_url']}")
+    code = run["code"]
+    dirty = {True: f"dirty (diff {str(code['diff_hash'])[:12]})", False: "clean", None: "unknown"}[code["dirty"]]
+    console.print(f"code: {code['commit'] or 'no git commit'} {dirty}" + (f"  file {code['file']}" if code.get("file") else ""))
+    env = run["environment"]
+    console.print(f"environment: Python {env['python']}, {len(env['packages'])} packages, hash {str(env['hash'])[:16]}")
+    table("inputs", ["kind", "name", "hash"], [[i["kind"], i["name"], i["hash"][:16]] for i in run["inputs"]])
+    table("outputs", ["kind", "name", "hash"], [[o["kind"], o["name"], o["hash"][:16]] for o in run["outputs"]])
+    table("parameters", ["name", "value"], [[k, v] for k, v in run["parameters"].items()])
+    table("metrics", ["name", "value"], [[k, v] for k, v in run["metrics"].items()])
+
+
+def _run_label(node: dict) -> str:
+    code = node["code"]
+    commit = (code["commit"] or "no-git")[:10] + ("+dirty" if code["dirty"] else "")
+    metrics = ", ".join(f"{k}={fmt(v)}" for k, v in list(node["metrics"].items())[:4])
+    return f"[cyan]run[/cyan] {node['name']} [dim]{node['id'][:8]}[/dim] ({node['flow']}, code {commit}, env {str(node['environment']['hash'])[:8]}){'  ' + metrics if metrics else ''}"
+
+
+def _version_label(node: dict) -> str:
+    return f"[green]{node['kind']}[/green] {node['ref']} [dim]{node['hash'][:12]}[/dim]"
+
+
+def _add_up(tree: Tree, nodes: list[dict]) -> None:
+    for node in nodes:
+        if node["kind"] == "run":
+            branch = tree.add(_run_label(node))
+            _add_up(branch, node.get("inputs", []))
+        else:
+            branch = tree.add(_version_label(node))
+            _add_up(branch, node.get("produced_by", []))
+
+
+def _add_down(tree: Tree, nodes: list[dict]) -> None:
+    for node in nodes:
+        if node["kind"] == "run":
+            branch = tree.add(_run_label(node))
+            _add_down(branch, node.get("outputs", []))
+        else:
+            branch = tree.add(_version_label(node))
+            _add_down(branch, node.get("used_by", []))
+
+
+def lineage_tree(graph: dict) -> None:
+    root = graph["node"]
+    label = _run_label(root) if graph["kind"] == "run" else _version_label(root)
+    up = Tree(f"[bold]upstream of[/bold] {label}")
+    _add_up(up, graph["upstream"])
+    down = Tree(f"[bold]downstream of[/bold] {label}")
+    _add_down(down, graph["downstream"])
+    console.print(up)
+    console.print(down)

@@ -1,0 +1,134 @@
+"""Tabular data: reading a source, its canonical Parquet form, schema and column profile."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from provenflow.digest import Digest
+from provenflow.errors import DataError
+from provenflow.store import ContentStore
+
+PARQUET = "parquet"
+# Quantiles kept in every numeric profile; the drift monitor bins current data on these edges.
+QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+TOP_CATEGORIES = 50
+
+
+def _format_of(source: str) -> str:
+    lower = source.lower()
+    for suffix in (".csv.gz", ".csv.bz2", ".csv.zst", ".csv", ".tsv"):
+        if lower.endswith(suffix):
+            return "csv"
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    raise DataError(f"cannot tell the format of {source!r}: expected a .csv(.gz) or .parquet file")
+
+
+def read_table(source: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file from a path or fsspec URL, with a clear error for bad input."""
+    fmt = _format_of(source)
+    try:
+        fs, path = fsspec.core.url_to_fs(source)
+        if not fs.exists(path):
+            raise DataError(f"no file at {source!r}; check the path or URL")
+        if fs.isdir(path):
+            raise DataError(f"{source!r} is a folder; give a CSV or Parquet file")
+        if fs.size(path) == 0:
+            raise DataError(f"{source!r} is empty (0 bytes); expected a CSV header and rows")
+        with fs.open(path, "rb", compression="infer") as fh:
+            if fmt == "csv":
+                frame = pd.read_csv(fh, sep="\t" if source.lower().endswith(".tsv") else ",")
+            else:
+                frame = pd.read_parquet(fh)
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{source!r} has no columns; expected a CSV header and rows") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{source!r} could not be parsed as CSV: {str(exc).strip()}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source!r} is not text in UTF-8 ({exc.reason} at byte {exc.start}); is it really CSV?") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{source!r} could not be read as {fmt}: {exc}") from None
+    if frame.empty:
+        raise DataError(f"{source!r} has a header but no rows")
+    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    if duplicated:
+        raise DataError(f"{source!r} has duplicate column names: {duplicated}")
+    if any(str(c).startswith("Unnamed: ") for c in frame.columns):
+        raise DataError(f"{source!r} has a column without a header name; every column needs a name")
+    return frame
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """The canonical stored form: same frame and library versions → same bytes → same hash."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", write_statistics=True)
+    return buffer.getvalue()
+
+
+def schema_of(frame: pd.DataFrame) -> list[dict]:
+    return [{"name": str(name), "dtype": str(dtype)} for name, dtype in frame.dtypes.items()]
+
+
+def is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def profile_of(frame: pd.DataFrame) -> dict:
+    """Per-column statistics, kept with the dataset version as the drift reference."""
+    columns = {}
+    for name, series in frame.items():
+        missing = int(series.isna().sum())
+        entry: dict = {"dtype": str(series.dtype), "missing": missing, "count": int(len(series) - missing)}
+        present = series.dropna()
+        if is_numeric(series) and len(present):
+            values = present.to_numpy(dtype="float64")
+            edges = np.unique(np.quantile(values, QUANTILES))
+            counts, _ = np.histogram(values, bins=edges) if len(edges) > 1 else (np.array([len(values)]), None)
+            entry.update(
+                kind="numeric",
+                mean=float(values.mean()),
+                std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                min=float(values.min()),
+                max=float(values.max()),
+                quantiles={str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))},
+                histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+            )
+        else:
+            freq = present.astype(str).value_counts()
+            top = freq.head(TOP_CATEGORIES)
+            entry.update(
+                kind="categorical",
+                distinct=int(freq.size),
+                frequencies={str(k): int(v) for k, v in top.items()},
+                other=int(freq.iloc[TOP_CATEGORIES:].sum()),
+            )
+        columns[str(name)] = entry
+    return {"rows": int(len(frame)), "columns": columns}
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    digest: Digest
+    size: int
+    uri: str
+    created: bool
+
+
+def store_table(store: ContentStore, frame: pd.DataFrame) -> StoredTable:
+    stored = store.put_bytes(to_parquet_bytes(frame))
+    return StoredTable(stored.digest, stored.size, store.uri(stored.digest), stored.created)
+
+
+def load_table(store: ContentStore, digest: Digest) -> pd.DataFrame:
+    """A stored dataset version, verified against its hash before it is parsed."""
+    return pd.read_parquet(io.BytesIO(store.read_bytes(digest)))

@@ -1,0 +1,154 @@
+"""The local Prefect server: one per project, in the background, state under .provenflow/prefect."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from provenflow.errors import ConfigError
+from provenflow.settings import get_settings
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    api_url: str
+    ui_url: str
+    pid: int | None
+    home: str
+    log: str
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _paths() -> tuple[Path, Path, Path]:
+    home = get_settings().home_dir
+    return home / "prefect", home / "server.pid", home / "server.log"
+
+
+def api_url() -> str:
+    s = get_settings()
+    return f"http://{s.server_host}:{s.server_port}/api"
+
+
+def healthy(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _pid() -> int | None:
+    _, pid_file, _ = _paths()
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def status() -> ServerStatus:
+    prefect_home, _, log = _paths()
+    url = api_url()
+    return ServerStatus(healthy(url), url, url.removesuffix("/api"), _pid(), str(prefect_home), str(log))
+
+
+def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:
+    current = status()
+    if current.running:
+        return current
+    prefect_home, pid_file, log = _paths()
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    s = get_settings()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(prefect_home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_API_URL=api_url(),
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
+    )
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", s.server_host, "--port", str(s.server_port)]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigError(f"the Prefect server exited with status {process.returncode}; see {log}")
+        if healthy(current.api_url):
+            return status()
+        if on_wait:
+            on_wait()
+        time.sleep(0.5)
+    raise ConfigError(f"the Prefect server did not answer within {timeout:.0f} s; see {log}")
+
+
+def stop(timeout: float = 20.0) -> bool:
+    """Stop the server this project started; False when none was running."""
+    pid = _pid()
+    _, pid_file, _ = _paths()
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid() is not None:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    if _pid() is not None:
+        os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _profile_api_url() -> str | None:
+    """PREFECT_API_URL from the active Prefect profile, read without importing Prefect."""
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml"))
+    try:
+        data = tomllib.loads(path.read_text())
+    except (FileNotFoundError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active", "ephemeral")
+    return data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+
+
+def connect() -> str | None:
+    """Point this process at a Prefect API before Prefect is imported.
+
+    Order: PREFECT_API_URL in the environment, the active Prefect profile, then this project's
+    local server. Returns a notice to show once when none is there and Prefect will fall back to
+    its ephemeral mode, else None.
+    """
+    if os.environ.get("PREFECT_API_URL") or _profile_api_url():
+        return None
+    url = api_url()
+    if healthy(url, timeout=0.5):
+        os.environ["PREFECT_API_URL"] = url
+        return None
+    return (
+        f"No Prefect server at {url.removesuffix('/api')} and PREFECT_API_URL is not set: using Prefect's "
+        "ephemeral mode (8-16 s per command, runs not kept for the UI). Start one with `provenflow server start`."
+    )

@@ -1,0 +1,170 @@
+"""Data validation with Great Expectations 1.x suites kept as JSON in the project.
+
+Great Expectations costs ~2 s to import, so it is imported inside the functions that use it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from provenflow.errors import ConfigError, ValidationFailed
+
+INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "Int8", "Int16", "Int32", "Int64"]
+FLOAT_TYPES = ["float16", "float32", "float64", "Float32", "Float64"]
+STRING_TYPES = ["str", "object", "string"]
+BOOL_TYPES = ["bool", "boolean"]
+
+
+@dataclass
+class ValidationReport:
+    suite: str
+    suite_path: str
+    created_suite: bool
+    success: bool
+    evaluated: int
+    successful: int
+    failed: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def type_family(dtype: str) -> list[str]:
+    """Types a column may take in later versions without counting as a schema change.
+
+    Integers and floats are one family: a missing value turns an int64 column into float64.
+    """
+    if dtype in INT_TYPES or dtype in FLOAT_TYPES:
+        return INT_TYPES + FLOAT_TYPES
+    if dtype in BOOL_TYPES:
+        return BOOL_TYPES
+    if dtype.startswith("datetime64"):
+        return [dtype]
+    if dtype == "category":
+        return ["category", *STRING_TYPES]
+    return STRING_TYPES
+
+
+def default_suite(name: str, frame: pd.DataFrame) -> dict:
+    """A starting suite from a first good dataset: columns, their types, non-null where none were."""
+    expectations: list[dict] = [
+        {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": [str(c) for c in frame.columns]}},
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
+    ]
+    for column, dtype in frame.dtypes.items():
+        expectations.append(
+            {"type": "expect_column_values_to_be_in_type_list", "kwargs": {"column": str(column), "type_list": type_family(str(dtype))}}
+        )
+        if not frame[column].isna().any():
+            expectations.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": str(column)}})
+    return {
+        "name": name,
+        "expectations": expectations,
+        "meta": {"generated_by": "provenflow", "note": "Generated from the first dataset; edit freely."},
+    }
+
+
+def load_suite(path: Path) -> dict:
+    try:
+        suite = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no expectation suite at {str(path)!r}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"expectation suite {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
+        raise ConfigError(f"expectation suite {str(path)!r} needs a list under 'expectations'")
+    return suite
+
+
+def save_suite(path: Path, suite: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(suite, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def validate(frame: pd.DataFrame, suite: dict) -> tuple[bool, int, int, list[dict]]:
+    """Run a suite on a frame: (success, evaluated, successful, failed expectations)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    expectations = suite["expectations"]
+    try:
+        gx_suite = gx.ExpectationSuite(name=suite.get("name") or "suite", expectations=expectations)
+    except Exception as exc:  # GX raises a zoo of types for a bad configuration
+        raise ConfigError(f"expectation suite {suite.get('name')!r} is invalid: {exc}") from None
+    if len(gx_suite.expectations) != len(expectations):
+        raise ConfigError(
+            f"expectation suite {suite.get('name')!r}: {len(expectations) - len(gx_suite.expectations)} "
+            "expectation(s) have an invalid configuration (unknown type or arguments)"
+        )
+    source = context.data_sources.add_pandas("provenflow")
+    batch = (
+        source.add_dataframe_asset(name="frame")
+        .add_batch_definition_whole_dataframe("all")
+        .get_batch(batch_parameters={"dataframe": _object_strings(frame)})
+    )
+    result = batch.validate(gx_suite)
+    failed = []
+    for item in result.results:
+        if item.success:
+            continue
+        config = item.expectation_config
+        kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+        observed = item.result.get("observed_value")
+        if observed is None and "unexpected_count" in item.result:
+            observed = f"{item.result['unexpected_count']} unexpected values, e.g. {item.result.get('partial_unexpected_list', [])[:5]}"
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            observed = item.exception_info.get("exception_message")
+        failed.append({"expectation": config.type, "column": kwargs.get("column"), "kwargs": kwargs, "observed": _plain(observed)})
+    stats = result.statistics
+    return bool(result.success), int(stats["evaluated_expectations"]), int(stats["successful_expectations"]), failed
+
+
+def validate_dataset(name: str, frame: pd.DataFrame, suite_path: Path, create_if_missing: bool) -> ValidationReport:
+    """Validate against the suite at suite_path, creating a default one from this data when allowed."""
+    created = False
+    if suite_path.exists():
+        suite = load_suite(suite_path)
+    elif create_if_missing:
+        suite = default_suite(name, frame)
+        created = True
+    else:
+        raise ConfigError(f"no expectation suite at {str(suite_path)!r}")
+    success, evaluated, successful, failed = validate(frame, suite)
+    report = ValidationReport(suite["name"], str(suite_path), created, success, evaluated, successful, failed)
+    if not success:
+        lines = [f"  - {f['expectation']}" + (f" on {f['column']!r}" if f["column"] else "") + f": observed {f['observed']}" for f in failed]
+        raise ValidationFailed(
+            f"{len(failed)} of {evaluated} expectations in suite {str(suite_path)!r} failed:\n" + "\n".join(lines),
+            failed=failed,
+        )
+    if created:
+        save_suite(suite_path, suite)
+    return report
+
+
+def _object_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """pandas 3 string columns as object: GX's type checks do not recognise the 'str' dtype."""
+    strings = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype)]
+    return frame.astype({c: object for c in strings}) if strings else frame
+
+
+def _plain(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
