@@ -135,13 +135,16 @@ def _profile_api_url() -> str | None:
     return data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
 
 
-def connect() -> str | None:
+def connect(quiet: bool = True) -> str | None:
     """Point this process at a Prefect API before Prefect is imported.
 
     Order: PREFECT_API_URL in the environment, the active Prefect profile, then this project's
     local server. Returns a notice to show once when none is there and Prefect will fall back to
-    its ephemeral mode, else None.
+    its ephemeral mode, else None. ``quiet`` keeps flow and task logs off the terminal (they still
+    reach the Prefect UI), for commands that print their own summary.
     """
+    if quiet:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     if os.environ.get("PREFECT_API_URL") or _profile_api_url():
         return None
     url = api_url()

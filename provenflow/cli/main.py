@@ -3,7 +3,6 @@ imported inside the commands that use them, so ``provenflow --help`` answers at 
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated, Any
 
@@ -58,15 +57,11 @@ def run() -> None:
 
 
 def _prefect_ready() -> None:
-    """Connect to the project's Prefect server (or say once that Prefect runs ephemeral)."""
     from provenflow import server
 
-    notice = server.connect()
+    notice = server.connect(quiet=not _state["verbose"])
     if notice:
         out.err_console.print(f"[yellow]Note:[/yellow] {notice}", highlight=False)
-    if not _state["verbose"]:
-        # Flow and task logs still reach the Prefect UI; the terminal gets our summary instead.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
 def _workspace():
@@ -304,5 +299,4 @@ def demo() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     run()

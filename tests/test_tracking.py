@@ -1,0 +1,167 @@
+"""The tracking API and the ledger, on SQLite and on PostgreSQL."""
+
+import pytest
+from sqlalchemy import func, select
+
+import provenflow as pf
+from provenflow import catalog
+from provenflow.digest import Digest
+from provenflow.errors import ProvenflowError, RefError
+from provenflow.ledger import models as m
+from provenflow.lineage import lineage
+from provenflow.refs import resolve_any, resolve_dataset, resolve_model, resolve_run
+from provenflow.tracking import DatasetOutput, ModelOutput
+
+
+def _count(ws, table) -> int:
+    with ws.ledger.reader() as s:
+        return s.scalar(select(func.count()).select_from(table))
+
+
+def _dataset(ws, name: str, payload: bytes) -> DatasetOutput:
+    stored = ws.store.put_bytes(payload)
+    return DatasetOutput(name=name, digest=stored.digest, size=stored.size, uri=ws.store.uri(stored.digest), format="parquet", rows=3, columns=2)
+
+
+def _model(ws, name: str, payload: bytes) -> ModelOutput:
+    stored = ws.store.put_bytes(payload)
+    return ModelOutput(name=name, digest=stored.digest, size=stored.size, uri=ws.store.uri(stored.digest), format="test", metrics={"f1": 0.5})
+
+
+def test_run_records_everything_in_one_go(workspace, tmp_path):
+    files = []
+    for i in range(10):
+        f = tmp_path / f"in{i}.txt"
+        f.write_text(f"input {i}")
+        files.append(f)
+    with pf.start("exp", parameters={"lr": 0.1, "layers": [3, 4]}, workspace=workspace) as run:
+        for f in files:
+            pf.input(f)
+        for step in range(1000):
+            pf.metric("loss", 1.0 / (step + 1), step=step)
+        pf.metric("accuracy", 0.93)
+        run.output(_dataset(workspace, "features", b"dataset bytes"))
+    summary = run.summary
+    assert summary.state == "completed"
+    assert summary.metrics == {"loss": 0.001, "accuracy": 0.93}
+    assert len(summary.inputs) == 10 and summary.outputs[0]["name"].startswith("features@")
+    assert summary.environment["packages"] > 10 and summary.environment["python"]
+    with workspace.ledger.reader() as s:
+        row = resolve_run(s, run.id[:8])
+        assert row.parameters == {"lr": 0.1, "layers": [3, 4]}
+        assert len(row.metrics) == 1001
+        assert row.user and row.host and row.ended_at >= row.started_at
+        assert any(p.startswith("sqlalchemy==") for p in row.environment.packages)
+        shown = catalog.run_dict(row, full=True)
+        assert len(shown["metric_history"]["loss"]) == 1000
+    # Every input file is in the store, verified by its hash.
+    for edge in summary.inputs:
+        assert workspace.store.verify(Digest(edge["hash"]))
+
+
+def test_failed_run_keeps_a_record_but_no_outputs_and_no_orphans(workspace):
+    with pytest.raises(RuntimeError, match="boom"):
+        with pf.start("doomed", workspace=workspace) as run:
+            dataset = run.output(_dataset(workspace, "half", b"half-written"))
+            run.created_object(dataset.digest)
+            run.output(_model(workspace, "m", b"model bytes"))
+            pf.metric("partial", 1.0)
+            raise RuntimeError("boom")
+    assert _count(workspace, m.DatasetVersion) == 0
+    assert _count(workspace, m.ModelVersion) == 0
+    assert not workspace.store.exists(dataset.digest)
+    with workspace.ledger.reader() as s:
+        row = resolve_run(s, run.id)
+        assert row.state == "failed" and "boom" in row.error
+        assert [io for io in row.io if io.direction == "output"] == []
+
+
+def test_identical_dataset_content_is_one_version(workspace):
+    refs = []
+    for _ in range(2):
+        with pf.start("ingest", kind="data", workspace=workspace) as run:
+            run.output(_dataset(workspace, "iris", b"same content"))
+        refs.append(run.summary.outputs[0]["name"])
+    assert refs[0] == refs[1]
+    assert _count(workspace, m.DatasetVersion) == 1
+
+
+def test_model_versions_number_up_and_resolve(workspace):
+    for payload in (b"m1", b"m2"):
+        with pf.start("train", kind="model", workspace=workspace) as run:
+            run.output(_model(workspace, "churn", payload))
+    with workspace.ledger.reader() as s:
+        assert resolve_model(s, "churn@latest").version == 2
+        assert resolve_model(s, "churn@1").hash == Digest.of_bytes(b"m1").hex
+        with pytest.raises(RefError, match="no model version 'churn@7'; recent versions of 'churn': churn@2, churn@1"):
+            resolve_model(s, "churn@7")
+        with pytest.raises(RefError, match="Did you mean 'churn'"):
+            resolve_model(s, "chrun@1")
+        with pytest.raises(RefError, match="not a model reference"):
+            resolve_model(s, "churn")
+
+
+def test_unknown_refs_are_clear(workspace):
+    with workspace.ledger.reader() as s:
+        with pytest.raises(RefError, match="no dataset named 'nope'"):
+            resolve_dataset(s, "nope@latest")
+        with pytest.raises(RefError, match="no run with id"):
+            resolve_run(s, "0123456789")
+        with pytest.raises(RefError, match="no dataset or model named"):
+            resolve_any(s, "ghost@1")
+
+
+def test_lineage_walks_both_ways(workspace):
+    with pf.start("ingest", kind="data", workspace=workspace) as data_run:
+        data_run.output(_dataset(workspace, "sales", b"sales v1"))
+    dataset_ref = data_run.summary.outputs[0]["name"]
+    with pf.start("train", kind="model", workspace=workspace) as model_run:
+        pf.input(dataset_ref)
+        model_run.output(_model(workspace, "forecast", b"weights"))
+    with workspace.ledger.reader() as s:
+        down = lineage(s, dataset_ref)
+        assert down["downstream"][0]["id"] == model_run.id
+        assert down["downstream"][0]["outputs"][0]["ref"] == "forecast@1"
+        up = lineage(s, "forecast@1")
+        producer = up["upstream"][0]
+        assert producer["id"] == model_run.id
+        assert producer["inputs"][0]["ref"] == dataset_ref
+        assert producer["inputs"][0]["produced_by"][0]["id"] == data_run.id
+        assert producer["environment"]["hash"]
+        run_graph = lineage(s, model_run.id)
+        assert run_graph["upstream"][0]["ref"] == dataset_ref
+
+
+def test_compare_lines_up_params_and_metrics(workspace):
+    ids = []
+    for lr in (0.1, 0.01):
+        with pf.start("sweep", parameters={"lr": lr, "opt": {"name": "adam"}}, workspace=workspace) as run:
+            pf.metric("auc", lr * 5)
+        ids.append(run.id)
+    with workspace.ledger.reader() as s:
+        table = catalog.compare_runs(s, ids)
+    assert table["params"]["lr"] == [0.1, 0.01]
+    assert table["params"]["opt.name"] == ["adam", "adam"]
+    assert table["metrics"]["auc"] == [0.5, 0.05]
+
+
+def test_non_finite_metric_is_refused(workspace):
+    with pf.start("x", workspace=workspace) as run:
+        with pytest.raises(ProvenflowError, match="finite"):
+            run.metric("loss", float("nan"))
+
+
+def test_fluent_api_needs_an_active_run():
+    with pytest.raises(ProvenflowError, match="no active provenflow run"):
+        pf.metric("x", 1.0)
+
+
+def test_notebook_code_identity(workspace, tmp_path, monkeypatch):
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text('{"cells": []}')
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    pf.start("notebook-run", workspace=workspace)
+    pf.metric("r2", 0.8)
+    summary = pf.end()
+    assert summary.code["file"].endswith("analysis.ipynb")
+    assert summary.code["file_hash"] == Digest.of_file(notebook).hex
