@@ -44,6 +44,10 @@ def prefect_api(tmp_path_factory, request) -> Iterator[str]:
     # The heartbeat thread adds ~1 s to the end of every sync flow run; tests do not need it.
     with temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield server.api_url
+        # Send buffered logs and events while the server is still there to take them.
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()
     os.environ.pop("PREFECT_API_URL", None)
     server.stop()
 

@@ -1,0 +1,62 @@
+import pandas as pd
+import pytest
+
+from provenflow import datasets
+from provenflow.errors import DataError
+from provenflow.store import ContentStore
+from tests.conftest import PENGUINS
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"a,b\n", "has a header but no rows"),
+        (b"a,b\n1,2\n3,4,5,6\n", "could not be parsed as CSV"),
+        (b"\xff\xfe\x00garbage\x00\xff\n\x01", "not text in UTF-8|could not be parsed"),
+        (b",b\n1,2\n", "column without a header name"),
+    ],
+)
+def test_bad_csv_gets_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        datasets.read_table(str(path))
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(DataError, match="no file at"):
+        datasets.read_table(str(tmp_path / "nope.csv"))
+    with pytest.raises(DataError, match="cannot tell the format"):
+        datasets.read_table(str(tmp_path / "data.xlsx"))
+
+
+def test_corrupt_parquet(tmp_path):
+    path = tmp_path / "x.parquet"
+    path.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(DataError, match="could not be read as parquet"):
+        datasets.read_table(str(path))
+
+
+def test_parquet_form_is_deterministic_and_round_trips(tmp_path):
+    frame = datasets.read_table(str(PENGUINS))
+    assert datasets.to_parquet_bytes(frame) == datasets.to_parquet_bytes(datasets.read_table(str(PENGUINS)))
+    store = ContentStore(str(tmp_path / "store"))
+    stored = datasets.store_table(store, frame)
+    back = datasets.load_table(store, stored.digest)
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def test_profile_describes_numeric_and_categorical_columns():
+    frame = datasets.read_table(str(PENGUINS))
+    profile = datasets.profile_of(frame)
+    assert profile["rows"] == 344
+    mass = profile["columns"]["body_mass_g"]
+    assert mass["kind"] == "numeric" and mass["missing"] == 2 and mass["count"] == 342
+    assert mass["min"] == 2700.0 and mass["max"] == 6300.0
+    assert sum(mass["histogram"]["counts"]) == 342
+    assert mass["histogram"]["edges"] == sorted(mass["histogram"]["edges"])
+    species = profile["columns"]["species"]
+    assert species["kind"] == "categorical"
+    assert species["frequencies"] == {"Adelie": 152, "Gentoo": 124, "Chinstrap": 68}
+    assert profile["columns"]["sex"]["missing"] == 11

@@ -1,0 +1,99 @@
+import pandas as pd
+import pytest
+
+from provenflow import training
+from provenflow.datasets import read_table
+from provenflow.digest import Digest
+from provenflow.errors import IntegrityError, TrainingError
+from tests.conftest import PENGUINS
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return read_table(str(PENGUINS))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("n=10", ("n", 10)), ("a=0.5", ("a", 0.5)), ("k=gini", ("k", "gini")), ("x=None", ("x", None)),
+     ("b=True", ("b", True)), ("l=[1,2]", ("l", [1, 2]))],
+)  # fmt: skip
+def test_parse_param(text, expected):
+    assert training.parse_param(text) == expected
+
+
+def test_parse_param_needs_equals():
+    with pytest.raises(TrainingError, match="not key=value"):
+        training.parse_param("n_estimators")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("sklearn.ensemble.RandomForestClasifier", {}, "Did you mean 'RandomForestClassifier'"),
+        ("no_such_module.Model", {}, "cannot import module 'no_such_module'"),
+        ("collections.OrderedDict", {}, "not a scikit-learn estimator"),
+        ("RandomForest", {}, "not an import path"),
+        ("sklearn.ensemble.RandomForestClassifier", {"n_estimator": 5}, "no hyper-parameter 'n_estimator'.*Did you mean 'n_estimators'"),
+    ],
+)
+def test_estimator_errors(path, params, message):
+    with pytest.raises(TrainingError, match=message):
+        training.import_estimator(path, params)
+
+
+def test_rejected_hyper_parameter_value(frame):
+    estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": -3})
+    with pytest.raises(TrainingError, match="rejected its hyper-parameters.*n_estimators"):
+        training.train_and_evaluate(frame, "species", estimator, seed=1, test_size=0.25)
+
+
+def test_unknown_target(frame):
+    estimator = training.import_estimator("sklearn.linear_model.LogisticRegression", {})
+    with pytest.raises(TrainingError, match="target column 'specis' is not in the dataset. Did you mean 'species'"):
+        training.train_and_evaluate(frame, "specis", estimator, seed=1, test_size=0.25)
+
+
+def test_classification_with_missing_values_and_categories(frame):
+    estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 20})
+    trained = training.train_and_evaluate(frame, "sex", estimator, seed=3, test_size=0.25)
+    assert trained.task == "classification"
+    assert set(trained.metrics) == {"accuracy", "f1", "roc_auc"}
+    assert 0.6 < trained.metrics["accuracy"] <= 1.0
+    assert trained.params["random_state"] == 3  # the seed reaches the estimator
+    assert trained.train_rows + trained.test_rows == 333  # rows with a missing target are dropped
+    names = [c["name"] for c in trained.signature["inputs"]]
+    assert "sex" not in names and "island" in names
+    assert trained.signature["classes"] == ["female", "male"]
+
+
+def test_regression_metrics(frame):
+    estimator = training.import_estimator("sklearn.linear_model.Ridge", {"alpha": 1.0})
+    trained = training.train_and_evaluate(frame, "body_mass_g", estimator, seed=0, test_size=0.3)
+    assert trained.task == "regression"
+    assert set(trained.metrics) == {"rmse", "mae", "r2"}
+    assert trained.metrics["r2"] > 0.7 and trained.metrics["rmse"] > 0
+
+
+def test_same_seed_and_data_serialize_identically(frame):
+    def fit():
+        estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 15})
+        return training.serialize(training.train_and_evaluate(frame, "species", estimator, seed=11, test_size=0.2).pipeline)
+
+    first, second = fit(), fit()
+    assert Digest.of_bytes(first) == Digest.of_bytes(second)
+    model = training.deserialize(first, Digest.of_bytes(first))
+    assert list(model.predict(frame.drop(columns=["species"]).head(3)))
+
+
+def test_tampered_model_bytes_are_not_unpickled():
+    data = training.serialize({"weights": [1, 2, 3]})
+    with pytest.raises(IntegrityError, match="refusing to load"):
+        training.deserialize(data + b"x", Digest.of_bytes(data))
+
+
+def test_single_class_target():
+    frame = pd.DataFrame({"x": range(10), "y": ["a"] * 10})
+    estimator = training.import_estimator("sklearn.linear_model.LogisticRegression", {})
+    with pytest.raises(TrainingError, match="single class"):
+        training.train_and_evaluate(frame, "y", estimator, seed=0, test_size=0.3)
