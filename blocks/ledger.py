@@ -10,7 +10,15 @@ from provenflow.ledger.db import Ledger
 
 
 class LedgerDatabase(Block):
-    """The ledger database: a SQLite file for one person, PostgreSQL for a team."""
+    """The ledger database: a SQLite file for one person, PostgreSQL for a team.
+
+    Example:
+        ```python
+        from blocks.ledger import LedgerDatabase
+
+        ledger = LedgerDatabase.load("BLOCK_NAME").get_ledger()
+        ```
+    """
 
     _block_type_name: ClassVar[str] = "provenflow Ledger Database"
     _block_type_slug: ClassVar[str] = "provenflow-ledger-database"

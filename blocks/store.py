@@ -9,14 +9,28 @@ from provenflow.store import ContentStore
 
 
 class ArtifactStore(Block):
-    """Where provenflow keeps datasets, models and code diffs: a content-addressed store on any fsspec URL."""
+    """Where provenflow keeps datasets, models and code diffs: a content-addressed store on any fsspec URL.
+
+    Example:
+        ```python
+        from blocks.store import ArtifactStore
+
+        store = ArtifactStore.load("BLOCK_NAME").get_store()
+        ```
+    """
 
     _block_type_name: ClassVar[str] = "provenflow Artifact Store"
     _block_type_slug: ClassVar[str] = "provenflow-artifact-store"
-    _description: ClassVar[str] = "Content-addressed object store for provenflow (local folder or S3-compatible)."
+    _description: ClassVar[str] = (
+        "Content-addressed object store for provenflow (local folder or S3-compatible)."
+    )
 
-    url: str = Field(description="fsspec URL of the store root, e.g. /srv/provenflow/store or s3://bucket/provenflow.")
-    endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, Ceph), if not AWS.")
+    url: str = Field(
+        description="fsspec URL of the store root, e.g. /srv/provenflow/store or s3://bucket/provenflow."
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph), if not AWS."
+    )
     access_key_id: str | None = Field(default=None, description="S3 access key id.")
     secret_access_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
     fsync: bool = Field(default=True, description="fsync local objects before renaming them into place.")

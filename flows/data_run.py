@@ -24,14 +24,18 @@ def data_run(
     """
     workspace = open_workspace(ledger_block, store_block)
     parameters = {"name": name, "source": source, "suite": suite}
-    with provenflow.start(name, kind="data", flow="data-run", parameters=parameters, workspace=workspace) as run:
+    with provenflow.start(
+        name, kind="data", flow="data-run", parameters=parameters, workspace=workspace
+    ) as run:
         frame = read_source(source)
         report = validate_frame(name, frame, suite)
         dataset, created = store_dataset(workspace, name, frame, source)
         if created:
             run.created_object(dataset.digest)
         run.output(dataset)
-        run.log_metrics({"rows": dataset.rows, "columns": dataset.columns, "expectations_passed": report.successful})
+        run.log_metrics(
+            {"rows": dataset.rows, "columns": dataset.columns, "expectations_passed": report.successful}
+        )
     return {
         "run_id": run.id,
         "dataset": {

@@ -34,7 +34,9 @@ def model_run(
         "dataset": dataset, "target": target, "estimator": estimator, "params": params,
         "seed": seed, "test_size": test_size, "name": name,
     }  # fmt: skip
-    with provenflow.start(name, kind="model", flow="model-run", parameters=parameters, workspace=workspace) as run:
+    with provenflow.start(
+        name, kind="model", flow="model-run", parameters=parameters, workspace=workspace
+    ) as run:
         version, frame = load_dataset(workspace, dataset)
         run.input(version)
         model = make_estimator(estimator, params)
@@ -48,7 +50,11 @@ def model_run(
     registered = next(o for o in run.summary.outputs if o["kind"] == "model")
     return {
         "run_id": run.id,
-        "model": {"name": name, "version": int(registered["name"].rsplit("@", 1)[1]), "hash": output.digest.hex},
+        "model": {
+            "name": name,
+            "version": int(registered["name"].rsplit("@", 1)[1]),
+            "hash": output.digest.hex,
+        },
         "dataset": version.ref,
         "metrics": trained.metrics,
         "params": trained.params,

@@ -39,7 +39,7 @@ def _active() -> Run:
     return active_run()
 
 
-def input(item: str | os.PathLike) -> Any:  # noqa: A001 - the Dotscience-style verb
+def input(item: str | os.PathLike) -> Any:
     """Record something the active run read: ``dataset@version``, ``model@version`` or a local file."""
     return _active().input(item)
 

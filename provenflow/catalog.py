@@ -129,7 +129,15 @@ def compare_runs(session: Session, run_ids: list[str]) -> dict:
     metrics = sorted({k for r in runs for k in last_metrics(r)})
     flat = [_flat(r.parameters) for r in runs]
     return {
-        "runs": [{"id": r.id, "name": r.name, "state": r.state, "outputs": [io.name for io in r.io if io.direction == "output"]} for r in runs],
+        "runs": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "state": r.state,
+                "outputs": [io.name for io in r.io if io.direction == "output"],
+            }
+            for r in runs
+        ],
         "params": {k: [f.get(k) for f in flat] for k in params},
         "metrics": {k: [last_metrics(r).get(k) for r in runs] for k in metrics},
     }

@@ -54,7 +54,9 @@ def read_table(source: str) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise DataError(f"{source!r} could not be parsed as CSV: {str(exc).strip()}") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{source!r} is not text in UTF-8 ({exc.reason} at byte {exc.start}); is it really CSV?") from None
+        raise DataError(
+            f"{source!r} is not text in UTF-8 ({exc.reason} at byte {exc.start}); is it really CSV?"
+        ) from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{source!r} could not be read as {fmt}: {exc}") from None
     if frame.empty:
@@ -93,14 +95,18 @@ def profile_of(frame: pd.DataFrame) -> dict:
         if is_numeric(series) and len(present):
             values = present.to_numpy(dtype="float64")
             edges = np.unique(np.quantile(values, QUANTILES))
-            counts, _ = np.histogram(values, bins=edges) if len(edges) > 1 else (np.array([len(values)]), None)
+            counts, _ = (
+                np.histogram(values, bins=edges) if len(edges) > 1 else (np.array([len(values)]), None)
+            )
             entry.update(
                 kind="numeric",
                 mean=float(values.mean()),
                 std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                 min=float(values.min()),
                 max=float(values.max()),
-                quantiles={str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))},
+                quantiles={
+                    str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=False)
+                },
                 histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
             )
         else:
@@ -113,7 +119,7 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 other=int(freq.iloc[TOP_CATEGORIES:].sum()),
             )
         columns[str(name)] = entry
-    return {"rows": int(len(frame)), "columns": columns}
+    return {"rows": len(frame), "columns": columns}
 
 
 @dataclass(frozen=True)

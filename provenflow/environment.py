@@ -52,5 +52,7 @@ def diff_packages(recorded: list[str], current: list[str]) -> list[dict]:
     for name in sorted(old.keys() | new.keys()):
         if old.get(name) != new.get(name):
             change = "added" if name not in old else "removed" if name not in new else "changed"
-            changes.append({"package": name, "change": change, "recorded": old.get(name), "current": new.get(name)})
+            changes.append(
+                {"package": name, "change": change, "recorded": old.get(name), "current": new.get(name)}
+            )
     return changes

@@ -27,7 +27,12 @@ def _run_node(run: m.Run) -> dict:
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "parameters": run.parameters,
         "metrics": last_metrics(run),
-        "code": {"commit": run.code_commit, "dirty": run.code_dirty, "diff_hash": run.code_diff_hash, "file": run.code_file},
+        "code": {
+            "commit": run.code_commit,
+            "dirty": run.code_dirty,
+            "diff_hash": run.code_diff_hash,
+            "file": run.code_file,
+        },
         "environment": {
             "hash": run.environment_hash,
             "python": run.environment.python if run.environment else None,
@@ -116,7 +121,13 @@ def lineage(session: Session, ref: str) -> dict:
     if isinstance(item, m.Run):
         up = _up_from_run(session, item, 0, {("run", item.id)})
         down = _down_from_run(session, item, 0, {("run", item.id)})
-        return {"ref": item.id, "kind": "run", "node": _run_node(item), "upstream": up["inputs"], "downstream": down["outputs"]}
+        return {
+            "ref": item.id,
+            "kind": "run",
+            "node": _run_node(item),
+            "upstream": up["inputs"],
+            "downstream": down["outputs"],
+        }
     if isinstance(item, m.DatasetVersion):
         anchor = m.RunIO(kind="dataset", name=item.ref, hash=item.hash, dataset_version_id=item.id)
     else:

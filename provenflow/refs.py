@@ -24,7 +24,9 @@ def resolve_dataset(session: Session, ref: str) -> m.DatasetVersion:
     name, version = split_ref(ref, "dataset")
     query = select(m.DatasetVersion).where(m.DatasetVersion.name == name)
     if version == "latest":
-        row = session.scalars(query.order_by(m.DatasetVersion.created_at.desc(), m.DatasetVersion.id.desc())).first()
+        row = session.scalars(
+            query.order_by(m.DatasetVersion.created_at.desc(), m.DatasetVersion.id.desc())
+        ).first()
     else:
         if not re.fullmatch(r"[0-9a-f]{4,64}", version):
             raise RefError(f"dataset version {version!r} in {ref!r} is not a hex hash prefix or 'latest'")
@@ -81,7 +83,9 @@ def resolve_any(session: Session, ref: str) -> m.Run | m.DatasetVersion | m.Mode
 
 
 def _unknown(session: Session, table, name: str, ref: str, what: str) -> str:
-    versions = session.scalars(select(table).where(table.name == name).order_by(table.id.desc()).limit(5)).all()
+    versions = session.scalars(
+        select(table).where(table.name == name).order_by(table.id.desc()).limit(5)
+    ).all()
     if versions:
         listed = ", ".join(v.ref for v in versions)
         return f"no {what} version {ref!r}; recent versions of {name!r}: {listed}"

@@ -15,7 +15,13 @@ def _fmt(value) -> str:
 
 
 def run_card_markdown(s: RunSummary) -> str:
-    lines = [f"# provenflow {s.kind} run `{s.name}`", "", f"**State:** {s.state}  ", f"**Run id:** `{s.id}`", ""]
+    lines = [
+        f"# provenflow {s.kind} run `{s.name}`",
+        "",
+        f"**State:** {s.state}  ",
+        f"**Run id:** `{s.id}`",
+        "",
+    ]
     if s.error:
         lines += ["## Error", "", f"```\n{s.error}\n```", ""]
     for title, items in (("Inputs", s.inputs), ("Outputs", s.outputs)):
@@ -28,7 +34,9 @@ def run_card_markdown(s: RunSummary) -> str:
         lines.append("")
     lines += ["## Parameters", ""]
     if s.parameters:
-        lines += ["| name | value |", "|---|---|"] + [f"| {k} | `{_fmt(v)}` |" for k, v in s.parameters.items()]
+        lines += ["| name | value |", "|---|---|"] + [
+            f"| {k} | `{_fmt(v)}` |" for k, v in s.parameters.items()
+        ]
     else:
         lines.append("_none_")
     lines += ["", "## Metrics", ""]
@@ -38,7 +46,10 @@ def run_card_markdown(s: RunSummary) -> str:
         lines.append("_none_")
     code = s.code
     commit = code.get("commit") or "not in a git repository"
-    dirty = {True: "yes (uncommitted changes recorded, diff " + str(code.get("diff_hash"))[:12] + ")", False: "no"}
+    dirty = {
+        True: "yes (uncommitted changes recorded, diff " + str(code.get("diff_hash"))[:12] + ")",
+        False: "no",
+    }
     lines += [
         "",
         "## Code",
@@ -50,7 +61,13 @@ def run_card_markdown(s: RunSummary) -> str:
         lines.append(f"- file: `{code['file']}` (BLAKE3 `{str(code.get('file_hash'))[:12]}`)")
     env = s.environment
     if env:
-        lines += ["", "## Environment", "", f"- Python {env['python']}", f"- {env['packages']} packages, lock hash `{env['hash'][:16]}`"]
+        lines += [
+            "",
+            "## Environment",
+            "",
+            f"- Python {env['python']}",
+            f"- {env['packages']} packages, lock hash `{env['hash'][:16]}`",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,7 +84,17 @@ def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:
         PREFECT_UI_API_URL=api_url(),
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
     )
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", s.server_host, "--port", str(s.server_port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        s.server_host,
+        "--port",
+        str(s.server_port),
+    ]
     with open(log, "ab") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     pid_file.write_text(str(process.pid))
@@ -106,16 +117,12 @@ def stop(timeout: float = 20.0) -> bool:
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _pid() is not None:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.2)
     if _pid() is not None:
         os.killpg(pid, signal.SIGKILL)

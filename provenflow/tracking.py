@@ -236,7 +236,11 @@ class Run:
     def _write(self, session, ended_at: datetime, error: str | None) -> list[_Edge]:
         env = self.environment
         if env is not None and session.get(m.Environment, env.hash) is None:
-            session.add(m.Environment(hash=env.hash, python=env.python, platform=env.platform, packages=list(env.packages)))
+            session.add(
+                m.Environment(
+                    hash=env.hash, python=env.python, platform=env.platform, packages=list(env.packages)
+                )
+            )
         previous = session.get(m.Run, self.id)
         if previous is not None:  # a Prefect retry of the same flow run replaces its record
             session.delete(previous)
@@ -269,7 +273,9 @@ class Run:
         now = datetime.now(UTC)
         for ds in self._datasets:
             row = session.scalar(
-                select(m.DatasetVersion).where(m.DatasetVersion.name == ds.name, m.DatasetVersion.hash == ds.digest.hex)
+                select(m.DatasetVersion).where(
+                    m.DatasetVersion.name == ds.name, m.DatasetVersion.hash == ds.digest.hex
+                )
             )
             if row is None:
                 row = m.DatasetVersion(
@@ -281,7 +287,10 @@ class Run:
                 session.flush()
             outputs.append(_Edge("output", "dataset", row.ref, row.hash, dataset_version_id=row.id))
         for mo in self._models:
-            number = (session.scalar(select(func.max(m.ModelVersion.version)).where(m.ModelVersion.name == mo.name)) or 0) + 1
+            number = (
+                session.scalar(select(func.max(m.ModelVersion.version)).where(m.ModelVersion.name == mo.name))
+                or 0
+            ) + 1
             row = m.ModelVersion(
                 name=mo.name, version=number, hash=mo.digest.hex, uri=mo.uri, format=mo.format, size=mo.size,
                 estimator=mo.estimator, task=mo.task, signature=mo.signature, params=mo.params, metrics=mo.metrics,
@@ -310,7 +319,8 @@ class Run:
             parameters=self.parameters,
             metrics=self.metrics,
             inputs=[_edge_dict(e) for e in self._edges if e.direction == "input"],
-            outputs=[_edge_dict(e) for e in self._edges if e.direction == "output"] + [_edge_dict(e) for e in outputs],
+            outputs=[_edge_dict(e) for e in self._edges if e.direction == "output"]
+            + [_edge_dict(e) for e in outputs],
             code={
                 "commit": code.commit if code else None,
                 "dirty": code.dirty if code else None,
@@ -318,7 +328,9 @@ class Run:
                 "file": code.file if code else None,
                 "file_hash": code.file_hash if code else None,
             },
-            environment={"python": env.python, "hash": env.hash, "packages": len(env.packages)} if env else {},
+            environment={"python": env.python, "hash": env.hash, "packages": len(env.packages)}
+            if env
+            else {},
             prefect_url=self.prefect_url,
             started_at=self.started_at.isoformat(),
             ended_at=ended_at.isoformat(),

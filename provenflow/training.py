@@ -47,7 +47,9 @@ def import_estimator(path: str, params: dict[str, Any]) -> Any:
     """Instantiate an estimator from its import path and hyper-parameters, with clear errors."""
     module_name, _, attr = path.rpartition(".")
     if not module_name:
-        raise TrainingError(f"estimator {path!r} is not an import path; expected e.g. sklearn.ensemble.RandomForestClassifier")
+        raise TrainingError(
+            f"estimator {path!r} is not an import path; expected e.g. sklearn.ensemble.RandomForestClassifier"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -95,7 +97,9 @@ def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.S
         )
     labelled = frame[frame[target].notna()]
     if len(labelled) < 4:
-        raise TrainingError(f"only {len(labelled)} rows have a value in {target!r}; need at least 4 to train and test")
+        raise TrainingError(
+            f"only {len(labelled)} rows have a value in {target!r}; need at least 4 to train and test"
+        )
     features = labelled.drop(columns=[target])
     if features.shape[1] == 0:
         raise TrainingError(f"the dataset has no columns besides the target {target!r}")
@@ -113,7 +117,13 @@ def build_pipeline(features: pd.DataFrame, estimator: Any) -> Any:
     categorical = [c for c in features.columns if c not in numeric]
     steps = []
     if numeric:
-        steps.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric))
+        steps.append(
+            (
+                "numeric",
+                Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                numeric,
+            )
+        )
     if categorical:
         steps.append(
             (
@@ -167,7 +177,9 @@ def train_and_evaluate(
     if task == "classification":
         counts = labels.value_counts()
         if len(counts) < 2:
-            raise TrainingError(f"target {target!r} has a single class ({counts.index[0]!r}); a classifier needs two or more")
+            raise TrainingError(
+                f"target {target!r} has a single class ({counts.index[0]!r}); a classifier needs two or more"
+            )
         if counts.min() >= 2:
             stratify = labels
     x_train, x_test, y_train, y_test = train_test_split(
@@ -178,11 +190,17 @@ def train_and_evaluate(
         pipeline.fit(x_train, y_train)
     except (InvalidParameterError, ValueError, TypeError) as exc:
         params = {k: v for k, v in estimator.get_params(deep=False).items()}
-        raise TrainingError(f"{type(estimator).__name__} rejected its hyper-parameters or data: {exc} (parameters: {params})") from None
+        raise TrainingError(
+            f"{type(estimator).__name__} rejected its hyper-parameters or data: {exc} (parameters: {params})"
+        ) from None
     metrics = evaluate(pipeline, x_test, y_test, task)
     signature = {
         "inputs": [
-            {"name": str(c), "dtype": str(features[c].dtype), "kind": "numeric" if is_numeric(features[c]) else "categorical"}
+            {
+                "name": str(c),
+                "dtype": str(features[c].dtype),
+                "kind": "numeric" if is_numeric(features[c]) else "categorical",
+            }
             for c in features.columns
         ],
         "target": {"name": target, "dtype": str(labels.dtype)},
@@ -226,7 +244,9 @@ def evaluate(pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str
         if binary:
             out["roc_auc"] = float(skm.roc_auc_score(labels, proba[:, 1]))
         else:
-            out["roc_auc"] = float(skm.roc_auc_score(labels, proba, multi_class="ovr", average="macro", labels=classes))
+            out["roc_auc"] = float(
+                skm.roc_auc_score(labels, proba, multi_class="ovr", average="macro", labels=classes)
+            )
     return out
 
 
@@ -238,8 +258,10 @@ def deserialize(data: bytes, expected: Digest) -> Any:
     """Unpickle only bytes whose hash matches the recorded one."""
     actual = Digest.of_bytes(data)
     if actual != expected:
-        raise IntegrityError(f"model bytes hash to {actual.hex}, not the recorded {expected.hex}; refusing to load them")
-    return pickle.loads(data)  # noqa: S301 - hash-checked against the ledger above
+        raise IntegrityError(
+            f"model bytes hash to {actual.hex}, not the recorded {expected.hex}; refusing to load them"
+        )
+    return pickle.loads(data)
 
 
 def _plain(value: Any) -> Any:

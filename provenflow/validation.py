@@ -15,7 +15,20 @@ import pandas as pd
 
 from provenflow.errors import ConfigError, ValidationFailed
 
-INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "Int8", "Int16", "Int32", "Int64"]
+INT_TYPES = [
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+]
 FLOAT_TYPES = ["float16", "float32", "float64", "Float32", "Float64"]
 STRING_TYPES = ["str", "object", "string"]
 BOOL_TYPES = ["bool", "boolean"]
@@ -54,15 +67,23 @@ def type_family(dtype: str) -> list[str]:
 def default_suite(name: str, frame: pd.DataFrame) -> dict:
     """A starting suite from a first good dataset: columns, their types, non-null where none were."""
     expectations: list[dict] = [
-        {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": [str(c) for c in frame.columns]}},
+        {
+            "type": "expect_table_columns_to_match_set",
+            "kwargs": {"column_set": [str(c) for c in frame.columns]},
+        },
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
     ]
     for column, dtype in frame.dtypes.items():
         expectations.append(
-            {"type": "expect_column_values_to_be_in_type_list", "kwargs": {"column": str(column), "type_list": type_family(str(dtype))}}
+            {
+                "type": "expect_column_values_to_be_in_type_list",
+                "kwargs": {"column": str(column), "type_list": type_family(str(dtype))},
+            }
         )
         if not frame[column].isna().any():
-            expectations.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": str(column)}})
+            expectations.append(
+                {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": str(column)}}
+            )
     return {
         "name": name,
         "expectations": expectations,
@@ -126,12 +147,26 @@ def validate(frame: pd.DataFrame, suite: dict) -> tuple[bool, int, int, list[dic
             observed = f"{item.result['unexpected_count']} unexpected values, e.g. {item.result.get('partial_unexpected_list', [])[:5]}"
         if item.exception_info and item.exception_info.get("raised_exception"):
             observed = item.exception_info.get("exception_message")
-        failed.append({"expectation": config.type, "column": kwargs.get("column"), "kwargs": kwargs, "observed": _plain(observed)})
+        failed.append(
+            {
+                "expectation": config.type,
+                "column": kwargs.get("column"),
+                "kwargs": kwargs,
+                "observed": _plain(observed),
+            }
+        )
     stats = result.statistics
-    return bool(result.success), int(stats["evaluated_expectations"]), int(stats["successful_expectations"]), failed
+    return (
+        bool(result.success),
+        int(stats["evaluated_expectations"]),
+        int(stats["successful_expectations"]),
+        failed,
+    )
 
 
-def validate_dataset(name: str, frame: pd.DataFrame, suite_path: Path, create_if_missing: bool) -> ValidationReport:
+def validate_dataset(
+    name: str, frame: pd.DataFrame, suite_path: Path, create_if_missing: bool
+) -> ValidationReport:
     """Validate against the suite at suite_path, creating a default one from this data when allowed."""
     created = False
     if suite_path.exists():
@@ -144,9 +179,15 @@ def validate_dataset(name: str, frame: pd.DataFrame, suite_path: Path, create_if
     success, evaluated, successful, failed = validate(frame, suite)
     report = ValidationReport(suite["name"], str(suite_path), created, success, evaluated, successful, failed)
     if not success:
-        lines = [f"  - {f['expectation']}" + (f" on {f['column']!r}" if f["column"] else "") + f": observed {f['observed']}" for f in failed]
+        lines = [
+            f"  - {f['expectation']}"
+            + (f" on {f['column']!r}" if f["column"] else "")
+            + f": observed {f['observed']}"
+            for f in failed
+        ]
         raise ValidationFailed(
-            f"{len(failed)} of {evaluated} expectations in suite {str(suite_path)!r} failed:\n" + "\n".join(lines),
+            f"{len(failed)} of {evaluated} expectations in suite {str(suite_path)!r} failed:\n"
+            + "\n".join(lines),
             failed=failed,
         )
     if created:

@@ -22,11 +22,15 @@ def validate_frame(name: str, frame: pd.DataFrame, suite: str | None) -> validat
     """Validate against the given suite, or expectations/NAME.json (generated from the first good data)."""
     if suite:
         return validation.validate_dataset(name, frame, Path(suite), create_if_missing=False)
-    return validation.validate_dataset(name, frame, project_root() / "expectations" / f"{name}.json", create_if_missing=True)
+    return validation.validate_dataset(
+        name, frame, project_root() / "expectations" / f"{name}.json", create_if_missing=True
+    )
 
 
 @task(cache_policy=NO_CACHE)
-def store_dataset(workspace: Workspace, name: str, frame: pd.DataFrame, source: str) -> tuple[DatasetOutput, bool]:
+def store_dataset(
+    workspace: Workspace, name: str, frame: pd.DataFrame, source: str
+) -> tuple[DatasetOutput, bool]:
     """Write the canonical Parquet object; returns the pending version and whether the object is new."""
     stored = datasets.store_table(workspace.store, frame)
     output = DatasetOutput(

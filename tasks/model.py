@@ -28,12 +28,16 @@ def make_estimator(path: str, params: dict[str, Any]) -> Any:
 
 
 @task(cache_policy=NO_CACHE)
-def train_model(frame: pd.DataFrame, target: str, estimator: Any, seed: int, test_size: float) -> training.TrainedModel:
+def train_model(
+    frame: pd.DataFrame, target: str, estimator: Any, seed: int, test_size: float
+) -> training.TrainedModel:
     return training.train_and_evaluate(frame, target, estimator, seed, test_size)
 
 
 @task(cache_policy=NO_CACHE)
-def store_model(workspace: Workspace, name: str, trained: training.TrainedModel, estimator: str) -> tuple[ModelOutput, bool]:
+def store_model(
+    workspace: Workspace, name: str, trained: training.TrainedModel, estimator: str
+) -> tuple[ModelOutput, bool]:
     stored = workspace.store.put_bytes(training.serialize(trained.pipeline))
     output = ModelOutput(
         name=name,

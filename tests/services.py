@@ -51,11 +51,17 @@ class Postgres:
         return self.url(name)
 
     def stop(self) -> None:
-        _as_user(self.process_user, [_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"], check=False)
+        _as_user(
+            self.process_user,
+            [_pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"],
+            check=False,
+        )
 
 
 def _pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    found = shutil.which(name) or next(
+        iter(sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
     if not found:
         raise FileNotFoundError(name)
     return found

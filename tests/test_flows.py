@@ -30,13 +30,20 @@ def _objects(project: Path) -> set[str]:
 
 def _counts() -> dict[str, int]:
     with Workspace.default().ledger.reader() as s:
-        return {t.__name__: s.scalar(select(func.count()).select_from(t)) for t in (m.DatasetVersion, m.ModelVersion)}
+        return {
+            t.__name__: s.scalar(select(func.count()).select_from(t))
+            for t in (m.DatasetVersion, m.ModelVersion)
+        }
 
 
 def _last_run() -> dict:
     with Workspace.default().ledger.reader() as s:
         run = s.scalars(select(m.Run).order_by(m.Run.started_at.desc())).first()
-        return {"state": run.state, "error": run.error, "outputs": [io.name for io in run.io if io.direction == "output"]}
+        return {
+            "state": run.state,
+            "error": run.error,
+            "outputs": [io.name for io in run.io if io.direction == "output"],
+        }
 
 
 def _prefect_artifacts(flow_run_id: str) -> list:
@@ -44,7 +51,9 @@ def _prefect_artifacts(flow_run_id: str) -> list:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
-        return client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
 
 
 def test_data_run_then_model_run_end_to_end(project, penguins):
@@ -86,7 +95,9 @@ def test_data_run_then_model_run_end_to_end(project, penguins):
     assert ref in card.data and "accuracy" in card.data and "Environment" in card.data
     table = next(a for a in artifacts if a.key == "metrics-penguins-species")
     row = json.loads(table.data)[0] if isinstance(table.data, str) else table.data[0]
-    assert row["model"] == "penguins-species@1" and row["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
+    assert row["model"] == "penguins-species@1" and row["accuracy"] == pytest.approx(
+        result["metrics"]["accuracy"]
+    )
 
 
 def _assert_failed_cleanly(project: Path, objects_before: set[str], counts_before: dict, message: str):
@@ -123,7 +134,9 @@ def test_data_run_type_change_and_failing_expectation(project, penguins):
     before, counts = _objects(project), _counts()
 
     changed = project / "changed.csv"
-    changed.write_text(penguins.read_text().replace("Adelie,Torgersen,39.1,", "Adelie,Torgersen,thirty-nine,"))
+    changed.write_text(
+        penguins.read_text().replace("Adelie,Torgersen,39.1,", "Adelie,Torgersen,thirty-nine,")
+    )
     with pytest.raises(ValidationFailed, match="expect_column_values_to_be_in_type_list on 'bill_length_mm'"):
         data_run(name="penguins", source=str(changed))
     _assert_failed_cleanly(project, before, counts, "bill_length_mm")
@@ -146,18 +159,34 @@ def test_data_run_type_change_and_failing_expectation(project, penguins):
         ({"dataset": "pengiuns@latest"}, RefError, "no dataset named 'pengiuns'. Did you mean 'penguins'"),
         ({"dataset": "penguins@abcdef"}, RefError, "no dataset version 'penguins@abcdef'"),
         ({"target": "specis"}, TrainingError, "target column 'specis' is not in the dataset"),
-        ({"estimator": "sklearn.ensemble.NoSuchForest"}, TrainingError, "module 'sklearn.ensemble' has no 'NoSuchForest'"),
+        (
+            {"estimator": "sklearn.ensemble.NoSuchForest"},
+            TrainingError,
+            "module 'sklearn.ensemble' has no 'NoSuchForest'",
+        ),
         ({"estimator": "json.JSONDecoder"}, TrainingError, "not a scikit-learn estimator"),
         ({"params": {"max_depth": -4}}, TrainingError, "rejected its hyper-parameters"),
         ({"params": {"depth": 4}}, TrainingError, "no hyper-parameter 'depth'"),
     ],
-    ids=["unknown-dataset", "unknown-version", "unknown-target", "no-import", "not-estimator", "bad-value", "bad-name"],
+    ids=[
+        "unknown-dataset",
+        "unknown-version",
+        "unknown-target",
+        "no-import",
+        "not-estimator",
+        "bad-value",
+        "bad-name",
+    ],
 )
 def test_model_run_bad_input(project, penguins, kwargs, error, message):
     data_run, model_run = _flows()
     data_run(name="penguins", source=str(penguins))
     before, counts = _objects(project), _counts()
-    args = {"dataset": "penguins@latest", "target": "species", "estimator": "sklearn.tree.DecisionTreeClassifier"} | kwargs
+    args = {
+        "dataset": "penguins@latest",
+        "target": "species",
+        "estimator": "sklearn.tree.DecisionTreeClassifier",
+    } | kwargs
     with pytest.raises(error, match=message):
         model_run(**args)
     _assert_failed_cleanly(project, before, counts, message.split(".")[0])
@@ -172,7 +201,11 @@ def test_model_run_refuses_a_tampered_dataset_object(project, penguins):
     Path(path).write_bytes(Path(path).read_bytes()[:-10] + b"0123456789")
     before, counts = _objects(project), _counts()
     with pytest.raises(IntegrityError, match=f"store object {result['dataset']['hash']}.*corrupt"):
-        model_run(dataset=result["dataset"]["ref"], target="species", estimator="sklearn.tree.DecisionTreeClassifier")
+        model_run(
+            dataset=result["dataset"]["ref"],
+            target="species",
+            estimator="sklearn.tree.DecisionTreeClassifier",
+        )
     _assert_failed_cleanly(project, before, counts, "corrupt")
 
 

@@ -22,4 +22,4 @@ def test_core_does_not_import_prefect_or_heavy_libraries():
 
 def test_cli_start_up_imports_nothing_heavy():
     loaded = _modules_after("import provenflow.cli.main")
-    assert not [m for m in HEAVY + ["pandas", "sqlalchemy"] if m in loaded]
+    assert not [m for m in [*HEAVY, "pandas", "sqlalchemy"] if m in loaded]

@@ -20,12 +20,27 @@ def _count(ws, table) -> int:
 
 def _dataset(ws, name: str, payload: bytes) -> DatasetOutput:
     stored = ws.store.put_bytes(payload)
-    return DatasetOutput(name=name, digest=stored.digest, size=stored.size, uri=ws.store.uri(stored.digest), format="parquet", rows=3, columns=2)
+    return DatasetOutput(
+        name=name,
+        digest=stored.digest,
+        size=stored.size,
+        uri=ws.store.uri(stored.digest),
+        format="parquet",
+        rows=3,
+        columns=2,
+    )
 
 
 def _model(ws, name: str, payload: bytes) -> ModelOutput:
     stored = ws.store.put_bytes(payload)
-    return ModelOutput(name=name, digest=stored.digest, size=stored.size, uri=ws.store.uri(stored.digest), format="test", metrics={"f1": 0.5})
+    return ModelOutput(
+        name=name,
+        digest=stored.digest,
+        size=stored.size,
+        uri=ws.store.uri(stored.digest),
+        format="test",
+        metrics={"f1": 0.5},
+    )
 
 
 def test_run_records_everything_in_one_go(workspace, tmp_path):
@@ -60,13 +75,12 @@ def test_run_records_everything_in_one_go(workspace, tmp_path):
 
 
 def test_failed_run_keeps_a_record_but_no_outputs_and_no_orphans(workspace):
-    with pytest.raises(RuntimeError, match="boom"):
-        with pf.start("doomed", workspace=workspace) as run:
-            dataset = run.output(_dataset(workspace, "half", b"half-written"))
-            run.created_object(dataset.digest)
-            run.output(_model(workspace, "m", b"model bytes"))
-            pf.metric("partial", 1.0)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), pf.start("doomed", workspace=workspace) as run:
+        dataset = run.output(_dataset(workspace, "half", b"half-written"))
+        run.created_object(dataset.digest)
+        run.output(_model(workspace, "m", b"model bytes"))
+        pf.metric("partial", 1.0)
+        raise RuntimeError("boom")
     assert _count(workspace, m.DatasetVersion) == 0
     assert _count(workspace, m.ModelVersion) == 0
     assert not workspace.store.exists(dataset.digest)
@@ -93,7 +107,9 @@ def test_model_versions_number_up_and_resolve(workspace):
     with workspace.ledger.reader() as s:
         assert resolve_model(s, "churn@latest").version == 2
         assert resolve_model(s, "churn@1").hash == Digest.of_bytes(b"m1").hex
-        with pytest.raises(RefError, match="no model version 'churn@7'; recent versions of 'churn': churn@2, churn@1"):
+        with pytest.raises(
+            RefError, match="no model version 'churn@7'; recent versions of 'churn': churn@2, churn@1"
+        ):
             resolve_model(s, "churn@7")
         with pytest.raises(RefError, match="Did you mean 'churn'"):
             resolve_model(s, "chrun@1")
@@ -146,9 +162,8 @@ def test_compare_lines_up_params_and_metrics(workspace):
 
 
 def test_non_finite_metric_is_refused(workspace):
-    with pf.start("x", workspace=workspace) as run:
-        with pytest.raises(ProvenflowError, match="finite"):
-            run.metric("loss", float("nan"))
+    with pf.start("x", workspace=workspace) as run, pytest.raises(ProvenflowError, match="finite"):
+        run.metric("loss", float("nan"))
 
 
 def test_fluent_api_needs_an_active_run():

@@ -34,7 +34,11 @@ def test_parse_param_needs_equals():
         ("no_such_module.Model", {}, "cannot import module 'no_such_module'"),
         ("collections.OrderedDict", {}, "not a scikit-learn estimator"),
         ("RandomForest", {}, "not an import path"),
-        ("sklearn.ensemble.RandomForestClassifier", {"n_estimator": 5}, "no hyper-parameter 'n_estimator'.*Did you mean 'n_estimators'"),
+        (
+            "sklearn.ensemble.RandomForestClassifier",
+            {"n_estimator": 5},
+            "no hyper-parameter 'n_estimator'.*Did you mean 'n_estimators'",
+        ),
     ],
 )
 def test_estimator_errors(path, params, message):
@@ -44,13 +48,15 @@ def test_estimator_errors(path, params, message):
 
 def test_rejected_hyper_parameter_value(frame):
     estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": -3})
-    with pytest.raises(TrainingError, match="rejected its hyper-parameters.*n_estimators"):
+    with pytest.raises(TrainingError, match=r"rejected its hyper-parameters.*n_estimators"):
         training.train_and_evaluate(frame, "species", estimator, seed=1, test_size=0.25)
 
 
 def test_unknown_target(frame):
     estimator = training.import_estimator("sklearn.linear_model.LogisticRegression", {})
-    with pytest.raises(TrainingError, match="target column 'specis' is not in the dataset. Did you mean 'species'"):
+    with pytest.raises(
+        TrainingError, match=r"target column 'specis' is not in the dataset. Did you mean 'species'"
+    ):
         training.train_and_evaluate(frame, "specis", estimator, seed=1, test_size=0.25)
 
 
@@ -78,7 +84,9 @@ def test_regression_metrics(frame):
 def test_same_seed_and_data_serialize_identically(frame):
     def fit():
         estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 15})
-        return training.serialize(training.train_and_evaluate(frame, "species", estimator, seed=11, test_size=0.2).pipeline)
+        return training.serialize(
+            training.train_and_evaluate(frame, "species", estimator, seed=11, test_size=0.2).pipeline
+        )
 
     first, second = fit(), fit()
     assert Digest.of_bytes(first) == Digest.of_bytes(second)

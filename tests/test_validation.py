@@ -30,7 +30,9 @@ def test_changed_column_type_fails_against_the_suite(tmp_path, frame):
     validation.save_suite(path, validation.default_suite("penguins", frame))
     changed = frame.copy()
     changed["bill_length_mm"] = changed["bill_length_mm"].astype(str) + "mm"
-    with pytest.raises(ValidationFailed, match="expect_column_values_to_be_in_type_list on 'bill_length_mm'") as info:
+    with pytest.raises(
+        ValidationFailed, match="expect_column_values_to_be_in_type_list on 'bill_length_mm'"
+    ) as info:
         validation.validate_dataset("penguins", changed, path, create_if_missing=False)
     assert [f["column"] for f in info.value.failed] == ["bill_length_mm"]
 
@@ -40,7 +42,10 @@ def test_failing_expectations_are_listed(tmp_path, frame):
     suite = {
         "name": "strict",
         "expectations": [
-            {"type": "expect_column_values_to_be_between", "kwargs": {"column": "year", "min_value": 2007, "max_value": 2008}},
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "year", "min_value": 2007, "max_value": 2008},
+            },
             {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "sex"}},
             {"type": "expect_column_to_exist", "kwargs": {"column": "island"}},
         ],

@@ -11,7 +11,9 @@ import typer
 from provenflow.cli import output as out
 from provenflow.errors import ProvenflowError
 
-app = typer.Typer(help="provenflow: tracked data and model runs on Prefect.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="provenflow: tracked data and model runs on Prefect.", no_args_is_help=True, add_completion=False
+)
 runs_app = typer.Typer(help="Recorded runs.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Dataset versions.", no_args_is_help=True)
 models_app = typer.Typer(help="Model versions.", no_args_is_help=True)
@@ -28,7 +30,9 @@ _state = {"debug": False, "verbose": False}
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's flow and task logs.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's flow and task logs.")
+    ] = False,
 ) -> None:
     _state.update(debug=debug, verbose=verbose)
 
@@ -36,7 +40,9 @@ def main(
 def run() -> None:
     """Entry point: turn provenflow's errors into `Error: …` and exit status 1."""
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        if isinstance(result, int):  # click hands back typer.Exit's code in this mode
+            sys.exit(result)
     except ProvenflowError as exc:
         if _state["debug"]:
             raise
@@ -77,7 +83,9 @@ def _workspace():
 def data_run(
     name: Annotated[str, typer.Option(help="Dataset name.")],
     source: Annotated[str, typer.Option(help="CSV or Parquet file: a path or fsspec URL.")],
-    suite: Annotated[str | None, typer.Option(help="Great Expectations suite JSON (default expectations/NAME.json).")] = None,
+    suite: Annotated[
+        str | None, typer.Option(help="Great Expectations suite JSON (default expectations/NAME.json).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and version a dataset (the data-run flow)."""
@@ -94,7 +102,11 @@ def data_run(
     out.err_console.print(
         f"{ds['rows']} rows × {ds['columns']} columns, {note}; "
         f"{result['validation']['successful']}/{result['validation']['evaluated']} expectations passed"
-        + (f" (suite created at {result['validation']['suite_path']})" if result["validation"]["created_suite"] else "")
+        + (
+            f" (suite created at {result['validation']['suite_path']})"
+            if result["validation"]["created_suite"]
+            else ""
+        )
         + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
         highlight=False,
     )
@@ -104,8 +116,12 @@ def data_run(
 def model_run(
     dataset: Annotated[str, typer.Option(help="NAME@VERSION or NAME@latest.")],
     target: Annotated[str, typer.Option(help="Column to predict.")],
-    estimator: Annotated[str, typer.Option(help="Import path, e.g. sklearn.ensemble.RandomForestClassifier.")],
-    param: Annotated[list[str] | None, typer.Option("--param", help="Hyper-parameter key=value (repeatable).")] = None,
+    estimator: Annotated[
+        str, typer.Option(help="Import path, e.g. sklearn.ensemble.RandomForestClassifier.")
+    ],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Hyper-parameter key=value (repeatable).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for the split and the estimator.")] = 42,
     test_size: Annotated[float, typer.Option(help="Fraction of rows held out for evaluation.")] = 0.25,
     name: Annotated[str | None, typer.Option(help="Model name (default DATASET-TARGET).")] = None,
@@ -118,7 +134,15 @@ def model_run(
     _prefect_ready()
     from flows.model_run import model_run as flow
 
-    result = flow(dataset=dataset, target=target, estimator=estimator, params=params, seed=seed, test_size=test_size, name=name)
+    result = flow(
+        dataset=dataset,
+        target=target,
+        estimator=estimator,
+        params=params,
+        seed=seed,
+        test_size=test_size,
+        name=name,
+    )
     if as_json:
         out.print_json(result)
         return
@@ -126,7 +150,8 @@ def model_run(
     out.console.print(f"{model['name']}@{model['version']}", highlight=False)
     metrics = "  ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
     out.err_console.print(
-        f"trained on {result['dataset']}: {metrics}" + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
+        f"trained on {result['dataset']}: {metrics}"
+        + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
         highlight=False,
     )
 
@@ -149,7 +174,17 @@ def runs_list(
     out.table(
         "runs",
         ["id", "kind", "name", "state", "started", "metrics"],
-        [[r["id"][:8], r["kind"], r["name"], r["state"], r["started_at"][:19], ", ".join(f"{k}={out.fmt(v)}" for k, v in list(r["metrics"].items())[:3])] for r in rows],
+        [
+            [
+                r["id"][:8],
+                r["kind"],
+                r["name"],
+                r["state"],
+                r["started_at"][:19],
+                ", ".join(f"{k}={out.fmt(v)}" for k, v in list(r["metrics"].items())[:3]),
+            ]
+            for r in rows
+        ],
     )
 
 
@@ -166,14 +201,20 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
 
 
 @datasets_app.command("list")
-def datasets_list(name: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None, as_json: JsonOpt = False) -> None:
+def datasets_list(
+    name: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None, as_json: JsonOpt = False
+) -> None:
     from provenflow import catalog
 
     with _workspace().ledger.reader() as session:
         rows = catalog.list_datasets(session, name)
     if as_json:
         return out.print_json(rows)
-    out.table("dataset versions", ["ref", "rows", "columns", "size", "created", "run"], [[r["ref"], r["rows"], r["columns"], r["size"], r["created_at"][:19], r["run_id"]] for r in rows])
+    out.table(
+        "dataset versions",
+        ["ref", "rows", "columns", "size", "created", "run"],
+        [[r["ref"], r["rows"], r["columns"], r["size"], r["created_at"][:19], r["run_id"]] for r in rows],
+    )
 
 
 @datasets_app.command("show")
@@ -185,7 +226,9 @@ def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
         data = catalog.dataset_dict(resolve_dataset(session, ref), full=True)
     if as_json:
         return out.print_json(data)
-    out.console.print(f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['rows']} rows × {data['columns']} columns, {data['size']} bytes, from {data['source']}\nrun {data['run_id']}  stored at {data['uri']}")
+    out.console.print(
+        f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['rows']} rows × {data['columns']} columns, {data['size']} bytes, from {data['source']}\nrun {data['run_id']}  stored at {data['uri']}"
+    )
     columns = data["profile"]["columns"]
     out.table(
         "columns",
@@ -200,14 +243,29 @@ def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
 
 
 @models_app.command("list")
-def models_list(name: Annotated[str | None, typer.Argument(help="Only this model.")] = None, as_json: JsonOpt = False) -> None:
+def models_list(
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None, as_json: JsonOpt = False
+) -> None:
     from provenflow import catalog
 
     with _workspace().ledger.reader() as session:
         rows = catalog.list_models(session, name)
     if as_json:
         return out.print_json(rows)
-    out.table("model versions", ["ref", "estimator", "metrics", "created", "run"], [[r["ref"], r["estimator"], ", ".join(f"{k}={out.fmt(v)}" for k, v in (r["metrics"] or {}).items()), r["created_at"][:19], r["run_id"]] for r in rows])
+    out.table(
+        "model versions",
+        ["ref", "estimator", "metrics", "created", "run"],
+        [
+            [
+                r["ref"],
+                r["estimator"],
+                ", ".join(f"{k}={out.fmt(v)}" for k, v in (r["metrics"] or {}).items()),
+                r["created_at"][:19],
+                r["run_id"],
+            ]
+            for r in rows
+        ],
+    )
 
 
 @models_app.command("show")
@@ -219,14 +277,22 @@ def models_show(ref: str, as_json: JsonOpt = False) -> None:
         data = catalog.model_dict(resolve_model(session, ref), full=True)
     if as_json:
         return out.print_json(data)
-    out.console.print(f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['estimator']} ({data['task']}), {data['size']} bytes, format {data['format']}\ntraining run {data['run_id']}")
+    out.console.print(
+        f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['estimator']} ({data['task']}), {data['size']} bytes, format {data['format']}\ntraining run {data['run_id']}"
+    )
     out.table("metrics", ["metric", "value"], [[k, v] for k, v in (data["metrics"] or {}).items()])
     out.table("hyper-parameters", ["name", "value"], [[k, v] for k, v in (data["params"] or {}).items()])
-    out.table("input signature", ["column", "dtype", "kind"], [[c["name"], c["dtype"], c["kind"]] for c in data["signature"]["inputs"]])
+    out.table(
+        "input signature",
+        ["column", "dtype", "kind"],
+        [[c["name"], c["dtype"], c["kind"]] for c in data["signature"]["inputs"]],
+    )
 
 
 @app.command()
-def compare(run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")], as_json: JsonOpt = False) -> None:
+def compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")], as_json: JsonOpt = False
+) -> None:
     """Parameters and metrics of runs side by side."""
     from provenflow import catalog
 
@@ -242,7 +308,10 @@ def compare(run_ids: Annotated[list[str], typer.Argument(help="Two or more run i
 
 
 @app.command()
-def lineage(ref: Annotated[str, typer.Argument(help="A run id, dataset@version or model@version.")], as_json: JsonOpt = False) -> None:
+def lineage(
+    ref: Annotated[str, typer.Argument(help="A run id, dataset@version or model@version.")],
+    as_json: JsonOpt = False,
+) -> None:
     """Upstream (datasets, runs, code, environment) and downstream (runs and models that used it)."""
     from provenflow.lineage import lineage as build
 
@@ -265,7 +334,9 @@ def server_start(as_json: JsonOpt = False) -> None:
         status = server.start()
     if as_json:
         return out.print_json(status.as_dict())
-    out.console.print(f"Prefect server running: UI {status.ui_url}  (pid {status.pid}, log {status.log})", highlight=False)
+    out.console.print(
+        f"Prefect server running: UI {status.ui_url}  (pid {status.pid}, log {status.log})", highlight=False
+    )
 
 
 @server_app.command("stop")
@@ -275,17 +346,25 @@ def server_stop(as_json: JsonOpt = False) -> None:
     stopped = server.stop()
     if as_json:
         return out.print_json({"stopped": stopped})
-    out.console.print("Prefect server stopped." if stopped else "No Prefect server of this project was running.")
+    out.console.print(
+        "Prefect server stopped." if stopped else "No Prefect server of this project was running."
+    )
 
 
 @server_app.command("status")
 def server_status(as_json: JsonOpt = False) -> None:
     from provenflow import server
 
+    """Exit status 0 when the server answers, 3 when it does not."""
     status = server.status()
     if as_json:
-        return out.print_json(status.as_dict())
-    out.console.print(f"{'running' if status.running else 'not running'}: {status.ui_url}" + (f" (pid {status.pid})" if status.pid else ""), highlight=False)
+        out.print_json(status.as_dict())
+    else:
+        out.console.print(
+            f"{'running' if status.running else 'not running'}: {status.ui_url}"
+            + (f" (pid {status.pid})" if status.pid else ""),
+            highlight=False,
+        )
     if not status.running:
         raise typer.Exit(3)
 

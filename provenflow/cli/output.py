@@ -39,19 +39,32 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def run_detail(run: dict) -> None:
-    console.print(f"[bold]{run['kind']} run[/bold] {run['name']}  [dim]{run['id']}[/dim]  state: {run['state']}")
+    console.print(
+        f"[bold]{run['kind']} run[/bold] {run['name']}  [dim]{run['id']}[/dim]  state: {run['state']}"
+    )
     if run.get("error"):
         console.print(f"[red]error:[/red] {run['error']}")
-    console.print(f"flow: {run['flow']}   started: {run['started_at']}   ended: {run['ended_at']}   by {run.get('user')}@{run.get('host')}")
+    console.print(
+        f"flow: {run['flow']}   started: {run['started_at']}   ended: {run['ended_at']}   by {run.get('user')}@{run.get('host')}"
+    )
     if run.get("prefect_url"):
         console.print(f"Prefect: {run['prefect_url']}")
     code = run["code"]
-    dirty = {True: f"dirty (diff {str(code['diff_hash'])[:12]})", False: "clean", None: "unknown"}[code["dirty"]]
-    console.print(f"code: {code['commit'] or 'no git commit'} {dirty}" + (f"  file {code['file']}" if code.get("file") else ""))
+    dirty = {True: f"dirty (diff {str(code['diff_hash'])[:12]})", False: "clean", None: "unknown"}[
+        code["dirty"]
+    ]
+    console.print(
+        f"code: {code['commit'] or 'no git commit'} {dirty}"
+        + (f"  file {code['file']}" if code.get("file") else "")
+    )
     env = run["environment"]
-    console.print(f"environment: Python {env['python']}, {len(env['packages'])} packages, hash {str(env['hash'])[:16]}")
+    console.print(
+        f"environment: Python {env['python']}, {len(env['packages'])} packages, hash {str(env['hash'])[:16]}"
+    )
     table("inputs", ["kind", "name", "hash"], [[i["kind"], i["name"], i["hash"][:16]] for i in run["inputs"]])
-    table("outputs", ["kind", "name", "hash"], [[o["kind"], o["name"], o["hash"][:16]] for o in run["outputs"]])
+    table(
+        "outputs", ["kind", "name", "hash"], [[o["kind"], o["name"], o["hash"][:16]] for o in run["outputs"]]
+    )
     table("parameters", ["name", "value"], [[k, v] for k, v in run["parameters"].items()])
     table("metrics", ["name", "value"], [[k, v] for k, v in run["metrics"].items()])
 

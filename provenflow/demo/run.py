@@ -37,14 +37,19 @@ def main() -> None:
     console.rule("1. data run: validate and version the penguins data")
     data = data_run(name="penguins", source=str(DATA))
     ref = data["dataset"]["ref"]
-    console.print(f"dataset {ref}: {data['dataset']['rows']} rows, {data['validation']['successful']}/{data['validation']['evaluated']} expectations passed")
+    console.print(
+        f"dataset {ref}: {data['dataset']['rows']} rows, {data['validation']['successful']}/{data['validation']['evaluated']} expectations passed"
+    )
 
     console.rule("2. three model runs: predict each penguin's sex")
     results = []
     for estimator, params in EXPERIMENTS:
         result = model_run(dataset=ref, target="sex", estimator=estimator, params=params, seed=7)
         model = f"{result['model']['name']}@{result['model']['version']}"
-        console.print(f"{model}  {estimator.rsplit('.', 1)[1]} {params}  " + "  ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items()))
+        console.print(
+            f"{model}  {estimator.rsplit('.', 1)[1]} {params}  "
+            + "  ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items())
+        )
         results.append(result)
 
     best = max(results, key=lambda r: r["metrics"]["f1"])

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -50,7 +62,9 @@ class Run(Base):
     metrics: Mapped[list[Metric]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="Metric.id"
     )
-    io: Mapped[list[RunIO]] = relationship(back_populates="run", cascade="all, delete-orphan", order_by="RunIO.id")
+    io: Mapped[list[RunIO]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="RunIO.id"
+    )
 
 
 class Metric(Base):

@@ -1,0 +1,125 @@
+"""The CLI as a user runs it: a subprocess, its exit status, stdout (JSON) and stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PENGUINS, REPO
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+CLI = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "provenflow")
+
+
+def pf(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
+    exe = CLI if Path(CLI).exists() else shutil.which("provenflow")
+    return subprocess.run([exe, *args], cwd=project, capture_output=True, text=True, env=env, timeout=300)
+
+
+def pf_json(project: Path, *args: str):
+    result = pf(project, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_cli_end_to_end(project):
+    shutil.copy(PENGUINS, project / "penguins.csv")
+    data = pf_json(project, "data-run", "--name", "penguins", "--source", "penguins.csv")
+    assert set(data) >= {"run_id", "dataset", "validation"}
+    assert set(data["dataset"]) >= {"name", "version", "hash", "rows", "columns"}
+    ref = f"penguins@{data['dataset']['version']}"
+
+    plain = pf(project, "data-run", "--name", "penguins", "--source", "penguins.csv")
+    assert plain.returncode == 0 and plain.stdout.strip() == ref
+    assert "existing version" in plain.stderr
+
+    runs = []
+    for depth in ("2", "4"):
+        model = pf_json(
+            project, "model-run", "--dataset", "penguins@latest", "--target", "species",
+            "--estimator", "sklearn.tree.DecisionTreeClassifier", "--param", f"max_depth={depth}", "--seed", "3",
+        )  # fmt: skip
+        assert model["model"]["name"] == "penguins-species" and model["params"]["max_depth"] == int(depth)
+        assert set(model) >= {"run_id", "model", "metrics", "params"}
+        runs.append(model["run_id"])
+
+    listed = pf_json(project, "runs", "list")
+    assert [r["kind"] for r in listed] == ["model", "model", "data", "data"]
+    shown = pf_json(project, "runs", "show", runs[0][:8])
+    assert shown["id"] == runs[0] and shown["inputs"][0]["name"] == ref
+    assert shown["environment"]["packages"] and shown["code"]["commit"] is None  # not a git project
+
+    assert [d["ref"] for d in pf_json(project, "datasets", "list")] == [ref]
+    assert pf_json(project, "datasets", "show", "penguins@latest")["profile"]["rows"] == 344
+    assert [m["ref"] for m in pf_json(project, "models", "list")] == [
+        "penguins-species@2",
+        "penguins-species@1",
+    ]
+    assert pf_json(project, "models", "show", "penguins-species@1")["params"]["max_depth"] == 2
+
+    compared = pf_json(project, "compare", *runs)
+    assert compared["params"]["params.max_depth"] == [2, 4]
+    assert len(compared["metrics"]["accuracy"]) == 2
+
+    graph = pf_json(project, "lineage", "penguins-species@2")
+    assert graph["upstream"][0]["id"] == runs[1]
+    assert graph["upstream"][0]["inputs"][0]["ref"] == ref
+    down = pf_json(project, "lineage", ref)
+    assert {n["id"] for n in down["downstream"]} == set(runs)
+
+    human = pf(project, "lineage", "penguins-species@2")
+    assert human.returncode == 0 and "upstream of" in human.stdout and ref in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data-run", "--name", "x", "--source", "missing.csv"], "no file at 'missing.csv'"),
+        (
+            [
+                "model-run",
+                "--dataset",
+                "nothing@latest",
+                "--target",
+                "y",
+                "--estimator",
+                "sklearn.tree.DecisionTreeClassifier",
+            ],
+            "no dataset named 'nothing'",
+        ),
+        (
+            ["model-run", "--dataset", "a@1", "--target", "y", "--estimator", "e.E", "--param", "oops"],
+            "parameter 'oops' is not key=value",
+        ),
+        (["runs", "show", "no-such-run"], "no run with id"),
+        (["lineage", "ghost@3"], "no dataset or model named 'ghost'"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(project, args, message):
+    result = pf(project, *args)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_command(project):
+    result = pf(project, "--help")
+    assert result.returncode == 0
+    for command in (
+        "data-run",
+        "model-run",
+        "runs",
+        "datasets",
+        "models",
+        "compare",
+        "lineage",
+        "server",
+        "demo",
+    ):
+        assert command in result.stdout
