@@ -15,7 +15,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class FlowRunInfo:
     id: str
-    name: str | None
+    flow_name: str | None
     ui_url: str | None
 
 
@@ -29,7 +29,8 @@ def current_flow_run() -> FlowRunInfo | None:
         return None
     from prefect.runtime import flow_run
 
-    return FlowRunInfo(id=str(ctx.flow_run.id), name=ctx.flow_run.name, ui_url=flow_run.get_flow_run_ui_url())
+    flow_name = ctx.flow.name if ctx.flow else None
+    return FlowRunInfo(id=str(ctx.flow_run.id), flow_name=flow_name, ui_url=flow_run.get_flow_run_ui_url())
 
 
 def artifact_key(*parts: str) -> str:

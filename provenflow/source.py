@@ -39,9 +39,14 @@ def current_code_file() -> Path | None:
         return Path(notebook)
     main = sys.modules.get("__main__")
     script = getattr(main, "__file__", None)
-    if script and Path(script).is_file():
-        return Path(script)
-    return None
+    if not script or not Path(script).is_file():
+        return None
+    # An installed entry point (the provenflow CLI, a Prefect worker) is not the user's code.
+    resolved = Path(script).resolve()
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        if resolved.is_relative_to(Path(prefix).resolve()):
+            return None
+    return Path(script)
 
 
 def capture_code(cwd: Path | None = None, code_file: Path | None = None) -> CodeState:

@@ -364,7 +364,7 @@ def start(
     run = Run(
         workspace=workspace,
         kind=kind,
-        flow=flow or (flow_run.name if flow_run else "python"),
+        flow=flow or (flow_run.flow_name if flow_run else None) or "python",
         name=name,
         id=run_id,
         prefect_flow_run_id=flow_run.id if flow_run else None,

@@ -221,3 +221,31 @@ def test_ledger_on_postgres_by_url(project, penguins, postgres, monkeypatch):
     assert Workspace.default().ledger.engine.dialect.name == "postgresql"
     with Workspace.default().ledger.reader() as s:
         assert s.scalars(select(m.ModelVersion.name)).all() == ["penguins-body_mass_g"]
+
+
+def test_tracking_api_inside_a_users_own_flow_and_task(project):
+    from prefect import flow, task
+
+    import provenflow as pf
+
+    (project / "params.yaml").write_text("alpha: 0.3\n")
+
+    @task
+    def evaluate(alpha: float) -> float:
+        pf.metric("score", 1 - alpha)  # the active run is visible inside tasks
+        return 1 - alpha
+
+    @flow(name="my-experiment")
+    def my_experiment(alpha: float = 0.3) -> str:
+        with pf.start("my-experiment", parameters={"alpha": alpha}) as run:
+            pf.input("params.yaml")
+            evaluate(alpha)
+        return run.id
+
+    run_id = my_experiment()
+    with Workspace.default().ledger.reader() as s:
+        run = s.get(m.Run, run_id)
+        assert run.prefect_flow_run_id == run_id and run.flow == "my-experiment"
+        assert {mt.key: mt.value for mt in run.metrics} == {"score": 0.7}
+        assert [io.name for io in run.io] == ["params.yaml"]
+    assert "metrics-my-experiment" in {a.key for a in _prefect_artifacts(run_id)}

@@ -92,7 +92,8 @@ def data_run(
     _prefect_ready()
     from flows.data_run import data_run as flow
 
-    result = flow(name=name, source=source, suite=suite)
+    with out.err_console.status(f"data run {name}: read, validate, store…"):
+        result = flow(name=name, source=source, suite=suite)
     if as_json:
         out.print_json(result)
         return
@@ -134,15 +135,16 @@ def model_run(
     _prefect_ready()
     from flows.model_run import model_run as flow
 
-    result = flow(
-        dataset=dataset,
-        target=target,
-        estimator=estimator,
-        params=params,
-        seed=seed,
-        test_size=test_size,
-        name=name,
-    )
+    with out.err_console.status(f"model run: train {estimator.rsplit('.', 1)[-1]} on {dataset}…"):
+        result = flow(
+            dataset=dataset,
+            target=target,
+            estimator=estimator,
+            params=params,
+            seed=seed,
+            test_size=test_size,
+            name=name,
+        )
     if as_json:
         out.print_json(result)
         return
