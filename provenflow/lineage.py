@@ -7,6 +7,8 @@ inputs. Downstream is the reverse.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -61,57 +63,44 @@ def _edges_for(session: Session, io: m.RunIO, direction: str) -> list[m.RunIO]:
     return list(session.scalars(query))
 
 
-def _up_from_version(session: Session, io: m.RunIO, depth: int, seen: set) -> list[dict]:
-    """Runs that produced this version (usually one; identical re-runs add more)."""
+@dataclass(frozen=True)
+class _Walk:
+    """One direction through the graph: which edges lead from a version to runs, and back."""
+
+    version_edge: str  # edges of a version that lead to the next runs
+    run_edge: str  # edges of a run that lead to the next versions
+    runs_key: str
+    versions_key: str
+
+
+UPSTREAM = _Walk(version_edge="output", run_edge="input", runs_key="produced_by", versions_key="inputs")
+DOWNSTREAM = _Walk(version_edge="input", run_edge="output", runs_key="used_by", versions_key="outputs")
+
+
+def _runs_of(session: Session, io: m.RunIO, walk: _Walk, depth: int, seen: set) -> list[dict]:
+    """Upstream: the runs that wrote this version. Downstream: the runs that read it."""
     if depth > MAX_DEPTH:
         return []
     nodes = []
-    for edge in _edges_for(session, io, "output"):
-        if edge.run.state != "completed" or ("run", edge.run_id) in seen:
-            continue
-        seen.add(("run", edge.run_id))
-        nodes.append(_up_from_run(session, edge.run, depth + 1, seen))
-    return nodes
-
-
-def _up_from_run(session: Session, run: m.Run, depth: int, seen: set) -> dict:
-    node = _run_node(run)
-    node["inputs"] = []
-    for io in run.io:
-        if io.direction != "input":
-            continue
-        child = _version_node(io)
-        if _key(io) not in seen:
-            seen.add(_key(io))
-            child["produced_by"] = _up_from_version(session, io, depth + 1, seen)
-        node["inputs"].append(child)
-    return node
-
-
-def _down_from_version(session: Session, io: m.RunIO, depth: int, seen: set) -> list[dict]:
-    """Runs that read this version, with what they wrote."""
-    if depth > MAX_DEPTH:
-        return []
-    nodes = []
-    for edge in _edges_for(session, io, "input"):
+    for edge in _edges_for(session, io, walk.version_edge):
         if ("run", edge.run_id) in seen:
             continue
         seen.add(("run", edge.run_id))
-        nodes.append(_down_from_run(session, edge.run, depth + 1, seen))
+        nodes.append(_walk_run(session, edge.run, walk, depth + 1, seen))
     return nodes
 
 
-def _down_from_run(session: Session, run: m.Run, depth: int, seen: set) -> dict:
+def _walk_run(session: Session, run: m.Run, walk: _Walk, depth: int, seen: set) -> dict:
     node = _run_node(run)
-    node["outputs"] = []
+    node[walk.versions_key] = []
     for io in run.io:
-        if io.direction != "output":
+        if io.direction != walk.run_edge:
             continue
         child = _version_node(io)
         if _key(io) not in seen:
             seen.add(_key(io))
-            child["used_by"] = _down_from_version(session, io, depth + 1, seen)
-        node["outputs"].append(child)
+            child[walk.runs_key] = _runs_of(session, io, walk, depth + 1, seen)
+        node[walk.versions_key].append(child)
     return node
 
 
@@ -119,8 +108,8 @@ def lineage(session: Session, ref: str) -> dict:
     """The upstream and downstream graph of a run id, ``dataset@version`` or ``model@version``."""
     item = resolve_any(session, ref)
     if isinstance(item, m.Run):
-        up = _up_from_run(session, item, 0, {("run", item.id)})
-        down = _down_from_run(session, item, 0, {("run", item.id)})
+        up = _walk_run(session, item, UPSTREAM, 0, {("run", item.id)})
+        down = _walk_run(session, item, DOWNSTREAM, 0, {("run", item.id)})
         return {
             "ref": item.id,
             "kind": "run",
@@ -137,6 +126,6 @@ def lineage(session: Session, ref: str) -> dict:
         "ref": item.ref,
         "kind": anchor.kind,
         "node": node,
-        "upstream": _up_from_version(session, anchor, 0, {_key(anchor)}),
-        "downstream": _down_from_version(session, anchor, 0, {_key(anchor)}),
+        "upstream": _runs_of(session, anchor, UPSTREAM, 0, {_key(anchor)}),
+        "downstream": _runs_of(session, anchor, DOWNSTREAM, 0, {_key(anchor)}),
     }

@@ -47,14 +47,18 @@ _active: ContextVar[Run | None] = ContextVar("provenflow_active_run", default=No
 
 
 @dataclass
-class DatasetOutput:
-    """A dataset version whose object is stored and whose ledger row is written when the run ends."""
+class StoredOutput:
+    """An output whose object is already in the store; its ledger row is written when the run ends."""
 
     name: str
     digest: Digest
     size: int
     uri: str
     format: str
+
+
+@dataclass
+class DatasetOutput(StoredOutput):
     rows: int | None = None
     columns: int | None = None
     schema: list | None = None
@@ -63,12 +67,7 @@ class DatasetOutput:
 
 
 @dataclass
-class ModelOutput:
-    name: str
-    digest: Digest
-    size: int
-    uri: str
-    format: str
+class ModelOutput(StoredOutput):
     estimator: str | None = None
     task: str | None = None
     signature: dict | None = None
