@@ -32,7 +32,7 @@ class ServerStatus:
 
 
 def _paths() -> tuple[Path, Path, Path]:
-    home = get_settings().home_dir
+    home = get_settings().ensure_home()
     return home / "prefect", home / "server.pid", home / "server.log"
 
 

@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         return (self.home or project_root() / ".provenflow").resolve()
 
+    def ensure_home(self) -> Path:
+        """Create the home folder with a .gitignore, so local state never counts as uncommitted code."""
+        home = self.home_dir
+        home.mkdir(parents=True, exist_ok=True)
+        ignore = home / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# provenflow's local state (ledger, store, Prefect server)\n*\n")
+        return home
+
     @property
     def resolved_ledger_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.home_dir / 'ledger.db'}"

@@ -27,6 +27,7 @@ class Workspace:
     @classmethod
     def default(cls) -> Workspace:
         settings = get_settings()
+        settings.ensure_home()
         return cls.open(settings.resolved_ledger_url, settings.resolved_store_url, settings.store_fsync)
 
 

@@ -11,6 +11,7 @@ from provenflow.workspace import Workspace
 def open_workspace(ledger_block: str | None = None, store_block: str | None = None) -> Workspace:
     """The ledger and store named by blocks (flow parameters or settings), else the settings' URLs."""
     settings = get_settings()
+    settings.ensure_home()
     ledger_block = ledger_block or settings.ledger_block
     store_block = store_block or settings.store_block
     ledger_url = settings.resolved_ledger_url
