@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 import provenflow
-from tasks.data import read_source, store_dataset, validate_frame
+from tasks.data import read_source, store_dataset, store_source, validate_frame
 from tasks.workspace import open_workspace
 
 
@@ -14,25 +14,33 @@ def data_run(
     name: str,
     source: str,
     suite: str | None = None,
+    register_version: bool = True,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
     """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV or Parquet file.
 
     SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json, generated from
-    the first good dataset when it does not exist yet.
+    the first good dataset when it does not exist yet. With REGISTER_VERSION off (reproductions) the
+    dataset is stored and linked to the run but no dataset version is added.
     """
     workspace = open_workspace(ledger_block, store_block)
-    parameters = {"name": name, "source": source, "suite": suite}
+    parameters = {"name": name, "source": source, "suite": suite, "register_version": register_version}
     with provenflow.start(
         name, kind="data", flow="data-run", parameters=parameters, workspace=workspace
     ) as run:
         frame = read_source(source)
         report = validate_frame(name, frame, suite)
+        raw, raw_created = store_source(workspace, source)
         dataset, created = store_dataset(workspace, name, frame, source)
-        if created:
-            run.created_object(dataset.digest)
-        run.output(dataset)
+        for digest, new in ((raw, raw_created), (dataset.digest, created)):
+            if new:
+                run.created_object(digest)
+        run.link("input", "file", source, raw)
+        if register_version:
+            run.output(dataset)
+        else:
+            run.link("output", "dataset", f"{name} (not registered)", dataset.digest)
         run.log_metrics(
             {"rows": dataset.rows, "columns": dataset.columns, "expectations_passed": report.successful}
         )

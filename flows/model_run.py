@@ -21,38 +21,43 @@ def model_run(
     seed: int = 42,
     test_size: float = 0.25,
     name: str | None = None,
+    register_version: bool = True,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
     """Train ESTIMATOR (an import path, e.g. sklearn.ensemble.RandomForestClassifier) on DATASET
     (NAME@VERSION or NAME@latest) to predict TARGET; the model is registered as NAME
-    (default DATASET-TARGET)."""
+    (default DATASET-TARGET). SEED drives the split and any random_state not given in PARAMS.
+    With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered."""
     params = params or {}
     name = name or f"{split_ref(dataset, 'dataset')[0]}-{target}"
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
         "dataset": dataset, "target": target, "estimator": estimator, "params": params,
-        "seed": seed, "test_size": test_size, "name": name,
+        "seed": seed, "test_size": test_size, "name": name, "register_version": register_version,
     }  # fmt: skip
     with provenflow.start(
         name, kind="model", flow="model-run", parameters=parameters, workspace=workspace
     ) as run:
         version, frame = load_dataset(workspace, dataset)
         run.input(version)
-        model = make_estimator(estimator, params)
+        model = make_estimator(estimator, params, seed)
         trained = train_model(frame, target, model, seed, test_size)
         run.log_metrics(trained.metrics)
         run.log_metrics({"train_rows": trained.train_rows, "test_rows": trained.test_rows})
         output, created = store_model(workspace, name, trained, estimator)
         if created:
             run.created_object(output.digest)
-        run.output(output)
-    registered = next(o for o in run.summary.outputs if o["kind"] == "model")
+        if register_version:
+            run.output(output)
+        else:
+            run.link("output", "model", f"{name} (not registered)", output.digest)
+    registered = [o["name"] for o in run.summary.outputs if o["kind"] == "model" and "@" in o["name"]]
     return {
         "run_id": run.id,
         "model": {
             "name": name,
-            "version": int(registered["name"].rsplit("@", 1)[1]),
+            "version": int(registered[0].rsplit("@", 1)[1]) if registered else None,
             "hash": output.digest.hex,
         },
         "dataset": version.ref,

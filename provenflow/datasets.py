@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -13,7 +16,7 @@ import pyarrow.parquet as pq
 
 from provenflow.digest import Digest
 from provenflow.errors import DataError
-from provenflow.store import ContentStore
+from provenflow.store import ContentStore, Stored
 
 PARQUET = "parquet"
 # Quantiles kept in every numeric profile; the drift monitor bins current data on these edges.
@@ -133,6 +136,17 @@ class StoredTable:
 def store_table(store: ContentStore, frame: pd.DataFrame) -> StoredTable:
     stored = store.put_bytes(to_parquet_bytes(frame))
     return StoredTable(stored.digest, stored.size, store.uri(stored.digest), stored.created)
+
+
+def store_source(store: ContentStore, source: str) -> Stored:
+    """Store a source file's raw bytes, from a local path or any fsspec URL."""
+    fs, path = fsspec.core.url_to_fs(source)
+    if isinstance(fs, LocalFileSystem):
+        return store.put_file(path)
+    with tempfile.TemporaryDirectory(prefix="provenflow-source-") as tmp:
+        local = Path(tmp) / Path(path).name
+        fs.get_file(path, str(local))
+        return store.put_file(local)
 
 
 def load_table(store: ContentStore, digest: Digest) -> pd.DataFrame:

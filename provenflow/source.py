@@ -38,6 +38,9 @@ def current_code_file() -> Path | None:
     if notebook and Path(notebook).is_file():
         return Path(notebook)
     main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.split(".")[0] in ("provenflow", "prefect", "pytest"):
+        return None  # `python -m` of a tool: not the user's code
     script = getattr(main, "__file__", None)
     if not script or not Path(script).is_file():
         return None

@@ -129,9 +129,34 @@ class ContentStore:
             )
         return data
 
+    def check(self, digest: Digest) -> None:
+        """Raise StoreError if the object is missing, IntegrityError if its bytes changed."""
+        if not self.local:
+            self.read_bytes(digest)
+            return
+        target = self.path(digest)
+        if not os.path.exists(target):
+            raise StoreError(f"object {digest.hex} is not in the store {self.url} (expected at {target})")
+        actual = Digest.of_file(target)
+        if actual != digest:
+            raise IntegrityError(
+                f"store object {digest.hex} at {target} is corrupt: its bytes hash to {actual.hex}. "
+                "Restore the object from a backup or re-run the run that produced it."
+            )
+
     def verify(self, digest: Digest) -> bool:
         try:
-            self.read_bytes(digest)
+            self.check(digest)
         except StoreError:
             return False
         return True
+
+    def get_file(self, digest: Digest, destination: str | os.PathLike) -> Path:
+        """Copy an object out of the store, verified, to a local path."""
+        self.check(digest)
+        destination = Path(destination)
+        if self.local:
+            shutil.copyfile(self.path(digest), destination)
+        else:
+            destination.write_bytes(self.read_bytes(digest))
+        return destination

@@ -24,6 +24,7 @@ import os
 import socket
 import traceback
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,6 +129,7 @@ class Run:
     _datasets: list[DatasetOutput] = field(default_factory=list)
     _models: list[ModelOutput] = field(default_factory=list)
     _created: list[Digest] = field(default_factory=list)  # objects this run added to the store
+    _rows: list[Callable[[], m.Base]] = field(default_factory=list)
     _token: Token | None = None
 
     # -- recording -----------------------------------------------------------------------
@@ -187,6 +189,14 @@ class Run:
         self._edges.append(_Edge("output", "file", str(path), stored.digest.hex))
         return stored.digest
 
+    def link(self, direction: str, kind: str, name: str, digest: Digest) -> None:
+        """Record an input or output by its stored object alone, without a dataset or model version."""
+        self._edges.append(_Edge(direction, kind, name, digest.hex))
+
+    def record(self, make_row: Callable[[], m.Base]) -> None:
+        """An extra ledger row written in the run's own transaction, only if the run succeeds."""
+        self._rows.append(make_row)
+
     def created_object(self, digest: Digest) -> None:
         """Note an object this run added to the store, to be removed again if the run fails."""
         self._created.append(digest)
@@ -208,6 +218,7 @@ class Run:
         if error is not None:
             self._datasets.clear()
             self._models.clear()
+            self._rows.clear()
             for digest in self._created:
                 self.workspace.store.delete(digest)
         try:
@@ -304,6 +315,7 @@ class Run:
             m.Metric(run_id=self.id, key=key, value=value, step=step, timestamp=ts)
             for key, value, step, ts in self._metrics
         )
+        session.add_all(make_row() for make_row in self._rows)
         return outputs
 
     def _summarise(self, ended_at: datetime, error: str | None, outputs: list[_Edge]) -> RunSummary:

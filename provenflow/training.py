@@ -43,8 +43,12 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def import_estimator(path: str, params: dict[str, Any]) -> Any:
-    """Instantiate an estimator from its import path and hyper-parameters, with clear errors."""
+def import_estimator(path: str, params: dict[str, Any], seed: int | None = None) -> Any:
+    """Instantiate an estimator from its import path and hyper-parameters, with clear errors.
+
+    An estimator with a ``random_state`` the caller did not set gets ``seed``, so a run is
+    deterministic unless ``random_state=None`` is asked for explicitly.
+    """
     module_name, _, attr = path.rpartition(".")
     if not module_name:
         raise TrainingError(
@@ -73,6 +77,8 @@ def import_estimator(path: str, params: dict[str, Any]) -> Any:
         raise TrainingError(
             f"{path} has no hyper-parameter {', '.join(map(repr, unknown))}.{hints} Valid: {', '.join(sorted(valid))}"
         )
+    if seed is not None and "random_state" in valid and "random_state" not in params:
+        params = {**params, "random_state": seed}
     estimator.set_params(**params)
     if not isinstance(estimator, BaseEstimator):
         raise TrainingError(f"{path!r} does not derive from sklearn.base.BaseEstimator")
@@ -104,6 +110,12 @@ def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.S
     if features.shape[1] == 0:
         raise TrainingError(f"the dataset has no columns besides the target {target!r}")
     return features, labelled[target]
+
+
+def features_of(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The model's input columns, prepared the way training prepared them."""
+    features, _ = split_features(frame, target)
+    return _as_object(features)
 
 
 def build_pipeline(features: pd.DataFrame, estimator: Any) -> Any:
@@ -169,8 +181,6 @@ def train_and_evaluate(
     if not 0.0 < test_size < 1.0:
         raise TrainingError(f"test size {test_size} must be between 0 and 1 (a fraction of the rows)")
     task = task_of(estimator)
-    if "random_state" in estimator.get_params(deep=False) and estimator.get_params()["random_state"] is None:
-        estimator.set_params(random_state=seed)
     features, labels = split_features(frame, target)
     features = _as_object(features)
     stratify = None

@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from provenflow import datasets, validation
 from provenflow.project import project_root
+from provenflow.digest import Digest
 from provenflow.tracking import DatasetOutput
 from provenflow.workspace import Workspace
 
@@ -46,3 +47,10 @@ def store_dataset(
         source=source,
     )
     return output, stored.created
+
+
+@task(cache_policy=NO_CACHE)
+def store_source(workspace: Workspace, source: str) -> tuple[Digest, bool]:
+    """Keep the raw source bytes, so the run can be reproduced from the store alone."""
+    stored = datasets.store_source(workspace.store, source)
+    return stored.digest, stored.created

@@ -23,8 +23,8 @@ def load_dataset(workspace: Workspace, ref: str) -> tuple[m.DatasetVersion, pd.D
 
 
 @task(cache_policy=NO_CACHE)
-def make_estimator(path: str, params: dict[str, Any]) -> Any:
-    return training.import_estimator(path, params)
+def make_estimator(path: str, params: dict[str, Any], seed: int | None) -> Any:
+    return training.import_estimator(path, params, seed)
 
 
 @task(cache_policy=NO_CACHE)

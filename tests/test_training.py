@@ -46,6 +46,14 @@ def test_estimator_errors(path, params, message):
         training.import_estimator(path, params)
 
 
+def test_explicit_random_state_none_stays_unseeded():
+    seeded = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {}, seed=5)
+    unseeded = training.import_estimator(
+        "sklearn.ensemble.RandomForestClassifier", {"random_state": None}, seed=5
+    )
+    assert seeded.random_state == 5 and unseeded.random_state is None
+
+
 def test_rejected_hyper_parameter_value(frame):
     estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": -3})
     with pytest.raises(TrainingError, match=r"rejected its hyper-parameters.*n_estimators"):
@@ -61,7 +69,9 @@ def test_unknown_target(frame):
 
 
 def test_classification_with_missing_values_and_categories(frame):
-    estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 20})
+    estimator = training.import_estimator(
+        "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 20}, seed=3
+    )
     trained = training.train_and_evaluate(frame, "sex", estimator, seed=3, test_size=0.25)
     assert trained.task == "classification"
     assert set(trained.metrics) == {"accuracy", "f1", "roc_auc"}
@@ -83,7 +93,9 @@ def test_regression_metrics(frame):
 
 def test_same_seed_and_data_serialize_identically(frame):
     def fit():
-        estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 15})
+        estimator = training.import_estimator(
+            "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 15}, seed=11
+        )
         return training.serialize(
             training.train_and_evaluate(frame, "species", estimator, seed=11, test_size=0.2).pipeline
         )

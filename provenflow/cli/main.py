@@ -158,6 +158,27 @@ def model_run(
     )
 
 
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="The run to reproduce (id or unique prefix).")],
+    code: Annotated[
+        str, typer.Option(help="recorded: the run's commit + diff; current: the project as it is now.")
+    ] = "recorded",
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run a recorded run from its inputs and code, and prove the result identical (the reproduce flow)."""
+    if code not in ("recorded", "current"):
+        raise typer.BadParameter("--code is 'recorded' or 'current'")
+    _prefect_ready()
+    from flows.reproduce import reproduce as flow
+
+    with out.err_console.status(f"reproducing run {run_id}…"):
+        result = flow(run_id=run_id, code=code)
+    if as_json:
+        return out.print_json(result)
+    out.reproduction(result)
+
+
 # -- reading the ledger -------------------------------------------------------------------
 
 

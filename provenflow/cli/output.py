@@ -109,3 +109,27 @@ def lineage_tree(graph: dict) -> None:
     _add_down(down, graph["downstream"])
     console.print(up)
     console.print(down)
+
+
+def reproduction(result: dict) -> None:
+    colour = {"identical": "green", "equivalent": "yellow", "different": "red"}[result["verdict"]]
+    console.print(
+        f"[bold {colour}]{result['verdict']}[/bold {colour}]  run {result['original']} reproduced as {result['reproduction']}"
+    )
+    hashes = result["model_hash"] or result["dataset_hash"]
+    console.print(
+        f"output hash: {hashes['original']}\n   reproduced: {hashes['reproduced']}", highlight=False
+    )
+    code = result["code"]
+    console.print(
+        f"code: {code['source']} ({'same as recorded' if code['same'] else 'differs from recorded'})"
+    )
+    if result["causes"]:
+        console.print(f"likely cause: {', '.join(result['causes'])}")
+    for note in result["notes"]:
+        console.print(f"note: {note}")
+    table("metrics", ["metric", "original", "reproduced", "equal"],
+          [[k, v["original"], v["reproduced"], "yes" if v["equal"] else "NO"] for k, v in result["metrics"].items()])  # fmt: skip
+    if result["env_diff"]:
+        table("environment changes", ["package", "change", "recorded", "now"],
+              [[d["package"], d["change"], d["recorded"], d["current"]] for d in result["env_diff"]])  # fmt: skip

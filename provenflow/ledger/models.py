@@ -146,3 +146,20 @@ class RunIO(Base):
     run: Mapped[Run] = relationship(back_populates="io")
     dataset_version: Mapped[DatasetVersion | None] = relationship()
     model_version: Mapped[ModelVersion | None] = relationship()
+
+
+class Reproduction(Base):
+    """A re-run of a recorded run and the verdict on whether it gave the same result."""
+
+    __tablename__ = "reproductions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    original_run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    # The reproduce flow's own run, and the re-run it launched (None when the re-run never started).
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    rerun_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    verdict: Mapped[str] = mapped_column(String(16))  # identical | equivalent | different
+    causes: Mapped[list] = mapped_column(JSON, default=list)
+    code_source: Mapped[str] = mapped_column(String(16))  # recorded | current
+    report: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.settings import PREFECT_API_URL
+
+from provenflow import datasets, reproduce, training
+from provenflow.digest import Digest
+from provenflow.project import project_root
+from provenflow.reproduce import RecordedRun
+from provenflow.settings import get_settings
+from provenflow.workspace import Workspace
+
+
+@task(cache_policy=NO_CACHE)
+def load_recorded_run(workspace: Workspace, run_id: str) -> RecordedRun:
+    with workspace.ledger.reader() as session:
+        return reproduce.recorded_run(session, run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def verify_inputs(workspace: Workspace, run: RecordedRun) -> None:
+    reproduce.verify_inputs(workspace.store, run)
+
+
+@task(cache_policy=NO_CACHE)
+def checkout_code(workspace: Workspace, run: RecordedRun, code: str, scratch: Path) -> Path:
+    """The folder the re-run executes in: the recorded code in a worktree, or the project as it is now."""
+    if code == "current":
+        return project_root()
+    destination = scratch / "code"
+    reproduce.materialise_code(project_root(), run, workspace.store, destination)
+    return destination
+
+
+@task(cache_policy=NO_CACHE)
+def rerun(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path, blocks: dict) -> RecordedRun:
+    """The same flow, same parameters, exact inputs, in its own process inside the checkout."""
+    source = reproduce.fetch_source(workspace.store, run, scratch) if run.flow == "data-run" else None
+    parameters = {**reproduce.rerun_parameters(run, source), **{k: v for k, v in blocks.items() if v}}
+    settings = get_settings()
+    env = {
+        "PROVENFLOW_HOME": str(settings.home_dir),
+        "PROVENFLOW_LEDGER_URL": workspace.ledger.url,
+        "PROVENFLOW_STORE_URL": workspace.store.url,
+    }
+    api = PREFECT_API_URL.value()
+    if api:
+        env["PREFECT_API_URL"] = api
+    result = reproduce.replay(run.flow, parameters, checkout, reproduce.replay_env(env))
+    with workspace.ledger.reader() as session:
+        return reproduce.recorded_run(session, result["run_id"])
+
+
+@task(cache_policy=NO_CACHE)
+def compare_results(
+    workspace: Workspace, original: RecordedRun, again: RecordedRun, code: str
+) -> reproduce.Comparison:
+    store = workspace.store
+    if original.flow == "model-run":
+        first, second = original.model_output, again.model_output
+        equivalent = False
+        if first and second and first.hash != second.hash:
+            dataset = next(e for e in original.inputs if e.kind == "dataset")
+            frame = datasets.load_table(store, Digest(dataset.hash))
+            features = training.features_of(frame, original.parameters["target"])
+            models = [
+                training.deserialize(store.read_bytes(Digest(e.hash)), Digest(e.hash))
+                for e in (first, second)
+            ]
+            equivalent = reproduce.same_predictions(models[0], models[1], features)
+    else:
+        first, second = original.dataset_output, again.dataset_output
+        equivalent = bool(first and second) and datasets.load_table(store, Digest(first.hash)).equals(
+            datasets.load_table(store, Digest(second.hash))
+        )
+    return reproduce.compare(original, again, equivalent, code)
