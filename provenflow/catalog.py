@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_run
+from provenflow.reproduce import reproductions_of
 
 
 def _iso(value) -> str | None:
@@ -48,6 +49,7 @@ def run_dict(run: m.Run, full: bool = False) -> dict:
             prefect_flow_run_id=run.prefect_flow_run_id,
             prefect_url=run.prefect_url,
             metric_history={k: v for k, v in _metric_history(run).items() if len(v) > 1},
+            reproductions=reproductions_of(object_session(run), run.id),
         )
     return out
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from provenflow.digest import Digest
 from provenflow.errors import DataError

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from provenflow.catalog import last_metrics
 from provenflow.ledger import models as m
@@ -20,7 +20,11 @@ MAX_DEPTH = 12
 
 
 def _run_node(run: m.Run) -> dict:
+    from provenflow.reproduce import reproductions_of
+
+    session = object_session(run)
     return {
+        "reproductions": reproductions_of(session, run.id) if session else [],
         "kind": "run",
         "id": run.id,
         "name": run.name,

@@ -20,9 +20,8 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,6 +31,9 @@ from provenflow.errors import ProvenflowError, StoreError
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_run
 from provenflow.store import ContentStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FLOWS = ("data-run", "model-run")
 RESULT_MARKER = "PROVENFLOW-RESULT "
@@ -213,6 +215,8 @@ def _equal(a: float | None, b: float | None) -> bool:
 
 def same_predictions(original: object, reproduced: object, features: pd.DataFrame) -> bool:
     """Labels (or values) equal, and class probabilities within 1e-9, on the same rows."""
+    import numpy as np
+
     first, second = original.predict(features), reproduced.predict(features)
     if first.dtype.kind in "fc":
         if not np.allclose(first, second, rtol=0, atol=1e-9):

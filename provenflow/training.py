@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import pandas as pd
 from provenflow.datasets import is_numeric
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, TrainingError, did_you_mean
+from provenflow.project import project_root
 
 # The canonical model form: a pickle (protocol 5) of the fitted Pipeline. Two fits with the same
 # seed and data pickle to the same bytes, so the content hash identifies the model; bytes are only
@@ -50,6 +52,10 @@ def import_estimator(path: str, params: dict[str, Any], seed: int | None = None)
     deterministic unless ``random_state=None`` is asked for explicitly.
     """
     module_name, _, attr = path.rpartition(".")
+    # Estimators of the user's own are importable from the project root, as with `python -m`.
+    root = str(project_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
     if not module_name:
         raise TrainingError(
             f"estimator {path!r} is not an import path; expected e.g. sklearn.ensemble.RandomForestClassifier"

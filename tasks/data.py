@@ -7,8 +7,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from provenflow import datasets, validation
-from provenflow.project import project_root
 from provenflow.digest import Digest
+from provenflow.project import project_root
 from provenflow.tracking import DatasetOutput
 from provenflow.workspace import Workspace
 

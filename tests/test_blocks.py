@@ -63,7 +63,12 @@ def test_flow_uses_ledger_and_store_blocks(prefect_api, project, penguins, postg
     ledger = Ledger(database)
     with ledger.reader() as session:
         run = session.get(m.Run, result["run_id"])
-        assert run.parameters == {"name": "penguins", "source": str(penguins), "suite": None}
+        assert run.parameters == {
+            "name": "penguins",
+            "source": str(penguins),
+            "suite": None,
+            "register_version": True,
+        }
         assert "s3cret-value" not in str(run.parameters)
     ledger.dispose()
     with get_client(sync_client=True) as client:

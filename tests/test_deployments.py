@@ -32,7 +32,7 @@ def test_deploy_all_and_run_data_run_on_a_worker(tmp_path):
 
     with get_client(sync_client=True) as client:
         names = {d.name for d in client.read_deployments()}
-        assert {"data-run", "model-run"} <= names
+        assert {"data-run", "model-run", "reproduce"} <= names
         model = client.read_deployment_by_name("model-run/model-run")
         assert model.parameters == {"seed": 42, "test_size": 0.25}
         assert set(model.parameter_openapi_schema["required"]) == {"dataset", "target", "estimator"}
@@ -65,5 +65,5 @@ def test_deploy_all_and_run_data_run_on_a_worker(tmp_path):
 
         run = session.get(m.Run, str(flow_run.id))
         assert run is not None and run.state == "completed"
-        assert [io.name.split("@")[0] for io in run.io] == ["penguins"]
+        assert [(io.kind, io.name.split("@")[0]) for io in run.io] == [("file", str(PENGUINS)), ("dataset", "penguins")]
     ledger.dispose()

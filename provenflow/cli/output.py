@@ -73,6 +73,9 @@ def _run_label(node: dict) -> str:
     code = node["code"]
     commit = (code["commit"] or "no-git")[:10] + ("+dirty" if code["dirty"] else "")
     metrics = ", ".join(f"{k}={fmt(v)}" for k, v in list(node["metrics"].items())[:4])
+    verdicts = ", ".join(f"{r['verdict']} ({r['rerun_id'][:8]})" for r in node.get("reproductions", []))
+    if verdicts:
+        metrics += f"  [magenta]reproduced: {verdicts}[/magenta]"
     return f"[cyan]run[/cyan] {node['name']} [dim]{node['id'][:8]}[/dim] ({node['flow']}, code {commit}, env {str(node['environment']['hash'])[:8]}){'  ' + metrics if metrics else ''}"
 
 
