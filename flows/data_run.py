@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 import provenflow
+from provenflow.refs import check_name, resolve_dataset
 from tasks.data import read_source, store_dataset, store_source, validate_frame
 from tasks.workspace import open_workspace
 
@@ -21,22 +22,19 @@ def data_run(
     """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV or Parquet file.
 
     SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json, generated from
-    the first good dataset when it does not exist yet. With REGISTER_VERSION off (reproductions) the
-    dataset is stored and linked to the run but no dataset version is added.
+    the first good dataset when it does not exist yet. With REGISTER_VERSION off (reproductions)
+    the dataset is stored and linked to the run but no dataset version is added.
     """
     workspace = open_workspace(ledger_block, store_block)
     parameters = {"name": name, "source": source, "suite": suite, "register_version": register_version}
     with provenflow.start(
         name, kind="data", flow="data-run", parameters=parameters, workspace=workspace
     ) as run:
+        check_name(name, "dataset")
         frame = read_source(source)
         report = validate_frame(name, frame, suite)
-        raw, raw_created = store_source(workspace, source)
-        dataset, created = store_dataset(workspace, name, frame, source)
-        for digest, new in ((raw, raw_created), (dataset.digest, created)):
-            if new:
-                run.created_object(digest)
-        run.link("input", "file", source, raw)
+        run.link("input", "file", source, store_source(workspace, source))
+        dataset = store_dataset(workspace, name, frame, source)
         if register_version:
             run.output(dataset)
         else:
@@ -44,16 +42,19 @@ def data_run(
         run.log_metrics(
             {"rows": dataset.rows, "columns": dataset.columns, "expectations_passed": report.successful}
         )
+    ref = f"{name}@{dataset.digest.short}"
+    with workspace.ledger.reader() as session:
+        new = register_version and resolve_dataset(session, ref).run_id == run.id
     return {
         "run_id": run.id,
         "dataset": {
             "name": name,
             "version": dataset.digest.short,
-            "ref": f"{name}@{dataset.digest.short}",
+            "ref": ref,
             "hash": dataset.digest.hex,
             "rows": dataset.rows,
             "columns": dataset.columns,
-            "new": created,
+            "new": new,
         },
         "validation": report.as_dict(),
         "prefect_url": run.prefect_url,

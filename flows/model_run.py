@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 import provenflow
-from provenflow.refs import split_ref
+from provenflow.refs import check_name, safe_name
 from tasks.model import load_dataset, make_estimator, store_model, train_model
 from tasks.workspace import open_workspace
 
@@ -30,24 +30,23 @@ def model_run(
     (default DATASET-TARGET). SEED drives the split and any random_state not given in PARAMS.
     With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered."""
     params = params or {}
-    name = name or f"{split_ref(dataset, 'dataset')[0]}-{target}"
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
         "dataset": dataset, "target": target, "estimator": estimator, "params": params,
         "seed": seed, "test_size": test_size, "name": name, "register_version": register_version,
     }  # fmt: skip
+    label = name or safe_name(f"{dataset.split('@')[0]}-{target}")
     with provenflow.start(
-        name, kind="model", flow="model-run", parameters=parameters, workspace=workspace
+        label, kind="model", flow="model-run", parameters=parameters, workspace=workspace
     ) as run:
+        name = check_name(name or label, "model")
         version, frame = load_dataset(workspace, dataset)
         run.input(version)
         model = make_estimator(estimator, params, seed)
         trained = train_model(frame, target, model, seed, test_size)
         run.log_metrics(trained.metrics)
         run.log_metrics({"train_rows": trained.train_rows, "test_rows": trained.test_rows})
-        output, created = store_model(workspace, name, trained, estimator)
-        if created:
-            run.created_object(output.digest)
+        output = store_model(workspace, name, trained, estimator)
         if register_version:
             run.output(output)
         else:

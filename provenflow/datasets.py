@@ -16,6 +16,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from provenflow.digest import Digest
 from provenflow.errors import DataError
+from provenflow.redact import redact
 from provenflow.store import ContentStore, Stored
 
 PARQUET = "parquet"
@@ -24,51 +25,65 @@ QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95,
 TOP_CATEGORIES = 50
 
 
+_COMPRESSION = (".gz", ".bz2", ".zst", ".xz")
+
+
 def _format_of(source: str) -> str:
     lower = source.lower()
-    for suffix in (".csv.gz", ".csv.bz2", ".csv.zst", ".csv", ".tsv"):
-        if lower.endswith(suffix):
-            return "csv"
+    for suffix in _COMPRESSION:
+        lower = lower.removesuffix(suffix)
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith(".tsv"):
+        return "tsv"
     if lower.endswith((".parquet", ".pq")):
         return "parquet"
-    raise DataError(f"cannot tell the format of {source!r}: expected a .csv(.gz) or .parquet file")
+    raise DataError(
+        f"cannot tell the format of {redact(source)!r}: expected a .csv, .tsv (optionally compressed) or .parquet file"
+    )
 
 
 def read_table(source: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file from a path or fsspec URL, with a clear error for bad input."""
+    """Read a CSV, TSV or Parquet file from a path or fsspec URL, with a clear error for bad input."""
     fmt = _format_of(source)
+    shown = redact(source)
     try:
         fs, path = fsspec.core.url_to_fs(source)
         if not fs.exists(path):
-            raise DataError(f"no file at {source!r}; check the path or URL")
+            raise DataError(f"no file at {shown!r}; check the path or URL")
         if fs.isdir(path):
-            raise DataError(f"{source!r} is a folder; give a CSV or Parquet file")
+            raise DataError(f"{shown!r} is a folder; give a CSV or Parquet file")
         if fs.size(path) == 0:
-            raise DataError(f"{source!r} is empty (0 bytes); expected a CSV header and rows")
+            raise DataError(f"{shown!r} is empty (0 bytes); expected a CSV header and rows")
         with fs.open(path, "rb", compression="infer") as fh:
-            if fmt == "csv":
-                frame = pd.read_csv(fh, sep="\t" if source.lower().endswith(".tsv") else ",")
-            else:
+            if fmt == "parquet":
                 frame = pd.read_parquet(fh)
+            else:
+                frame = pd.read_csv(fh, sep="\t" if fmt == "tsv" else ",")
     except DataError:
         raise
     except pd.errors.EmptyDataError:
-        raise DataError(f"{source!r} has no columns; expected a CSV header and rows") from None
+        raise DataError(f"{shown!r} has no columns; expected a CSV header and rows") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{source!r} could not be parsed as CSV: {str(exc).strip()}") from None
+        raise DataError(f"{shown!r} could not be parsed as CSV: {str(exc).strip()}") from None
     except UnicodeDecodeError as exc:
         raise DataError(
-            f"{source!r} is not text in UTF-8 ({exc.reason} at byte {exc.start}); is it really CSV?"
+            f"{shown!r} is not text in UTF-8 ({exc.reason} at byte {exc.start}); is it really CSV?"
         ) from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{source!r} could not be read as {fmt}: {exc}") from None
+    except ImportError as exc:
+        raise DataError(f"reading {shown!r} needs a package that is not installed: {exc}") from None
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        raise DataError(f"{shown!r} could not be read as {fmt}: {redact(str(exc))}") from None
+    index = frame.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and index.name is None):
+        frame = frame.reset_index()  # a Parquet index is data too: keep it as columns
     if frame.empty:
-        raise DataError(f"{source!r} has a header but no rows")
+        raise DataError(f"{shown!r} has a header but no rows")
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
-        raise DataError(f"{source!r} has duplicate column names: {duplicated}")
+        raise DataError(f"{shown!r} has duplicate column names: {duplicated}")
     if any(str(c).startswith("Unnamed: ") for c in frame.columns):
-        raise DataError(f"{source!r} has a column without a header name; every column needs a name")
+        raise DataError(f"{shown!r} has a column without a header name; every column needs a name")
     return frame
 
 
@@ -88,6 +103,12 @@ def is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
+def _finite(value: float) -> float | None:
+    """JSON has no NaN or infinity (and PostgreSQL's JSON refuses them): those become null."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
 def profile_of(frame: pd.DataFrame) -> dict:
     """Per-column statistics, kept with the dataset version as the drift reference."""
     columns = {}
@@ -97,16 +118,18 @@ def profile_of(frame: pd.DataFrame) -> dict:
         present = series.dropna()
         if is_numeric(series) and len(present):
             values = present.to_numpy(dtype="float64")
-            edges = np.unique(np.quantile(values, QUANTILES))
+            finite = values[np.isfinite(values)]
+            edges = np.unique(np.quantile(finite, QUANTILES)) if len(finite) else np.array([0.0])
             counts, _ = (
-                np.histogram(values, bins=edges) if len(edges) > 1 else (np.array([len(values)]), None)
+                np.histogram(finite, bins=edges) if len(edges) > 1 else (np.array([len(finite)]), None)
             )
             entry.update(
                 kind="numeric",
-                mean=float(values.mean()),
-                std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                min=float(values.min()),
-                max=float(values.max()),
+                infinite=int(np.isinf(values).sum()),
+                mean=_finite(values.mean()),
+                std=_finite(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                min=_finite(values.min()),
+                max=_finite(values.max()),
                 quantiles={
                     str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=False)
                 },

@@ -7,6 +7,7 @@ testable without a Prefect server.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ class FlowRunInfo:
     id: str
     flow_name: str | None
     ui_url: str | None
+    attempt: int = 1
 
 
 def current_flow_run() -> FlowRunInfo | None:
@@ -30,13 +32,22 @@ def current_flow_run() -> FlowRunInfo | None:
     from prefect.runtime import flow_run
 
     flow_name = ctx.flow.name if ctx.flow else None
-    return FlowRunInfo(id=str(ctx.flow_run.id), flow_name=flow_name, ui_url=flow_run.get_flow_run_ui_url())
+    return FlowRunInfo(
+        id=str(ctx.flow_run.id),
+        flow_name=flow_name,
+        ui_url=flow_run.get_flow_run_ui_url(),
+        attempt=ctx.flow_run.run_count or 1,
+    )
 
 
 def artifact_key(*parts: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    key = "-".join(parts).lower()
-    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", key)).strip("-")
+    """Prefect artifact keys allow lowercase letters, digits and dashes only; a name that loses
+    characters on the way gets a short hash of itself, so different names keep different keys."""
+    raw = "-".join(p for p in parts if p)
+    key = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", raw.lower())).strip("-")
+    if key != raw:
+        key = f"{key}-{hashlib.blake2s(raw.encode(), digest_size=3).hexdigest()}"
+    return key
 
 
 def publish_artifacts(card_markdown: str, table_key: str, table_row: dict, description: str) -> None:

@@ -11,6 +11,22 @@ from provenflow.errors import RefError, did_you_mean
 from provenflow.ledger import models as m
 
 _REF = re.compile(r"^(?P<name>[^@\s]+)@(?P<version>[^@\s]+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str) -> str:
+    """Dataset and model names must be usable in refs, file names and Prefect artifact keys."""
+    if not _NAME.match(name):
+        raise RefError(
+            f"{what} name {name!r} is not allowed: use up to 128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def safe_name(text: str) -> str:
+    """A valid name made from free text (e.g. a target column with spaces)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:128] or "model"
 
 
 def split_ref(ref: str, what: str) -> tuple[str, str]:
@@ -24,13 +40,19 @@ def resolve_dataset(session: Session, ref: str) -> m.DatasetVersion:
     name, version = split_ref(ref, "dataset")
     query = select(m.DatasetVersion).where(m.DatasetVersion.name == name)
     if version == "latest":
+        # The version the newest completed run wrote: re-running older content makes it latest again.
         row = session.scalars(
-            query.order_by(m.DatasetVersion.created_at.desc(), m.DatasetVersion.id.desc())
+            select(m.DatasetVersion)
+            .join(m.RunIO, m.RunIO.dataset_version_id == m.DatasetVersion.id)
+            .join(m.Run, m.Run.id == m.RunIO.run_id)
+            .where(m.DatasetVersion.name == name, m.RunIO.direction == "output", m.Run.state == "completed")
+            .order_by(m.Run.ended_at.desc(), m.RunIO.id.desc())
+            .limit(1)
         ).first()
     else:
         if not re.fullmatch(r"[0-9a-f]{4,64}", version):
             raise RefError(f"dataset version {version!r} in {ref!r} is not a hex hash prefix or 'latest'")
-        rows = session.scalars(query.where(m.DatasetVersion.hash.startswith(version))).all()
+        rows = session.scalars(query.where(m.DatasetVersion.hash.startswith(version, autoescape=True))).all()
         if len(rows) > 1:
             raise RefError(f"{ref!r} is ambiguous: {', '.join(r.ref for r in rows)}; give more hex digits")
         row = rows[0] if rows else None
@@ -59,7 +81,9 @@ def resolve_run(session: Session, run_id: str) -> m.Run:
     if row is not None:
         return row
     if len(run_id) >= 6:
-        rows = session.scalars(select(m.Run).where(m.Run.id.startswith(run_id)).limit(3)).all()
+        rows = session.scalars(
+            select(m.Run).where(m.Run.id.startswith(run_id, autoescape=True)).limit(3)
+        ).all()
         if len(rows) == 1:
             return rows[0]
         if len(rows) > 1:

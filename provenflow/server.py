@@ -56,11 +56,12 @@ def _pid() -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
         return None
-    except PermissionError:
-        pass
+    # A stale pid file may name a process that has since reused the pid: only ours counts.
+    if b"prefect" not in cmdline or b"server" not in cmdline:
+        return None
     return pid
 
 

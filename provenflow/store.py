@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,28 @@ class Stored:
     digest: Digest
     size: int
     created: bool  # False when the object was already there (nothing was copied)
+
+
+# Objects new to a store, noted while a run is active, so a run that fails can remove them again.
+_new_objects: ContextVar[list[tuple[ContentStore, Digest]] | None] = ContextVar(
+    "provenflow_new_objects", default=None
+)
+
+
+def note_new_objects() -> tuple[list[tuple[ContentStore, Digest]], Token]:
+    """From now on, collect every object any store creates in this context (and the tasks it calls)."""
+    noted: list[tuple[ContentStore, Digest]] = []
+    return noted, _new_objects.set(noted)
+
+
+def stop_noting(token: Token) -> None:
+    _new_objects.reset(token)
+
+
+def _note(store: ContentStore, digest: Digest) -> None:
+    noted = _new_objects.get()
+    if noted is not None:
+        noted.append((store, digest))
 
 
 class ContentStore:
@@ -61,6 +84,7 @@ class ContentStore:
             self._write_local(target, lambda tmp: shutil.copyfile(source, tmp))
         else:
             self._write_remote(target, lambda tmp: self.fs.put_file(str(source), tmp))
+        _note(self, digest)
         return Stored(digest, size, created=True)
 
     def put_bytes(self, data: bytes) -> Stored:
@@ -72,6 +96,7 @@ class ContentStore:
             self._write_local(target, lambda tmp: Path(tmp).write_bytes(data))
         else:
             self._write_remote(target, lambda tmp: self.fs.pipe_file(tmp, data))
+        _note(self, digest)
         return Stored(digest, len(data), created=True)
 
     def _write_local(self, target: str, write) -> None:

@@ -18,6 +18,7 @@ metrics table in the Prefect UI. In a notebook, ``pf.start(...)`` then ``pf.end(
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import math
 import os
@@ -39,9 +40,11 @@ from provenflow.digest import Digest
 from provenflow.environment import EnvironmentState, capture_environment
 from provenflow.errors import ProvenflowError
 from provenflow.ledger import models as m
+from provenflow.redact import redact
 from provenflow.refs import resolve_dataset, resolve_model
 from provenflow.report import metrics_row, run_card_markdown
 from provenflow.source import CodeState, capture_code
+from provenflow.store import ContentStore, note_new_objects, stop_noting
 from provenflow.workspace import Workspace
 
 _active: ContextVar[Run | None] = ContextVar("provenflow_active_run", default=None)
@@ -128,9 +131,11 @@ class Run:
     _edges: list[_Edge] = field(default_factory=list)
     _datasets: list[DatasetOutput] = field(default_factory=list)
     _models: list[ModelOutput] = field(default_factory=list)
-    _created: list[Digest] = field(default_factory=list)  # objects this run added to the store
     _rows: list[Callable[[], m.Base]] = field(default_factory=list)
     _token: Token | None = None
+    # Objects this run added to any store; removed again if the run fails.
+    _new_objects: list[tuple[ContentStore, Digest]] = field(default_factory=list)
+    _noting: Token | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -184,8 +189,6 @@ class Run:
             return item
         path = Path(item)
         stored = self.workspace.store.put_file(path)
-        if stored.created:
-            self._created.append(stored.digest)
         self._edges.append(_Edge("output", "file", str(path), stored.digest.hex))
         return stored.digest
 
@@ -196,10 +199,6 @@ class Run:
     def record(self, make_row: Callable[[], m.Base]) -> None:
         """An extra ledger row written in the run's own transaction, only if the run succeeds."""
         self._rows.append(make_row)
-
-    def created_object(self, digest: Digest) -> None:
-        """Note an object this run added to the store, to be removed again if the run fails."""
-        self._created.append(digest)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -214,15 +213,24 @@ class Run:
         if self.summary is not None:
             return self.summary
         ended_at = datetime.now(UTC)
+        self._stop_noting()
         message = _error_message(error) if error is not None else None
-        if error is not None:
-            self._datasets.clear()
-            self._models.clear()
-            self._rows.clear()
-            for digest in self._created:
-                self.workspace.store.delete(digest)
         try:
-            outputs = self._commit(ended_at, message)
+            if error is not None:
+                self._drop_outputs()
+            try:
+                outputs = self._commit(ended_at, message)
+            except Exception as exc:
+                # The record could not be written: take back what this run stored, and say so in
+                # a failed record if even that can be written.
+                self._drop_outputs()
+                message = f"the run could not be recorded: {_error_message(exc)}"
+                with contextlib.suppress(Exception):
+                    self._commit(ended_at, message)
+                self._discard_new_objects()
+                raise
+            if error is not None:
+                self._discard_new_objects()
         finally:
             if self._token is not None:
                 _active.reset(self._token)
@@ -231,6 +239,30 @@ class Run:
         if self.prefect_flow_run_id and prefect_context.current_flow_run():
             self._publish(self.summary)
         return self.summary
+
+    def _stop_noting(self) -> None:
+        if self._noting is not None:
+            stop_noting(self._noting)
+            self._noting = None
+
+    def _drop_outputs(self) -> None:
+        """A failed run keeps no outputs, and no edges to objects it alone added."""
+        new = {digest.hex for _, digest in self._new_objects}
+        self._datasets.clear()
+        self._models.clear()
+        self._rows.clear()
+        self._edges = [e for e in self._edges if e.direction == "input" and e.hash not in new]
+
+    def _discard_new_objects(self) -> None:
+        """Remove objects this run added, unless the ledger refers to them (another run may have
+        stored the same content at the same time and recorded it)."""
+        if not self._new_objects:
+            return
+        with self.workspace.ledger.reader() as session:
+            referenced = _referenced_hashes(session, {d.hex for _, d in self._new_objects})
+        for store, digest in self._new_objects:
+            if digest.hex not in referenced:
+                store.delete(digest)
 
     def _commit(self, ended_at: datetime, error: str | None) -> list[_Edge]:
         for attempt in range(3):
@@ -252,8 +284,10 @@ class Run:
                 )
             )
         previous = session.get(m.Run, self.id)
-        if previous is not None:  # a Prefect retry of the same flow run replaces its record
-            session.delete(previous)
+        if previous is not None:
+            if previous.state != "failed":
+                raise ProvenflowError(f"run {self.id} is already recorded as {previous.state}")
+            session.delete(previous)  # a Prefect retry of a failed flow run replaces its record
             session.flush()
         code = self.code
         run = m.Run(
@@ -349,7 +383,8 @@ class Run:
 
     def _publish(self, summary: RunSummary) -> None:
         model_names = [o["name"].split("@")[0] for o in summary.outputs if o["kind"] == "model"]
-        key = prefect_context.artifact_key("metrics", model_names[0] if model_names else summary.name)
+        subject = model_names[0] if model_names else summary.name
+        key = prefect_context.artifact_key("metrics", summary.kind if not model_names else "", subject)
         prefect_context.publish_artifacts(
             run_card_markdown(summary),
             key,
@@ -369,8 +404,8 @@ def start(
 ) -> Run:
     """Begin a run and make it the active one (for ``provenflow.metric`` & co.)."""
     flow_run = prefect_context.current_flow_run()
-    run_id = flow_run.id if flow_run and not _id_taken(flow_run.id) else str(uuid.uuid4())
     workspace = workspace or Workspace.default()
+    run_id = flow_run.id if flow_run and _claim(workspace, flow_run) else str(uuid.uuid4())
     code = capture_code(code_file=Path(code_file) if code_file else None)
     run = Run(
         workspace=workspace,
@@ -387,6 +422,7 @@ def start(
         stored = workspace.store.put_bytes(code.diff)  # kept so `reproduce` can re-apply it
         assert stored.digest.hex == code.diff_hash
     run.log_parameters(parameters or {})
+    run._new_objects, run._noting = note_new_objects()
     run._token = _active.set(run)
     return run
 
@@ -398,9 +434,31 @@ def active_run() -> Run:
     return run
 
 
-def _id_taken(run_id: str) -> bool:
-    current = _active.get()
-    return current is not None and current.id == run_id
+# (flow-run id, attempt) pairs whose id a run has taken in this process.
+_claimed: set[tuple[str, int]] = set()
+
+
+def _claim(workspace: Workspace, flow_run: prefect_context.FlowRunInfo) -> bool:
+    """The first run of a flow-run attempt takes the flow run's id; later ones get their own.
+
+    A retry (a new attempt) takes it again and replaces the failed record of the attempt before.
+    """
+    key = (flow_run.id, flow_run.attempt)
+    if key in _claimed:
+        return False
+    with workspace.ledger.reader() as session:
+        previous = session.get(m.Run, flow_run.id)
+        if previous is not None and previous.state != "failed":
+            return False
+    _claimed.add(key)
+    return True
+
+
+def _referenced_hashes(session, hashes: set[str]) -> set[str]:
+    found: set[str] = set()
+    for column in (m.RunIO.hash, m.DatasetVersion.hash, m.ModelVersion.hash, m.Run.code_diff_hash):
+        found.update(session.scalars(select(column).where(column.in_(hashes))))
+    return found
 
 
 def _dataset_names(session) -> set[str]:
@@ -425,7 +483,12 @@ def _error_message(error: BaseException) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    """Parameters as JSON the ledger accepts on every backend: no NaN/inf, no credentials in URLs."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -433,6 +496,6 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _jsonable(value.tolist())
     return repr(value)

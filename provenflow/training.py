@@ -186,6 +186,8 @@ def train_and_evaluate(
 
     if not 0.0 < test_size < 1.0:
         raise TrainingError(f"test size {test_size} must be between 0 and 1 (a fraction of the rows)")
+    if not 0 <= seed < 2**32:
+        raise TrainingError(f"seed {seed} must be between 0 and 2**32 - 1")
     task = task_of(estimator)
     features, labels = split_features(frame, target)
     features = _as_object(features)
@@ -198,14 +200,19 @@ def train_and_evaluate(
             )
         if counts.min() >= 2:
             stratify = labels
-    x_train, x_test, y_train, y_test = train_test_split(
-        features, labels, test_size=test_size, random_state=seed, stratify=stratify
-    )
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            features, labels, test_size=test_size, random_state=seed, stratify=stratify
+        )
+    except ValueError as exc:
+        raise TrainingError(f"cannot split {len(labels)} rows with test size {test_size}: {exc}") from None
     pipeline = build_pipeline(features, estimator)
     try:
         pipeline.fit(x_train, y_train)
     except (InvalidParameterError, ValueError, TypeError) as exc:
-        params = {k: v for k, v in estimator.get_params(deep=False).items()}
+        params = repr(estimator.get_params(deep=False))
+        if len(params) > 500:
+            params = params[:500] + "…"
         raise TrainingError(
             f"{type(estimator).__name__} rejected its hyper-parameters or data: {exc} (parameters: {params})"
         ) from None

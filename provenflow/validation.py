@@ -48,19 +48,25 @@ class ValidationReport:
         return dict(self.__dict__)
 
 
-def type_family(dtype: str) -> list[str]:
+def type_family(series: pd.Series) -> list[str]:
     """Types a column may take in later versions without counting as a schema change.
 
     Integers and floats are one family: a missing value turns an int64 column into float64.
+    Great Expectations checks an object column value by value, so its family names the Python
+    types of its values (a CSV column of True/False with a blank is object dtype holding bools).
     """
+    dtype = str(series.dtype)
     if dtype in INT_TYPES or dtype in FLOAT_TYPES:
         return INT_TYPES + FLOAT_TYPES
     if dtype in BOOL_TYPES:
         return BOOL_TYPES
     if dtype.startswith("datetime64"):
-        return [dtype]
+        return [f"datetime64[{unit}]" for unit in ("s", "ms", "us", "ns")]
     if dtype == "category":
         return ["category", *STRING_TYPES]
+    if dtype == "object":
+        seen = {type(v).__name__ for v in series.dropna().head(1000)}
+        return sorted(set(STRING_TYPES) | seen)
     return STRING_TYPES
 
 
@@ -73,11 +79,11 @@ def default_suite(name: str, frame: pd.DataFrame) -> dict:
         },
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
     ]
-    for column, dtype in frame.dtypes.items():
+    for column in frame.columns:
         expectations.append(
             {
                 "type": "expect_column_values_to_be_in_type_list",
-                "kwargs": {"column": str(column), "type_list": type_family(str(dtype))},
+                "kwargs": {"column": str(column), "type_list": type_family(frame[column])},
             }
         )
         if not frame[column].isna().any():
@@ -133,7 +139,7 @@ def validate(frame: pd.DataFrame, suite: dict) -> tuple[bool, int, int, list[dic
     batch = (
         source.add_dataframe_asset(name="frame")
         .add_batch_definition_whole_dataframe("all")
-        .get_batch(batch_parameters={"dataframe": _object_strings(frame)})
+        .get_batch(batch_parameters={"dataframe": _for_gx(frame)})
     )
     result = batch.validate(gx_suite)
     failed = []
@@ -195,10 +201,21 @@ def validate_dataset(
     return report
 
 
-def _object_strings(frame: pd.DataFrame) -> pd.DataFrame:
-    """pandas 3 string columns as object: GX's type checks do not recognise the 'str' dtype."""
-    strings = [c for c, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype)]
-    return frame.astype({c: object for c in strings}) if strings else frame
+def _for_gx(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as GX's type checks understand it: pandas 3 string columns as object (GX does
+    not know the 'str' dtype) and time-zone-aware timestamps as naive UTC (GX sees 'Timestamp')."""
+    changes = {}
+    for column, dtype in frame.dtypes.items():
+        if isinstance(dtype, pd.StringDtype):
+            changes[column] = frame[column].astype(object)
+        elif isinstance(dtype, pd.DatetimeTZDtype):
+            changes[column] = frame[column].dt.tz_convert(None)
+    if not changes:
+        return frame
+    adapted = frame.copy(deep=False)
+    for column, values in changes.items():
+        adapted[column] = values
+    return adapted
 
 
 def _plain(value):

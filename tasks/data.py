@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from provenflow import datasets, validation
 from provenflow.digest import Digest
 from provenflow.project import project_root
+from provenflow.redact import redact
 from provenflow.tracking import DatasetOutput
 from provenflow.workspace import Workspace
 
@@ -29,12 +30,11 @@ def validate_frame(name: str, frame: pd.DataFrame, suite: str | None) -> validat
 
 
 @task(cache_policy=NO_CACHE)
-def store_dataset(
-    workspace: Workspace, name: str, frame: pd.DataFrame, source: str
-) -> tuple[DatasetOutput, bool]:
-    """Write the canonical Parquet object; returns the pending version and whether the object is new."""
+def store_dataset(workspace: Workspace, name: str, frame: pd.DataFrame, source: str) -> DatasetOutput:
+    """Describe the table, then write its canonical Parquet object (the pending dataset version)."""
+    schema, profile = datasets.schema_of(frame), datasets.profile_of(frame)
     stored = datasets.store_table(workspace.store, frame)
-    output = DatasetOutput(
+    return DatasetOutput(
         name=name,
         digest=stored.digest,
         size=stored.size,
@@ -42,15 +42,13 @@ def store_dataset(
         format=datasets.PARQUET,
         rows=len(frame),
         columns=frame.shape[1],
-        schema=datasets.schema_of(frame),
-        profile=datasets.profile_of(frame),
-        source=source,
+        schema=schema,
+        profile=profile,
+        source=redact(source),
     )
-    return output, stored.created
 
 
 @task(cache_policy=NO_CACHE)
-def store_source(workspace: Workspace, source: str) -> tuple[Digest, bool]:
+def store_source(workspace: Workspace, source: str) -> Digest:
     """Keep the raw source bytes, so the run can be reproduced from the store alone."""
-    stored = datasets.store_source(workspace.store, source)
-    return stored.digest, stored.created
+    return datasets.store_source(workspace.store, source).digest

@@ -37,9 +37,9 @@ def train_model(
 @task(cache_policy=NO_CACHE)
 def store_model(
     workspace: Workspace, name: str, trained: training.TrainedModel, estimator: str
-) -> tuple[ModelOutput, bool]:
+) -> ModelOutput:
     stored = workspace.store.put_bytes(training.serialize(trained.pipeline))
-    output = ModelOutput(
+    return ModelOutput(
         name=name,
         digest=stored.digest,
         size=stored.size,
@@ -51,4 +51,3 @@ def store_model(
         params=trained.params,
         metrics=trained.metrics,
     )
-    return output, stored.created

@@ -248,4 +248,55 @@ def test_tracking_api_inside_a_users_own_flow_and_task(project):
         assert run.prefect_flow_run_id == run_id and run.flow == "my-experiment"
         assert {mt.key: mt.value for mt in run.metrics} == {"score": 0.7}
         assert [io.name for io in run.io] == ["params.yaml"]
-    assert "metrics-my-experiment" in {a.key for a in _prefect_artifacts(run_id)}
+    assert "metrics-custom-my-experiment" in {a.key for a in _prefect_artifacts(run_id)}
+
+
+def test_several_runs_in_one_flow_run_keep_their_own_records(project):
+    from prefect import flow
+
+    import provenflow as pf
+
+    @flow(name="sweep-in-one-flow")
+    def sweep() -> list[str]:
+        ids = []
+        for alpha in (0.1, 0.2, 0.3):
+            with pf.start(f"exp-{alpha}", parameters={"alpha": alpha}) as run:
+                pf.metric("score", alpha)
+            ids.append(run.id)
+        return ids
+
+    ids = sweep()
+    assert len(set(ids)) == 3
+    with Workspace.default().ledger.reader() as s:
+        names = sorted(s.get(m.Run, i).name for i in ids)
+    assert names == ["exp-0.1", "exp-0.2", "exp-0.3"]
+
+
+def test_bad_names_fail_as_recorded_runs(project, penguins):
+    data_run, model_run = _flows()
+    with pytest.raises(RefError, match=r"dataset name '../escape' is not allowed"):
+        data_run(name="../escape", source=str(penguins))
+    assert not (project.parent / "escape.json").exists()
+    assert _last_run()["state"] == "failed"
+    ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
+    spaced = project / "spaced.csv"
+    spaced.write_text(penguins.read_text().replace("body_mass_g", "body mass", 1))
+    spaced_ref = data_run(name="spaced", source=str(spaced))["dataset"]["ref"]
+    result = model_run(dataset=spaced_ref, target="body mass", estimator="sklearn.linear_model.Ridge")
+    assert result["model"]["name"] == "spaced-body-mass"
+    assert ref.startswith("penguins@")
+
+
+def test_parquet_index_and_odd_columns_survive(project):
+    import pandas as pd
+
+    data_run, _ = _flows()
+    frame = pd.DataFrame({"id": [10, 11, 12], "value": [1.5, float("inf"), 2.5], "flag": [True, None, False]})
+    frame.set_index("id").to_parquet(project / "indexed.parquet")
+    result = data_run(name="indexed", source=str(project / "indexed.parquet"))
+    assert result["dataset"]["columns"] == 3
+    with Workspace.default().ledger.reader() as s:
+        profile = s.scalars(select(m.DatasetVersion)).one().profile
+    assert profile["columns"]["value"]["infinite"] == 1 and profile["columns"]["value"]["max"] is None
+    (project / "flags.csv").write_text("a,flag\n1,True\n2,False\n3,\n4,True\n")
+    assert data_run(name="flags", source=str(project / "flags.csv"))["validation"]["success"]

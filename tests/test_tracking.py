@@ -77,7 +77,6 @@ def test_run_records_everything_in_one_go(workspace, tmp_path):
 def test_failed_run_keeps_a_record_but_no_outputs_and_no_orphans(workspace):
     with pytest.raises(RuntimeError, match="boom"), pf.start("doomed", workspace=workspace) as run:
         dataset = run.output(_dataset(workspace, "half", b"half-written"))
-        run.created_object(dataset.digest)
         run.output(_model(workspace, "m", b"model bytes"))
         pf.metric("partial", 1.0)
         raise RuntimeError("boom")
@@ -180,3 +179,65 @@ def test_notebook_code_identity(workspace, tmp_path, monkeypatch):
     summary = pf.end()
     assert summary.code["file"].endswith("analysis.ipynb")
     assert summary.code["file_hash"] == Digest.of_file(notebook).hex
+
+
+def test_parameters_are_json_safe_and_free_of_credentials(workspace):
+    import numpy as np
+
+    params = {
+        "alpha": float("inf"),
+        "w": np.array([1, 2]),
+        "n": np.int64(3),
+        "source": "s3://AKIA:secretkey@bucket/data.csv",
+        "url": "https://token123@example.com/x.csv",
+    }
+    with pf.start("safe", parameters=params, workspace=workspace) as run:
+        pf.metric("m", 1.0)
+    with workspace.ledger.reader() as s:
+        recorded = resolve_run(s, run.id).parameters
+    assert recorded == {
+        "alpha": "inf",
+        "w": [1, 2],
+        "n": 3,
+        "source": "s3://***@bucket/data.csv",
+        "url": "https://***@example.com/x.csv",
+    }
+
+
+def test_a_run_that_cannot_be_recorded_leaves_no_objects(workspace):
+    ghost = m.DatasetVersion(id=987654, name="ghost", hash="0" * 64, version="0" * 12)
+    with pytest.raises(Exception), pf.start("unrecordable", workspace=workspace) as run:  # noqa: B017
+        run.input(ghost)  # an edge to a row that does not exist: the ledger refuses the record
+        output = run.output(_dataset(workspace, "never", b"orphan candidate"))
+    assert not workspace.store.exists(output.digest)
+    assert _count(workspace, m.DatasetVersion) == 0
+
+
+def test_a_failed_run_keeps_objects_another_run_recorded(workspace):
+    """Two runs store the same new content at once; the one that fails must not delete it."""
+    doomed = pf.start("doomed", workspace=workspace)
+    shared = _dataset(workspace, "shared", b"same bytes, stored first by the doomed run")
+    with pf.start("lucky", kind="data", workspace=workspace) as lucky:
+        lucky.output(_dataset(workspace, "shared", b"same bytes, stored first by the doomed run"))
+    doomed._token = None  # ended out of order on purpose
+    doomed.end(RuntimeError("late failure"))
+    assert workspace.store.exists(shared.digest)
+
+
+def test_latest_follows_the_newest_run_not_the_newest_row(workspace):
+    first, second = b"version one", b"version two"
+    for payload in (first, second, first):
+        with pf.start("ingest", kind="data", workspace=workspace) as run:
+            run.output(_dataset(workspace, "sales", payload))
+    with workspace.ledger.reader() as s:
+        assert resolve_dataset(s, "sales@latest").hash == Digest.of_bytes(first).hex
+
+
+def test_names_are_checked():
+    from provenflow.refs import check_name, safe_name
+
+    assert check_name("penguins-species_2.v1", "model") == "penguins-species_2.v1"
+    for bad in ("../escape", "x@y", "sp ace", "", "-lead"):
+        with pytest.raises(RefError, match="is not allowed"):
+            check_name(bad, "dataset")
+    assert safe_name("uni-body mass") == "uni-body-mass"

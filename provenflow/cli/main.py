@@ -17,7 +17,9 @@ app = typer.Typer(
 runs_app = typer.Typer(help="Recorded runs.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Dataset versions.", no_args_is_help=True)
 models_app = typer.Typer(help="Model versions.", no_args_is_help=True)
-server_app = typer.Typer(help="The project's local Prefect server (127.0.0.1:4200).", no_args_is_help=True)
+server_app = typer.Typer(
+    help="The project's local Prefect server (127.0.0.1, port 4200 by default).", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
@@ -364,6 +366,7 @@ def server_start(as_json: JsonOpt = False) -> None:
 
 @server_app.command("stop")
 def server_stop(as_json: JsonOpt = False) -> None:
+    """Stop the Prefect server this project started."""
     from provenflow import server
 
     stopped = server.stop()
@@ -376,9 +379,9 @@ def server_stop(as_json: JsonOpt = False) -> None:
 
 @server_app.command("status")
 def server_status(as_json: JsonOpt = False) -> None:
+    """Whether the project's Prefect server answers (exit status 0), or not (3)."""
     from provenflow import server
 
-    """Exit status 0 when the server answers, 3 when it does not."""
     status = server.status()
     if as_json:
         out.print_json(status.as_dict())
