@@ -1,0 +1,99 @@
+"""What both benchmarks share: paths, the peers' virtualenv, running a timed worker, machine facts.
+
+Each side of a comparison runs as a worker script (``bench/workers/``) in a subprocess, in a
+fresh scratch folder, with its own interpreter: provenflow's workers with the project venv,
+the peers' workers with ``bench/.work/peers-venv``. A worker times itself and prints one JSON
+line, so interpreter and import start-up are counted for neither side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / ".work"  # gitignored: peers' venv, generated data, scratch folders
+WORKERS = BENCH / "workers"
+OUR_PYTHON = ROOT / ".venv" / "bin" / "python"
+PEERS_VENV = WORK / "peers-venv"
+PEERS_PYTHON = PEERS_VENV / "bin" / "python"
+PEER_PACKAGES = ("mlflow", "dvc")
+
+console = Console(width=120)
+
+
+def peers_python() -> Path:
+    """The peers' interpreter; creates ``bench/.work/peers-venv`` with mlflow and dvc if missing."""
+    probe = "import importlib.util, sys; sys.exit(not all(importlib.util.find_spec(m) for m in sys.argv[1:]))"
+    if (
+        PEERS_PYTHON.exists()
+        and subprocess.run([PEERS_PYTHON, "-c", probe, *PEER_PACKAGES], check=False).returncode == 0
+    ):
+        return PEERS_PYTHON
+    console.print(f"[bold]Installing {', '.join(PEER_PACKAGES)} into {PEERS_VENV} (once)...")
+    subprocess.run(["python3", "-m", "venv", PEERS_VENV], check=True)
+    subprocess.run([PEERS_PYTHON, "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
+    return PEERS_PYTHON
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A fresh folder under bench/.work/tmp (same disk as the generated data), removed afterwards."""
+    parent = WORK / "tmp"
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-", dir=parent) as tmp:
+        yield Path(tmp)
+
+
+def run_worker(python: Path, worker: str, cwd: Path, *args: str) -> dict:
+    """Run ``bench/workers/<worker>.py`` from a copy in ``cwd`` and return the JSON it printed last."""
+    script = cwd / f"{worker}.py"
+    shutil.copyfile(WORKERS / f"{worker}.py", script)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [python, script, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {worker} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def code_version() -> str:
+    """The commit measured; "+dirty" when the tree outside bench/ has uncommitted changes."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True)
+    if head.returncode != 0:
+        return "no git"
+    changes = subprocess.run(
+        [*git, "status", "--porcelain", "--", ".", ":!bench"], check=False, capture_output=True, text=True
+    )
+    return head.stdout.strip() + ("+dirty" if changes.stdout.strip() else "")
+
+
+def machine_summary() -> str:
+    """Date, CPU, cores, kernel, Python and the commit measured: the line to paste above a result."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z} · {cpu} · {os.cpu_count()} cores · "
+        f"Linux {platform.release()} · Python {platform.python_version()} · provenflow at {code_version()}"
+    )
+
+
+def verdict(met: bool) -> str:
+    return "[green]met[/green]" if met else "[red]NOT met[/red]"
