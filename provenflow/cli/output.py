@@ -76,7 +76,8 @@ def _run_label(node: dict) -> str:
     verdicts = ", ".join(f"{r['verdict']} ({r['rerun_id'][:8]})" for r in node.get("reproductions", []))
     if verdicts:
         metrics += f"  [magenta]reproduced: {verdicts}[/magenta]"
-    return f"[cyan]run[/cyan] {node['name']} [dim]{node['id'][:8]}[/dim] ({node['flow']}, code {commit}, env {str(node['environment']['hash'])[:8]}){'  ' + metrics if metrics else ''}"
+    state = "" if node.get("state", "completed") == "completed" else f" [red]{node['state']}[/red]"
+    return f"[cyan]run[/cyan]{state} {node['name']} [dim]{node['id'][:8]}[/dim] ({node['flow']}, code {commit}, env {str(node['environment']['hash'])[:8]}){'  ' + metrics if metrics else ''}"
 
 
 def _version_label(node: dict) -> str:
