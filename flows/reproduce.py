@@ -46,10 +46,10 @@ def reproduce(
             )
             result = compare_results(workspace, original, again, code)
             run.log_metrics({"identical": float(result.verdict == "identical")})
-            run.record(lambda: m.Reproduction(
+            run.record(lambda session: session.add(m.Reproduction(
                 original_run_id=original.id, run_id=run.id, rerun_id=again.id, verdict=result.verdict,
                 causes=result.causes, code_source=code, report=result.__dict__, created_at=datetime.now(UTC),
-            ))  # fmt: skip
+            )))  # fmt: skip
     finally:
         if code == "recorded" and (scratch / "code").exists():
             core.remove_worktree(project_root(), scratch / "code")

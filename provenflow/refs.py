@@ -69,7 +69,16 @@ def resolve_model(session: Session, ref: str) -> m.ModelVersion:
     elif version.isdigit():
         row = session.scalars(query.where(m.ModelVersion.version == int(version))).first()
     else:
-        raise RefError(f"model version {version!r} in {ref!r} is not a number or 'latest'")
+        alias = session.scalars(
+            select(m.ModelAlias).where(m.ModelAlias.name == name, m.ModelAlias.alias == version)
+        ).first()
+        if alias is None:
+            known = session.scalars(select(m.ModelAlias.alias).where(m.ModelAlias.name == name)).all()
+            hint = f" Its aliases: {', '.join(sorted(known))}." if known else f" {name!r} has no aliases yet."
+            raise RefError(
+                f"{ref!r}: {version!r} is not a version number, 'latest' or an alias of {name!r}.{hint}"
+            )
+        row = alias.model_version
     if row is None:
         raise RefError(_unknown(session, m.ModelVersion, name, ref, "model"))
     return row

@@ -178,17 +178,15 @@ class TrainedModel:
     test_rows: int
 
 
-def train_and_evaluate(
-    frame: pd.DataFrame, target: str, estimator: Any, seed: int, test_size: float
-) -> TrainedModel:
+def split_rows(frame: pd.DataFrame, target: str, task: str, seed: int, test_size: float) -> tuple:
+    """(x_train, x_test, y_train, y_test): the same seed and test size always give the same rows,
+    so a later evaluation (the promotion gate) can use exactly the held-out rows of training."""
     from sklearn.model_selection import train_test_split
-    from sklearn.utils._param_validation import InvalidParameterError
 
     if not 0.0 < test_size < 1.0:
         raise TrainingError(f"test size {test_size} must be between 0 and 1 (a fraction of the rows)")
     if not 0 <= seed < 2**32:
         raise TrainingError(f"seed {seed} must be between 0 and 2**32 - 1")
-    task = task_of(estimator)
     features, labels = split_features(frame, target)
     features = _as_object(features)
     stratify = None
@@ -201,11 +199,19 @@ def train_and_evaluate(
         if counts.min() >= 2:
             stratify = labels
     try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            features, labels, test_size=test_size, random_state=seed, stratify=stratify
-        )
+        return train_test_split(features, labels, test_size=test_size, random_state=seed, stratify=stratify)
     except ValueError as exc:
         raise TrainingError(f"cannot split {len(labels)} rows with test size {test_size}: {exc}") from None
+
+
+def train_and_evaluate(
+    frame: pd.DataFrame, target: str, estimator: Any, seed: int, test_size: float
+) -> TrainedModel:
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    task = task_of(estimator)
+    x_train, x_test, y_train, y_test = split_rows(frame, target, task, seed, test_size)
+    features = x_train
     pipeline = build_pipeline(features, estimator)
     try:
         pipeline.fit(x_train, y_train)
@@ -226,7 +232,7 @@ def train_and_evaluate(
             }
             for c in features.columns
         ],
-        "target": {"name": target, "dtype": str(labels.dtype)},
+        "target": {"name": target, "dtype": str(y_train.dtype)},
         "task": task,
     }
     if task == "classification":

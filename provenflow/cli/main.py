@@ -181,6 +181,49 @@ def reproduce(
     out.reproduction(result)
 
 
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="The candidate, NAME@VERSION.")],
+    to: Annotated[
+        str, typer.Option("--to", help="The alias to move, e.g. staging or production.")
+    ] = "production",
+    auto_approve: Annotated[
+        bool, typer.Option(help="Skip the approval in the Prefect UI (scripts, demos).")
+    ] = False,
+    tolerance: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="METRIC=DROP: how much worse than the holder it may be (repeatable; default 0.01)."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Score on this dataset's held-out rows instead of the candidate's.")
+    ] = None,
+    comment: Annotated[str | None, typer.Option(help="Why; recorded with the decision.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move an alias to a model version behind a metric gate and an approval (the promote flow)."""
+    from provenflow.training import parse_param
+
+    tolerances = {k: float(v) for k, v in (parse_param(t) for t in tolerance or [])}
+    _prefect_ready()
+    from flows.promote import promote as flow
+
+    result = flow(
+        model=model,
+        to=to,
+        auto_approve=auto_approve,
+        tolerances=tolerances or None,
+        dataset=dataset,
+        comment=comment,
+    )
+    if as_json:
+        return out.print_json(result)
+    out.promotion(result)
+    if result["decision"] != "approved":
+        raise typer.Exit(2)
+
+
 # -- reading the ledger -------------------------------------------------------------------
 
 
@@ -294,24 +337,30 @@ def models_list(
 
 
 @models_app.command("show")
-def models_show(ref: str, as_json: JsonOpt = False) -> None:
-    from provenflow import catalog
+def models_show(
+    ref: Annotated[str, typer.Argument(help="NAME (versions, aliases, history) or NAME@VERSION|ALIAS.")],
+    as_json: JsonOpt = False,
+) -> None:
+    from provenflow import catalog, registry
     from provenflow.refs import resolve_model
 
     with _workspace().ledger.reader() as session:
-        data = catalog.model_dict(resolve_model(session, ref), full=True)
+        if "@" not in ref:
+            data = {
+                "name": ref,
+                "versions": catalog.list_models(session, ref),
+                "aliases": registry.aliases(session, ref),
+                "history": registry.alias_history(session, ref),
+            }
+            if not data["versions"]:
+                resolve_model(session, f"{ref}@latest")  # raises the helpful "no model named" error
+        else:
+            data = catalog.model_dict(resolve_model(session, ref), full=True)
     if as_json:
         return out.print_json(data)
-    out.console.print(
-        f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['estimator']} ({data['task']}), {data['size']} bytes, format {data['format']}\ntraining run {data['run_id']}"
-    )
-    out.table("metrics", ["metric", "value"], [[k, v] for k, v in (data["metrics"] or {}).items()])
-    out.table("hyper-parameters", ["name", "value"], [[k, v] for k, v in (data["params"] or {}).items()])
-    out.table(
-        "input signature",
-        ["column", "dtype", "kind"],
-        [[c["name"], c["dtype"], c["kind"]] for c in data["signature"]["inputs"]],
-    )
+    if "@" not in ref:
+        return out.model_overview(data)
+    out.model_detail(data)
 
 
 @app.command()

@@ -137,3 +137,44 @@ def reproduction(result: dict) -> None:
     if result["env_diff"]:
         table("environment changes", ["package", "change", "recorded", "now"],
               [[d["package"], d["change"], d["recorded"], d["current"]] for d in result["env_diff"]])  # fmt: skip
+
+
+def model_detail(data: dict) -> None:
+    console.print(
+        f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['estimator']} ({data['task']}), {data['size']} bytes, "
+        f"format {data['format']}\ntraining run {data['run_id']}",
+        highlight=False,
+    )
+    table("metrics", ["metric", "value"], [[k, v] for k, v in (data["metrics"] or {}).items()])
+    table("hyper-parameters", ["name", "value"], [[k, v] for k, v in (data["params"] or {}).items()])
+    table(
+        "input signature",
+        ["column", "dtype", "kind"],
+        [[c["name"], c["dtype"], c["kind"]] for c in data["signature"]["inputs"]],
+    )
+
+
+def model_overview(data: dict) -> None:
+    aliases = ", ".join(f"{a} → {v}" for a, v in data["aliases"].items()) or "none"
+    console.print(f"[bold]{data['name']}[/bold]  aliases: {aliases}", highlight=False)
+    table("versions", ["version", "estimator", "metrics", "created"],
+          [[v["version"], v["estimator"], ", ".join(f"{k}={fmt(x)}" for k, x in (v["metrics"] or {}).items()), v["created_at"][:19]]
+           for v in data["versions"]])  # fmt: skip
+    table("alias history", ["when", "alias", "action", "from", "to", "by", "why"],
+          [[h["at"][:19], h["alias"], h["action"], h["from_version"], h["to_version"], h["actor"], h["comment"]]
+           for h in data["history"]])  # fmt: skip
+
+
+def promotion(result: dict) -> None:
+    colour = "green" if result["decision"] == "approved" else "red"
+    console.print(
+        f"[bold {colour}]{result['decision']}[/bold {colour}]: {result['model']} → {result['alias']} "
+        f"(by {result['by']}{': ' + result['comment'] if result['comment'] else ''})",
+        highlight=False,
+    )
+    gate = result["gate"]
+    if gate["holder"]:
+        table(f"gate against {gate['holder']} on held-out rows of {gate['dataset']}",
+              ["metric", "candidate", "holder", "change", "allowed worse by", "ok"],
+              [[r["metric"], r["candidate"], r["holder"], f"{r['change']:+.4f}", r["tolerance"], "yes" if r["ok"] else "NO"]
+               for r in gate["rows"]])  # fmt: skip

@@ -163,3 +163,75 @@ class Reproduction(Base):
     code_source: Mapped[str] = mapped_column(String(16))  # recorded | current
     report: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelAlias(Base):
+    """A movable name for one version of a model: ``churn@production``."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (UniqueConstraint("name", "alias", name="uq_model_alias"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    alias: Mapped[str] = mapped_column(String(128))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    model_version: Mapped[ModelVersion] = relationship()
+
+
+class AliasEvent(Base):
+    """Every move of an alias, and every rejected attempt: who, when, why, from which version."""
+
+    __tablename__ = "alias_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    alias: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))  # assigned | rejected
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str | None] = mapped_column(String(256))
+    comment: Mapped[str | None] = mapped_column(Text)
+    gate: Mapped[dict | None] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Release(Base):
+    """A container image of a model version, pushed to a registry."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    image: Mapped[str] = mapped_column(String(1024))  # repository:tag
+    digest: Mapped[str] = mapped_column(String(128))  # sha256:…
+    reference: Mapped[str] = mapped_column(String(1024))  # repository@sha256:… (what deploys use)
+    base_image: Mapped[str | None] = mapped_column(String(1024))
+    runtime: Mapped[str | None] = mapped_column(String(16))  # onnx | sklearn
+    labels: Mapped[dict | None] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    model_version: Mapped[ModelVersion] = relationship()
+
+
+class Deployment(Base):
+    """A model version running somewhere: a Docker container or a Kubernetes Deployment."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    target: Mapped[str] = mapped_column(String(32))  # docker | kubernetes
+    name: Mapped[str] = mapped_column(String(256))
+    endpoint: Mapped[str | None] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(32))  # ready | failed | rolled-back | stopped
+    details: Mapped[dict | None] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    model_version: Mapped[ModelVersion] = relationship()
+    release: Mapped[Release | None] = relationship()

@@ -1,0 +1,95 @@
+"""promote: move a model alias (staging, production, …) to a version, behind a metric gate and a
+human approval in the Prefect UI."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+import provenflow
+from provenflow import registry
+from provenflow.ledger import models as m
+from tasks.registry import score_on_holdout, wait_for_approval
+from tasks.workspace import open_workspace
+
+
+@flow(name="promote", flow_run_name="promote-{model}-to-{to}")
+def promote(
+    model: str,
+    to: str = "production",
+    auto_approve: bool = False,
+    tolerances: dict[str, float] | None = None,
+    dataset: str | None = None,
+    comment: str | None = None,
+    approval_timeout: int = 3600,
+    approval_poll_seconds: int = 5,
+    ledger_block: str | None = None,
+    store_block: str | None = None,
+) -> dict:
+    """Promote MODEL (NAME@VERSION) to the alias TO.
+
+    The candidate and the alias's current holder are scored on the same held-out rows; the
+    candidate must not be worse than the holder by more than TOLERANCES (metric → allowed drop,
+    0.01 by default). Then the flow run pauses for an approval in the Prefect UI, unless
+    AUTO_APPROVE. Approvals and rejections are recorded with who, when, why and the metric diff.
+    """
+    workspace = open_workspace(ledger_block, store_block)
+    parameters = {
+        "model": model,
+        "to": to,
+        "auto_approve": auto_approve,
+        "tolerances": tolerances,
+        "dataset": dataset,
+    }
+    with provenflow.start(f"promote-{model}", kind="promotion", flow="promote", parameters=parameters,
+                          workspace=workspace) as run:  # fmt: skip
+        scores = score_on_holdout(workspace, model, to, dataset)
+        gate = registry.metric_gate(
+            scores.candidate_metrics, scores.holder_metrics, tolerances, scores.holder, scores.dataset
+        )
+        run.log_metrics({f"candidate.{k}": v for k, v in scores.candidate_metrics.items()})
+        run.log_metrics({f"holder.{k}": v for k, v in (scores.holder_metrics or {}).items()})
+        if not gate.passed:
+            approved, actor, why = (
+                False,
+                "metric gate",
+                "; ".join(
+                    f"{r['metric']} {r['change']:+.4f} (allowed worse by {r['tolerance']})"
+                    for r in gate.rows
+                    if not r["ok"]
+                ),
+            )
+        elif auto_approve:
+            approved, actor, why = True, getpass.getuser(), comment or "auto-approved"
+        else:
+            print(
+                f"Waiting for approval in the Prefect UI: {flow_run.get_flow_run_ui_url()}",
+                file=sys.stderr,
+                flush=True,
+            )
+            decision = wait_for_approval(gate, scores, to, approval_timeout, approval_poll_seconds)
+            if decision is None:
+                approved, actor, why = False, "timeout", f"no decision within {approval_timeout} s"
+            else:
+                approved, actor, why = decision.approve, "prefect-ui", decision.comment or comment
+
+        def write(session) -> None:
+            version = session.get(m.ModelVersion, scores.candidate_id)
+            record = registry.assign_alias if approved else registry.record_rejection
+            record(session, version, to, actor, why, gate.as_dict(), run.id)
+
+        run.record(write)
+    return {
+        "run_id": run.id,
+        "model": scores.candidate,
+        "alias": to,
+        "decision": "approved" if approved else "rejected",
+        "by": actor,
+        "comment": why,
+        "previous": scores.holder,
+        "gate": gate.as_dict(),
+        "prefect_url": run.prefect_url,
+    }

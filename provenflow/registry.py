@@ -1,0 +1,153 @@
+"""The model registry: aliases (``staging``, ``production``, any name), their history, and the
+metric gate a candidate passes before it may take an alias from the current holder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provenflow.errors import ProvenflowError
+from provenflow.ledger import models as m
+from provenflow.refs import check_name
+
+# Metrics where lower is better; every other metric counts as higher-is-better.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "log_loss"})
+# The default gate: the candidate may be at most this much worse than the holder, per metric.
+DEFAULT_TOLERANCE = 0.01
+
+
+class PromotionError(ProvenflowError):
+    pass
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    holder: str | None
+    dataset: str | None
+    rows: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def markdown(self) -> str:
+        if self.holder is None:
+            return "No model holds this alias yet: nothing to compare with.\n"
+        lines = [
+            f"Held-out rows of `{self.dataset}`; holder `{self.holder}`.",
+            "",
+            "| metric | candidate | holder | change | allowed worse by | ok |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in self.rows:
+            lines.append(
+                f"| {r['metric']} | {r['candidate']:.4f} | {r['holder']:.4f} | {r['change']:+.4f} "
+                f"| {r['tolerance']} | {'yes' if r['ok'] else '**no**'} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def metric_gate(
+    candidate: dict[str, float],
+    holder: dict[str, float] | None,
+    tolerances: dict[str, float] | None = None,
+    holder_ref: str | None = None,
+    dataset: str | None = None,
+) -> GateResult:
+    """Pass when no metric is worse than the holder's by more than its tolerance.
+
+    ``tolerances`` maps metric → how much worse it may be (absolute); metrics not named use
+    DEFAULT_TOLERANCE. With no holder the gate passes.
+    """
+    if holder is None:
+        return GateResult(True, None, dataset)
+    tolerances = tolerances or {}
+    unknown = set(tolerances) - set(candidate)
+    if unknown:
+        raise PromotionError(
+            f"no metric {', '.join(sorted(unknown))} to gate on; the model has {', '.join(sorted(candidate))}"
+        )
+    rows = []
+    for metric in sorted(set(candidate) & set(holder)):
+        change = candidate[metric] - holder[metric]
+        worse_by = change if metric in LOWER_IS_BETTER else -change
+        tolerance = tolerances.get(metric, DEFAULT_TOLERANCE)
+        rows.append(
+            {"metric": metric, "candidate": candidate[metric], "holder": holder[metric], "change": change,
+             "tolerance": tolerance, "ok": worse_by <= tolerance}
+        )  # fmt: skip
+    return GateResult(all(r["ok"] for r in rows), holder_ref, dataset, rows)
+
+
+def holder_of(session: Session, name: str, alias: str) -> m.ModelVersion | None:
+    row = session.scalars(
+        select(m.ModelAlias).where(m.ModelAlias.name == name, m.ModelAlias.alias == alias)
+    ).first()
+    return row.model_version if row else None
+
+
+def assign_alias(
+    session: Session,
+    version: m.ModelVersion,
+    alias: str,
+    actor: str | None,
+    comment: str | None = None,
+    gate: dict | None = None,
+    run_id: str | None = None,
+) -> m.AliasEvent:
+    """Point NAME@ALIAS at this version, and record the move."""
+    check_name(alias, "alias")
+    if alias == "latest" or alias.isdigit():
+        raise PromotionError(f"{alias!r} cannot be an alias: it reads as a version")
+    now = datetime.now(UTC)
+    row = session.scalars(
+        select(m.ModelAlias).where(m.ModelAlias.name == version.name, m.ModelAlias.alias == alias)
+    ).first()
+    previous = row.model_version.version if row else None
+    if row is None:
+        session.add(m.ModelAlias(name=version.name, alias=alias, model_version_id=version.id, updated_at=now))
+    else:
+        row.model_version_id, row.updated_at = version.id, now
+    event = m.AliasEvent(
+        name=version.name, alias=alias, action="assigned", from_version=previous, to_version=version.version,
+        actor=actor, comment=comment, gate=gate, run_id=run_id, created_at=now,
+    )  # fmt: skip
+    session.add(event)
+    return event
+
+
+def record_rejection(
+    session: Session,
+    version: m.ModelVersion,
+    alias: str,
+    actor: str | None,
+    comment: str | None,
+    gate: dict | None = None,
+    run_id: str | None = None,
+) -> m.AliasEvent:
+    holder = holder_of(session, version.name, alias)
+    event = m.AliasEvent(
+        name=version.name, alias=alias, action="rejected", from_version=holder.version if holder else None,
+        to_version=version.version, actor=actor, comment=comment, gate=gate, run_id=run_id,
+        created_at=datetime.now(UTC),
+    )  # fmt: skip
+    session.add(event)
+    return event
+
+
+def aliases(session: Session, name: str) -> dict[str, int]:
+    rows = session.scalars(select(m.ModelAlias).where(m.ModelAlias.name == name).order_by(m.ModelAlias.alias))
+    return {r.alias: r.model_version.version for r in rows}
+
+
+def alias_history(session: Session, name: str) -> list[dict]:
+    rows = session.scalars(select(m.AliasEvent).where(m.AliasEvent.name == name).order_by(m.AliasEvent.id))
+    return [
+        {"alias": e.alias, "action": e.action, "from_version": e.from_version, "to_version": e.to_version,
+         "actor": e.actor, "comment": e.comment, "run_id": e.run_id, "at": e.created_at.isoformat(),
+         "gate_passed": (e.gate or {}).get("passed")}
+        for e in rows
+    ]  # fmt: skip

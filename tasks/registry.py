@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.input import RunInput
+from pydantic import Field
+
+from provenflow import datasets, registry, training
+from provenflow.digest import Digest
+from provenflow.ledger import models as m
+from provenflow.refs import resolve_dataset, resolve_model
+from provenflow.workspace import Workspace
+
+
+@dataclass
+class HoldoutScores:
+    candidate: str
+    candidate_id: int
+    holder: str | None
+    holder_id: int | None
+    dataset: str
+    candidate_metrics: dict[str, float]
+    holder_metrics: dict[str, float] | None
+
+
+class Approval(RunInput):
+    """The form the Prefect UI shows on a paused promotion."""
+
+    approve: bool = Field(default=False, description="Move the alias to this model version?")
+    comment: str = Field(default="", description="Why; recorded with the decision.")
+
+
+@task(cache_policy=NO_CACHE)
+def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str | None) -> HoldoutScores:
+    """Both the candidate and the alias's current holder, scored on the same held-out rows: those
+    the candidate's training run held out (or the held-out part of DATASET)."""
+    store = workspace.store
+    with workspace.ledger.reader() as session:
+        candidate = resolve_model(session, model)
+        holder = registry.holder_of(session, candidate.name, alias)
+        run = session.get(m.Run, candidate.run_id)
+        params = run.parameters if run else {}
+        if dataset:
+            data = resolve_dataset(session, dataset)
+        else:
+            trained_on = next((io for io in run.io if io.direction == "input" and io.kind == "dataset"), None)
+            if trained_on is None:
+                raise registry.PromotionError(
+                    f"{candidate.ref} records no training dataset; name one with --dataset"
+                )
+            data = trained_on.dataset_version
+    frame = datasets.load_table(store, Digest(data.hash))
+    target = candidate.signature["target"]["name"]
+    _, x_test, _, y_test = training.split_rows(
+        frame, target, candidate.task, int(params.get("seed", 42)), float(params.get("test_size", 0.25))
+    )
+
+    def score(version: m.ModelVersion) -> dict[str, float]:
+        pipeline = training.deserialize(store.read_bytes(Digest(version.hash)), Digest(version.hash))
+        return training.evaluate(pipeline, x_test, y_test, version.task)
+
+    same = holder is not None and holder.id == candidate.id
+    return HoldoutScores(
+        candidate=candidate.ref,
+        candidate_id=candidate.id,
+        holder=holder.ref if holder and not same else None,
+        holder_id=holder.id if holder and not same else None,
+        dataset=data.ref,
+        candidate_metrics=score(candidate),
+        holder_metrics=score(holder) if holder and not same else None,
+    )
+
+
+def wait_for_approval(
+    gate: registry.GateResult, scores: HoldoutScores, alias: str, timeout: int, poll: int
+) -> Approval | None:
+    """Pause the flow run until someone approves or rejects in the Prefect UI (None on timeout)."""
+    from prefect.flow_runs import pause_flow_run
+
+    description = f"## Promote `{scores.candidate}` to `{alias}`?\n\n{gate.markdown()}"
+    return pause_flow_run(
+        wait_for_input=Approval.with_initial_data(description=description, approve=False),
+        timeout=timeout,
+        poll_interval=poll,
+    )

@@ -1,0 +1,111 @@
+"""Aliases, the metric gate and the approval in the Prefect UI."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+
+import pytest
+
+from provenflow import registry
+from provenflow.errors import RefError
+from provenflow.refs import resolve_model
+from provenflow.workspace import Workspace
+
+
+def test_gate_passes_within_tolerance_and_names_what_fails():
+    holder = {"accuracy": 0.90, "f1": 0.88, "rmse": 10.0}
+    assert registry.metric_gate(
+        {"accuracy": 0.895, "f1": 0.90, "rmse": 10.005}, holder, holder_ref="m@1"
+    ).passed
+    failed = registry.metric_gate({"accuracy": 0.85, "f1": 0.90, "rmse": 12.0}, holder, {"rmse": 0.5}, "m@1")
+    assert not failed.passed
+    assert {r["metric"] for r in failed.rows if not r["ok"]} == {"accuracy", "rmse"}
+    assert "| accuracy | 0.8500 | 0.9000 | -0.0500 |" in failed.markdown()
+    assert registry.metric_gate({"f1": 0.1}, None).passed  # nobody holds the alias yet
+    with pytest.raises(registry.PromotionError, match="no metric auc"):
+        registry.metric_gate({"f1": 0.5}, {"f1": 0.5}, {"auc": 0.1})
+
+
+@pytest.fixture
+def two_models(prefect_api, project, penguins):
+    from flows.data_run import data_run
+    from flows.model_run import model_run
+
+    ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
+    good = model_run(dataset=ref, target="sex", estimator="sklearn.ensemble.RandomForestClassifier",
+                     params={"n_estimators": 100}, seed=7)  # fmt: skip
+    weak = model_run(dataset=ref, target="sex", estimator="sklearn.dummy.DummyClassifier", seed=7)
+    return f"penguins-sex@{good['model']['version']}", f"penguins-sex@{weak['model']['version']}"
+
+
+def test_promotion_with_gate_and_history(two_models):
+    from flows.promote import promote
+
+    good, weak = two_models
+    first = promote(model=good, to="production", auto_approve=True, comment="first release")
+    assert first["decision"] == "approved" and first["previous"] is None
+    worse = promote(model=weak, to="production", auto_approve=True)
+    assert worse["decision"] == "rejected" and worse["by"] == "metric gate"
+    assert worse["previous"] == good and "accuracy" in worse["comment"]
+    with Workspace.default().ledger.reader() as s:
+        assert resolve_model(s, "penguins-sex@production").ref == good
+        history = registry.alias_history(s, "penguins-sex")
+        assert [(h["action"], h["to_version"], h["actor"]) for h in history] == [
+            ("assigned", 1, first["by"]),
+            ("rejected", 2, "metric gate"),
+        ]
+        assert history[0]["comment"] == "first release"
+        with pytest.raises(RefError, match="Its aliases: production"):
+            resolve_model(s, "penguins-sex@staging")
+    # A lenient gate lets the weak model take staging; production stays.
+    lenient = promote(
+        model=weak, to="staging", auto_approve=True, tolerances={"accuracy": 1, "f1": 1, "roc_auc": 1}
+    )
+    assert lenient["decision"] == "approved"
+    with Workspace.default().ledger.reader() as s:
+        assert registry.aliases(s, "penguins-sex") == {"production": 1, "staging": 2}
+
+
+@pytest.mark.parametrize("approve", [True, False])
+def test_approval_in_the_prefect_ui(two_models, approve):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.promote import promote
+
+    good, _ = two_models
+    result: dict = {}
+    # In a thread that carries this context, so the flow talks to the test's Prefect server.
+    context = contextvars.copy_context()
+    worker = threading.Thread(
+        target=context.run,
+        args=(
+            lambda: result.update(
+                promote(model=good, to="production", approval_poll_seconds=1, approval_timeout=120)
+            ),
+        ),
+    )
+    worker.start()
+    paused = None
+    deadline = time.monotonic() + 90
+    seen = []
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline and paused is None:
+            for run in client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=20):
+                seen.append((run.name, run.state_type))
+                if run.name.startswith("promote-") and run.state and run.state.is_paused():
+                    paused = run
+            time.sleep(0.5)
+    assert paused is not None, f"the promote flow run never paused for approval: {seen[-10:]}"
+    resume_flow_run(paused.id, run_input={"approve": approve, "comment": "reviewed the metric diff"})
+    worker.join(timeout=90)
+    assert result["decision"] == ("approved" if approve else "rejected")
+    assert result["by"] == "prefect-ui" and result["comment"] == "reviewed the metric diff"
+    with Workspace.default().ledger.reader() as s:
+        assert registry.aliases(s, "penguins-sex") == ({"production": 1} if approve else {})
+        assert registry.alias_history(s, "penguins-sex")[-1]["action"] == (
+            "assigned" if approve else "rejected"
+        )
