@@ -6,8 +6,11 @@
     ├── DataError              a data source that is missing, empty or unparsable
     │   └── ValidationFailed   data that breaks its expectation suite
     ├── TrainingError          target column, estimator path, hyper-parameters
-    └── StoreError             the content-addressed store
-        └── IntegrityError     an object whose bytes no longer match its hash
+    ├── StoreError             the content-addressed store
+    │   └── IntegrityError     an object whose bytes no longer match its hash
+    ├── ReproductionError      provenflow.reproduce: a run that cannot be re-run
+    ├── PromotionError         provenflow.registry: aliases and the metric gate
+    └── DeployError            provenflow.deploy.errors: ManifestInvalid, RolloutFailed
 
 Every message says what failed, the offending value, what was expected and how to fix it.
 The CLI prints ``Error: <message>`` and exits with status 1.

@@ -7,10 +7,11 @@ import re
 import pytest
 from pydantic import SecretStr
 
+from blocks.kubernetes import KubernetesTarget
 from blocks.ledger import LedgerDatabase
 from blocks.store import ArtifactStore
 
-BLOCKS = [ArtifactStore, LedgerDatabase]
+BLOCKS = [ArtifactStore, LedgerDatabase, KubernetesTarget]
 
 
 @pytest.mark.parametrize("block", BLOCKS)
