@@ -1,0 +1,64 @@
+"""deploy: run a released model image on the local Docker engine or on Kubernetes, and record it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from prefect import flow
+from sqlalchemy import select
+
+import provenflow
+from provenflow.deploy.errors import DeployError
+from provenflow.ledger import models as m
+from provenflow.refs import resolve_model, safe_name
+from tasks.deploy import run_on_docker, run_on_kubernetes
+from tasks.workspace import open_workspace
+
+
+@flow(name="deploy", flow_run_name="deploy-{model}-to-{target}")
+def deploy(
+    model: str,
+    target: Literal["docker", "kubernetes"] = "docker",
+    port: int | None = None,
+    kubernetes_block: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    ledger_block: str | None = None,
+    store_block: str | None = None,
+) -> dict:
+    """Deploy the newest release of MODEL (NAME@VERSION or NAME@ALIAS; release it first).
+
+    One deployment per model name: deploying another version replaces it once the new one is
+    ready (Docker), or rolls it out and back on failure (Kubernetes, settings in KUBERNETES_BLOCK).
+    """
+    workspace = open_workspace(ledger_block, store_block)
+    parameters = {"model": model, "target": target, "port": port, "kubernetes_block": kubernetes_block}
+    with provenflow.start(f"deploy-{model}", kind="deployment", flow="deploy", parameters=parameters,
+                          workspace=workspace) as run:  # fmt: skip
+        with workspace.ledger.reader() as session:
+            version = resolve_model(session, model)
+            release = session.scalars(
+                select(m.Release)
+                .where(m.Release.model_version_id == version.id)
+                .order_by(m.Release.id.desc())
+            ).first()
+            if release is None:
+                raise DeployError(
+                    f"{version.ref} has no release yet; build one with `provenflow release {version.ref}`"
+                )
+        run.input(version)
+        name = safe_name(f"provenflow-{version.name}").lower()
+        labels = {k: v for k, v in (release.labels or {}).items() if k.startswith("io.provenflow.")}
+        if target == "docker":
+            placed = run_on_docker(workspace, release.reference, name, port, env or {}, labels, timeout)
+            endpoint, details = placed.endpoint, placed.as_dict()
+        else:
+            details = run_on_kubernetes(kubernetes_block, release.reference, name, labels, env or {}, timeout)
+            endpoint = details["endpoint"]
+        run.record(lambda session: session.add(m.Deployment(
+            model_version_id=version.id, release_id=release.id, target=target, name=name, endpoint=endpoint,
+            state="ready", details=details, run_id=run.id, created_at=datetime.now(UTC),
+        )))  # fmt: skip
+    return {"run_id": run.id, "model": version.ref, "image": release.reference, "target": target, "name": name,
+            "endpoint": endpoint, "details": details}  # fmt: skip

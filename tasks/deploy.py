@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from provenflow.deploy import docker as docker_target
+from provenflow.release import docker_client
+from provenflow.workspace import Workspace
+
+
+@task(cache_policy=NO_CACHE)
+def run_on_docker(
+    workspace: Workspace, reference: str, name: str, port: int | None, env: dict, labels: dict, timeout: float
+) -> docker_target.DockerDeployment:
+    env = {"PROVENFLOW_PREDICTION_LOG_URL": docker_target.CONTAINER_STORE, **env}
+    volumes = docker_target.predictions_mount(Path(workspace.store.root)) if workspace.store.local else {}
+    return docker_target.deploy(docker_client(), reference, name, port, env, volumes, labels, timeout)
+
+
+@task(cache_policy=NO_CACHE)
+def run_on_kubernetes(
+    block: str | None, reference: str, name: str, labels: dict, env: dict, timeout: float
+) -> dict:
+    """Render, validate against the official schemas, apply, wait for the rollout (or roll back)."""
+    from provenflow.deploy import kubernetes as k8s
+
+    if block:
+        from blocks.kubernetes import KubernetesTarget
+
+        target = KubernetesTarget.load(block)
+        config, client = target.config(), target.get_api_client()
+    else:
+        config = k8s.KubernetesTargetConfig()
+        client = k8s.api_client_for(config)
+    manifests = k8s.render_manifests(config, name, reference, labels, env)
+    k8s.validate_manifests(manifests)
+    result = k8s.deploy(client, config, manifests, timeout)
+    return result.to_dict()

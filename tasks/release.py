@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from provenflow import release
+from provenflow.serving.bundle import BundleMetadata, export_bundle
+from provenflow.workspace import Workspace
+
+
+@task(cache_policy=NO_CACHE)
+def export_model_bundle(workspace: Workspace, model: str, dest: Path, onnx: bool) -> BundleMetadata:
+    return export_bundle(workspace, model, dest, onnx=onnx)
+
+
+@task(cache_policy=NO_CACHE, retries=1)
+def collect_wheels(cache: Path) -> Path:
+    return release.collect_wheels(cache)
+
+
+@task(cache_policy=NO_CACHE)
+def build_image(
+    bundle: Path, wheels: Path, base_image: str, image: str, labels: dict, scratch: Path
+) -> release.BuiltImage:
+    context = release.build_context(bundle, wheels, base_image, scratch / "context")
+    return release.build_image(release.docker_client(), context, image, labels, base_image)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
+def push_image(image: str, auth: dict | None) -> release.PushedImage:
+    return release.push_image(release.docker_client(), image, auth)
