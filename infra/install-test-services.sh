@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need from Debian when it is missing: PostgreSQL (the tests start their
-# own throw-away cluster from its binaries) and git. Needs root for apt-get; otherwise it only says
+# own throw-away cluster from its binaries), git, and Docker's engine, registry and debootstrap
+# (the tests start dockerd and a registry, and build the serving base image, themselves). Needs root for apt-get; otherwise it only says
 # what is missing, and the tests that need it skip (or fail under CI=true).
 set -euo pipefail
 
@@ -9,6 +10,9 @@ if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/ini
   missing+=(postgresql)
 fi
 command -v git >/dev/null || missing+=(git)
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -20,6 +24,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system cluster on install; the tests run their own, so stop it.
-if command -v pg_ctlcluster >/dev/null; then
-  service postgresql stop >/dev/null 2>&1 || true
-fi
+service postgresql stop >/dev/null 2>&1 || true
+service docker-registry stop >/dev/null 2>&1 || true

@@ -126,6 +126,8 @@ def lineage(session: Session, ref: str) -> dict:
     else:
         anchor = m.RunIO(kind="model", name=item.ref, hash=item.hash, model_version_id=item.id)
     node = {"kind": anchor.kind, "ref": item.ref, "hash": item.hash}
+    if isinstance(item, m.ModelVersion):
+        node.update(_releases_and_deployments(session, item.id))
     return {
         "ref": item.ref,
         "kind": anchor.kind,
@@ -133,3 +135,27 @@ def lineage(session: Session, ref: str) -> dict:
         "upstream": _runs_of(session, anchor, UPSTREAM, 0, {_key(anchor)}),
         "downstream": _runs_of(session, anchor, DOWNSTREAM, 0, {_key(anchor)}),
     }
+
+
+def _releases_and_deployments(session: Session, model_version_id: int) -> dict:
+    """Model → image digest → deployments: what of this model reached production, and where."""
+    releases = session.scalars(
+        select(m.Release).where(m.Release.model_version_id == model_version_id).order_by(m.Release.id)
+    ).all()
+    deployments = session.scalars(
+        select(m.Deployment)
+        .where(m.Deployment.model_version_id == model_version_id)
+        .order_by(m.Deployment.id)
+    ).all()
+    return {
+        "releases": [
+            {"image": r.reference, "digest": r.digest, "runtime": r.runtime, "run_id": r.run_id,
+             "at": r.created_at.isoformat()}
+            for r in releases
+        ],
+        "deployments": [
+            {"target": d.target, "name": d.name, "endpoint": d.endpoint, "state": d.state,
+             "image": d.release.reference if d.release else None, "run_id": d.run_id, "at": d.created_at.isoformat()}
+            for d in deployments
+        ],
+    }  # fmt: skip

@@ -150,3 +150,81 @@ def start_prefect_server(home: Path, database_url: str | None) -> PrefectServer:
     process.kill()
     unavailable(f"the Prefect server did not answer within 120 s: {log.read_text()[-800:]}")
     raise AssertionError("unreachable")
+
+
+def docker_engine():
+    """A Docker client; starts Debian's dockerd when none answers and we are root."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as exc:
+        unavailable(f"the docker SDK is not installed: {exc}")
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except DockerException:
+        pass
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        unavailable("no Docker engine answers and dockerd cannot be started here (needs root and docker.io)")
+    log = open("/tmp/provenflow-dockerd.log", "ab")  # noqa: SIM115 - outlives this function with dockerd
+    subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            client = docker.from_env()
+            client.ping()
+            return client
+        except DockerException:
+            time.sleep(0.5)
+    unavailable("dockerd did not answer within 60 s; see /tmp/provenflow-dockerd.log")
+
+
+@dataclass
+class Registry:
+    address: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+def start_registry(base: Path) -> Registry:
+    """Debian's docker-registry on a free 127.0.0.1 port (Docker trusts plain HTTP on loopback)."""
+    binary = shutil.which("docker-registry")
+    if not binary:
+        unavailable("docker-registry is not installed (Debian package docker-registry)")
+    port = free_port()
+    config = base / "config.yml"
+    config.write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: " + str(base / "data") +
+        "\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:" + str(port) + "\n"
+    )  # fmt: skip
+    log = open(base / "registry.log", "wb")  # noqa: SIM115 - the registry's output, for the skip reason
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
+                return Registry(f"127.0.0.1:{port}", process)
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    unavailable(f"docker-registry did not start: {(base / 'registry.log').read_text()[-500:]}")
+    raise AssertionError("unreachable")
+
+
+def ensure_base_image(client, image: str, repo: Path) -> str:
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(image)
+        return image
+    except ImageNotFound:
+        pass
+    done = subprocess.run([str(repo / "infra" / "serving" / "make-base-image.sh"), image],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    if done.returncode != 0:
+        unavailable(f"could not build the base image {image}: {done.stderr.strip()[-500:]}")
+    return image

@@ -32,7 +32,7 @@ def test_deploy_all_and_run_data_run_on_a_worker(tmp_path):
 
     with get_client(sync_client=True) as client:
         names = {d.name for d in client.read_deployments()}
-        assert {"data-run", "model-run", "reproduce"} <= names
+        assert {"data-run", "model-run", "reproduce", "promote", "release", "deploy"} <= names
         model = client.read_deployment_by_name("model-run/model-run")
         assert model.parameters == {"seed": 42, "test_size": 0.25}
         assert set(model.parameter_openapi_schema["required"]) == {"dataset", "target", "estimator"}

@@ -224,6 +224,76 @@ def promote(
         raise typer.Exit(2)
 
 
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    token: Annotated[
+        str | None, typer.Option(envvar="PROVENFLOW_SERVE_TOKEN", help="Bearer token required on /predict.")
+    ] = None,
+    onnx: Annotated[
+        bool, typer.Option(help="Serve through onnxruntime when the model converts and agrees.")
+    ] = True,
+) -> None:
+    """Serve a model version over HTTP (POST /predict, /health, /ready, /metadata); every prediction is logged."""
+    from provenflow.serving.run import serve as run_server
+
+    run_server(model, host=host, port=port, token=token, onnx=onnx)
+
+
+@app.command()
+def release(
+    model: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    registry: Annotated[str, typer.Option(help="Registry host:port to push to.")] = "127.0.0.1:5000",
+    registry_block: Annotated[
+        str | None, typer.Option(help="A provenflow-container-registry block instead.")
+    ] = None,
+    base_image: Annotated[
+        str, typer.Option(help="Base image (see infra/serving/make-base-image.sh).")
+    ] = "provenflow/serving-base:bookworm",
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a container image of a model version without network inside the build, push it, record its digest."""
+    _prefect_ready()
+    from flows.release import release as flow
+
+    with out.err_console.status(f"releasing {model}: bundle, wheels, image, push…"):
+        result = flow(model=model, registry=registry, registry_block=registry_block, base_image=base_image)
+    if as_json:
+        return out.print_json(result)
+    out.console.print(result["reference"], highlight=False)
+    out.err_console.print(
+        f"{result['model']} served by {result['runtime']}; image {result['image']}", highlight=False
+    )
+
+
+@app.command()
+def deploy(
+    model: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS (released before).")],
+    target: Annotated[str, typer.Option(help="docker or kubernetes.")] = "docker",
+    port: Annotated[int | None, typer.Option(help="Host port for docker (default: any free one).")] = None,
+    kubernetes_block: Annotated[
+        str | None, typer.Option(help="A provenflow-kubernetes-target block.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the newest release of a model version on Docker or Kubernetes; wait until it is ready."""
+    if target not in ("docker", "kubernetes"):
+        raise typer.BadParameter("--target is 'docker' or 'kubernetes'")
+    _prefect_ready()
+    from flows.deploy import deploy as flow
+
+    with out.err_console.status(f"deploying {model} to {target}…"):
+        result = flow(model=model, target=target, port=port, kubernetes_block=kubernetes_block)
+    if as_json:
+        return out.print_json(result)
+    out.console.print(result["endpoint"], highlight=False)
+    out.err_console.print(
+        f"{result['model']} ({result['image']}) ready on {target} as {result['name']}", highlight=False
+    )
+
+
 # -- reading the ledger -------------------------------------------------------------------
 
 

@@ -113,6 +113,13 @@ def lineage_tree(graph: dict) -> None:
     _add_down(down, graph["downstream"])
     console.print(up)
     console.print(down)
+    for release in root.get("releases", []):
+        console.print(f"  [blue]image[/blue] {release['image']} ({release['runtime']})", highlight=False)
+        for d in (d for d in root.get("deployments", []) if d["image"] == release["image"]):
+            console.print(
+                f"    [blue]deployed[/blue] {d['target']} {d['name']} at {d['endpoint']} ({d['state']}, {d['at'][:19]})",
+                highlight=False,
+            )
 
 
 def reproduction(result: dict) -> None:

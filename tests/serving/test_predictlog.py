@@ -1,0 +1,125 @@
+"""The prediction log on a real local folder: flushing by size, time and close; reading; corrupt segments."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from provenflow.serving.inputs import Batch, Feature
+from provenflow.serving.predictlog import PredictionLog, log_folder, read_predictions
+from provenflow.serving.runtime import Predictions
+
+FEATURES = (Feature("x", "numeric"), Feature("island", "categorical"), Feature("time", "numeric"))
+CLASSES = ["a", "b"]
+
+
+def batch(n: int) -> tuple[Batch, Predictions]:
+    islands = np.array(["Dream", np.nan] * n, dtype=object)[:n]
+    columns = {"x": np.arange(n, dtype=np.float64), "island": islands, "time": np.full(n, 1.5)}
+    proba = np.tile([0.25, 0.75], (n, 1))
+    return Batch(columns, n), Predictions(np.array(["b"] * n, dtype=object), proba)
+
+
+def open_log(store: Path, **kw) -> PredictionLog:
+    return PredictionLog(str(store), "m/odel", 3, "ab" * 32, FEATURES, CLASSES, **kw)
+
+
+def segments(store: Path) -> list[Path]:
+    return sorted(Path(log_folder(str(store), "m/odel", 3)).glob("*.parquet"))
+
+
+def test_close_writes_everything_in_one_segment(tmp_path):
+    with open_log(tmp_path, flush_rows=1000, flush_seconds=600) as log:
+        for i in range(5):
+            log.append(f"req{i}", *batch(3))
+        assert log.buffered_rows == 15 and segments(tmp_path) == []
+    frame, skipped = read_predictions(str(tmp_path), "m/odel", 3)
+    assert skipped == [] and len(frame) == 15 and len(segments(tmp_path)) == 1
+    assert frame["request_id"].tolist()[:4] == ["req0", "req0", "req0", "req1"]
+    assert frame["row"].tolist()[:4] == [0, 1, 2, 0]
+    assert frame["model_version"].unique().tolist() == [3]
+    assert frame["proba_b"].unique().tolist() == [0.75] and frame["prediction"].unique().tolist() == ["b"]
+    # A feature named like a log column keeps its value under input.<name>.
+    assert frame["input.time"].unique().tolist() == [1.5] and str(frame["time"].dtype).startswith(
+        "datetime64"
+    )
+    assert frame["island"].isna().sum() == 5  # one missing island in each 3-row request
+
+
+def test_flush_by_size_and_by_time(tmp_path):
+    log = open_log(tmp_path, flush_rows=10, flush_seconds=0.2).start()
+    try:
+        log.append("big", *batch(12))  # over flush_rows: the writer wakes at once
+        _wait(lambda: len(segments(tmp_path)) == 1)
+        log.append("small", *batch(1))  # under flush_rows: written when flush_seconds pass
+        _wait(lambda: len(segments(tmp_path)) == 2)
+    finally:
+        log.close()
+    names = [p.name for p in segments(tmp_path)]
+    assert names == sorted(names) and len(set(names)) == 2
+    assert log.rows_written == 13
+
+
+def test_reader_filters_by_time_window(tmp_path):
+    with open_log(tmp_path) as log:
+        log.append("early", *batch(2))
+    middle = datetime.now(UTC)
+    time.sleep(0.01)
+    with open_log(tmp_path) as log:
+        log.append("late", *batch(3))
+    since, _ = read_predictions(str(tmp_path), "m/odel", 3, since=middle)
+    until, _ = read_predictions(str(tmp_path), "m/odel", 3, until=middle)
+    assert set(since["request_id"]) == {"late"} and set(until["request_id"]) == {"early"}
+    naive, _ = read_predictions(
+        str(tmp_path), "m/odel", 3, since=middle.replace(tzinfo=None) - timedelta(days=1)
+    )
+    assert len(naive) == 5
+
+
+def test_corrupt_segment_is_skipped_and_named(tmp_path, caplog):
+    for request in ("one", "two"):
+        with open_log(tmp_path) as log:
+            log.append(request, *batch(2))
+    broken = segments(tmp_path)[0]
+    broken.write_bytes(broken.read_bytes()[: len(broken.read_bytes()) // 2])
+    with caplog.at_level(logging.WARNING):
+        frame, skipped = read_predictions(str(tmp_path), "m/odel", 3)
+    assert skipped == [str(broken)] and len(frame) == 2
+    assert broken.name in caplog.text
+
+
+def test_no_log_yet_reads_as_empty(tmp_path):
+    frame, skipped = read_predictions(str(tmp_path), "nothing", 1)
+    assert frame.empty and skipped == []
+
+
+def test_failed_writes_keep_rows_and_retry(tmp_path):
+    store = tmp_path / "store"
+    log = open_log(store, max_backlog_rows=4)
+    log.start()
+    folder = Path(log.folder)
+    folder.rmdir()
+    folder.parent.rmdir()
+    folder.parent.write_text("not a folder")  # writes now fail
+    log.append("kept", *batch(4))
+    log.flush()
+    assert log.error and log.buffered_rows == 4
+    with pytest.raises(Exception, match="4 unwritten rows"):
+        log.append("refused", *batch(1))
+    folder.parent.unlink()
+    folder.mkdir(parents=True)  # the store is back
+    log.close()
+    frame, _ = read_predictions(str(store), "m/odel", 3)
+    assert frame["request_id"].unique().tolist() == ["kept"] and log.error is None
+
+
+def _wait(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
