@@ -1,0 +1,238 @@
+"""Turning a /predict request body into checked, typed columns, or into a list of problems.
+
+The body is parsed with orjson and checked column by column in plain Python: a pydantic model
+per row halved throughput in measurements here, and a column of plain values converts to one
+numpy array in one call. Every problem names the field (and row) at fault and what was expected,
+so a client can fix its request from the 422 body alone.
+
+Accepted bodies (all three give the same batch)::
+
+    {"records": [{"bill_length_mm": 39.1, "island": "Dream"}, ...]}
+    {"columns": {"bill_length_mm": [39.1, ...], "island": ["Dream", ...]}}
+    [{"bill_length_mm": 39.1, "island": "Dream"}, ...]
+
+``null`` is a missing value, imputed the way training imputed it. JSON has no NaN or Infinity,
+and orjson refuses them (and numbers that overflow a double), so every number that arrives is finite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from provenflow.errors import did_you_mean
+
+Kind = Literal["numeric", "categorical"]
+# At most this many problems are listed in a 422 body; the total count is always given.
+MAX_PROBLEMS = 20
+_NUMERIC_TYPES = frozenset({int, float, type(None)})
+_JSON_NAMES = {str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null",
+               list: "a list", dict: "an object"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input column, as recorded in the model version's signature."""
+
+    name: str
+    kind: Kind
+    # Python types a categorical value may have (str unless training saw e.g. booleans).
+    category_types: tuple[type, ...] = (str,)
+
+    @property
+    def expected(self) -> str:
+        if self.kind == "numeric":
+            return "a number or null (numeric feature)"
+        names = sorted({_JSON_NAMES.get(t, t.__name__) for t in self.category_types})
+        return f"{' or '.join(names)} or null (categorical feature)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    field: str | None = None
+    row: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "row": self.row, "message": self.message}
+
+
+@dataclass
+class RequestError(Exception):
+    """A request the model cannot answer; ``status`` is the HTTP status to reply with."""
+
+    problems: list[Problem]
+    status: int = 422
+    total: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        self.total = self.total or len(self.problems)
+        self.problems = self.problems[:MAX_PROBLEMS]
+        super().__init__(self.summary)
+
+    @property
+    def summary(self) -> str:
+        first = self.problems[0].message if self.problems else "invalid request"
+        more = f" (and {self.total - 1} more problems)" if self.total > 1 else ""
+        return first + more
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.summary, "problems": [p.as_dict() for p in self.problems], "count": self.total}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Checked input columns in the form training used: numeric as float64 with NaN for missing,
+    categorical as object arrays with NaN for missing."""
+
+    columns: dict[str, np.ndarray]
+    rows: int
+
+
+def parse_request(body: bytes, features: tuple[Feature, ...], max_rows: int) -> Batch:
+    """The request body as a checked batch; raises RequestError naming every bad field and row."""
+    if not body.strip():
+        raise RequestError(
+            [Problem('the request body is empty; expected {"records": [...]} or {"columns": {...}}')]
+        )
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError([Problem(f"the request body is not valid JSON: {exc}")]) from None
+    raw, rows = _raw_columns(payload, features)
+    if rows == 0:
+        raise RequestError([Problem("the request has no rows; send at least one record")])
+    if rows > max_rows:
+        raise RequestError(
+            [Problem(f"the request has {rows} rows, more than this server's limit of {max_rows}; split it")],
+            status=413,
+        )
+    return _checked(raw, rows, features)
+
+
+def _raw_columns(payload: Any, features: tuple[Feature, ...]) -> tuple[dict[str, list], int]:
+    if isinstance(payload, list):
+        return _from_records(payload, features, "")
+    if not isinstance(payload, dict):
+        got = _JSON_NAMES.get(type(payload), type(payload).__name__)
+        raise RequestError([Problem(f'expected {{"records": [...]}} or {{"columns": {{...}}}}, got {got}')])
+    keys = set(payload)
+    if keys == {"records"}:
+        if not isinstance(payload["records"], list):
+            raise RequestError([Problem("'records' must be a list of objects", field="records")])
+        return _from_records(payload["records"], features, "records")
+    if keys == {"columns"}:
+        if not isinstance(payload["columns"], dict):
+            raise RequestError([Problem("'columns' must be an object {column: [values]}", field="columns")])
+        return _from_columns(payload["columns"], features)
+    unknown = sorted(keys - {"records", "columns"})
+    if unknown:
+        hint = did_you_mean(unknown[0], ["records", "columns"])
+        raise RequestError(
+            [
+                Problem(
+                    f"unknown top-level key {unknown[0]!r}; expected 'records' or 'columns'.{hint}",
+                    field=unknown[0],
+                )
+            ]
+        )
+    raise RequestError([Problem("send either 'records' or 'columns', not both")])
+
+
+def _from_records(records: list, features: tuple[Feature, ...], where: str) -> tuple[dict[str, list], int]:
+    names = [f.name for f in features]
+    expected = set(names)
+    problems: list[Problem] = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            got = _JSON_NAMES.get(type(record), type(record).__name__)
+            problems.append(
+                Problem(f"row {i} is {got}; expected an object {{column: value}}", field=where or None, row=i)
+            )
+        elif record.keys() != expected:  # the common case (a well-formed row) costs one set comparison
+            problems.extend(_key_problems(set(record), names, row=i))
+    if problems:
+        raise RequestError(problems, total=len(problems))
+    return {name: list(map(itemgetter(name), records)) for name in names}, len(records)
+
+
+def _from_columns(columns: dict, features: tuple[Feature, ...]) -> tuple[dict[str, list], int]:
+    expected = {f.name for f in features}
+    problems = _key_problems(set(columns), [f.name for f in features], row=None)
+    lengths = {}
+    for name, values in columns.items():
+        if name in expected and not isinstance(values, list):
+            problems.append(Problem(f"column {name!r} must be a list of values", field=name))
+        elif name in expected:
+            lengths[name] = len(values)
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{name}={n}" for name, n in sorted(lengths.items()))
+        problems.append(
+            Problem(f"the columns have different lengths ({listed}); every column needs one value per row")
+        )
+    if problems:
+        raise RequestError(problems)
+    return {f.name: columns[f.name] for f in features}, next(iter(lengths.values()), 0)
+
+
+def _key_problems(got: set[str], names: list[str], row: int | None) -> list[Problem]:
+    """Missing columns in signature order, then unknown ones."""
+    where = f" in row {row}" if row is not None else ""
+    expected = set(names)
+    problems = [
+        Problem(f"missing column {name!r}{where}; send null for a missing value", field=name, row=row)
+        for name in names
+        if name not in got
+    ]
+    problems += [
+        Problem(
+            f"unknown column {name!r}{where}; the model takes {', '.join(names)}.{did_you_mean(name, names)}",
+            field=name,
+            row=row,
+        )
+        for name in sorted(got - expected)
+    ]
+    return problems
+
+
+def _checked(raw: dict[str, list], rows: int, features: tuple[Feature, ...]) -> Batch:
+    problems: list[Problem] = []
+    columns: dict[str, np.ndarray] = {}
+    for feature in features:
+        values = raw[feature.name]
+        allowed = (
+            _NUMERIC_TYPES if feature.kind == "numeric" else frozenset((*feature.category_types, type(None)))
+        )
+        # set(map(type, ...)) runs in C: the common, valid column costs no Python-level loop.
+        if set(map(type, values)) <= allowed:
+            columns[feature.name] = _column(feature, values)
+        else:
+            problems += [_type_problem(feature, v, i) for i, v in enumerate(values) if type(v) not in allowed]
+    if problems:
+        raise RequestError(problems, total=len(problems))
+    return Batch(columns, rows)
+
+
+def _column(feature: Feature, values: list) -> np.ndarray:
+    if feature.kind == "numeric":
+        return np.array(values, dtype=np.float64)  # None becomes NaN, imputed as in training
+    column = np.array(values, dtype=object)
+    column[pd.isna(column)] = np.nan  # training's form of a missing category
+    return column
+
+
+def _type_problem(feature: Feature, value: Any, row: int) -> Problem:
+    got = _JSON_NAMES.get(type(value), type(value).__name__)
+    if isinstance(value, (str, int, float, bool)):
+        shown = repr(value)
+        got += " " + (shown if len(shown) <= 60 else shown[:57] + "...")
+    return Problem(
+        f"row {row}, column {feature.name!r}: expected {feature.expected}, got {got}",
+        field=feature.name,
+        row=row,
+    )

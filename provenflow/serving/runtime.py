@@ -1,0 +1,118 @@
+"""What serves a prediction: the fitted scikit-learn pipeline, and what both runtimes share.
+
+The ONNX runtime (``provenflow.serving.onnx``) answers the same ``Predictor`` protocol, so the
+app never cares which one it holds. Both read facts about the fitted pipeline from here: which
+value the imputers fill in for each column, and which Python types the categories have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from provenflow.serving.inputs import Batch, Feature
+
+Runtime = str  # "onnx" | "sklearn"
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One label (or value, for regressors) per row; class probabilities when the model has them."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+class Predictor(Protocol):
+    runtime: Runtime
+
+    def predict(self, batch: Batch) -> Predictions: ...
+
+
+class SklearnPredictor:
+    """The pickled pipeline itself: slower per row, but serves any estimator."""
+
+    runtime: Runtime = "sklearn"
+
+    def __init__(self, pipeline: Any, features: tuple[Feature, ...]) -> None:
+        self.pipeline = pipeline
+        self.names = [f.name for f in features]
+        self.has_proba = has_probabilities(pipeline)
+
+    def predict(self, batch: Batch) -> Predictions:
+        frame = pd.DataFrame({name: batch.columns[name] for name in self.names}, copy=False)
+        labels = np.asarray(self.pipeline.predict(frame))
+        proba = np.asarray(self.pipeline.predict_proba(frame), dtype=np.float64) if self.has_proba else None
+        return Predictions(labels, proba)
+
+
+def has_probabilities(pipeline: Any) -> bool:
+    # Pipelines expose predict_proba only when their estimator does (SVC needs probability=True).
+    return hasattr(pipeline, "predict_proba")
+
+
+def classes_of(pipeline: Any) -> list[Any] | None:
+    classes = getattr(pipeline, "classes_", None)
+    return None if classes is None else [_plain(c) for c in classes]
+
+
+def features_of_signature(signature: dict, pipeline: Any) -> tuple[Feature, ...]:
+    """The model's inputs in signature order, with the category types training saw."""
+    types = category_types(pipeline)
+    features = []
+    for entry in signature["inputs"]:
+        name, kind = str(entry["name"]), entry["kind"]
+        if kind not in ("numeric", "categorical"):
+            raise ValueError(f"input {name!r} has kind {kind!r}; expected 'numeric' or 'categorical'")
+        features.append(Feature(name, kind, types.get(name, (str,))))
+    return tuple(features)
+
+
+def column_steps(pipeline: Any) -> list[tuple[str, Any, list[str]]]:
+    """The fitted (name, transformer, columns) triples of the pipeline's ColumnTransformer, or []."""
+    prepare = pipeline.steps[0][1] if hasattr(pipeline, "steps") else None
+    fitted = getattr(prepare, "transformers_", None)
+    if fitted is None:
+        return []
+    return [(name, step, list(cols)) for name, step, cols in fitted if name != "remainder"]
+
+
+def input_fills(pipeline: Any) -> dict[str, Any]:
+    """The value each column's leading SimpleImputer puts in place of a missing value.
+
+    The ONNX path imputes before the graph (ONNX string tensors cannot hold a missing value,
+    and onnxruntime's Imputer takes no doubles), using exactly the statistics training fitted.
+    """
+    from sklearn.impute import SimpleImputer
+
+    fills: dict[str, Any] = {}
+    for _, step, columns in column_steps(pipeline):
+        first = step.steps[0][1] if hasattr(step, "steps") else step
+        if isinstance(first, SimpleImputer) and not first.add_indicator:
+            fills.update({c: _plain(v) for c, v in zip(columns, first.statistics_, strict=True)})
+    return fills
+
+
+def category_types(pipeline: Any) -> dict[str, tuple[type, ...]]:
+    """For each one-hot encoded column, the Python types of its fitted categories."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    out: dict[str, tuple[type, ...]] = {}
+    for _, step, columns in column_steps(pipeline):
+        encoder = step.steps[-1][1] if hasattr(step, "steps") else step
+        if isinstance(encoder, OneHotEncoder):
+            for column, categories in zip(columns, encoder.categories_, strict=True):
+                kinds = {type(_plain(c)) for c in categories if not _missing(c)}
+                out[column] = tuple(sorted(kinds or {str}, key=lambda t: t.__name__))
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
