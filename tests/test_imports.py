@@ -23,3 +23,12 @@ def test_core_does_not_import_prefect_or_heavy_libraries():
 def test_cli_start_up_imports_nothing_heavy():
     loaded = _modules_after("import provenflow.cli.main")
     assert not [m for m in [*HEAVY, "pandas", "sqlalchemy"] if m in loaded]
+
+
+def test_pandas_stays_below_3_1_for_evidently():
+    """evidently 0.7 imports pandas' infer_dtype_from_object, removed in pandas 3.1."""
+    import pandas
+
+    major, minor = (int(x) for x in pandas.__version__.split(".")[:2])
+    assert (major, minor) < (3, 1)
+    import evidently  # noqa: F401 - the pin is there so that this import works
