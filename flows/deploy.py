@@ -12,14 +12,14 @@ import provenflow
 from provenflow.deploy.errors import DeployError
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_model, safe_name
-from tasks.deploy import run_on_docker, run_on_kubernetes
+from tasks.deploy import run_locally, run_on_docker, run_on_kubernetes
 from tasks.workspace import open_workspace
 
 
 @flow(name="deploy", flow_run_name="deploy-{model}-to-{target}")
 def deploy(
     model: str,
-    target: Literal["docker", "kubernetes"] = "docker",
+    target: Literal["docker", "kubernetes", "local"] = "docker",
     port: int | None = None,
     kubernetes_block: str | None = None,
     env: dict[str, str] | None = None,
@@ -30,7 +30,8 @@ def deploy(
     """Deploy the newest release of MODEL (NAME@VERSION or NAME@ALIAS; release it first).
 
     One deployment per model name: deploying another version replaces it once the new one is
-    ready (Docker), or rolls it out and back on failure (Kubernetes, settings in KUBERNETES_BLOCK).
+    ready (Docker; or LOCAL, a background server process on this machine that needs no image), or
+    rolls it out and back on failure (Kubernetes, settings in KUBERNETES_BLOCK).
     """
     workspace = open_workspace(ledger_block, store_block)
     parameters = {"model": model, "target": target, "port": port, "kubernetes_block": kubernetes_block}
@@ -43,22 +44,29 @@ def deploy(
                 .where(m.Release.model_version_id == version.id)
                 .order_by(m.Release.id.desc())
             ).first()
-            if release is None:
+            if release is None and target != "local":
                 raise DeployError(
                     f"{version.ref} has no release yet; build one with `provenflow release {version.ref}`"
                 )
         run.input(version)
         name = safe_name(f"provenflow-{version.name}").lower()
-        labels = {k: v for k, v in (release.labels or {}).items() if k.startswith("io.provenflow.")}
-        if target == "docker":
+        labels = {
+            k: v
+            for k, v in ((release.labels if release else None) or {}).items()
+            if k.startswith("io.provenflow.")
+        }
+        if target == "local":
+            placed = run_locally(workspace, version.ref, name, port, timeout)
+            endpoint, details = placed.endpoint, placed.as_dict()
+        elif target == "docker":
             placed = run_on_docker(workspace, release.reference, name, port, env or {}, labels, timeout)
             endpoint, details = placed.endpoint, placed.as_dict()
         else:
             details = run_on_kubernetes(kubernetes_block, release.reference, name, labels, env or {}, timeout)
             endpoint = details["endpoint"]
         run.record(lambda session: session.add(m.Deployment(
-            model_version_id=version.id, release_id=release.id, target=target, name=name, endpoint=endpoint,
+            model_version_id=version.id, release_id=release.id if release else None, target=target, name=name, endpoint=endpoint,
             state="ready", details=details, run_id=run.id, created_at=datetime.now(UTC),
         )))  # fmt: skip
-    return {"run_id": run.id, "model": version.ref, "image": release.reference, "target": target, "name": name,
+    return {"run_id": run.id, "model": version.ref, "image": release.reference if release else None, "target": target, "name": name,
             "endpoint": endpoint, "details": details}  # fmt: skip

@@ -193,6 +193,14 @@ class Run:
         self._edges.append(_Edge("output", "file", str(path), stored.digest.hex))
         return stored.digest
 
+    def output_version(self, item: m.DatasetVersion | m.ModelVersion) -> None:
+        """Record an existing dataset or model version as an output of this run (e.g. what a
+        retrain run's sub-flows produced), next to the run that wrote it."""
+        if isinstance(item, m.DatasetVersion):
+            self._edges.append(_Edge("output", "dataset", item.ref, item.hash, dataset_version_id=item.id))
+        else:
+            self._edges.append(_Edge("output", "model", item.ref, item.hash, model_version_id=item.id))
+
     def link(self, direction: str, kind: str, name: str, digest: Digest) -> None:
         """Record an input or output by its stored object alone, without a dataset or model version."""
         self._edges.append(_Edge(direction, kind, name, digest.hex))

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from provenflow.deploy import docker as docker_target
+from provenflow.deploy import local as local_target
 from provenflow.release import docker_client
 from provenflow.workspace import Workspace
 
@@ -38,3 +40,22 @@ def run_on_kubernetes(
     k8s.validate_manifests(manifests)
     result = k8s.deploy(client, config, manifests, timeout)
     return result.to_dict()
+
+
+@task(cache_policy=NO_CACHE)
+def run_locally(
+    workspace: Workspace, model: str, name: str, port: int | None, timeout: float
+) -> local_target.LocalDeployment:
+    """Export the bundle under .provenflow/deployments/NAME/ and serve it from a background process."""
+    from provenflow.refs import resolve_model
+    from provenflow.serving.bundle import export_bundle
+    from provenflow.settings import get_settings
+
+    folder = get_settings().home_dir / "deployments" / name
+    with workspace.ledger.reader() as session:
+        version = resolve_model(session, model)
+    bundle = folder / f"{version.version}-{version.hash[:12]}"
+    if not (bundle / "metadata.json").exists():
+        shutil.rmtree(bundle, ignore_errors=True)
+        export_bundle(workspace, model, bundle)
+    return local_target.deploy(bundle, folder, name, workspace.store.url, port, timeout)

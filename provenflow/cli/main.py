@@ -271,7 +271,9 @@ def release(
 @app.command()
 def deploy(
     model: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS (released before).")],
-    target: Annotated[str, typer.Option(help="docker or kubernetes.")] = "docker",
+    target: Annotated[
+        str, typer.Option(help="docker, kubernetes, or local (a background server process, no image).")
+    ] = "docker",
     port: Annotated[int | None, typer.Option(help="Host port for docker (default: any free one).")] = None,
     kubernetes_block: Annotated[
         str | None, typer.Option(help="A provenflow-kubernetes-target block.")
@@ -279,8 +281,8 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the newest release of a model version on Docker or Kubernetes; wait until it is ready."""
-    if target not in ("docker", "kubernetes"):
-        raise typer.BadParameter("--target is 'docker' or 'kubernetes'")
+    if target not in ("docker", "kubernetes", "local"):
+        raise typer.BadParameter("--target is docker, kubernetes or local")
     _prefect_ready()
     from flows.deploy import deploy as flow
 

@@ -235,3 +235,24 @@ class Deployment(Base):
 
     model_version: Mapped[ModelVersion] = relationship()
     release: Mapped[Release | None] = relationship()
+
+
+class DriftReport(Base):
+    """One drift check of a deployed model version: production inputs against its training profile."""
+
+    __tablename__ = "drift_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(32))  # drift | no-drift | not-enough-data
+    drift: Mapped[bool] = mapped_column(Boolean)
+    features: Mapped[dict] = mapped_column(JSON)
+    details: Mapped[dict | None] = mapped_column(JSON)  # prediction drift, skipped segments, policy
+    report_hash: Mapped[str | None] = mapped_column(String(64))  # the Evidently HTML report in the store
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    model_version: Mapped[ModelVersion] = relationship()

@@ -1,0 +1,97 @@
+"""retrain: what a drift report starts. New data run → model run with the champion's estimator and
+parameters → promotion through the registry's gate (against the champion, on the new data's
+held-out rows) → release and redeploy to the champion's target."""
+
+from __future__ import annotations
+
+from prefect import flow
+from sqlalchemy import select
+
+import provenflow
+from flows.data_run import data_run
+from flows.deploy import deploy
+from flows.model_run import model_run
+from flows.promote import promote
+from flows.release import release
+from provenflow import registry
+from provenflow.digest import Digest
+from provenflow.ledger import models as m
+from provenflow.refs import resolve_model
+from tasks.workspace import open_workspace
+
+
+@flow(name="retrain", flow_run_name="retrain-{model}")
+def retrain(
+    model: str,
+    source: str | None = None,
+    alias: str = "production",
+    auto_approve: bool = True,
+    redeploy: bool = True,
+    drift_report: str | None = None,
+    registry_address: str = "127.0.0.1:5000",
+    ledger_block: str | None = None,
+    store_block: str | None = None,
+) -> dict:
+    """Retrain MODEL (the champion: NAME@VERSION or NAME@ALIAS) on SOURCE, the newest data (default:
+    the source its training data came from), promote the challenger to ALIAS if it passes the gate
+    (waiting for the UI approval unless AUTO_APPROVE), and redeploy where the champion runs."""
+    workspace = open_workspace(ledger_block, store_block)
+    with workspace.ledger.reader() as session:
+        champion = resolve_model(session, model)
+        trained = session.get(m.Run, champion.run_id)
+        dataset = next(
+            io.dataset_version for io in trained.io if io.direction == "input" and io.kind == "dataset"
+        )
+        producer = session.get(m.Run, dataset.run_id) if dataset.run_id else None
+        source = source or (producer.parameters.get("source") if producer else None)
+        deployed = session.scalars(
+            select(m.Deployment)
+            .where(m.Deployment.model_version_id == champion.id)
+            .order_by(m.Deployment.id.desc())
+        ).first()
+        report = (
+            session.get(m.DriftReport, int(drift_report)) if drift_report and drift_report.isdigit() else None
+        )
+        champion_ref, params = champion.ref, dict(trained.parameters)
+        target = deployed.target if deployed else None
+        report_hash = report.report_hash if report else None
+    if not source:
+        raise registry.PromotionError(f"no data source to retrain {champion_ref} on; pass source=")
+    parameters = {"model": champion_ref, "source": source, "alias": alias, "drift_report": drift_report}
+    with provenflow.start(f"retrain-{champion.name}", kind="retrain", flow="retrain", parameters=parameters,
+                          workspace=workspace) as run:  # fmt: skip
+        run.input(champion)
+        if report_hash:
+            run.link("input", "drift-report", f"drift-report-{drift_report}", Digest(report_hash))
+        data = data_run(name=dataset.name, source=source, ledger_block=ledger_block, store_block=store_block)
+        challenger = model_run(
+            dataset=data["dataset"]["ref"], target=params["target"], estimator=params["estimator"],
+            params=params.get("params") or {}, seed=params.get("seed", 42), test_size=params.get("test_size", 0.25),
+            name=champion.name, ledger_block=ledger_block, store_block=store_block,
+        )  # fmt: skip
+        challenger_ref = f"{challenger['model']['name']}@{challenger['model']['version']}"
+        decision = promote(model=challenger_ref, to=alias, auto_approve=auto_approve, dataset=data["dataset"]["ref"],
+                           comment=f"retrained after drift report {drift_report}" if drift_report else "retrained",
+                           ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+        placed = None
+        if decision["decision"] == "approved" and redeploy and target:
+            release(
+                model=challenger_ref,
+                registry=registry_address,
+                ledger_block=ledger_block,
+                store_block=store_block,
+            )
+            placed = deploy(
+                model=challenger_ref, target=target, ledger_block=ledger_block, store_block=store_block
+            )
+        with workspace.ledger.reader() as session:
+            run.output_version(resolve_model(session, challenger_ref))
+        run.log_metrics({f"challenger.{k}": v for k, v in challenger["metrics"].items()})
+    return {
+        "run_id": run.id,
+        "champion": champion_ref,
+        "challenger": challenger_ref,
+        "dataset": data["dataset"]["ref"],
+        "promotion": decision["decision"],
+        "deployment": placed,
+    }

@@ -1,0 +1,94 @@
+"""Deploying a model version as a background server process on this machine (no Docker needed).
+
+The development and demo target: the same bundle and server the image runs, started with
+``python -m provenflow.serving``; the new process must answer /ready before the old one is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from provenflow.deploy.errors import RolloutFailed
+
+
+@dataclass(frozen=True)
+class LocalDeployment:
+    name: str
+    pid: int
+    endpoint: str
+    bundle: str
+    replaced_pid: int | None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return b"provenflow.serving" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def stop(folder: Path) -> int | None:
+    """Stop the server recorded in ``folder``/pid, if it still runs; its pid, or None."""
+    pid_file = folder / "pid"
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if _alive(pid):
+        os.killpg(pid, signal.SIGTERM)  # the server flushes its prediction log on SIGTERM
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def deploy(
+    bundle: Path, folder: Path, name: str, log_url: str, port: int | None, timeout: float
+) -> LocalDeployment:
+    folder.mkdir(parents=True, exist_ok=True)
+    port = port or _free_port()
+    env = {**os.environ, "PROVENFLOW_PREDICTION_LOG_URL": log_url}
+    with open(folder / "server.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "provenflow.serving", "--bundle", str(bundle), "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            tail = (folder / "server.log").read_text(errors="replace")[-800:]
+            raise RolloutFailed(f"the server for {name} exited before it was ready; the previous one keeps serving:\n{tail}",
+                                reason="ProcessExited")  # fmt: skip
+        try:
+            with urllib.request.urlopen(f"{endpoint}/ready", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise RolloutFailed(f"{endpoint}/ready did not answer within {timeout:.0f} s", reason="Timeout")
+        time.sleep(0.2)
+    replaced = stop(folder)
+    (folder / "pid").write_text(str(process.pid))
+    return LocalDeployment(name, process.pid, endpoint, str(bundle), replaced)
