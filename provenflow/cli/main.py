@@ -296,6 +296,37 @@ def deploy(
     )
 
 
+@app.command("drift-check")
+def drift_check(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME@VERSION.")],
+    since: Annotated[
+        str | None, typer.Option(help="Start of the window (ISO time); default: the policy's window.")
+    ] = None,
+    policy_block: Annotated[str | None, typer.Option(help="A provenflow-drift-policy block.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare a model's logged predictions with its training profile (the drift-monitor flow)."""
+    from datetime import UTC, datetime
+
+    start = None
+    if since:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise typer.BadParameter(
+                f"--since {since!r} is not an ISO time such as 2026-11-29T10:00"
+            ) from None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    _prefect_ready()
+    from flows.drift_monitor import drift_monitor as flow
+
+    with out.err_console.status(f"checking {model} for drift…"):
+        result = flow(model=model, since=start, policy_block=policy_block)
+    if as_json:
+        return out.print_json(result)
+    out.drift(result)
+
+
 # -- reading the ledger -------------------------------------------------------------------
 
 

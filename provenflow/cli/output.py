@@ -185,3 +185,28 @@ def promotion(result: dict) -> None:
               ["metric", "candidate", "holder", "change", "allowed worse by", "ok"],
               [[r["metric"], r["candidate"], r["holder"], f"{r['change']:+.4f}", r["tolerance"], "yes" if r["ok"] else "NO"]
                for r in gate["rows"]])  # fmt: skip
+
+
+def drift(result: dict) -> None:
+    colour = {"drift": "red", "no drift": "green"}.get(result["verdict"], "yellow")
+    console.print(
+        f"[bold {colour}]{result['verdict']}[/bold {colour}]  {result['model']}: {result['rows']} rows since {result['window']['since'][:19]}",
+        highlight=False,
+    )
+    if result["reason"]:
+        console.print(result["reason"])
+    rows = [
+        [n, f["test"], f["score"], f["threshold"], "DRIFT" if f["drift"] else "ok"]
+        for n, f in result["features"].items()
+    ]
+    if result["prediction"]:
+        p = result["prediction"]
+        rows.append(["(prediction)", p["test"], p["score"], p["threshold"], "DRIFT" if p["drift"] else "ok"])
+    if rows:
+        table("features", ["feature", "deciding test", "score", "threshold", "verdict"], rows)
+    if result["skipped_segments"]:
+        console.print(
+            f"[yellow]skipped unreadable segments:[/yellow] {', '.join(result['skipped_segments'])}"
+        )
+    if result["report"]:
+        console.print(f"report: {result['report']}", highlight=False)

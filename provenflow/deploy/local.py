@@ -69,7 +69,10 @@ def deploy(
     env = {**os.environ, "PROVENFLOW_PREDICTION_LOG_URL": log_url}
     with open(folder / "server.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "provenflow.serving", "--bundle", str(bundle), "--host", "127.0.0.1", "--port", str(port)],
+            # Short flushes: a local deployment is for trying things, where a drift check right after
+            # sending traffic should see it.
+            [sys.executable, "-m", "provenflow.serving", "--bundle", str(bundle), "--host", "127.0.0.1",
+             "--port", str(port), "--flush-seconds", "1"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import ClassVar
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+from provenflow.drift import DriftPolicy as Policy
+
+
+class DriftPolicy(Block):
+    """How a model's drift monitor decides, edited in the Prefect UI.
+
+    Example:
+        ```python
+        from blocks.drift import DriftPolicy
+
+        policy = DriftPolicy.load("BLOCK_NAME").policy()
+        ```
+    """
+
+    _block_type_name: ClassVar[str] = "provenflow Drift Policy"
+    _block_type_slug: ClassVar[str] = "provenflow-drift-policy"
+    _description: ClassVar[str] = (
+        "Thresholds, tests, window and minimum sample size of provenflow's drift checks."
+    )
+
+    psi_threshold: float = Field(default=0.1, description="PSI at or above this is drift.")
+    wasserstein_threshold: float = Field(
+        default=0.1, description="Wasserstein distance in reference standard deviations."
+    )
+    significance: float = Field(default=0.05, description="KS and chi-square drift below this p-value.")
+    missing_threshold: float = Field(
+        default=0.1, description="Change in the share of missing values that is drift."
+    )
+    numeric_tests: list[str] = Field(
+        default=["psi", "wasserstein", "missing"], description="Tests that decide numeric drift."
+    )
+    categorical_tests: list[str] = Field(
+        default=["psi", "missing"], description="Tests that decide categorical drift."
+    )
+    min_rows: int = Field(default=500, description="Fewer rows in the window is not enough data: no verdict.")
+    window_minutes: int = Field(default=60, description="How much of the prediction log one check reads.")
+    retrain_source: str | None = Field(
+        default=None, description="Where the retrain flow reads the newest data from."
+    )
+    auto_approve: bool = Field(
+        default=False, description="Whether retraining promotes without a UI approval."
+    )
+
+    def policy(self) -> Policy:
+        return Policy(
+            psi_threshold=self.psi_threshold, wasserstein_threshold=self.wasserstein_threshold,
+            significance=self.significance, missing_threshold=self.missing_threshold,
+            numeric_tests=tuple(self.numeric_tests), categorical_tests=tuple(self.categorical_tests),
+            min_rows=self.min_rows, window=timedelta(minutes=self.window_minutes),
+        )  # fmt: skip

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from provenflow.digest import Digest
+from provenflow.drift import DriftPolicy, DriftResult, check_drift
+from provenflow.ledger import models as m
+from provenflow.refs import resolve_model
+from provenflow.workspace import Workspace
+
+
+@dataclass
+class Monitored:
+    """A deployed model version and the reference profile stored when its training data was versioned."""
+
+    id: int
+    name: str
+    version: int
+    ref: str
+    features: list[str]
+    profile: dict
+    target_profile: dict | None
+    training_dataset: str
+
+
+@task(cache_policy=NO_CACHE)
+def load_reference(workspace: Workspace, model: str) -> Monitored:
+    with workspace.ledger.reader() as session:
+        version = resolve_model(session, model)
+        run = session.get(m.Run, version.run_id)
+        dataset = next(
+            io.dataset_version for io in run.io if io.direction == "input" and io.kind == "dataset"
+        )
+        target = version.signature["target"]["name"]
+        return Monitored(
+            id=version.id,
+            name=version.name,
+            version=version.version,
+            ref=version.ref,
+            features=[c["name"] for c in version.signature["inputs"]],
+            profile=dataset.profile,
+            target_profile=dataset.profile["columns"].get(target),
+            training_dataset=dataset.ref,
+        )
+
+
+@task(cache_policy=NO_CACHE)
+def read_window(
+    workspace: Workspace, model: Monitored, since: datetime, until: datetime
+) -> tuple[pd.DataFrame, list[str]]:
+    from provenflow.serving.predictlog import read_predictions
+
+    return read_predictions(workspace.store.url, model.name, model.version, since=since, until=until)
+
+
+@task(cache_policy=NO_CACHE)
+def check(model: Monitored, window: pd.DataFrame, skipped: list[str], policy: DriftPolicy) -> DriftResult:
+    return check_drift(model.profile, window, policy, model.features, target_profile=model.target_profile,
+                       skipped_segments=skipped)  # fmt: skip
+
+
+@task(cache_policy=NO_CACHE)
+def write_report(workspace: Workspace, model: Monitored, window: pd.DataFrame) -> Digest | None:
+    """The Evidently HTML report, on a bounded sample, kept in the store (None if there is no data)."""
+    if window.empty:
+        return None
+    from provenflow.drift_report import evidently_report
+
+    with tempfile.TemporaryDirectory(prefix="provenflow-drift-") as tmp:
+        path = evidently_report(None, model.profile, window[model.features], Path(tmp) / "drift.html")
+        return workspace.store.put_file(path).digest
+
+
+def emit_drift_event(
+    model: Monitored, result: DriftResult, report_id: int | None, report_uri: str | None
+) -> None:
+    """``provenflow.model.drift-detected``: the retrain deployment's trigger in prefect.yaml matches it."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event="provenflow.model.drift-detected",
+        resource={
+            "prefect.resource.id": f"provenflow.model.{model.name}",
+            "prefect.resource.name": model.ref,
+            "provenflow.model.version": str(model.version),
+        },
+        payload={
+            "model": model.ref,
+            "report_id": str(report_id) if report_id is not None else "",
+            "rows": result.rows,
+            "features": result.drifted_features,
+            "prediction_drift": bool(result.prediction and result.prediction.drift),
+            "report": report_uri or "",
+        },
+    )
