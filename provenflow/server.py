@@ -9,12 +9,11 @@ import subprocess
 import sys
 import time
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from provenflow.errors import ConfigError
+from provenflow.probe import answers_ok
 from provenflow.settings import get_settings
 
 
@@ -42,11 +41,7 @@ def api_url() -> str:
 
 
 def healthy(url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    return answers_ok(f"{url.rstrip('/')}/health", timeout)
 
 
 def _pid() -> int | None:

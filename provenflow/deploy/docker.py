@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from provenflow.deploy.errors import DeployError, RolloutFailed
+from provenflow.probe import answers_ok
 from provenflow.release import SERVING_PORT, SERVING_USER
 
 CONTAINER_STORE = "/store"
@@ -40,12 +39,8 @@ def wait_ready(url: str, timeout: float, container: Any) -> None:
             raise RolloutFailed(
                 f"the container exited before it was ready:\n{_tail(container)}", reason="ContainerExited"
             )
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        if answers_ok(f"{url}/ready", timeout=2):
+            return
         time.sleep(0.5)
     raise RolloutFailed(
         f"{url}/ready did not answer within {timeout:.0f} s:\n{_tail(container)}", reason="Timeout"

@@ -12,12 +12,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from provenflow.deploy.errors import RolloutFailed
+from provenflow.probe import answers_ok
 
 
 @dataclass(frozen=True)
@@ -82,12 +81,8 @@ def deploy(
             tail = (folder / "server.log").read_text(errors="replace")[-800:]
             raise RolloutFailed(f"the server for {name} exited before it was ready; the previous one keeps serving:\n{tail}",
                                 reason="ProcessExited")  # fmt: skip
-        try:
-            with urllib.request.urlopen(f"{endpoint}/ready", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, OSError):
-            pass
+        if answers_ok(f"{endpoint}/ready"):
+            break
         if time.monotonic() > deadline:
             os.killpg(process.pid, signal.SIGKILL)
             raise RolloutFailed(f"{endpoint}/ready did not answer within {timeout:.0f} s", reason="Timeout")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from provenflow import datasets, training
 from provenflow.tracking import DatasetOutput, ModelOutput
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS, REPO
+from tests.services import free_port
 
 # (model name, estimator, params, target): ONNX converts the first three; NearestCentroid has no converter.
 MODELS = {
@@ -85,12 +85,6 @@ def bundles(recorded, tmp_path_factory) -> dict[str, Path]:
         export_bundle(recorded.workspace, ref, dest)
         out[short] = dest
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
