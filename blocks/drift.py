@@ -42,6 +42,13 @@ class DriftPolicy(Block):
     )
     min_rows: int = Field(default=500, description="Fewer rows in the window is not enough data: no verdict.")
     window_minutes: int = Field(default=60, description="How much of the prediction log one check reads.")
+    require_significance: bool = Field(
+        default=True, description="PSI and Wasserstein count only when KS or chi-square is significant too."
+    )
+    drift_share: float = Field(
+        default=0.0, description="Share of drifted features that makes the model drift (0: any)."
+    )
+    prediction_decides: bool = Field(default=True, description="Whether prediction drift alone is drift.")
     retrain_source: str | None = Field(
         default=None, description="Where the retrain flow reads the newest data from."
     )
@@ -55,4 +62,6 @@ class DriftPolicy(Block):
             significance=self.significance, missing_threshold=self.missing_threshold,
             numeric_tests=tuple(self.numeric_tests), categorical_tests=tuple(self.categorical_tests),
             min_rows=self.min_rows, window=timedelta(minutes=self.window_minutes),
+            require_significance=self.require_significance, drift_share=self.drift_share,
+            prediction_decides=self.prediction_decides,
         )  # fmt: skip

@@ -25,17 +25,26 @@ def retrain(
     model: str,
     source: str | None = None,
     alias: str = "production",
-    auto_approve: bool = True,
+    auto_approve: bool | None = None,
     redeploy: bool = True,
     drift_report: str | None = None,
     registry_address: str = "127.0.0.1:5000",
+    policy_block: str | None = None,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
     """Retrain MODEL (the champion: NAME@VERSION or NAME@ALIAS) on SOURCE, the newest data (default:
-    the source its training data came from), promote the challenger to ALIAS if it passes the gate
-    (waiting for the UI approval unless AUTO_APPROVE), and redeploy where the champion runs."""
+    the source its training data came from, or the POLICY_BLOCK's retrain source), promote the
+    challenger to ALIAS if it passes the gate (waiting for the UI approval unless AUTO_APPROVE, by
+    default the policy's setting, else on), and redeploy where the champion runs."""
     workspace = open_workspace(ledger_block, store_block)
+    if policy_block:  # the model's drift policy says where its newest data is and who approves
+        from blocks.drift import DriftPolicy
+
+        policy = DriftPolicy.load(policy_block)
+        source = source or policy.retrain_source
+        auto_approve = policy.auto_approve if auto_approve is None else auto_approve
+    auto_approve = True if auto_approve is None else auto_approve
     with workspace.ledger.reader() as session:
         champion = resolve_model(session, model)
         trained = session.get(m.Run, champion.run_id)

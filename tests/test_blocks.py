@@ -7,11 +7,13 @@ import re
 import pytest
 from pydantic import SecretStr
 
+from blocks.drift import DriftPolicy
 from blocks.kubernetes import KubernetesTarget
 from blocks.ledger import LedgerDatabase
+from blocks.registry import ContainerRegistry
 from blocks.store import ArtifactStore
 
-BLOCKS = [ArtifactStore, LedgerDatabase, KubernetesTarget]
+BLOCKS = [ArtifactStore, LedgerDatabase, KubernetesTarget, ContainerRegistry, DriftPolicy]
 
 
 @pytest.mark.parametrize("block", BLOCKS)
