@@ -10,7 +10,8 @@
     │   └── IntegrityError     an object whose bytes no longer match its hash
     ├── ReproductionError      provenflow.reproduce: a run that cannot be re-run
     ├── PromotionError         provenflow.registry: aliases and the metric gate
-    └── DeployError            provenflow.deploy.errors: ManifestInvalid, RolloutFailed
+    ├── DeployError            provenflow.deploy.errors: ManifestInvalid, RolloutFailed
+    └── WorkerError            provenflow.workers.errors: vSphere worker VMs and work pools
 
 Every message says what failed, the offending value, what was expected and how to fix it.
 The CLI prints ``Error: <message>`` and exits with status 1.

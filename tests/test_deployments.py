@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,14 +26,22 @@ def test_deploy_all_and_run_data_run_on_a_worker(tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    created = _prefect("work-pool", "create", POOL, "--type", "process", "--overwrite")
+    created = subprocess.run(
+        [str(Path(sys.executable).parent / "provenflow"), "pools", "create"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+    )  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
     deployed = _prefect("deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
     with get_client(sync_client=True) as client:
         names = {d.name for d in client.read_deployments()}
-        assert {"data-run", "model-run", "reproduce", "promote", "release", "deploy"} <= names
+        assert {"data-run", "model-run", "reproduce", "promote", "release", "deploy", "drift-monitor-penguins-sex",
+                "retrain", "provision-workers", "model-run-vsphere", "model-run-kubernetes"} <= names  # fmt: skip
+        assert (
+            client.read_deployment_by_name("model-run/model-run-kubernetes").work_pool_name
+            == "provenflow-kubernetes"
+        )
         model = client.read_deployment_by_name("model-run/model-run")
         assert model.parameters == {"seed": 42, "test_size": 0.25}
         assert set(model.parameter_openapi_schema["required"]) == {"dataset", "target", "estimator"}

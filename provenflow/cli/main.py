@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from provenflow.cli import output as out
+from provenflow.cli.workers import pools_app, workers_app
 from provenflow.errors import ProvenflowError
 
 app = typer.Typer(
@@ -24,6 +25,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
 app.add_typer(server_app, name="server")
+app.add_typer(workers_app, name="workers")
+app.add_typer(pools_app, name="pools")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _state = {"debug": False, "verbose": False}

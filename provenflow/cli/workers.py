@@ -18,6 +18,12 @@ pools_app = typer.Typer(
     help="provenflow's Prefect work pools: process, vSphere and Kubernetes.", no_args_is_help=True
 )
 
+
+@pools_app.callback()
+def pools() -> None:
+    """provenflow's Prefect work pools: process, vSphere and Kubernetes."""
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 PoolBlock = Annotated[
     str, typer.Argument(help="Name of a VSphereWorkerPool block (provenflow-vsphere-worker-pool).")
