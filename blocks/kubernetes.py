@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from blocks._config import core_config
 from provenflow.deploy.kubernetes_config import KubernetesTargetConfig, api_client_for
-from provenflow.errors import ConfigError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -96,21 +96,8 @@ class KubernetesTarget(Block):
     def config(self) -> KubernetesTargetConfig:
         """The target's settings as the core's frozen, validated config."""
         values = {name: getattr(self, name) for name in KubernetesTargetConfig.model_fields}
-        try:
-            return KubernetesTargetConfig(**values)
-        except ValidationError as error:
-            problems = "; ".join(
-                e["msg"].removeprefix("Value error, ")
-                if e["type"] == "value_error"
-                else f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                for e in error.errors()
-            )
-            raise _BlockConfigError(f"KubernetesTarget is invalid: {problems}") from None
+        return core_config("KubernetesTarget", KubernetesTargetConfig, values)
 
     def get_api_client(self) -> ApiClient:
         """A ``kubernetes.client.ApiClient`` connected as configured."""
         return api_client_for(self.config())
-
-
-class _BlockConfigError(ConfigError, ValueError):
-    """A ConfigError that pydantic also reports as a validation error when the block is built."""

@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from provenflow.errors import ConfigError
+from blocks._config import core_config
 from provenflow.workers.config import VSphereWorkerPoolConfig
 
 if TYPE_CHECKING:
@@ -105,23 +105,10 @@ class VSphereWorkerPool(Block):
             if name in VSphereWorkerPoolConfig.model_fields
         }
         values["ssh_authorized_keys"] = tuple(self.ssh_authorized_keys)
-        try:
-            return VSphereWorkerPoolConfig(**values)
-        except ValidationError as error:
-            problems = "; ".join(
-                e["msg"].removeprefix("Value error, ")
-                if e["type"] == "value_error"
-                else f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                for e in error.errors()
-            )
-            raise _BlockConfigError(f"VSphereWorkerPool is invalid: {problems}") from None
+        return core_config("VSphereWorkerPool", VSphereWorkerPoolConfig, values)
 
     def connect(self) -> VSphereSession:
         """A logged-in vCenter session (a context manager that logs out)."""
         from provenflow.workers.vsphere import open_session
 
         return open_session(self.config())
-
-
-class _BlockConfigError(ConfigError, ValueError):
-    """A ConfigError that pydantic also reports as a validation error when the block is built."""
