@@ -123,3 +123,48 @@ def test_help_lists_every_command(project):
         "demo",
     ):
         assert command in result.stdout
+
+
+def test_serve_command_answers_and_logs(project):
+    import signal
+    import time
+    import urllib.request
+
+    from flows.data_run import data_run
+    from flows.model_run import model_run
+    from tests.services import free_port
+
+    shutil.copy(PENGUINS, project / "penguins.csv")
+    ref = data_run(name="penguins", source="penguins.csv")["dataset"]["ref"]
+    model_run(
+        dataset=ref,
+        target="species",
+        estimator="sklearn.linear_model.LogisticRegression",
+        params={"max_iter": 500},
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
+    server = subprocess.Popen([CLI, "serve", "penguins-species@latest", "--port", str(port)], cwd=project, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        row = {"island": "Dream", "bill_length_mm": 39.0, "bill_depth_mm": 18.0, "flipper_length_mm": 190.0,
+               "body_mass_g": 3500.0, "sex": "male", "year": 2008}  # fmt: skip
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict", data=json.dumps({"records": [row] * 3}).encode()
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["predictions"] == ["Adelie"] * 3
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    segments = list(
+        (project / ".provenflow" / "store" / "predictions" / "penguins-species").rglob("*.parquet")
+    )
+    assert segments, "the served predictions were flushed to the prediction log on shutdown"
