@@ -64,9 +64,20 @@ def deploy(
         else:
             details = run_on_kubernetes(kubernetes_block, release.reference, name, labels, env or {}, timeout)
             endpoint = details["endpoint"]
-        run.record(lambda session: session.add(m.Deployment(
-            model_version_id=version.id, release_id=release.id if release else None, target=target, name=name, endpoint=endpoint,
-            state="ready", details=details, run_id=run.id, created_at=datetime.now(UTC),
-        )))  # fmt: skip
-    return {"run_id": run.id, "model": version.ref, "image": release.reference if release else None, "target": target, "name": name,
+        release_id = release.id if release and target != "local" else None
+
+        def write(session) -> None:
+            # One deployment per name and target: what it replaced is no longer serving.
+            previous = select(m.Deployment).where(
+                m.Deployment.name == name, m.Deployment.target == target, m.Deployment.state == "ready"
+            )
+            for row in session.scalars(previous):
+                row.state = "replaced"
+            session.add(m.Deployment(
+                model_version_id=version.id, release_id=release_id, target=target, name=name, endpoint=endpoint,
+                state="ready", details=details, run_id=run.id, created_at=datetime.now(UTC),
+            ))  # fmt: skip
+
+        run.record(write)
+    return {"run_id": run.id, "model": version.ref, "image": release.reference if release_id else None, "target": target, "name": name,
             "endpoint": endpoint, "details": details}  # fmt: skip

@@ -46,7 +46,11 @@ def promote(
     }
     with provenflow.start(f"promote-{model}", kind="promotion", flow="promote", parameters=parameters,
                           workspace=workspace) as run:  # fmt: skip
+        registry.check_alias(to)
         scores = score_on_holdout(workspace, model, to, dataset)
+        registry.metric_gate(
+            scores.candidate_metrics, None, tolerances
+        )  # unknown metrics fail before approval
         gate = registry.metric_gate(
             scores.candidate_metrics, scores.holder_metrics, tolerances, scores.holder, scores.dataset
         )

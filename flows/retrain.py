@@ -63,6 +63,8 @@ def retrain(
         )
         champion_ref, params = champion.ref, dict(trained.parameters)
         target = deployed.target if deployed else None
+        # Redeploy the way the champion was deployed (its port, its Kubernetes target block).
+        deployed_with = session.get(m.Run, deployed.run_id).parameters if deployed and deployed.run_id else {}
         report_hash = report.report_hash if report else None
     if not source:
         raise registry.PromotionError(f"no data source to retrain {champion_ref} on; pass source=")
@@ -79,20 +81,24 @@ def retrain(
             name=champion.name, ledger_block=ledger_block, store_block=store_block,
         )  # fmt: skip
         challenger_ref = f"{challenger['model']['name']}@{challenger['model']['version']}"
-        decision = promote(model=challenger_ref, to=alias, auto_approve=auto_approve, dataset=data["dataset"]["ref"],
-                           comment=f"retrained after drift report {drift_report}" if drift_report else "retrained",
-                           ledger_block=ledger_block, store_block=store_block)  # fmt: skip
-        placed = None
-        if decision["decision"] == "approved" and redeploy and target:
+        redeploying = redeploy and target is not None
+        if redeploying and target != "local":  # the image first: a failed build must not move the alias
             release(
                 model=challenger_ref,
                 registry=registry_address,
                 ledger_block=ledger_block,
                 store_block=store_block,
             )
+        decision = promote(model=challenger_ref, to=alias, auto_approve=auto_approve, dataset=data["dataset"]["ref"],
+                           comment=f"retrained after drift report {drift_report}" if drift_report else "retrained",
+                           ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+        placed = None
+        if decision["decision"] == "approved" and redeploying:
             placed = deploy(
-                model=challenger_ref, target=target, ledger_block=ledger_block, store_block=store_block
-            )
+                model=challenger_ref, target=target, port=deployed_with.get("port"),
+                kubernetes_block=deployed_with.get("kubernetes_block"), ledger_block=ledger_block,
+                store_block=store_block,
+            )  # fmt: skip
         with workspace.ledger.reader() as session:
             run.output_version(resolve_model(session, challenger_ref))
         run.log_metrics({f"challenger.{k}": v for k, v in challenger["metrics"].items()})

@@ -62,14 +62,14 @@ def metric_gate(
     ``tolerances`` maps metric → how much worse it may be (absolute); metrics not named use
     DEFAULT_TOLERANCE. With no holder the gate passes.
     """
-    if holder is None:
-        return GateResult(True, None, dataset)
     tolerances = tolerances or {}
     unknown = set(tolerances) - set(candidate)
     if unknown:
         raise PromotionError(
             f"no metric {', '.join(sorted(unknown))} to gate on; the model has {', '.join(sorted(candidate))}"
         )
+    if holder is None:
+        return GateResult(True, None, dataset)
     rows = []
     for metric in sorted(set(candidate) & set(holder)):
         change = candidate[metric] - holder[metric]
@@ -80,6 +80,13 @@ def metric_gate(
              "tolerance": tolerance, "ok": worse_by <= tolerance}
         )  # fmt: skip
     return GateResult(all(r["ok"] for r in rows), holder_ref, dataset, rows)
+
+
+def check_alias(alias: str) -> str:
+    check_name(alias, "alias")
+    if alias == "latest" or alias.isdigit():
+        raise PromotionError(f"{alias!r} cannot be an alias: it reads as a version")
+    return alias
 
 
 def holder_of(session: Session, name: str, alias: str) -> m.ModelVersion | None:
@@ -99,9 +106,7 @@ def assign_alias(
     run_id: str | None = None,
 ) -> m.AliasEvent:
     """Point NAME@ALIAS at this version, and record the move."""
-    check_name(alias, "alias")
-    if alias == "latest" or alias.isdigit():
-        raise PromotionError(f"{alias!r} cannot be an alias: it reads as a version")
+    check_alias(alias)
     now = datetime.now(UTC)
     row = session.scalars(
         select(m.ModelAlias).where(m.ModelAlias.name == version.name, m.ModelAlias.alias == alias)

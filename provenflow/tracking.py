@@ -89,6 +89,9 @@ class _Edge:
     dataset_version_id: int | None = None
     model_version_id: int | None = None
 
+    def __post_init__(self) -> None:
+        self.name = redact(self.name)  # a source URL may carry a password
+
 
 @dataclass
 class RunSummary:

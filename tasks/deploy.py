@@ -58,4 +58,4 @@ def run_locally(
     if not (bundle / "metadata.json").exists():
         shutil.rmtree(bundle, ignore_errors=True)
         export_bundle(workspace, model, bundle)
-    return local_target.deploy(bundle, folder, name, workspace.store.url, port, timeout)
+    return local_target.deploy(bundle, folder, name, workspace.store.url, port, timeout, version.hash)

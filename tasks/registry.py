@@ -80,8 +80,13 @@ def wait_for_approval(
     from prefect.flow_runs import pause_flow_run
 
     description = f"## Promote `{scores.candidate}` to `{alias}`?\n\n{gate.markdown()}"
-    return pause_flow_run(
-        wait_for_input=Approval.with_initial_data(description=description, approve=False),
-        timeout=timeout,
-        poll_interval=poll,
-    )
+    from prefect.exceptions import FlowPauseTimeout
+
+    try:
+        return pause_flow_run(
+            wait_for_input=Approval.with_initial_data(description=description, approve=False),
+            timeout=timeout,
+            poll_interval=poll,
+        )
+    except FlowPauseTimeout:
+        return None

@@ -168,3 +168,14 @@ def test_serve_command_answers_and_logs(project):
         (project / ".provenflow" / "store" / "predictions" / "penguins-species").rglob("*.parquet")
     )
     assert segments, "the served predictions were flushed to the prediction log on shutdown"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["promote"], ["drift-check", "m@1", "--since", "yesterday"], ["deploy", "m@1", "--target", "moon"],
+     ["promote", "m@1", "--tolerance", "f1=abc"], ["no-such-command"]],
+)  # fmt: skip
+def test_usage_errors_are_short(project, args):
+    result = pf(project, *args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "Error" in result.stderr

@@ -109,3 +109,15 @@ def test_approval_in_the_prefect_ui(two_models, approve):
         assert registry.alias_history(s, "penguins-sex")[-1]["action"] == (
             "assigned" if approve else "rejected"
         )
+
+
+def test_bad_aliases_and_tolerances_fail_before_any_approval(two_models):
+    from flows.promote import promote
+
+    good, _ = two_models
+    with pytest.raises(registry.PromotionError, match="reads as a version"):
+        promote(model=good, to="latest")  # no auto-approve: it would have paused otherwise
+    with pytest.raises(registry.PromotionError, match="no metric rmse"):
+        promote(model=good, to="staging", auto_approve=True, tolerances={"rmse": 0.1})
+    with Workspace.default().ledger.reader() as s:
+        assert registry.aliases(s, "penguins-sex") == {}

@@ -241,3 +241,12 @@ def test_names_are_checked():
         with pytest.raises(RefError, match="is not allowed"):
             check_name(bad, "dataset")
     assert safe_name("uni-body mass") == "uni-body-mass"
+
+
+def test_edge_names_never_keep_credentials(workspace):
+    with pf.start("linked", workspace=workspace) as run:
+        stored = workspace.store.put_bytes(b"remote source")
+        run.link("input", "file", "https://alice:Tok3nSecret@files.example/data.csv", stored.digest)
+    with workspace.ledger.reader() as s:
+        names = [io.name for io in resolve_run(s, run.id).io]
+    assert names == ["https://***@files.example/data.csv"]

@@ -58,10 +58,9 @@ def run() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors: typer bundles its own click, so match the shape rather than the class.
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
         raise
@@ -208,7 +207,10 @@ def promote(
     """Move an alias to a model version behind a metric gate and an approval (the promote flow)."""
     from provenflow.training import parse_param
 
-    tolerances = {k: float(v) for k, v in (parse_param(t) for t in tolerance or [])}
+    try:
+        tolerances = {k: float(v) for k, v in (parse_param(t) for t in tolerance or [])}
+    except (TypeError, ValueError):
+        raise typer.BadParameter("--tolerance takes METRIC=NUMBER, e.g. f1=0.01") from None
     _prefect_ready()
     from flows.promote import promote as flow
 
@@ -221,8 +223,9 @@ def promote(
         comment=comment,
     )
     if as_json:
-        return out.print_json(result)
-    out.promotion(result)
+        out.print_json(result)
+    else:
+        out.promotion(result)
     if result["decision"] != "approved":
         raise typer.Exit(2)
 

@@ -115,11 +115,12 @@ def lineage_tree(graph: dict) -> None:
     console.print(down)
     for release in root.get("releases", []):
         console.print(f"  [blue]image[/blue] {release['image']} ({release['runtime']})", highlight=False)
-        for d in (d for d in root.get("deployments", []) if d["image"] == release["image"]):
-            console.print(
-                f"    [blue]deployed[/blue] {d['target']} {d['name']} at {d['endpoint']} ({d['state']}, {d['at'][:19]})",
-                highlight=False,
-            )
+    for d in root.get("deployments", []):
+        where = f"image {d['image']}" if d["image"] else "bundle, no image"
+        console.print(
+            f"  [blue]deployed[/blue] {d['target']} {d['name']} at {d['endpoint']} ({d['state']}, {d['at'][:19]}, {where})",
+            highlight=False,
+        )
 
 
 def reproduction(result: dict) -> None:

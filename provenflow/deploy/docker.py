@@ -59,7 +59,9 @@ def predictions_mount(store_root: Path) -> dict:
     folder = store_root / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        os.chown(folder, SERVING_USER, SERVING_USER)
+        # The whole tree: a local server running as root may have made a model's folder already.
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, SERVING_USER, SERVING_USER)
     return {str(folder): {"bind": f"{CONTAINER_STORE}/predictions", "mode": "rw"}}
 
 
@@ -112,6 +114,7 @@ def deploy(
     replaced = None
     if old is not None:
         replaced = old.id
+        old.stop(timeout=30)  # a clean stop: the server writes its last prediction-log segment
         old.remove(force=True)
         container.rename(name)
     return DockerDeployment(name, container.id, endpoint, image, replaced)

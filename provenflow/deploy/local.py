@@ -6,17 +6,18 @@ The development and demo target: the same bundle and server the image runs, star
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from provenflow.deploy.errors import RolloutFailed
-from provenflow.probe import answers_ok
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _recorded_pid(folder: Path) -> int | None:
+    try:
+        return int((folder / "pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def stop(folder: Path) -> int | None:
     """Stop the server recorded in ``folder``/pid, if it still runs; its pid, or None."""
     pid_file = folder / "pid"
-    try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
+    pid = _recorded_pid(folder)
+    if pid is None:
         return None
     if _alive(pid):
         os.killpg(pid, signal.SIGTERM)  # the server flushes its prediction log on SIGTERM
@@ -60,10 +67,38 @@ def stop(folder: Path) -> int | None:
     return pid
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _serves(endpoint: str, model_hash: str) -> bool:
+    """The server at ``endpoint`` is ready and serves this very model (not another on the port)."""
+    try:
+        with urllib.request.urlopen(f"{endpoint}/ready", timeout=1) as response:
+            return (
+                response.status == 200
+                and json.loads(response.read()).get("model", {}).get("hash") == model_hash
+            )
+    except (OSError, ValueError):
+        return False
+
+
 def deploy(
-    bundle: Path, folder: Path, name: str, log_url: str, port: int | None, timeout: float
+    bundle: Path, folder: Path, name: str, log_url: str, port: int | None, timeout: float, model_hash: str
 ) -> LocalDeployment:
     folder.mkdir(parents=True, exist_ok=True)
+    if port and not _port_free(port):
+        previous = _recorded_pid(folder)
+        if previous is None or not _alive(previous):
+            raise RolloutFailed(
+                f"port {port} is in use by another program; pick another --port", reason="PortInUse"
+            )
+        stop(folder)  # our own previous server holds the fixed port: it has to make way
     port = port or _free_port()
     env = {**os.environ, "PROVENFLOW_PREDICTION_LOG_URL": log_url}
     with open(folder / "server.log", "ab") as log:
@@ -81,7 +116,7 @@ def deploy(
             tail = (folder / "server.log").read_text(errors="replace")[-800:]
             raise RolloutFailed(f"the server for {name} exited before it was ready; the previous one keeps serving:\n{tail}",
                                 reason="ProcessExited")  # fmt: skip
-        if answers_ok(f"{endpoint}/ready"):
+        if process.poll() is None and _serves(endpoint, model_hash):
             break
         if time.monotonic() > deadline:
             os.killpg(process.pid, signal.SIGKILL)
