@@ -344,17 +344,26 @@ class Run:
                 session.flush()
             outputs.append(_Edge("output", "dataset", row.ref, row.hash, dataset_version_id=row.id))
         for mo in self._models:
-            number = (
-                session.scalar(select(func.max(m.ModelVersion.version)).where(m.ModelVersion.name == mo.name))
-                or 0
-            ) + 1
-            row = m.ModelVersion(
-                name=mo.name, version=number, hash=mo.digest.hex, uri=mo.uri, format=mo.format, size=mo.size,
-                estimator=mo.estimator, task=mo.task, signature=mo.signature, params=mo.params, metrics=mo.metrics,
-                created_at=now, run_id=self.id,
-            )  # fmt: skip
-            session.add(row)
-            session.flush()
+            # The same bytes under the same name are the same version (a retrain on unchanged data).
+            row = session.scalars(
+                select(m.ModelVersion).where(
+                    m.ModelVersion.name == mo.name, m.ModelVersion.hash == mo.digest.hex
+                )
+            ).first()
+            if row is None:
+                number = (
+                    session.scalar(
+                        select(func.max(m.ModelVersion.version)).where(m.ModelVersion.name == mo.name)
+                    )
+                    or 0
+                ) + 1
+                row = m.ModelVersion(
+                    name=mo.name, version=number, hash=mo.digest.hex, uri=mo.uri, format=mo.format, size=mo.size,
+                    estimator=mo.estimator, task=mo.task, signature=mo.signature, params=mo.params,
+                    metrics=mo.metrics, created_at=now, run_id=self.id,
+                )  # fmt: skip
+                session.add(row)
+                session.flush()
             outputs.append(_Edge("output", "model", row.ref, row.hash, model_version_id=row.id))
         for edge in [*self._edges, *outputs]:
             session.add(m.RunIO(run_id=self.id, **edge.__dict__))

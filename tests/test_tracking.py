@@ -250,3 +250,11 @@ def test_edge_names_never_keep_credentials(workspace):
     with workspace.ledger.reader() as s:
         names = [io.name for io in resolve_run(s, run.id).io]
     assert names == ["https://***@files.example/data.csv"]
+
+
+def test_identical_model_bytes_are_one_version(workspace):
+    for _ in range(2):
+        with pf.start("train", kind="model", workspace=workspace) as run:
+            run.output(_model(workspace, "stable", b"same weights"))
+    assert _count(workspace, m.ModelVersion) == 1
+    assert run.summary.outputs[0]["name"] == "stable@1"
