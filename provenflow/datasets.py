@@ -23,6 +23,14 @@ PARQUET = "parquet"
 # Quantiles kept in every numeric profile; the drift monitor bins current data on these edges.
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 TOP_CATEGORIES = 50
+# Numeric columns with at most this many distinct values also keep exact value counts: quantile bins
+# cannot see a shift in a 0/1 column, value counts can.
+DISCRETE_VALUES = 20
+
+
+def number_key(value: float) -> str:
+    """How a numeric value is named in a profile's value counts: 1, 1.0 and np.int64(1) alike."""
+    return repr(float(value))
 
 
 _COMPRESSION = (".gz", ".bz2", ".zst", ".xz")
@@ -135,6 +143,9 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 },
                 histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
             )
+            distinct = present.value_counts()
+            if len(distinct) <= DISCRETE_VALUES:
+                entry["values"] = {number_key(v): int(c) for v, c in distinct.items()}
         else:
             freq = present.astype(str).value_counts()
             top = freq.head(TOP_CATEGORIES)

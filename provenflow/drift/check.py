@@ -24,6 +24,7 @@ from provenflow.drift.reference import (
     ColumnReference,
     NumericReference,
     column_reference,
+    discrete_reference,
 )
 from provenflow.errors import DataError, did_you_mean
 
@@ -228,6 +229,11 @@ def _categorical_tests(
     return tests, new
 
 
+def feature_reference(name: str, profile: Mapping[str, Any]) -> ColumnReference:
+    """Value counts for a numeric column with few distinct values, else its bins and quantiles."""
+    return discrete_reference(name, profile) or column_reference(name, profile)
+
+
 def check_feature(reference: ColumnReference, series: pd.Series, policy: DriftPolicy) -> FeatureDrift:
     """Every test for one feature's current values against its reference, and the verdict."""
     name = reference.name
@@ -369,7 +375,7 @@ def check_drift(
     columns = _profile_columns(reference_profile)
     chosen = _select_features(columns, current, features, prediction_column)
     results = {
-        name: check_feature(column_reference(name, columns[name]), current[column], policy)
+        name: check_feature(feature_reference(name, columns[name]), current[column], policy)
         for name, column in chosen.items()
     }
     prediction = None
@@ -379,7 +385,7 @@ def check_drift(
                 f"the current data has no prediction column {prediction_column!r} to compare with the target "
                 f"profile (columns: {list(current.columns)[:20]})"
             )
-        target = column_reference(prediction_column, target_profile)
+        target = feature_reference(prediction_column, target_profile)
         prediction = check_feature(target, current[prediction_column], policy)
     drifted = sum(f.drift for f in results.values())
     needed = max(1, math.ceil(policy.drift_share * len(results)))

@@ -125,6 +125,22 @@ def _categorical(name: str, profile: Mapping) -> CategoricalReference:
     )
 
 
+def discrete_reference(name: str, profile: Mapping) -> CategoricalReference | None:
+    """A numeric column with few distinct values, as its exact value counts (None when it has none
+    stored): quantile bins cannot see a 0/1 column shift, value counts can."""
+    values = profile.get("values") if isinstance(profile, Mapping) else None
+    if profile.get("kind") != "numeric" or not isinstance(values, Mapping):
+        return None
+    return CategoricalReference(
+        name=name,
+        frequencies={str(k): _int(name, values, k) for k in values},
+        other=0,
+        distinct=len(values),
+        count=_int(name, profile, "count"),
+        missing=_int(name, profile, "missing"),
+    )
+
+
 def column_reference(name: str, profile: Mapping) -> ColumnReference:
     """The typed reference of one column from its stored profile entry (``profile["columns"][name]``)."""
     if not isinstance(profile, Mapping):

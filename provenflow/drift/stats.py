@@ -197,9 +197,11 @@ def align_categories(
     if current.dtype == object and pd.api.types.infer_dtype(current, skipna=True) != "string":
         # Mixed Python objects: hash them as the strings profile_of stored (1 and True hash alike).
         current = current.dropna().astype(str)
+    numeric = pd.api.types.is_numeric_dtype(current) and not pd.api.types.is_bool_dtype(current)
     counts = current.value_counts(dropna=True, sort=False)
     if counts.size:
-        labels = counts.index.map(str)
+        # A numeric column's values are named as profile_of names them (1 and 1.0 alike).
+        labels = counts.index.map(lambda v: repr(float(v))) if numeric else counts.index.map(str)
         counts = pd.Series(counts.to_numpy(), index=labels).groupby(level=0, sort=False).sum()
     known = list(ref_frequencies)
     cur_known = counts.reindex(known, fill_value=0).to_numpy(dtype="int64")
