@@ -143,9 +143,11 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 },
                 histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
             )
-            distinct = present.value_counts()
-            if len(distinct) <= DISCRETE_VALUES:
-                entry["values"] = {number_key(v): int(c) for v, c in distinct.items()}
+            # A look at the first rows spares a full count of a column that is plainly continuous.
+            if len(np.unique(values[:1000])) <= DISCRETE_VALUES:
+                distinct = present.value_counts()
+                if len(distinct) <= DISCRETE_VALUES:
+                    entry["values"] = {number_key(v): int(c) for v, c in distinct.items()}
         else:
             freq = present.astype(str).value_counts()
             top = freq.head(TOP_CATEGORIES)
