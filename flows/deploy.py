@@ -56,7 +56,7 @@ def deploy(
             if k.startswith("io.provenflow.")
         }
         if target == "local":
-            placed = run_locally(workspace, version.ref, name, port, timeout)
+            placed = run_locally(workspace, version.ref, version.hash, name, port, timeout)
             endpoint, details = placed.endpoint, placed.as_dict()
         elif target == "docker":
             placed = run_on_docker(workspace, release.reference, name, port, env or {}, labels, timeout)

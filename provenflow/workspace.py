@@ -8,7 +8,7 @@ from provenflow.ledger.db import Ledger
 from provenflow.settings import get_settings
 from provenflow.store import ContentStore
 
-_open: dict[tuple[str, str], Workspace] = {}
+_open: dict[tuple[str, str, str], Workspace] = {}
 
 
 @dataclass
@@ -17,11 +17,15 @@ class Workspace:
     store: ContentStore
 
     @classmethod
-    def open(cls, ledger_url: str, store_url: str, fsync: bool = True) -> Workspace:
+    def open(
+        cls, ledger_url: str, store_url: str, fsync: bool = True, storage_options: dict | None = None
+    ) -> Workspace:
         """One workspace per (ledger, store) pair per process, so engines are reused."""
-        key = (ledger_url, store_url)
+        key = (ledger_url, store_url, repr(sorted((storage_options or {}).items())))
         if key not in _open:
-            _open[key] = cls(Ledger(ledger_url), ContentStore(store_url, fsync=fsync))
+            _open[key] = cls(
+                Ledger(ledger_url), ContentStore(store_url, fsync=fsync, storage_options=storage_options)
+            )
         return _open[key]
 
     @classmethod

@@ -44,18 +44,16 @@ def run_on_kubernetes(
 
 @task(cache_policy=NO_CACHE)
 def run_locally(
-    workspace: Workspace, model: str, name: str, port: int | None, timeout: float
+    workspace: Workspace, model: str, model_hash: str, name: str, port: int | None, timeout: float
 ) -> local_target.LocalDeployment:
-    """Export the bundle under .provenflow/deployments/NAME/ and serve it from a background process."""
-    from provenflow.refs import resolve_model
+    """Export the bundle of MODEL (an exact NAME@VERSION) under .provenflow/deployments/NAME/ and
+    serve it from a background process."""
     from provenflow.serving.bundle import export_bundle
     from provenflow.settings import get_settings
 
     folder = get_settings().home_dir / "deployments" / name
-    with workspace.ledger.reader() as session:
-        version = resolve_model(session, model)
-    bundle = folder / f"{version.version}-{version.hash[:12]}"
+    bundle = folder / f"{model.rsplit('@', 1)[1]}-{model_hash[:12]}"
     if not (bundle / "metadata.json").exists():
         shutil.rmtree(bundle, ignore_errors=True)
         export_bundle(workspace, model, bundle)
-    return local_target.deploy(bundle, folder, name, workspace.store.url, port, timeout, version.hash)
+    return local_target.deploy(bundle, folder, name, workspace.store.url, port, timeout, model_hash)

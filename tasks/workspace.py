@@ -11,11 +11,12 @@ from provenflow.workspace import Workspace
 def open_workspace(ledger_block: str | None = None, store_block: str | None = None) -> Workspace:
     """The ledger and store named by blocks (flow parameters or settings), else the settings' URLs."""
     settings = get_settings()
-    settings.ensure_home()
     ledger_block = ledger_block or settings.ledger_block
     store_block = store_block or settings.store_block
-    ledger_url = settings.resolved_ledger_url
-    store_url, storage_options = settings.resolved_store_url, None
+    if not ledger_block and not store_block:
+        return Workspace.default()
+    settings.ensure_home()
+    ledger_url, store_url, storage_options = settings.resolved_ledger_url, settings.resolved_store_url, None
     if ledger_block:
         from blocks.ledger import LedgerDatabase
 
@@ -25,9 +26,4 @@ def open_workspace(ledger_block: str | None = None, store_block: str | None = No
 
         block = ArtifactStore.load(store_block)
         store_url, storage_options = block.url, block.storage_options()
-    if storage_options:
-        from provenflow.ledger.db import Ledger
-        from provenflow.store import ContentStore
-
-        return Workspace(Ledger(ledger_url), ContentStore(store_url, settings.store_fsync, storage_options))
-    return Workspace.open(ledger_url, store_url, settings.store_fsync)
+    return Workspace.open(ledger_url, store_url, settings.store_fsync, storage_options)

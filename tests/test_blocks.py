@@ -12,8 +12,9 @@ from blocks.kubernetes import KubernetesTarget
 from blocks.ledger import LedgerDatabase
 from blocks.registry import ContainerRegistry
 from blocks.store import ArtifactStore
+from blocks.vsphere import VSphereWorkerPool
 
-BLOCKS = [ArtifactStore, LedgerDatabase, KubernetesTarget, ContainerRegistry, DriftPolicy]
+BLOCKS = [ArtifactStore, LedgerDatabase, KubernetesTarget, ContainerRegistry, DriftPolicy, VSphereWorkerPool]
 
 
 @pytest.mark.parametrize("block", BLOCKS)

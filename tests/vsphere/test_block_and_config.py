@@ -16,16 +16,10 @@ REQUIRED = dict(host="vcenter.example", username="svc-provenflow@vsphere.local",
                 template="ubuntu-24.04-cloudinit", prefect_api_url="http://prefect.example:4200/api")  # fmt: skip
 
 
-def test_block_standards():
-    block = VSphereWorkerPool
-    assert block.get_description()
-    assert block.get_block_type_slug() == "provenflow-vsphere-worker-pool"
-    for name, field in block.model_fields.items():
-        assert field.description and field.description.endswith("."), f"{name} needs a description"
-    example = block.get_code_example()
-    assert re.search(r"from blocks\.vsphere import VSphereWorkerPool", example)
-    assert re.search(r'= VSphereWorkerPool\.load\("BLOCK_NAME"\)', example)
-    assert block.model_fields["password"].annotation is SecretStr
+def test_block_slug_and_secret():
+    # The shared standards check is tests/test_blocks.py::test_block_standards.
+    assert VSphereWorkerPool.get_block_type_slug() == "provenflow-vsphere-worker-pool"
+    assert VSphereWorkerPool.model_fields["password"].annotation is SecretStr
 
 
 def test_block_hands_the_core_a_validated_config_without_showing_the_password():
