@@ -8,6 +8,7 @@
     ├── TrainingError          target column, estimator path, hyper-parameters
     ├── StoreError             the content-addressed store
     │   └── IntegrityError     an object whose bytes no longer match its hash
+    │       └── SignatureError a model version without a valid seal (provenflow.signing)
     ├── ReproductionError      provenflow.reproduce: a run that cannot be re-run
     ├── PromotionError         provenflow.registry: aliases and the metric gate
     ├── DeployError            provenflow.deploy.errors: ManifestInvalid, RolloutFailed
@@ -54,6 +55,10 @@ class StoreError(ProvenflowError):
 
 
 class IntegrityError(StoreError):
+    pass
+
+
+class SignatureError(IntegrityError):
     pass
 
 

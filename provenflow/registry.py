@@ -1,17 +1,24 @@
-"""The model registry: aliases (``staging``, ``production``, any name), their history, and the
-metric gate a candidate passes before it may take an alias from the current holder."""
+"""The model registry: aliases (``staging``, ``production``, any name), their history, the
+metric gate a candidate passes before it may take an alias from the current holder, and the
+deliberate sealing of model versions an admin has checked (``provenflow models sign``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provenflow.errors import ProvenflowError
+from provenflow import signing
+from provenflow.errors import ProvenflowError, SignatureError
 from provenflow.ledger import models as m
 from provenflow.refs import check_name
+from provenflow.signing import SigningKey
+
+if TYPE_CHECKING:
+    from provenflow.workspace import Workspace
 
 # Metrics where lower is better; every other metric counts as higher-is-better.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "log_loss"})
@@ -156,3 +163,72 @@ def alias_history(session: Session, name: str) -> list[dict]:
          "gate_passed": (e.gate or {}).get("passed")}
         for e in rows
     ]  # fmt: skip
+
+
+# -- seals (provenflow.signing) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SealOutcome:
+    ref: str
+    hash: str
+    outcome: str  # "sealed" | "already sealed" | "re-sealed" (rotation) | "replaced" (--replace)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def seal_versions(
+    workspace: Workspace,
+    refs: list[str],
+    key: SigningKey,
+    previous: SigningKey | None = None,
+    replace: bool = False,
+) -> list[SealOutcome]:
+    """Seal model versions an admin has decided to trust, after checking their stored bytes still
+    hash to the recorded value. A version whose seal is valid under ``previous`` is re-sealed with
+    ``key`` (rotation); one whose seal is broken, or made with a key not given, is refused unless
+    ``replace``: a broken seal means the ledger row was changed, and re-sealing it blesses that.
+    All or nothing: one transaction, nothing sealed if any version is refused."""
+    from provenflow.digest import Digest
+    from provenflow.refs import resolve_model
+
+    outcomes = []
+    with workspace.ledger.transaction() as session:
+        versions = (
+            list(
+                session.scalars(select(m.ModelVersion).order_by(m.ModelVersion.name, m.ModelVersion.version))
+            )
+            if not refs
+            else [resolve_model(session, ref) for ref in refs]
+        )
+        for version in versions:
+            workspace.store.check(Digest(version.hash))  # missing or corrupt bytes: never sealed
+            model = signing.ModelIdentity.of(version)
+            outcome = "sealed"
+            if version.seal is not None:
+                if _verifies(model, version.seal, key):
+                    outcomes.append(SealOutcome(version.ref, version.hash, "already sealed"))
+                    continue
+                if previous is not None and _verifies(model, version.seal, previous):
+                    outcome = "re-sealed"
+                elif replace:
+                    outcome = "replaced"
+                else:
+                    raise SignatureError(
+                        f"model version {version.ref} has a seal that does not verify under this key "
+                        f"({key.id}){' or the previous one' if previous else ''}: its ledger row may have "
+                        "been changed. Nothing was sealed. If it was a key rotation, pass "
+                        "--previous-key-file; if you checked the model and trust it, pass --replace"
+                    )
+            version.seal = signing.seal(model, key)
+            outcomes.append(SealOutcome(version.ref, version.hash, outcome))
+    return outcomes
+
+
+def _verifies(model: signing.ModelIdentity, recorded: str, key: SigningKey) -> bool:
+    try:
+        signing.verify(model, recorded, key)
+    except SignatureError:
+        return False
+    return True

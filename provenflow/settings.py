@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from provenflow.project import project_root
@@ -37,6 +38,27 @@ class Settings(BaseSettings):
     store_fsync: bool = Field(
         default=True, description="fsync objects before they are renamed into place (durability)."
     )
+
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="The model-signing key itself (64 hex digits); for workers that share a ledger. "
+        "Takes precedence over signing_key_block and signing_key_file.",
+    )
+    signing_key_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the model-signing key."
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="File holding the model-signing key (0600, created on first use); defaults to "
+        "signing.key in the user's config folder ($XDG_CONFIG_HOME/provenflow or ~/.config/provenflow).",
+    )
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        # Outside the project, the ledger and the store on purpose: write access to those must not
+        # give the key (see SECURITY.md).
+        config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+        return (self.signing_key_file or Path(config) / "provenflow" / "signing.key").expanduser()
 
     @property
     def home_dir(self) -> Path:

@@ -36,7 +36,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from provenflow import prefect_context
+from provenflow import prefect_context, signing
 from provenflow.digest import Digest
 from provenflow.environment import EnvironmentState, capture_environment
 from provenflow.errors import ProvenflowError
@@ -343,6 +343,9 @@ class Run:
                 session.add(row)
                 session.flush()
             outputs.append(_Edge("output", "dataset", row.ref, row.hash, dataset_version_id=row.id))
+        # This process produced the models' bytes itself: it seals them, so loaders can tell them
+        # from bytes someone put in the store and the ledger by other means.
+        key = signing.signing_key(create=True) if self._models else None
         for mo in self._models:
             # The same bytes under the same name are the same version (a retrain on unchanged data).
             row = session.scalars(
@@ -364,6 +367,8 @@ class Run:
                 )  # fmt: skip
                 session.add(row)
                 session.flush()
+            if row.seal is None:  # new, or recorded before seals: these very bytes came from this fit
+                row.seal = signing.seal(signing.ModelIdentity.of(row), key)
             outputs.append(_Edge("output", "model", row.ref, row.hash, model_version_id=row.id))
         for edge in [*self._edges, *outputs]:
             session.add(m.RunIO(run_id=self.id, **edge.__dict__))

@@ -10,19 +10,24 @@ import json
 import pickle
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from provenflow import signing
 from provenflow.datasets import is_numeric
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, TrainingError, did_you_mean
 from provenflow.project import project_root
+from provenflow.signing import ModelIdentity, Sealed, SigningKey
+
+if TYPE_CHECKING:
+    from provenflow.store import ContentStore
 
 # The canonical model form: a pickle (protocol 5) of the fitted Pipeline. Two fits with the same
 # seed and data pickle to the same bytes, so the content hash identifies the model; bytes are only
-# unpickled after their hash has been checked against the ledger.
+# unpickled after the model's seal (provenflow.signing) and their hash have been checked.
 MODEL_FORMAT = "sklearn-pickle-v5"
 
 
@@ -283,14 +288,27 @@ def serialize(pipeline: Any) -> bytes:
     return pickle.dumps(pipeline, protocol=5)
 
 
-def deserialize(data: bytes, expected: Digest) -> Any:
-    """Unpickle only bytes whose hash matches the recorded one."""
+def deserialize(data: bytes, model: ModelIdentity, seal: str | None, key: SigningKey | None) -> Any:
+    """The one place provenflow unpickles: only bytes of a model whose seal checks out under ``key``
+    and whose bytes hash to the sealed hash. ``key=None`` skips the seal, and is only for a bundle
+    inside a release image with no key given (see provenflow.serving.bundle)."""
+    if key is not None:
+        signing.verify(model, seal, key)
     actual = Digest.of_bytes(data)
-    if actual != expected:
+    if actual.hex != model.hash:
         raise IntegrityError(
-            f"model bytes hash to {actual.hex}, not the recorded {expected.hex}; refusing to load them"
+            f"model bytes hash to {actual.hex}, not the recorded {model.hash}; refusing to load them"
         )
     return pickle.loads(data)
+
+
+def load_model(store: ContentStore, version: Sealed, key: SigningKey | None = None) -> Any:
+    """The fitted pipeline of a model version (a ledger row): its seal checked before its bytes are
+    even read, then their hash, then unpickled. ``key`` defaults to the configured signing key."""
+    model = ModelIdentity.of(version)
+    key = key or signing.signing_key()
+    signing.verify(model, version.seal, key)
+    return deserialize(store.read_bytes(Digest(model.hash)), model, version.seal, key)
 
 
 def _plain(value: Any) -> Any:

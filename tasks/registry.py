@@ -58,7 +58,7 @@ def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str 
     )
 
     def score(version: m.ModelVersion) -> dict[str, float]:
-        pipeline = training.deserialize(store.read_bytes(Digest(version.hash)), Digest(version.hash))
+        pipeline = training.load_model(store, version)
         return training.evaluate(pipeline, x_test, y_test, version.task)
 
     same = holder is not None and holder.id == candidate.id

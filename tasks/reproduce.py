@@ -9,6 +9,7 @@ from prefect.settings import PREFECT_API_URL
 from provenflow import datasets, reproduce, training
 from provenflow.digest import Digest
 from provenflow.project import project_root
+from provenflow.refs import resolve_model
 from provenflow.reproduce import RecordedRun
 from provenflow.settings import get_settings
 from provenflow.workspace import Workspace
@@ -66,10 +67,9 @@ def compare_results(
             dataset = next(e for e in original.inputs if e.kind == "dataset")
             frame = datasets.load_table(store, Digest(dataset.hash))
             features = training.features_of(frame, original.parameters["target"])
-            models = [
-                training.deserialize(store.read_bytes(Digest(e.hash)), Digest(e.hash))
-                for e in (first, second)
-            ]
+            with workspace.ledger.reader() as session:
+                versions = [resolve_model(session, e.name) for e in (first, second)]
+            models = [training.load_model(store, version) for version in versions]
             equivalent = reproduce.same_predictions(models[0], models[1], features)
     else:
         first, second = original.dataset_output, again.dataset_output

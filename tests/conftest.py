@@ -13,6 +13,10 @@ from tests import services
 REPO = Path(__file__).resolve().parent.parent
 PENGUINS = REPO / "provenflow" / "demo" / "penguins.csv"
 
+# The model-signing key made on first use goes to a throwaway config folder, never the user's own
+# (CLI subprocesses inherit it).
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="provenflow-test-config-")
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[services.Postgres]:

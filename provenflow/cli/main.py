@@ -4,6 +4,7 @@ imported inside the commands that use them, so ``provenflow --help`` answers at 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -470,6 +471,38 @@ def models_show(
     if "@" not in ref:
         return out.model_overview(data)
     out.model_detail(data)
+
+
+@models_app.command("sign")
+def models_sign(
+    refs: Annotated[list[str] | None, typer.Argument(help="NAME@VERSION|ALIAS to seal.")] = None,
+    all_versions: Annotated[bool, typer.Option("--all", help="Every model version in the ledger.")] = False,
+    previous_key_file: Annotated[
+        Path | None, typer.Option(help="Key rotation: re-seal versions whose seal verifies under this key.")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Also overwrite seals that do not verify (only after checking the model).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Seal model versions so they may be loaded (see SECURITY.md): for versions recorded before seals,
+    or after a key rotation. Their stored bytes must still match the recorded hash. A sealed model gets
+    unpickled, which runs code: seal only models you have checked."""
+    from provenflow import registry, signing
+    from provenflow.errors import ConfigError
+
+    if bool(refs) == all_versions:
+        raise ConfigError("give model versions to seal (NAME@VERSION …) or --all, not both and not neither")
+    key = signing.signing_key(create=True)
+    previous = signing.read_key_file(previous_key_file) if previous_key_file else None
+    outcomes = registry.seal_versions(_workspace(), refs or [], key, previous, replace)
+    if as_json:
+        return out.print_json([o.as_dict() for o in outcomes])
+    out.table(
+        f"model seals (key {key.id}, {key.source})",
+        ["ref", "hash", "outcome"],
+        [[o.ref, o.hash[:12], o.outcome] for o in outcomes],
+    )
 
 
 @app.command()

@@ -1,11 +1,15 @@
 """A model bundle: the folder both ``provenflow serve`` and the container image serve from.
 
     metadata.json   what the model is and where it came from (``BundleMetadata``), with the hashes
+                    and the model version's seal (provenflow.signing)
     model.pkl       the canonical pickle from the store, byte for byte (its BLAKE3 is the model's identity)
     model.onnx      optional: the checked ONNX graph of the same pipeline
 
-``load_bundle`` checks every file against the hashes in metadata.json before using it, and
-unpickles nothing that does not match: a server with a tampered bundle refuses to start.
+``load_bundle`` checks every file against the hashes in metadata.json before using it, and the
+seal against the signing key when it is given one; it unpickles nothing that does not match: a
+server with a tampered bundle refuses to start. When a checked ONNX graph is there, the server
+reads what it needs of the pipeline from metadata.json and unpickles nothing at all (the
+pickle is loaded, seal checked, only when asked for: ``--no-onnx``, or ``LoadedModel.pipeline``).
 
 Only ``export_bundle`` needs the ledger; it imports it lazily, so loading and serving a bundle
 needs neither SQLAlchemy nor Prefect (the container image has neither).
@@ -21,16 +25,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from provenflow import signing
 from provenflow.digest import Digest
-from provenflow.errors import IntegrityError, StoreError
+from provenflow.errors import IntegrityError, SignatureError, StoreError
 from provenflow.serving.inputs import Batch, Feature
 from provenflow.serving.runtime import (
     Predictions,
     Predictor,
     SklearnPredictor,
+    category_types,
+    category_types_of,
     classes_of,
     features_of_signature,
+    pipeline_facts,
 )
+from provenflow.signing import ModelIdentity, SigningKey
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # 2: the model version's seal, and the pipeline facts the ONNX path needs
 METADATA_FILE, MODEL_FILE, ONNX_FILE = "metadata.json", "model.pkl", "model.onnx"
 CHECK_ROWS = 200
 
@@ -61,6 +70,7 @@ class BundleMetadata:
     onnx: dict | None  # {"hash", "checked_rows", "max_proba_diff", ...} when a checked graph is included
     onnx_reason: str | None  # why there is no ONNX graph
     exported_at: str
+    seal: str | None  # the model version's seal from the ledger (provenflow.signing)
     bundle_format: int = BUNDLE_FORMAT
 
     @property
@@ -100,10 +110,19 @@ class LoadedModel:
     """A verified bundle, ready to predict, with the runtime that serves it."""
 
     metadata: BundleMetadata
-    pipeline: Any
     features: tuple[Feature, ...]
     predictor: Predictor
     runtime_reason: str | None  # why scikit-learn serves, when it does
+    folder: Path
+    key: SigningKey | None
+    _pipeline: Any = None
+
+    @property
+    def pipeline(self) -> Any:
+        """The scikit-learn pipeline, unpickled (seal and hash checked) on first use only."""
+        if self._pipeline is None:
+            self._pipeline = _unpickle(self.folder, self.metadata, self.key)
+        return self._pipeline
 
     @property
     def runtime(self) -> str:
@@ -138,35 +157,49 @@ class LoadedModel:
 # -- loading (no ledger, no Prefect) ---------------------------------------------------
 
 
-def load_bundle(folder: str | os.PathLike, use_onnx: bool = True) -> LoadedModel:
-    """Verify and load a bundle; IntegrityError when a file does not match its recorded hash."""
-    from provenflow.training import deserialize
-
+def load_bundle(
+    folder: str | os.PathLike, use_onnx: bool = True, key: SigningKey | None = None
+) -> LoadedModel:
+    """Verify and load a bundle; IntegrityError when a file does not match its recorded hash, and
+    SignatureError when ``key`` is given and the seal does not verify (checked before anything
+    else, ONNX or not). ``key=None`` checks the hashes only: for a release image, whose bundle was
+    verified when it was exported (see SECURITY.md)."""
     folder = Path(folder)
     meta = read_metadata(folder)
+    if key is not None:
+        signing.verify(ModelIdentity.of(meta), meta.seal, key)
+    onnx_bytes = _verified_onnx(folder, meta)
+    reason = meta.onnx_reason
+    if onnx_bytes is not None and use_onnx:
+        facts = meta.onnx["pipeline"]
+        features = features_of_signature(meta.signature, category_types_of(facts))
+        try:
+            from provenflow.serving.onnx import OnnxPredictor
+
+            predictor = OnnxPredictor(onnx_bytes, features, facts["fills"], facts["probabilities"])
+            return LoadedModel(meta, features, predictor, None, folder, key)
+        except Exception as exc:  # e.g. an onnxruntime too old for the graph: scikit-learn still serves
+            reason = f"onnxruntime could not load {folder / ONNX_FILE} ({type(exc).__name__}: {exc})"
+            log.warning("serving %s with scikit-learn: %s", meta.ref, reason)
+    elif onnx_bytes is not None:
+        reason = "ONNX turned off for this server"
+    pipeline = _unpickle(folder, meta, key)
+    features = features_of_signature(meta.signature, category_types(pipeline))
+    return LoadedModel(meta, features, SklearnPredictor(pipeline, features), reason, folder, key, pipeline)
+
+
+def _unpickle(folder: Path, meta: BundleMetadata, key: SigningKey | None) -> Any:
+    from provenflow.training import deserialize
+
     model_path = folder / MODEL_FILE
     try:
-        pipeline = deserialize(_read(model_path), Digest(meta.hash))
+        return deserialize(_read(model_path), ModelIdentity.of(meta), meta.seal, key)
+    except SignatureError:
+        raise
     except IntegrityError as exc:
         raise IntegrityError(
             f"{model_path}: {exc}. The bundle was altered; export it again from the store."
         ) from None
-    features = features_of_signature(meta.signature, pipeline)
-    onnx_bytes = _verified_onnx(folder, meta)
-    predictor: Predictor = SklearnPredictor(pipeline, features)
-    reason = meta.onnx_reason
-    if onnx_bytes is not None and not use_onnx:
-        reason = "ONNX turned off for this server"
-    elif onnx_bytes is not None:
-        try:
-            from provenflow.serving.onnx import OnnxPredictor
-
-            predictor = OnnxPredictor(onnx_bytes, pipeline, features)
-            reason = None
-        except Exception as exc:  # e.g. an onnxruntime too old for the graph: scikit-learn still serves
-            reason = f"onnxruntime could not load {folder / ONNX_FILE} ({type(exc).__name__}: {exc})"
-            log.warning("serving %s with scikit-learn: %s", meta.ref, reason)
-    return LoadedModel(meta, pipeline, features, predictor, reason)
 
 
 def read_metadata(folder: Path) -> BundleMetadata:
@@ -229,8 +262,11 @@ def export_bundle(
         )
     facts = _ledger_facts(workspace, ref)
     digest = Digest(facts["hash"])
+    model = ModelIdentity(facts["name"], facts["version"], facts["hash"], facts["format"])
+    key = signing.signing_key()
+    signing.verify(model, facts["seal"], key)  # before the bytes are even read
     data = workspace.store.read_bytes(digest)  # verified against the recorded hash
-    pipeline = training.deserialize(data, digest)
+    pipeline = training.deserialize(data, model, facts["seal"], key)
     signature = facts["signature"] or {}
     if not signature.get("inputs"):
         raise StoreError(
@@ -238,9 +274,12 @@ def export_bundle(
         )
     conversion = Conversion(None, None, "ONNX conversion turned off")
     if onnx:
-        features = features_of_signature(signature, pipeline)
+        features = features_of_signature(signature, category_types(pipeline))
         rows = _check_rows(workspace, facts["dataset_hashes"], signature, features)
         conversion = convert_pipeline(pipeline, features, rows)
+    onnx_meta = None
+    if conversion.check is not None:  # with what the ONNX path needs of the pipeline: no pickle to serve
+        onnx_meta = {**conversion.check.as_dict(), "pipeline": pipeline_facts(pipeline)}
     meta = BundleMetadata(
         name=facts["name"],
         version=facts["version"],
@@ -254,9 +293,10 @@ def export_bundle(
         datasets=facts["datasets"],
         code_commit=facts["code_commit"],
         code_dirty=facts["code_dirty"],
-        onnx=conversion.check.as_dict() if conversion.check else None,
+        onnx=onnx_meta,
         onnx_reason=conversion.reason,
         exported_at=datetime.now(UTC).isoformat(),
+        seal=facts["seal"],
     )
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MODEL_FILE).write_bytes(data)
@@ -286,6 +326,7 @@ def _ledger_facts(workspace: Workspace, ref: str) -> dict[str, Any]:
             "task": version.task,
             "estimator": version.estimator,
             "signature": version.signature,
+            "seal": version.seal,
             "run_id": run.id if run else None,
             "code_commit": run.code_commit if run else None,
             "code_dirty": run.code_dirty if run else None,

@@ -75,7 +75,9 @@ class OnnxPredictor:
 
     runtime: Runtime = "onnx"
 
-    def __init__(self, model: bytes, pipeline: Any, features: tuple[Feature, ...]) -> None:
+    def __init__(
+        self, model: bytes, features: tuple[Feature, ...], fills: dict[str, Any], has_proba: bool
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -83,8 +85,8 @@ class OnnxPredictor:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.features = features
-        self.fills = input_fills(pipeline)
-        self.has_proba = has_probabilities(pipeline)
+        self.fills = fills
+        self.has_proba = has_proba
         names = {i.name: i.type for i in self.session.get_inputs()}
         expected = {f.name for f in features}
         if set(names) != expected:
@@ -153,7 +155,8 @@ def check_agreement(
 
     batch = parse_request(_records_json(rows, features), features, max_rows=len(rows))
     try:
-        got = OnnxPredictor(model, pipeline, features).predict(batch)
+        predictor = OnnxPredictor(model, features, input_fills(pipeline), has_probabilities(pipeline))
+        got = predictor.predict(batch)
     except Exception as exc:  # onnxruntime refuses some graphs skl2onnx writes
         return None, f"onnxruntime cannot run the graph ({type(exc).__name__}: {_first_line(exc)})"
     want = SklearnPredictor(pipeline, features).predict(batch)

@@ -1,10 +1,12 @@
 """Running the server: ``serve()`` for ``provenflow serve``, and the container image's entry point.
 
-Container entry (``python -m provenflow.serving --bundle /model --port 8080``) reads two
+Container entry (``python -m provenflow.serving --bundle /model --port 8080``) reads three
 environment variables, the only configuration an image gets at run time:
 
     PROVENFLOW_PREDICTION_LOG_URL   where the prediction log goes (fsspec URL; default ./predictions)
     PROVENFLOW_SERVE_TOKEN          bearer token for /predict and /metadata (unset: no auth)
+    PROVENFLOW_SIGNING_KEY          optional: check the bundle's seal too, not only its hashes
+                                    (the release verified the seal when it exported the bundle)
 
 The image has neither Prefect nor SQLAlchemy, so this module imports the ledger only inside
 ``serve()``, which exports a bundle from the workspace first.
@@ -24,6 +26,7 @@ from provenflow.errors import ProvenflowError
 from provenflow.serving.app import DEFAULT_MAX_ROWS, create_app
 from provenflow.serving.bundle import LoadedModel, export_bundle, load_bundle
 from provenflow.serving.predictlog import PredictionLog
+from provenflow.signing import SigningKey, parse_key
 
 if TYPE_CHECKING:
     import fsspec
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
 LOG_URL_ENV = "PROVENFLOW_PREDICTION_LOG_URL"
 TOKEN_ENV = "PROVENFLOW_SERVE_TOKEN"
+KEY_ENV = "PROVENFLOW_SIGNING_KEY"
 DEFAULT_LOG_URL = "predictions"
 
 
@@ -55,23 +59,29 @@ def serve(
     onnx: bool = True,
 ) -> None:
     """Serve model version ``ref`` until interrupted; predictions are logged in the workspace's store."""
+    from provenflow.signing import signing_key
     from provenflow.workspace import Workspace
 
     workspace = workspace or Workspace.default()
+    key = signing_key()  # checked again on load: the bundle sits in a temporary folder meanwhile
     with tempfile.TemporaryDirectory(prefix="provenflow-bundle-") as tmp:
         bundle = Path(tmp) / "bundle"
         export_bundle(workspace, ref, bundle, onnx=onnx)
         options = ServerOptions(host=host, port=port, token=token, use_onnx=onnx)
-        serve_bundle(bundle, options, workspace.store.root, fs=workspace.store.fs)
+        serve_bundle(bundle, options, workspace.store.root, fs=workspace.store.fs, key=key)
 
 
 def serve_bundle(
-    bundle: Path, options: ServerOptions, log_url: str | None, fs: fsspec.AbstractFileSystem | None = None
+    bundle: Path,
+    options: ServerOptions,
+    log_url: str | None,
+    fs: fsspec.AbstractFileSystem | None = None,
+    key: SigningKey | None = None,
 ) -> None:
     """Verify and load ``bundle``, then run uvicorn until SIGINT/SIGTERM; the log is flushed on the way out."""
     import uvicorn
 
-    model = load_bundle(bundle, use_onnx=options.use_onnx)
+    model = load_bundle(bundle, use_onnx=options.use_onnx, key=key)
     log = open_log(model, log_url, options, fs) if log_url else None
     app = create_app(model, log, options.token, max_rows=options.max_rows)
     # No access log: every prediction is in the prediction log already, and it costs ~10% throughput.
@@ -117,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         max_rows=args.max_rows, flush_rows=args.flush_rows, flush_seconds=args.flush_seconds,
     )  # fmt: skip
     try:
-        serve_bundle(args.bundle, options, os.environ.get(LOG_URL_ENV) or DEFAULT_LOG_URL)
+        key = parse_key(os.environ[KEY_ENV], KEY_ENV) if os.environ.get(KEY_ENV) else None
+        serve_bundle(args.bundle, options, os.environ.get(LOG_URL_ENV) or DEFAULT_LOG_URL, key=key)
     except ProvenflowError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1

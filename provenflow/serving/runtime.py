@@ -59,9 +59,9 @@ def classes_of(pipeline: Any) -> list[Any] | None:
     return None if classes is None else [_plain(c) for c in classes]
 
 
-def features_of_signature(signature: dict, pipeline: Any) -> tuple[Feature, ...]:
-    """The model's inputs in signature order, with the category types training saw."""
-    types = category_types(pipeline)
+def features_of_signature(signature: dict, types: dict[str, tuple[type, ...]]) -> tuple[Feature, ...]:
+    """The model's inputs in signature order, with the category types training saw
+    (``category_types(pipeline)``, or ``pipeline_facts`` read back from a bundle)."""
     features = []
     for entry in signature["inputs"]:
         name, kind = str(entry["name"]), entry["kind"]
@@ -108,6 +108,22 @@ def category_types(pipeline: Any) -> dict[str, tuple[type, ...]]:
                 kinds = {type(_plain(c)) for c in categories if not _missing(c)}
                 out[column] = tuple(sorted(kinds or {str}, key=lambda t: t.__name__))
     return out
+
+
+# The facts above, as JSON a bundle can carry, so an ONNX server needs no pickle at all.
+_TYPES = {t.__name__: t for t in (str, int, float, bool)}
+
+
+def pipeline_facts(pipeline: Any) -> dict[str, Any]:
+    return {
+        "fills": input_fills(pipeline),
+        "category_types": {c: [t.__name__ for t in ts] for c, ts in category_types(pipeline).items()},
+        "probabilities": has_probabilities(pipeline),
+    }
+
+
+def category_types_of(facts: dict[str, Any]) -> dict[str, tuple[type, ...]]:
+    return {c: tuple(_TYPES[n] for n in names) for c, names in facts["category_types"].items()}
 
 
 def _missing(value: Any) -> bool:
