@@ -186,6 +186,17 @@ def replay(flow: str, parameters: dict, cwd: Path, env: dict[str, str]) -> dict:
     raise ReproductionError(f"the re-run of the {flow} flow failed (exit {done.returncode}): {detail}")
 
 
+def check_reported_model(again: RecordedRun, result: dict) -> None:
+    """The re-run's model as recorded in the ledger must be the one its process reported to us."""
+    edge = again.model_output
+    reported = (result.get("model") or {}).get("hash")
+    if edge is not None and edge.hash != reported:
+        raise ReproductionError(
+            f"the ledger records the re-run's model as {edge.hash[:12]}, but the re-run reported "
+            f"{str(reported)[:12]}; someone changed the ledger during the reproduction. Refusing to load it"
+        )
+
+
 def replay_env(overrides: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
     env.update(overrides)

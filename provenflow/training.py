@@ -290,8 +290,9 @@ def serialize(pipeline: Any) -> bytes:
 
 def deserialize(data: bytes, model: ModelIdentity, seal: str | None, key: SigningKey | None) -> Any:
     """The one place provenflow unpickles: only bytes of a model whose seal checks out under ``key``
-    and whose bytes hash to the sealed hash. ``key=None`` skips the seal, and is only for a bundle
-    inside a release image with no key given (see provenflow.serving.bundle)."""
+    and whose bytes hash to the sealed hash. ``key=None`` skips the seal, only where the hash came
+    by a channel the ledger's writers cannot touch: a bundle baked into a release image with no key
+    given (provenflow.serving.bundle), and a reproduction's own re-run (``load_reproduced``)."""
     if key is not None:
         signing.verify(model, seal, key)
     actual = Digest.of_bytes(data)
@@ -309,6 +310,14 @@ def load_model(store: ContentStore, version: Sealed, key: SigningKey | None = No
     key = key or signing.signing_key()
     signing.verify(model, version.seal, key)
     return deserialize(store.read_bytes(Digest(model.hash)), model, version.seal, key)
+
+
+def load_reproduced(store: ContentStore, digest: Digest) -> Any:
+    """A model that a reproduction's own child process just trained and reported to its parent
+    over a pipe (``provenflow.reproduce.replay``): not a registered version, so it has no seal; the
+    hash it was handed is trusted because it did not come from the ledger."""
+    model = ModelIdentity("(reproduced)", 0, digest.hex, MODEL_FORMAT)
+    return deserialize(store.read_bytes(digest), model, None, None)
 
 
 def _plain(value: Any) -> Any:

@@ -52,7 +52,9 @@ def rerun(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path,
         env["PREFECT_API_URL"] = api
     result = reproduce.replay(run.flow, parameters, checkout, reproduce.replay_env(env))
     with workspace.ledger.reader() as session:
-        return reproduce.recorded_run(session, result["run_id"])
+        again = reproduce.recorded_run(session, result["run_id"])
+    reproduce.check_reported_model(again, result)
+    return again
 
 
 @task(cache_policy=NO_CACHE)
@@ -68,8 +70,10 @@ def compare_results(
             frame = datasets.load_table(store, Digest(dataset.hash))
             features = training.features_of(frame, original.parameters["target"])
             with workspace.ledger.reader() as session:
-                versions = [resolve_model(session, e.name) for e in (first, second)]
-            models = [training.load_model(store, version) for version in versions]
+                recorded = training.load_model(store, resolve_model(session, first.name))
+            # The re-run's model is not a registered (sealed) version: its hash came from the re-run
+            # process itself, checked against the ledger by check_reported_model.
+            models = [recorded, training.load_reproduced(store, Digest(second.hash))]
             equivalent = reproduce.same_predictions(models[0], models[1], features)
     else:
         first, second = original.dataset_output, again.dataset_output

@@ -4,8 +4,11 @@ import pytest
 from provenflow import training
 from provenflow.datasets import read_table
 from provenflow.digest import Digest
-from provenflow.errors import IntegrityError, TrainingError
+from provenflow.errors import IntegrityError, SignatureError, TrainingError
+from provenflow.signing import ModelIdentity, SigningKey, seal
 from tests.conftest import PENGUINS
+
+KEY = SigningKey(bytes(range(32)), "a test key")
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +105,26 @@ def test_same_seed_and_data_serialize_identically(frame):
 
     first, second = fit(), fit()
     assert Digest.of_bytes(first) == Digest.of_bytes(second)
-    model = training.deserialize(first, Digest.of_bytes(first))
+    identity = ModelIdentity("m", 1, Digest.of_bytes(first).hex, training.MODEL_FORMAT)
+    model = training.deserialize(first, identity, seal(identity, KEY), KEY)
     assert list(model.predict(frame.drop(columns=["species"]).head(3)))
 
 
 def test_tampered_model_bytes_are_not_unpickled():
     data = training.serialize({"weights": [1, 2, 3]})
+    identity = ModelIdentity("m", 1, Digest.of_bytes(data).hex, training.MODEL_FORMAT)
     with pytest.raises(IntegrityError, match="refusing to load"):
-        training.deserialize(data + b"x", Digest.of_bytes(data))
+        training.deserialize(data + b"x", identity, seal(identity, KEY), KEY)
+
+
+def test_unsealed_model_bytes_are_not_unpickled():
+    data = training.serialize({"weights": [1, 2, 3]})
+    identity = ModelIdentity("m", 1, Digest.of_bytes(data).hex, training.MODEL_FORMAT)
+    other = ModelIdentity("m", 2, identity.hash, identity.format)
+    with pytest.raises(SignatureError, match="no seal"):
+        training.deserialize(data, identity, None, KEY)
+    with pytest.raises(SignatureError, match="does not match"):
+        training.deserialize(data, identity, seal(other, KEY), KEY)
 
 
 def test_single_class_target():

@@ -171,6 +171,7 @@ def load_bundle(
     onnx_bytes = _verified_onnx(folder, meta)
     reason = meta.onnx_reason
     if onnx_bytes is not None and use_onnx:
+        _check_pickle(folder, meta)  # not needed to serve, but a bundle is refused whole when altered
         facts = meta.onnx["pipeline"]
         features = features_of_signature(meta.signature, category_types_of(facts))
         try:
@@ -186,6 +187,15 @@ def load_bundle(
     pipeline = _unpickle(folder, meta, key)
     features = features_of_signature(meta.signature, category_types(pipeline))
     return LoadedModel(meta, features, SklearnPredictor(pipeline, features), reason, folder, key, pipeline)
+
+
+def _check_pickle(folder: Path, meta: BundleMetadata) -> None:
+    path = folder / MODEL_FILE
+    if path.exists() and (actual := Digest.of_file(path)).hex != meta.hash:
+        raise IntegrityError(
+            f"{path}: model bytes hash to {actual.hex}, not the recorded {meta.hash}. "
+            "The bundle was altered; export it again from the store."
+        )
 
 
 def _unpickle(folder: Path, meta: BundleMetadata, key: SigningKey | None) -> Any:

@@ -23,3 +23,21 @@ def test_serving_a_bundle_needs_only_the_image_packages(bundles):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
     assert [m for m in NOT_IN_IMAGE if m in loaded] == []
+
+
+def test_an_onnx_bundle_serves_without_unpickling(bundles):
+    """Issue 9: with a checked ONNX graph there is no pickle to trust: scikit-learn is never imported."""
+    code = (
+        "import pickle, sys\n"
+        "from provenflow.serving.bundle import load_bundle\n"
+        "from provenflow.serving.inputs import parse_request\n"
+        "loads = pickle.loads\n"
+        "def refuse(*a, **k): raise AssertionError('unpickled')\n"
+        "pickle.loads = refuse\n"
+        f"model = load_bundle({str(bundles['forest'])!r})\n"
+        "assert model.runtime == 'onnx'\n"
+        "assert 'sklearn' not in sys.modules, 'scikit-learn was imported'\n"
+        "pickle.loads = loads\n"
+        "assert model.pipeline.predict is not None  # the pickle still loads when asked\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
