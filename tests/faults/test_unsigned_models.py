@@ -109,3 +109,35 @@ def test_every_loader_refuses_it(tampered, tmp_path):
     with pytest.raises(SignatureError):
         training.load_model(workspace.store, version)
     assert not marker.exists()
+
+
+def test_a_container_given_the_key_refuses_a_swapped_bundle(project, tmp_path):
+    """The image's entry point checks the bundle's seal at start when PROVENFLOW_SIGNING_KEY is set."""
+    import json
+
+    from provenflow import signing
+    from provenflow.digest import Digest
+    from provenflow.serving.bundle import export_bundle
+
+    workspace = Workspace.default()
+    ref = record_model(workspace)
+    bundle = tmp_path / "bundle"
+    export_bundle(workspace, ref, bundle)
+    marker = tmp_path / "payload-ran"
+    payload = pickle.dumps(Payload(marker), protocol=5)
+    (bundle / "model.pkl").write_bytes(payload)
+    (bundle / "model.onnx").unlink(missing_ok=True)
+    meta = json.loads((bundle / "metadata.json").read_text())
+    meta.update(hash=Digest.of_bytes(payload).hex, onnx=None)
+    (bundle / "metadata.json").write_text(json.dumps(meta))
+    key = signing.signing_key()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "provenflow.serving", "--bundle", str(bundle), "--port", str(free_port())],
+        cwd=REPO, env={**env, "PROVENFLOW_SIGNING_KEY": key.secret.hex(), "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert not marker.exists(), "the attacker's pickle was unpickled"
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("Error: ") and "seal does not match" in done.stderr, done.stderr
+    assert key.secret.hex() not in done.stderr + done.stdout
