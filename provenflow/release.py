@@ -4,7 +4,9 @@ The image is a base image (a minimal Debian with Python, made with debootstrap: 
 infra/serving/make-base-image.sh) plus wheels downloaded or built on the host and copied into the
 build context, so nothing inside the build touches a network (``network_mode="none"``), plus the
 model bundle. Serving packages are pinned to the versions installed on the host, so the image
-unpickles the model with the scikit-learn that trained it. OCI labels carry the model's identity.
+unpickles the model with the scikit-learn that trained it. When the bundle has a checked ONNX graph,
+the image gets no pickle at all: nothing in it can run code when the model is loaded (SECURITY.md).
+OCI labels carry the model's identity.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ ENTRYPOINT ["/opt/venv/bin/python", "-m", "provenflow.serving", "--bundle", "/mo
 def build_context(bundle: Path, wheels: Path, base_image: str, dest: Path) -> Path:
     """The folder docker builds from: Dockerfile, wheels, the provenflow package, the bundle."""
     import provenflow
+    from provenflow.serving.bundle import MODEL_FILE, ONNX_FILE
 
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(wheels, dest / "wheels")
@@ -132,7 +135,9 @@ def build_context(bundle: Path, wheels: Path, base_image: str, dest: Path) -> Pa
         dest / "provenflow",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "demo"),
     )
-    shutil.copytree(bundle, dest / "model")
+    # With a checked ONNX graph the server needs no pickle: leave it out, so none can ever be loaded.
+    onnx_only = (bundle / ONNX_FILE).exists()
+    shutil.copytree(bundle, dest / "model", ignore=shutil.ignore_patterns(MODEL_FILE) if onnx_only else None)
     (dest / "Dockerfile").write_text(DOCKERFILE.format(base=base_image, user=SERVING_USER, port=SERVING_PORT))
     return dest
 

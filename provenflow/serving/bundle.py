@@ -202,6 +202,12 @@ def _unpickle(folder: Path, meta: BundleMetadata, key: SigningKey | None) -> Any
     from provenflow.training import deserialize
 
     model_path = folder / MODEL_FILE
+    if meta.onnx is not None and not model_path.exists():
+        raise StoreError(
+            f"the bundle at {folder} carries only the ONNX graph of {meta.ref} (a release image leaves the "
+            "pickle out when ONNX was accepted), and the pickle was asked for; serve it with ONNX, or "
+            "release the model again with ONNX off"
+        )
     try:
         return deserialize(_read(model_path), ModelIdentity.of(meta), meta.seal, key)
     except SignatureError:

@@ -99,3 +99,18 @@ def test_tampered_bundle_is_refused_and_the_server_does_not_start(bundles, tmp_p
 def test_missing_metadata_is_not_a_bundle(tmp_path):
     with pytest.raises(StoreError, match=r"not a model bundle.*metadata\.json"):
         load_bundle(tmp_path)
+
+
+def test_a_release_image_of_an_onnx_bundle_holds_no_pickle(bundles, tmp_path):
+    """Issue 9: when ONNX was accepted, the image has no pickle to load, and says so if asked for one."""
+    from provenflow import release
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    context = release.build_context(bundles["forest"], wheels, "base", tmp_path / "context")
+    assert sorted(p.name for p in (context / "model").iterdir()) == ["metadata.json", "model.onnx"]
+    assert load_bundle(context / "model").runtime == "onnx"
+    with pytest.raises(StoreError, match="carries only the ONNX graph"):
+        load_bundle(context / "model", use_onnx=False)
+    centroid = release.build_context(bundles["centroid"], wheels, "base", tmp_path / "c2")
+    assert (centroid / "model" / "model.pkl").exists()  # no ONNX graph: the pickle serves
