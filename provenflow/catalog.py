@@ -100,6 +100,8 @@ def model_dict(mv: m.ModelVersion, full: bool = False) -> dict:
     }
     if full:
         out.update(uri=mv.uri, format=mv.format, size=mv.size, params=mv.params, signature=mv.signature)
+        # Which key sealed it (provenflow.signing); the seal itself is checked when the model loads.
+        out["sealed_by_key"] = mv.seal.split(":")[1] if mv.seal and mv.seal.count(":") == 2 else None
     return out
 
 

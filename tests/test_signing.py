@@ -98,6 +98,8 @@ def test_versions_recorded_before_seals_are_refused_until_signed(project):
         assert training.load_model(workspace.store, resolve_model(session, ref)).predict is not None
     again = CliRunner().invoke(app, ["models", "sign", "--all", "--json"])
     assert '"already sealed"' in again.output
+    shown = CliRunner().invoke(app, ["models", "show", ref])
+    assert "sealed by key" in shown.output, shown.output
 
 
 def test_sign_refuses_a_changed_row_and_a_corrupt_object(project):

@@ -150,7 +150,12 @@ def reproduction(result: dict) -> None:
 def model_detail(data: dict) -> None:
     console.print(
         f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['estimator']} ({data['task']}), {data['size']} bytes, "
-        f"format {data['format']}\ntraining run {data['run_id']}",
+        f"format {data['format']}\ntraining run {data['run_id']}\n"
+        + (
+            f"sealed by key {data['sealed_by_key']}"
+            if data.get("sealed_by_key")
+            else f"not sealed: it will not load until checked and sealed (provenflow models sign {data['ref']})"
+        ),
         highlight=False,
     )
     table("metrics", ["metric", "value"], [[k, v] for k, v in (data["metrics"] or {}).items()])
