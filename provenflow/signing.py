@@ -137,7 +137,14 @@ def signing_key(create: bool = False) -> SigningKey:
                 "PROVENFLOW_SIGNING_KEY nor PROVENFLOW_SIGNING_KEY_BLOCK is set. Refusing to unpickle "
                 "unverified models; give this machine the key the trainers use (see SECURITY.md)"
             )
-        _create_key_file(path)
+        try:
+            _create_key_file(path)
+        except OSError as exc:  # e.g. a worker with a read-only home: it should get the team's key anyway
+            raise ConfigError(
+                f"cannot create the model-signing key file {path} ({exc.strerror}); set "
+                "PROVENFLOW_SIGNING_KEY_FILE to a writable place, or give this machine the team's key "
+                "with PROVENFLOW_SIGNING_KEY or PROVENFLOW_SIGNING_KEY_BLOCK (see SECURITY.md)"
+            ) from None
     return read_key_file(path)
 
 
@@ -171,13 +178,17 @@ def _from_block(name: str) -> SigningKey:
 
 
 def read_key_file(path: Path) -> SigningKey:
-    mode = path.stat().st_mode
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the model-signing key file {path} ({exc}); check the path") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             f"the model-signing key file {path} is open to other users (mode {stat.filemode(mode)}); "
             f"run: chmod 600 {path}"
         )
-    return parse_key(path.read_text(), f"key file {path}")
+    return parse_key(text, f"key file {path}")
 
 
 def _create_key_file(path: Path) -> None:

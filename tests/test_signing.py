@@ -172,3 +172,18 @@ def test_migration_0005_adds_the_seal_and_leaves_older_versions_unsealed(ledger_
         (row,) = session.query(m.ModelVersion).all()
         assert row.ref == "old@1" and row.seal is None
     ledger.dispose()
+
+
+def test_key_from_a_prefect_secret_block(project, prefect_api, monkeypatch):
+    """What a team with a shared ledger uses: the same key on every worker, from a Secret block."""
+    from prefect.blocks.system import Secret
+
+    Secret(value=KEY.secret.hex()).save("provenflow-test-signing-key", overwrite=True)
+    monkeypatch.setenv("PROVENFLOW_SIGNING_KEY_BLOCK", "provenflow-test-signing-key")
+    get_settings.cache_clear()
+    key = signing.signing_key()
+    assert key.id == KEY.id and "provenflow-test-signing-key" in key.source
+    monkeypatch.setenv("PROVENFLOW_SIGNING_KEY_BLOCK", "no-such-block")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match="no-such-block"):
+        signing.signing_key()
