@@ -278,17 +278,23 @@ class Run:
                 store.delete(digest)
 
     def _commit(self, ended_at: datetime, error: str | None) -> list[_Edge]:
+        # This process produced the models' bytes itself: it seals them, so loaders can tell them
+        # from bytes someone put in the store and the ledger by other means. The key is fetched
+        # before the transaction: a Secret block is an API call, not to be made holding a write lock.
+        key = signing.signing_key(create=True) if self._models else None
         for attempt in range(3):
             try:
                 with self.workspace.ledger.transaction() as session:
-                    return self._write(session, ended_at, error)
+                    return self._write(session, ended_at, error, key)
             except DBIntegrityError:
                 # Two runs numbered the same model version at once; number again.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _write(self, session, ended_at: datetime, error: str | None) -> list[_Edge]:
+    def _write(
+        self, session, ended_at: datetime, error: str | None, key: signing.SigningKey | None
+    ) -> list[_Edge]:
         env = self.environment
         if env is not None and session.get(m.Environment, env.hash) is None:
             session.add(
@@ -343,9 +349,6 @@ class Run:
                 session.add(row)
                 session.flush()
             outputs.append(_Edge("output", "dataset", row.ref, row.hash, dataset_version_id=row.id))
-        # This process produced the models' bytes itself: it seals them, so loaders can tell them
-        # from bytes someone put in the store and the ledger by other means.
-        key = signing.signing_key(create=True) if self._models else None
         for mo in self._models:
             # The same bytes under the same name are the same version (a retrain on unchanged data).
             row = session.scalars(
