@@ -44,8 +44,11 @@ def test_default_variables_render_a_strictly_valid_job():
     assert env["PROVENFLOW_LEDGER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "provenflow-ledger", "key": "url",
                                                                         "optional": True}  # fmt: skip
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "provenflow-store"
+    assert env["PROVENFLOW_SIGNING_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "provenflow-signing-key"
     assert all(
-        "value" not in item for name, item in env.items() if name.startswith(("PROVENFLOW_LEDGER", "AWS_"))
+        "value" not in item
+        for name, item in env.items()
+        if name.startswith(("PROVENFLOW_LEDGER", "PROVENFLOW_SIGNING", "AWS_"))
     )
 
 
