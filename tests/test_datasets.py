@@ -87,5 +87,5 @@ def test_duplicate_parquet_column_names_are_refused(tmp_path):
 
 def test_a_column_named_like_a_renamed_duplicate_is_fine(tmp_path):
     path = tmp_path / "ok.csv"
-    path.write_bytes(b"\xef\xbb\xbfa,a.1,\"b,c\"\n1,2,3\n")
+    path.write_bytes(b'\xef\xbb\xbfa,a.1,"b,c"\n1,2,3\n')
     assert list(datasets.read_table(str(path)).columns) == ["a", "a.1", "b,c"]
