@@ -45,6 +45,7 @@ def rerun(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path,
         "PROVENFLOW_HOME": str(settings.home_dir),
         "PROVENFLOW_LEDGER_URL": workspace.ledger.url,
         "PROVENFLOW_STORE_URL": workspace.store.url,
+        "PROVENFLOW_ESTIMATOR_MODULES": ",".join(settings.estimator_modules),
     }
     api = PREFECT_API_URL.value()
     if api:
