@@ -79,10 +79,11 @@ def import_estimator(
             f"modules ({', '.join(allowed) or 'none'}); to allow it, set "
             f"PROVENFLOW_ESTIMATOR_MODULES={','.join([*allowed, package])}"
         )
-    # Estimators of the user's own are importable from the project root, as with `python -m`.
+    # Estimators of the user's own are importable from the project root; after the installed
+    # packages, so a folder named like an allowed package cannot stand in for it.
     root = str(project_root())
     if root not in sys.path:
-        sys.path.insert(0, root)
+        sys.path.append(root)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

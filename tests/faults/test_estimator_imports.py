@@ -53,3 +53,19 @@ def test_estimator_module_outside_the_allow_list_never_runs(project, tmp_path):
     result = pf(project, *model_run, "local_model.Model", PROVENFLOW_ESTIMATOR_MODULES="sklearn,local_model")
     assert result.returncode == 0, result.stderr
     assert marker.exists()
+
+
+def test_a_project_folder_named_like_an_allowed_package_does_not_stand_in_for_it(project, tmp_path):
+    shutil.copy(PENGUINS, project / "penguins.csv")
+    assert pf(project, "data-run", "--name", "penguins", "--source", "penguins.csv").returncode == 0
+    marker = tmp_path / "marker"
+    (project / "sklearn").mkdir()
+    (project / "sklearn" / "__init__.py").write_text(
+        PAYLOAD.format(marker=str(marker)).split("from sklearn")[0]
+    )
+    result = pf(
+        project, "model-run", "--dataset", "penguins@latest", "--target", "species",
+        "--estimator", "sklearn.tree.DecisionTreeClassifier",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists(), "the project's sklearn/ folder was imported instead of scikit-learn"
