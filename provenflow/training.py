@@ -237,7 +237,7 @@ def check_target(labels: pd.Series, target: str, task: str) -> None:
     if task == "regression" and not pd.api.types.is_numeric_dtype(labels):
         examples = ", ".join(repr(str(v)) for v in labels.drop_duplicates().head(3))
         raise TrainingError(
-            f"target {target!r} holds text ({examples}, …) and a regressor needs numbers; use a "
+            f"target {target!r} is not numeric ({examples}, …) and a regressor needs numbers; use a "
             "classifier (e.g. sklearn.ensemble.RandomForestClassifier) or a numeric target"
         )
 

@@ -167,7 +167,7 @@ def test_data_run_type_change_and_failing_expectation(project, penguins):
         ({"estimator": "sklearn.utils.Bunch"}, TrainingError, "not a scikit-learn estimator"),
         ({"estimator": "json.JSONDecoder"}, TrainingError, "not in the allowed estimator modules"),
         ({"target": "body_mass_g"}, TrainingError, "target 'body_mass_g' looks continuous"),
-        ({"estimator": "sklearn.linear_model.Ridge"}, TrainingError, "target 'species' holds text"),
+        ({"estimator": "sklearn.linear_model.Ridge"}, TrainingError, "target 'species' is not numeric"),
         ({"params": {"max_depth": -4}}, TrainingError, "rejected its hyper-parameters"),
         ({"params": {"depth": 4}}, TrainingError, "no hyper-parameter 'depth'"),
     ],

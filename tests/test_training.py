@@ -165,7 +165,8 @@ def test_classifier_on_a_continuous_target_is_refused(frame):
 def test_regressor_on_a_text_target_is_refused(frame):
     estimator = training.import_estimator("sklearn.linear_model.Ridge", {})
     with pytest.raises(
-        TrainingError, match=r"target 'species' holds text.*regressor needs numbers.*RandomForestClassifier"
+        TrainingError,
+        match=r"target 'species' is not numeric \('Adelie', .*regressor needs numbers.*RandomForestClassifier",
     ) as caught:
         training.train_and_evaluate(frame, "species", estimator, seed=0, test_size=0.25)
     assert "\n" not in str(caught.value)
