@@ -98,3 +98,19 @@ def test_committed_suite_is_the_default_and_explicit_suite_still_works(repo):
     (repo / "lenient.json").unlink()
     with pytest.raises(ValidationFailed, match="not_be_null on 'sex'"):
         data_run(name="penguins", source="penguins.csv")
+
+
+def test_a_committed_suite_like_the_demos_records_clean_code(repo):
+    from flows.data_run import data_run
+    from tests.conftest import REPO
+
+    (repo / "expectations").mkdir()
+    shutil.copy(REPO / "expectations" / "penguins.json", repo / "expectations" / "penguins.json")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "the demo's suite")
+    for _ in range(2):
+        result = data_run(name="penguins", source="penguins.csv")
+        assert not result["validation"]["created_suite"]
+        assert result["validation"]["suite_path"] == str(repo / "expectations" / "penguins.json")
+        assert _run(result["run_id"])[0] is False
+    assert git(repo, "status", "--porcelain") == ""
