@@ -6,7 +6,7 @@ from prefect import flow
 
 import provenflow
 from provenflow.refs import check_name, resolve_dataset
-from tasks.data import read_source, store_dataset, store_source, validate_frame
+from tasks.data import choose_suite, read_source, store_dataset, store_source, store_suite, validate_frame
 from tasks.workspace import open_workspace
 
 
@@ -21,8 +21,9 @@ def data_run(
 ) -> dict:
     """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV or Parquet file.
 
-    SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json, generated from
-    the first good dataset when it does not exist yet. With REGISTER_VERSION off (reproductions)
+    SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json when the project
+    has one, else the suite the last data run of NAME kept to, else one generated from this data
+    (stored with the run, never written into the source tree). With REGISTER_VERSION off (reproductions)
     the dataset is stored and linked to the run but no dataset version is added.
     """
     workspace = open_workspace(ledger_block, store_block)
@@ -32,7 +33,9 @@ def data_run(
     ) as run:
         check_name(name, "dataset")
         frame = read_source(source)
-        report = validate_frame(name, frame, suite)
+        expectations = choose_suite(workspace, name, frame, suite)
+        report = validate_frame(frame, expectations)
+        run.link("input", "suite", expectations.where, store_suite(workspace, expectations))
         run.link("input", "file", source, store_source(workspace, source))
         dataset = store_dataset(workspace, name, frame, source)
         if register_version:

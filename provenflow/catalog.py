@@ -155,3 +155,22 @@ def _flat(params: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def default_suite_of(session: Session, dataset: str) -> tuple[str, str] | None:
+    """(hash, run id) of the suite the newest completed data run of DATASET was validated against
+    by default (no --suite given): the suite later data runs of that name keep to, on any machine."""
+    edges = session.scalars(
+        select(m.RunIO)
+        .join(m.Run)
+        .where(
+            m.Run.flow == "data-run",
+            m.Run.name == dataset,
+            m.Run.state == "completed",
+            m.RunIO.direction == "input",
+            m.RunIO.kind == "suite",
+        )
+        .order_by(m.Run.ended_at.desc())
+    )
+    edge = next((e for e in edges if e.run.parameters.get("suite") is None), None)
+    return (edge.hash, edge.run_id) if edge else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ def number_key(value: float) -> str:
 
 
 _COMPRESSION = (".gz", ".bz2", ".zst", ".xz")
+_MANGLED = re.compile(r".*\.[0-9]+")
 
 
 def _format_of(source: str) -> str:
@@ -63,11 +65,20 @@ def read_table(source: str) -> pd.DataFrame:
             raise DataError(f"{shown!r} is a folder; give a CSV or Parquet file")
         if fs.size(path) == 0:
             raise DataError(f"{shown!r} is empty (0 bytes); expected a CSV header and rows")
+        sep = "\t" if fmt == "tsv" else ","
         with fs.open(path, "rb", compression="infer") as fh:
             if fmt == "parquet":
+                _refuse_duplicates(shown, pq.ParquetFile(fh).schema_arrow.names)
+                fh.seek(0)
                 frame = pd.read_parquet(fh)
             else:
-                frame = pd.read_csv(fh, sep="\t" if fmt == "tsv" else ",")
+                frame = pd.read_csv(fh, sep=sep)
+        # pandas renames a repeated header 'a' to 'a.1' without a word. Only when a name looks like
+        # that, read the header row again as data (same parser, one row; a stream cannot seek back).
+        if fmt != "parquet" and any(_MANGLED.fullmatch(str(c)) for c in frame.columns):
+            with fs.open(path, "rb", compression="infer") as fh:
+                header = pd.read_csv(fh, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+            _refuse_duplicates(shown, header.iloc[0].tolist())
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -87,12 +98,24 @@ def read_table(source: str) -> pd.DataFrame:
         frame = frame.reset_index()  # a Parquet index is data too: keep it as columns
     if frame.empty:
         raise DataError(f"{shown!r} has a header but no rows")
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
-    if duplicated:
-        raise DataError(f"{shown!r} has duplicate column names: {duplicated}")
+    _refuse_duplicates(shown, frame.columns.tolist())
     if any(str(c).startswith("Unnamed: ") for c in frame.columns):
         raise DataError(f"{shown!r} has a column without a header name; every column needs a name")
     return frame
+
+
+def _refuse_duplicates(shown: str, names: list) -> None:
+    """Two columns of one name cannot both be kept; a blank name is left to the unnamed-column check."""
+    seen: dict = {}
+    for name in names:
+        if name != "":
+            seen[name] = seen.get(name, 0) + 1
+    repeated = [name for name, count in seen.items() if count > 1]
+    if repeated:
+        raise DataError(
+            f"{shown!r} has duplicate column names: {', '.join(repr(str(n)) for n in repeated)}; "
+            "rename them so each column has its own name"
+        )
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:

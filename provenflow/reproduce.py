@@ -149,9 +149,11 @@ def remove_worktree(repo: Path, destination: Path) -> None:
 # -- the re-run -------------------------------------------------------------------------------
 
 
-def rerun_parameters(run: RecordedRun, source_copy: Path | None) -> dict:
+def rerun_parameters(run: RecordedRun, source_copy: Path | None, suite_copy: Path | None = None) -> dict:
     """The recorded parameters, pinned to the exact recorded inputs, not registering new versions."""
     params = {**run.parameters, "register_version": False}
+    if suite_copy is not None:
+        params["suite"] = str(suite_copy)
     if run.flow == "model-run":
         dataset = next((e for e in run.inputs if e.kind == "dataset"), None)
         if dataset is None:
@@ -170,6 +172,14 @@ def fetch_source(store: ContentStore, run: RecordedRun, folder: Path) -> Path | 
     if edge is None:
         return None
     return store.get_file(Digest(edge.hash), folder / Path(edge.name).name)
+
+
+def fetch_suite(store: ContentStore, run: RecordedRun, folder: Path) -> Path | None:
+    """The expectation suite a data run was validated against, copied out of the store."""
+    edge = next((e for e in run.inputs if e.kind == "suite"), None)
+    if edge is None:
+        return None  # recorded before suites were stored: the re-run finds its suite as data-run does
+    return store.get_file(Digest(edge.hash), folder / f"suite-{edge.hash[:12]}.json")
 
 
 def replay(flow: str, parameters: dict, cwd: Path, env: dict[str, str]) -> dict:

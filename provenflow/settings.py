@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from provenflow.project import project_root
 
@@ -38,6 +39,20 @@ class Settings(BaseSettings):
     store_fsync: bool = Field(
         default=True, description="fsync objects before they are renamed into place (durability)."
     )
+    # An estimator path is imported, and importing runs a module's top-level code: only packages
+    # named here are imported (a deployment parameter must not be a way to run any module).
+    estimator_modules: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("sklearn", "xgboost", "lightgbm"),
+        description="Packages or modules an --estimator path may come from, comma-separated in the "
+        "environment (e.g. sklearn,mypkg); a name allows itself and everything under it.",
+    )
+
+    @field_validator("estimator_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     signing_key: SecretStr | None = Field(
         default=None,

@@ -9,6 +9,7 @@ import importlib
 import json
 import pickle
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,21 +51,44 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def import_estimator(path: str, params: dict[str, Any], seed: int | None = None) -> Any:
+def estimator_module_allowed(module_name: str, allowed: Sequence[str]) -> bool:
+    """Whether a dotted module name is one of the allowed packages/modules or inside one."""
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        return False
+    return any(module_name == name or module_name.startswith(name + ".") for name in allowed)
+
+
+def import_estimator(
+    path: str, params: dict[str, Any], seed: int | None = None, allowed: Sequence[str] | None = None
+) -> Any:
     """Instantiate an estimator from its import path and hyper-parameters, with clear errors.
 
+    Only modules under ``allowed`` (default: the estimator_modules setting) are imported: an
+    import runs the module's top-level code, so the check comes before it.
     An estimator with a ``random_state`` the caller did not set gets ``seed``, so a run is
     deterministic unless ``random_state=None`` is asked for explicitly.
     """
     module_name, _, attr = path.rpartition(".")
-    # Estimators of the user's own are importable from the project root, as with `python -m`.
-    root = str(project_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
     if not module_name:
         raise TrainingError(
             f"estimator {path!r} is not an import path; expected e.g. sklearn.ensemble.RandomForestClassifier"
         )
+    if allowed is None:
+        from provenflow.settings import get_settings  # not at module level: the server image has no settings
+
+        allowed = get_settings().estimator_modules
+    if not estimator_module_allowed(module_name, allowed):
+        package = module_name.split(".")[0]
+        raise TrainingError(
+            f"estimator {path!r} is from module {module_name!r}, which is not in the allowed estimator "
+            f"modules ({', '.join(allowed) or 'none'}); to allow it, set "
+            f"PROVENFLOW_ESTIMATOR_MODULES={','.join([*allowed, package])}"
+        )
+    # Estimators of the user's own are importable from the project root; after the installed
+    # packages, so a folder named like an allowed package cannot stand in for it.
+    root = str(project_root())
+    if root not in sys.path:
+        sys.path.append(root)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -77,6 +101,8 @@ def import_estimator(path: str, params: dict[str, Any], seed: int | None = None)
 
     if not (isinstance(cls, type) and hasattr(cls, "fit") and hasattr(cls, "get_params")):
         raise TrainingError(f"{path!r} is not a scikit-learn estimator class (it needs fit and get_params)")
+    if not issubclass(cls, BaseEstimator):
+        raise TrainingError(f"{path!r} does not derive from sklearn.base.BaseEstimator")
     try:
         estimator = cls()
     except TypeError as exc:
@@ -91,8 +117,6 @@ def import_estimator(path: str, params: dict[str, Any], seed: int | None = None)
     if seed is not None and "random_state" in valid and "random_state" not in params:
         params = {**params, "random_state": seed}
     estimator.set_params(**params)
-    if not isinstance(estimator, BaseEstimator):
-        raise TrainingError(f"{path!r} does not derive from sklearn.base.BaseEstimator")
     return estimator
 
 
@@ -183,6 +207,46 @@ class TrainedModel:
     test_rows: int
 
 
+# A classification target is a set of classes: up to FEW_CLASSES values always pass; beyond that,
+# values that are not whole numbers, or fewer than ROWS_PER_CLASS rows per value on average, say the
+# column is a quantity (an accuracy of 0.01 over 95 "classes" is what training it would give).
+FEW_CLASSES = 20
+ROWS_PER_CLASS = 20
+
+
+def looks_continuous(labels: pd.Series) -> bool:
+    """Whether a target's values look like a measured quantity rather than classes.
+
+    Text, categories and booleans are classes. Numbers are classes when there are at most
+    FEW_CLASSES distinct values, or when all are whole numbers with ROWS_PER_CLASS rows or more per
+    value on average (class ids).
+    """
+    if not is_numeric(labels):
+        return False
+    values = labels.dropna().to_numpy(dtype="float64")
+    distinct = len(np.unique(values))
+    if distinct <= FEW_CLASSES:
+        return False
+    whole = bool(np.all(np.isfinite(values) & (values == np.round(values))))
+    return not whole or distinct * ROWS_PER_CLASS > len(values)
+
+
+def check_target(labels: pd.Series, target: str, task: str) -> None:
+    """Refuse a target the estimator cannot sensibly learn, before any fit."""
+    if task == "classification" and looks_continuous(labels):
+        raise TrainingError(
+            f"target {target!r} looks continuous ({labels.nunique()} distinct numeric values over "
+            f"{len(labels)} rows) for a classifier; use a regressor (e.g. "
+            "sklearn.ensemble.RandomForestRegressor) or bin the target into classes first"
+        )
+    if task == "regression" and not pd.api.types.is_numeric_dtype(labels):
+        examples = ", ".join(repr(str(v)) for v in labels.drop_duplicates().head(3))
+        raise TrainingError(
+            f"target {target!r} is not numeric ({examples}, …) and a regressor needs numbers; use a "
+            "classifier (e.g. sklearn.ensemble.RandomForestClassifier) or a numeric target"
+        )
+
+
 def split_rows(frame: pd.DataFrame, target: str, task: str, seed: int, test_size: float) -> tuple:
     """(x_train, x_test, y_train, y_test): the same seed and test size always give the same rows,
     so a later evaluation (the promotion gate) can use exactly the held-out rows of training."""
@@ -193,6 +257,7 @@ def split_rows(frame: pd.DataFrame, target: str, task: str, seed: int, test_size
     if not 0 <= seed < 2**32:
         raise TrainingError(f"seed {seed} must be between 0 and 2**32 - 1")
     features, labels = split_features(frame, target)
+    check_target(labels, target, task)
     features = _as_object(features)
     stratify = None
     if task == "classification":

@@ -97,22 +97,52 @@ def default_suite(name: str, frame: pd.DataFrame) -> dict:
     }
 
 
-def load_suite(path: Path) -> dict:
+@dataclass(frozen=True)
+class Suite:
+    """An expectation suite as its exact bytes (stored with the run that used it) and where it came from."""
+
+    data: bytes
+    where: str  # a path, or the run whose recorded suite this is
+    created: bool = False  # generated from this run's data
+
+    @property
+    def content(self) -> dict:
+        return parse_suite(self.data, self.where)
+
+
+def parse_suite(data: bytes, where: str) -> dict:
     try:
-        suite = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no expectation suite at {str(path)!r}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"expectation suite {str(path)!r} is not valid JSON: {exc}") from None
+        suite = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"expectation suite {where!r} is not valid JSON: {exc}") from None
     if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
-        raise ConfigError(f"expectation suite {str(path)!r} needs a list under 'expectations'")
+        raise ConfigError(f"expectation suite {where!r} needs a list under 'expectations'")
     return suite
 
 
-def save_suite(path: Path, suite: dict) -> None:
+def read_suite(path: Path) -> Suite:
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(
+            f"no expectation suite at {str(path)!r}; give the path of a suite JSON file"
+        ) from None
+    parse_suite(data, str(path))
+    return Suite(data, str(path))
+
+
+def generated_suite(name: str, frame: pd.DataFrame, where: str) -> Suite:
+    return Suite(suite_bytes(default_suite(name, frame)), where, created=True)
+
+
+def suite_bytes(suite: dict) -> bytes:
+    return (json.dumps(suite, indent=2) + "\n").encode()
+
+
+def save_suite(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(suite, indent=2) + "\n")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
@@ -170,20 +200,13 @@ def validate(frame: pd.DataFrame, suite: dict) -> tuple[bool, int, int, list[dic
     )
 
 
-def validate_dataset(
-    name: str, frame: pd.DataFrame, suite_path: Path, create_if_missing: bool
-) -> ValidationReport:
-    """Validate against the suite at suite_path, creating a default one from this data when allowed."""
-    created = False
-    if suite_path.exists():
-        suite = load_suite(suite_path)
-    elif create_if_missing:
-        suite = default_suite(name, frame)
-        created = True
-    else:
-        raise ConfigError(f"no expectation suite at {str(suite_path)!r}")
-    success, evaluated, successful, failed = validate(frame, suite)
-    report = ValidationReport(suite["name"], str(suite_path), created, success, evaluated, successful, failed)
+def validate_dataset(frame: pd.DataFrame, suite: Suite) -> ValidationReport:
+    """Validate a frame against a suite; ValidationFailed lists every failed expectation."""
+    content = suite.content
+    success, evaluated, successful, failed = validate(frame, content)
+    report = ValidationReport(
+        content.get("name") or "suite", suite.where, suite.created, success, evaluated, successful, failed
+    )
     if not success:
         lines = [
             f"  - {f['expectation']}"
@@ -192,12 +215,10 @@ def validate_dataset(
             for f in failed
         ]
         raise ValidationFailed(
-            f"{len(failed)} of {evaluated} expectations in suite {str(suite_path)!r} failed:\n"
+            f"{len(failed)} of {evaluated} expectations in suite {suite.where!r} failed:\n"
             + "\n".join(lines),
             failed=failed,
         )
-    if created:
-        save_suite(suite_path, suite)
     return report
 
 

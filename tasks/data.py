@@ -6,10 +6,11 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import datasets, validation
+from provenflow import catalog, datasets, validation
 from provenflow.digest import Digest
 from provenflow.project import project_root
 from provenflow.redact import redact
+from provenflow.settings import get_settings
 from provenflow.tracking import DatasetOutput
 from provenflow.workspace import Workspace
 
@@ -20,13 +21,37 @@ def read_source(source: str) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE)
-def validate_frame(name: str, frame: pd.DataFrame, suite: str | None) -> validation.ValidationReport:
-    """Validate against the given suite, or expectations/NAME.json (generated from the first good data)."""
+def choose_suite(workspace: Workspace, name: str, frame: pd.DataFrame, suite: str | None) -> validation.Suite:
+    """SUITE if given; else expectations/NAME.json if the project has one; else the suite NAME's last
+    data run kept to (from the store); else one generated from this data. Nothing is written into the
+    source tree, so a run never leaves the code it records dirty."""
     if suite:
-        return validation.validate_dataset(name, frame, Path(suite), create_if_missing=False)
-    return validation.validate_dataset(
-        name, frame, project_root() / "expectations" / f"{name}.json", create_if_missing=True
-    )
+        return validation.read_suite(Path(suite))
+    committed = project_root() / "expectations" / f"{name}.json"
+    if committed.exists():
+        return validation.read_suite(committed)
+    with workspace.ledger.reader() as session:
+        recorded = catalog.default_suite_of(session, name)
+    if recorded is not None:
+        digest, run_id = recorded
+        return validation.Suite(workspace.store.read_bytes(Digest(digest)), f"the suite of data run {run_id}")
+    copy = get_settings().ensure_home() / "expectations" / f"{name}.json"
+    return validation.generated_suite(name, frame, str(copy))
+
+
+@task(cache_policy=NO_CACHE)
+def validate_frame(frame: pd.DataFrame, suite: validation.Suite) -> validation.ValidationReport:
+    return validation.validate_dataset(frame, suite)
+
+
+@task(cache_policy=NO_CACHE)
+def store_suite(workspace: Workspace, suite: validation.Suite) -> Digest:
+    """Keep the suite the data passed with the run; a generated one also gets a copy to read under
+    the git-ignored home folder (commit it as expectations/NAME.json to change it)."""
+    digest = workspace.store.put_bytes(suite.data).digest
+    if suite.created:
+        validation.save_suite(Path(suite.where), suite.data)
+    return digest
 
 
 @task(cache_policy=NO_CACHE)

@@ -39,13 +39,17 @@ def checkout_code(workspace: Workspace, run: RecordedRun, code: str, scratch: Pa
 @task(cache_policy=NO_CACHE)
 def rerun(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path, blocks: dict) -> RecordedRun:
     """The same flow, same parameters, exact inputs, in its own process inside the checkout."""
-    source = reproduce.fetch_source(workspace.store, run, scratch) if run.flow == "data-run" else None
-    parameters = {**reproduce.rerun_parameters(run, source), **{k: v for k, v in blocks.items() if v}}
+    source = suite = None
+    if run.flow == "data-run":
+        source = reproduce.fetch_source(workspace.store, run, scratch)
+        suite = reproduce.fetch_suite(workspace.store, run, scratch)
+    parameters = {**reproduce.rerun_parameters(run, source, suite), **{k: v for k, v in blocks.items() if v}}
     settings = get_settings()
     env = {
         "PROVENFLOW_HOME": str(settings.home_dir),
         "PROVENFLOW_LEDGER_URL": workspace.ledger.url,
         "PROVENFLOW_STORE_URL": workspace.store.url,
+        "PROVENFLOW_ESTIMATOR_MODULES": ",".join(settings.estimator_modules),
     }
     api = PREFECT_API_URL.value()
     if api:

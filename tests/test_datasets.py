@@ -60,3 +60,32 @@ def test_profile_describes_numeric_and_categorical_columns():
     assert species["kind"] == "categorical"
     assert species["frequencies"] == {"Adelie": 152, "Gentoo": 124, "Chinstrap": 68}
     assert profile["columns"]["sex"]["missing"] == 11
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("dupes.csv", b"a,a,b,b,c\n1,2,3,4,5\n"), ("dupes.tsv", b"a\ta\tb\tb\tc\n1\t2\t3\t4\t5\n")],
+)
+def test_duplicate_csv_column_names_are_refused_not_renamed(tmp_path, name, content):
+    # pandas would silently rename the second 'a' to 'a.1'.
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=r"duplicate column names: 'a', 'b'; .*rename") as caught:
+        datasets.read_table(str(path))
+    assert "\n" not in str(caught.value)
+
+
+def test_duplicate_parquet_column_names_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dupes.parquet"
+    pq.write_table(pa.table([[1, 2], [3, 4], [5, 6]], names=["a", "a", "b"]), path)
+    with pytest.raises(DataError, match=r"duplicate column names: 'a'; .*rename"):
+        datasets.read_table(str(path))
+
+
+def test_a_column_named_like_a_renamed_duplicate_is_fine(tmp_path):
+    path = tmp_path / "ok.csv"
+    path.write_bytes(b'\xef\xbb\xbfa,a.1,"b,c"\n1,2,3\n')
+    assert list(datasets.read_table(str(path)).columns) == ["a", "a.1", "b,c"]

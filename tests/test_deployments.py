@@ -75,6 +75,7 @@ def test_deploy_all_and_run_data_run_on_a_worker(tmp_path):
         run = session.get(m.Run, str(flow_run.id))
         assert run is not None and run.state == "completed"
         assert [(io.kind, io.name.split("@")[0]) for io in run.io] == [
+            ("suite", str(REPO / "expectations" / "penguins.json")),  # the demo's committed suite
             ("file", str(PENGUINS)),
             ("dataset", "penguins"),
         ]

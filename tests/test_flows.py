@@ -62,7 +62,7 @@ def test_data_run_then_model_run_end_to_end(project, penguins):
     ref = first["dataset"]["ref"]
     assert first["dataset"]["rows"] == 344 and first["dataset"]["new"] is True
     assert ref == f"penguins@{first['dataset']['hash'][:12]}"
-    assert first["validation"]["created_suite"] and (project / "expectations" / "penguins.json").exists()
+    assert first["validation"]["created_suite"] and not (project / "expectations").exists()
 
     objects = _objects(project)
     again = data_run(name="penguins", source=str(penguins))
@@ -164,7 +164,10 @@ def test_data_run_type_change_and_failing_expectation(project, penguins):
             TrainingError,
             "module 'sklearn.ensemble' has no 'NoSuchForest'",
         ),
-        ({"estimator": "json.JSONDecoder"}, TrainingError, "not a scikit-learn estimator"),
+        ({"estimator": "sklearn.utils.Bunch"}, TrainingError, "not a scikit-learn estimator"),
+        ({"estimator": "json.JSONDecoder"}, TrainingError, "not in the allowed estimator modules"),
+        ({"target": "body_mass_g"}, TrainingError, "target 'body_mass_g' looks continuous"),
+        ({"estimator": "sklearn.linear_model.Ridge"}, TrainingError, "target 'species' is not numeric"),
         ({"params": {"max_depth": -4}}, TrainingError, "rejected its hyper-parameters"),
         ({"params": {"depth": 4}}, TrainingError, "no hyper-parameter 'depth'"),
     ],
@@ -174,6 +177,9 @@ def test_data_run_type_change_and_failing_expectation(project, penguins):
         "unknown-target",
         "no-import",
         "not-estimator",
+        "not-allowed",
+        "continuous-target",
+        "text-target",
         "bad-value",
         "bad-name",
     ],

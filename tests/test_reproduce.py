@@ -110,7 +110,12 @@ def test_altered_input_is_refused_naming_the_object(repo):
         assert s.scalars(select(m.Reproduction)).all() == []
 
 
-def test_changed_training_code(repo):
+def test_changed_training_code(repo, monkeypatch):
+    from provenflow.settings import get_settings
+
+    # The project's own estimator module is allowed by setting; the re-runs must get the setting too.
+    monkeypatch.setenv("PROVENFLOW_ESTIMATOR_MODULES", "sklearn,mymodel")
+    get_settings.cache_clear()
     data_run, model_run, reproduce = flows()
     ref = data_run(name="penguins", source="penguins.csv")["dataset"]["ref"]
     trained = model_run(dataset=ref, target="species", estimator="mymodel.Model", params={"C": 0.5})

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,8 +35,9 @@ def test_parse_param_needs_equals():
     ("path", "params", "message"),
     [
         ("sklearn.ensemble.RandomForestClasifier", {}, "Did you mean 'RandomForestClassifier'"),
-        ("no_such_module.Model", {}, "cannot import module 'no_such_module'"),
-        ("collections.OrderedDict", {}, "not a scikit-learn estimator"),
+        ("sklearn.no_such_module.Model", {}, "cannot import module 'sklearn.no_such_module'"),
+        ("sklearn.utils.Bunch", {}, "not a scikit-learn estimator"),
+        ("collections.OrderedDict", {}, "not in the allowed estimator modules"),
         ("RandomForest", {}, "not an import path"),
         (
             "sklearn.ensemble.RandomForestClassifier",
@@ -132,3 +134,116 @@ def test_single_class_target():
     estimator = training.import_estimator("sklearn.linear_model.LogisticRegression", {})
     with pytest.raises(TrainingError, match="single class"):
         training.train_and_evaluate(frame, "y", estimator, seed=0, test_size=0.3)
+
+
+_RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "continuous"),
+    [
+        (pd.Series(np.arange(1000) % 10), False),  # digits 0..9
+        (pd.Series(np.arange(30) % 10), False),  # 10 classes, few rows each
+        (pd.Series([0.0, 1.0, np.nan] * 50), False),  # 0/1 read as float because of a blank
+        (pd.Series([True, False] * 50), False),
+        (pd.Series([f"name{i}" for i in range(300)]), False),  # text is always classes
+        (pd.Series(np.arange(1, 11) / 2).repeat(50), False),  # half-star ratings, 10 values
+        (pd.Series(np.arange(100_000) % 100), False),  # 100 class ids, 1,000 rows each
+        (pd.Series(np.arange(20)), False),  # up to 20 classes always pass, however few rows
+        (pd.Series(np.arange(21)), True),  # 21 integer values of one row each: a count or an id
+        (pd.Series(np.round(_RNG.normal(50, 10, 333), 1)), True),  # a measurement
+        (pd.Series(np.arange(300) % 100), True),  # 100 integer values, 3 rows each
+        (pd.Series(np.arange(100_000) % 25 + 0.5), True),  # 25 values that are not whole numbers
+    ],
+)
+def test_looks_continuous(labels, continuous):
+    assert training.looks_continuous(labels) is continuous
+
+
+def test_penguin_body_mass_looks_continuous(frame):
+    assert training.looks_continuous(frame["body_mass_g"])
+    assert not training.looks_continuous(frame["species"])
+    assert not training.looks_continuous(frame["year"])
+
+
+def test_classifier_on_a_continuous_target_is_refused(frame):
+    estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 5})
+    with pytest.raises(
+        TrainingError,
+        match=r"target 'body_mass_g' looks continuous \(94 distinct numeric values over 342 rows\).*"
+        r"sklearn.ensemble.RandomForestRegressor.*bin",
+    ) as caught:
+        training.train_and_evaluate(frame, "body_mass_g", estimator, seed=0, test_size=0.25)
+    assert "\n" not in str(caught.value)
+
+
+def test_regressor_on_a_text_target_is_refused(frame):
+    estimator = training.import_estimator("sklearn.linear_model.Ridge", {})
+    with pytest.raises(
+        TrainingError,
+        match=r"target 'species' is not numeric \('Adelie', .*regressor needs numbers.*RandomForestClassifier",
+    ) as caught:
+        training.train_and_evaluate(frame, "species", estimator, seed=0, test_size=0.25)
+    assert "\n" not in str(caught.value)
+
+
+HOSTILE = """\
+from pathlib import Path
+
+Path({marker!r}).write_text("top-level code ran")
+
+
+class Model:
+    def fit(self, x, y):
+        return self
+
+    def get_params(self, deep=True):
+        return {{}}
+"""
+
+
+@pytest.mark.parametrize("path", ["hostile.Model", "hostile.sub.Model"])
+def test_estimator_outside_the_allow_list_is_refused_before_import(tmp_path, monkeypatch, path):
+    marker = tmp_path / "marker"
+    (tmp_path / "hostile").mkdir()
+    (tmp_path / "hostile" / "__init__.py").write_text(HOSTILE.format(marker=str(marker)))
+    (tmp_path / "hostile" / "sub.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TrainingError, match=r"not in the allowed estimator modules") as caught:
+        training.import_estimator(path, {})
+    message = str(caught.value)
+    assert "PROVENFLOW_ESTIMATOR_MODULES=sklearn,xgboost,lightgbm,hostile" in message
+    assert "\n" not in message
+    assert not marker.exists(), "the module's top-level code ran"
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed", "ok"),
+    [
+        ("sklearn.linear_model.Ridge", ("sklearn",), True),
+        ("sklearnx.Model", ("sklearn",), False),  # a prefix is a whole package name, not a string prefix
+        ("mypkg.models.Model", ("sklearn", "mypkg"), True),
+        ("mypkg.models.Model", ("mypkg.models",), True),
+        ("mypkg.other.Model", ("mypkg.models",), False),
+        ("sklearn..os.Model", ("sklearn",), False),
+        (".sklearn.Model", ("sklearn",), False),
+    ],
+)
+def test_estimator_module_allowed(path, allowed, ok):
+    assert training.estimator_module_allowed(path.rpartition(".")[0], allowed) is ok
+
+
+def test_estimator_modules_come_from_settings(tmp_path, monkeypatch):
+    from provenflow.settings import get_settings
+
+    (tmp_path / "ownmodel.py").write_text(
+        "from sklearn.linear_model import Ridge\n\nclass Model(Ridge):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PROVENFLOW_ESTIMATOR_MODULES", "sklearn, ownmodel")
+    get_settings.cache_clear()
+    try:
+        assert get_settings().estimator_modules == ("sklearn", "ownmodel")
+        assert type(training.import_estimator("ownmodel.Model", {})).__name__ == "Model"
+    finally:
+        get_settings.cache_clear()

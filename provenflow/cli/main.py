@@ -89,7 +89,11 @@ def data_run(
     name: Annotated[str, typer.Option(help="Dataset name.")],
     source: Annotated[str, typer.Option(help="CSV or Parquet file: a path or fsspec URL.")],
     suite: Annotated[
-        str | None, typer.Option(help="Great Expectations suite JSON (default expectations/NAME.json).")
+        str | None,
+        typer.Option(
+            help="Great Expectations suite JSON (default: expectations/NAME.json if present, else the "
+            "suite NAME's last data run kept to, else one generated from this data)."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -109,7 +113,8 @@ def data_run(
         f"{ds['rows']} rows × {ds['columns']} columns, {note}; "
         f"{result['validation']['successful']}/{result['validation']['evaluated']} expectations passed"
         + (
-            f" (suite created at {result['validation']['suite_path']})"
+            f" (suite generated from this data; to change it, edit {result['validation']['suite_path']}"
+            f" and commit it as expectations/{name}.json)"
             if result["validation"]["created_suite"]
             else ""
         )
