@@ -1,0 +1,212 @@
+"""No credential anywhere but a secret store.
+
+Every command that can take a credential runs here with a fresh marker password; afterwards the
+Prefect API (flow and task runs with their parameters, logs, artifacts, events, block documents),
+the ledger, the store and the command's own output are searched for it. Each run must also have
+succeeded with the credential, so the search is not vacuous: the data server saw the right
+``Authorization`` header, and the Prefect API holds the run's logs and events.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PENGUINS, REPO
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+CLI = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "provenflow")
+USER = "reader"
+
+
+@dataclass
+class DataServer:
+    """A CSV behind HTTP basic auth, as a team's file server would serve it."""
+
+    port: int
+    password: str
+    seen: list[str | None] = field(default_factory=list)
+
+    def url(self, userinfo: str | None = None) -> str:
+        return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}/penguins.csv"
+
+    @property
+    def authorization(self) -> str:
+        return "Basic " + base64.b64encode(f"{USER}:{self.password}".encode()).decode()
+
+
+@pytest.fixture
+def marker() -> str:
+    """A password that exists nowhere but in this test's memory (not in any file the run could store)."""
+    return f"pw{secrets.token_hex(12)}"
+
+
+@pytest.fixture
+def data_server(marker) -> Iterator[DataServer]:
+    body = PENGUINS.read_bytes()
+    server = DataServer(port=0, password=marker)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, with_body: bool) -> None:
+            given = self.headers.get("Authorization")
+            server.seen.append(given)
+            if given != server.authorization:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="data"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._answer(True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._answer(False)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def pf(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
+    exe = CLI if Path(CLI).exists() else shutil.which("provenflow")
+    return subprocess.run(
+        [exe, *args], cwd=project, capture_output=True, text=True, env={**base, **(env or {})}, timeout=300
+    )
+
+
+# -- where a credential could end up --------------------------------------------------------
+
+
+def _post_all(client: httpx.Client, path: str, body: dict) -> list:
+    """Every row of a Prefect `/filter` endpoint, page by page."""
+    rows, offset = [], 0
+    while True:
+        page = client.post(path, json={**body, "limit": 200, "offset": offset})
+        page.raise_for_status()
+        rows.extend(page.json())
+        if len(page.json()) < 200:
+            return rows
+        offset += 200
+
+
+def _events(client: httpx.Client, since: str) -> list:
+    page = client.post("/events/filter", json={"filter": {"occurred": {"since": since}}, "limit": 50})
+    page.raise_for_status()
+    answer = page.json()
+    events = list(answer["events"])
+    while answer.get("next_page"):
+        answer = client.get(answer["next_page"]).json()
+        events.extend(answer["events"])
+    return events
+
+
+def prefect_records(api: str, flow_run_ids: set[str], since: str) -> dict[str, list]:
+    """What the Prefect API shows about everything since SINCE, once the runs' logs and their final
+    events have arrived (the server persists both asynchronously)."""
+    with httpx.Client(base_url=api, timeout=30) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            records = {
+                "flow_runs": _post_all(client, "/flow_runs/filter", {}),
+                "task_runs": _post_all(client, "/task_runs/filter", {}),
+                "logs": _post_all(client, "/logs/filter", {}),
+                "artifacts": _post_all(client, "/artifacts/filter", {}),
+                "variables": _post_all(client, "/variables/filter", {}),
+                "block_documents": _post_all(client, "/block_documents/filter", {"include_secrets": False}),
+                "events": _events(client, since),
+            }
+            logged = {str(log.get("flow_run_id")) for log in records["logs"]}
+            finished = {
+                e["resource"]["prefect.resource.id"].removeprefix("prefect.flow-run.")
+                for e in records["events"]
+                if e["event"] in ("prefect.flow-run.Completed", "prefect.flow-run.Failed")
+            }
+            if flow_run_ids <= logged and flow_run_ids <= finished:
+                return records
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the Prefect API did not show logs and final events of {flow_run_ids} within 30 s"
+                )
+            time.sleep(0.5)
+
+
+def ledger_text(project: Path, url: str | None = None) -> str:
+    """Every row of every ledger table, and for SQLite the database files' raw bytes too."""
+    from sqlalchemy import MetaData, create_engine, select
+
+    url = url or f"sqlite:///{project / '.provenflow' / 'ledger.db'}"
+    engine = create_engine(url)
+    try:
+        metadata = MetaData()
+        metadata.reflect(engine)
+        with engine.connect() as connection:
+            rows = [repr(row) for table in metadata.sorted_tables for row in connection.execute(select(table))]
+    finally:
+        engine.dispose()
+    raw = b"".join(p.read_bytes() for p in (project / ".provenflow").glob("ledger.db*"))
+    return "\n".join(rows) + raw.decode("latin-1")
+
+
+def store_bytes(project: Path) -> bytes:
+    store = project / ".provenflow" / "store"
+    return b"".join(p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file())
+
+
+def assert_nowhere(secret: str, *, project: Path, api: str, since: str, flow_run_ids: set[str],
+                   outputs: list[str] = (), ledger_url: str | None = None) -> None:  # fmt: skip
+    forms = {secret, base64.b64encode(f"{USER}:{secret}".encode()).decode()}
+    places = {f"Prefect's {surface}": json.dumps(rows) for surface, rows in
+              prefect_records(api, flow_run_ids, since).items()}  # fmt: skip
+    places["the ledger"] = ledger_text(project, ledger_url)
+    places["the store"] = store_bytes(project).decode("latin-1")
+    places.update({f"the command's output {i}": text for i, text in enumerate(outputs)})
+    leaks = sorted(place for place, text in places.items() if any(form in text for form in forms))
+    assert not leaks, f"the credential is in {', '.join(leaks)}"
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat()
+
+
+# -- the commands ---------------------------------------------------------------------------
+
+
+def test_data_run_with_password_in_url_keeps_it_out_of_prefect(project, prefect_api, data_server, marker):
+    """Issue 9, case 1: the password in --source reached the flow run's parameters."""
+    since = _now()
+    done = pf(project, "data-run", "--name", "s", "--source", data_server.url(f"{USER}:{marker}"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert data_server.authorization in data_server.seen, "the credential was used to read the source"
+    run_id = json.loads(done.stdout)["run_id"]
+    assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids={run_id},
+                   outputs=[done.stdout, done.stderr])  # fmt: skip
