@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from flows._flow import flow
 
 import provenflow
 from provenflow.refs import check_name, resolve_dataset
@@ -16,6 +16,7 @@ def data_run(
     source: str,
     suite: str | None = None,
     register_version: bool = True,
+    source_credentials: str | None = None,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
@@ -23,17 +24,19 @@ def data_run(
 
     SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json, generated from
     the first good dataset when it does not exist yet. With REGISTER_VERSION off (reproductions)
-    the dataset is stored and linked to the run but no dataset version is added.
+    the dataset is stored and linked to the run but no dataset version is added. SOURCE_CREDENTIALS
+    names a Prefect Secret block holding ``user:password`` for the source (a URL never holds them).
     """
     workspace = open_workspace(ledger_block, store_block)
-    parameters = {"name": name, "source": source, "suite": suite, "register_version": register_version}
+    parameters = {"name": name, "source": source, "suite": suite, "register_version": register_version,
+                  "source_credentials": source_credentials}  # fmt: skip
     with provenflow.start(
         name, kind="data", flow="data-run", parameters=parameters, workspace=workspace
     ) as run:
         check_name(name, "dataset")
-        frame = read_source(source)
+        frame = read_source(source, source_credentials)
         report = validate_frame(name, frame, suite)
-        run.link("input", "file", source, store_source(workspace, source))
+        run.link("input", "file", source, store_source(workspace, source, source_credentials))
         dataset = store_dataset(workspace, name, frame, source)
         if register_version:
             run.output(dataset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from prefect import flow
+from flows._flow import flow
 from sqlalchemy import select
 
 import provenflow

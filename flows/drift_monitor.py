@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow
+from flows._flow import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 

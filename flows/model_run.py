@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from flows._flow import flow
 
 import provenflow
 from provenflow.refs import check_name, safe_name

@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 import sys
 
-from prefect import flow
+from flows._flow import flow
 from prefect.runtime import flow_run
 
 import provenflow

@@ -8,7 +8,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow
+from flows._flow import flow
 
 import provenflow
 from provenflow import release as core

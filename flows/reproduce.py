@@ -6,7 +6,7 @@ import shutil
 from datetime import UTC, datetime
 from typing import Literal
 
-from prefect import flow
+from flows._flow import flow
 
 import provenflow
 from provenflow import reproduce as core

@@ -4,7 +4,7 @@ held-out rows) → release and redeploy to the champion's target."""
 
 from __future__ import annotations
 
-from prefect import flow
+from flows._flow import flow
 from sqlalchemy import select
 
 import provenflow

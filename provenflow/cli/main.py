@@ -90,14 +90,21 @@ def data_run(
     suite: Annotated[
         str | None, typer.Option(help="Great Expectations suite JSON (default expectations/NAME.json).")
     ] = None,
+    source_credentials: Annotated[
+        str | None, typer.Option(help="A Prefect Secret block holding user:password for the source.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate and version a dataset (the data-run flow)."""
+    """Validate and version a dataset (the data-run flow).
+
+    A user:password@ in a --source URL is moved into a Prefect Secret block before the flow runs;
+    the flow gets the URL without it and the block's name."""
     _prefect_ready()
     from flows.data_run import data_run as flow
 
+    source, source_credentials = _keep_credentials(source, source_credentials)
     with out.err_console.status(f"data run {name}: read, validate, store…"):
-        result = flow(name=name, source=source, suite=suite)
+        result = flow(name=name, source=source, suite=suite, source_credentials=source_credentials)
     if as_json:
         out.print_json(result)
         return
@@ -115,6 +122,26 @@ def data_run(
         + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
         highlight=False,
     )
+
+
+def _keep_credentials(source: str, block: str | None) -> tuple[str, str | None]:
+    """SOURCE without user-info, and the Secret block with the credentials that were in it."""
+    from provenflow.credentials import split_url
+
+    url, credentials = split_url(source)
+    if credentials is None or block:
+        return url if credentials else source, block
+    from blocks.credentials import keep_credentials
+
+    from rich.markup import escape
+
+    block = keep_credentials(url, credentials)
+    out.err_console.print(
+        f"[yellow]Note:[/yellow] the credentials in --source are kept in the Prefect Secret block "
+        f"{block!r}; the run gets {escape(repr(url))} and the block's name",
+        highlight=False,
+    )
+    return url, block
 
 
 @app.command("model-run")
