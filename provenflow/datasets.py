@@ -60,19 +60,22 @@ def _open_source(source: str, credentials: Credentials | None):
     fs, path = fsspec.core.url_to_fs(url, **storage_options(url, credentials or in_url))
     try:
         info = fs.info(path)
-    except FileNotFoundError:
-        raise DataError(f"no file at {shown!r}; check the path or URL") from None
     except Exception as exc:
-        status = getattr(exc, "status", None)  # HTTP errors (aiohttp's ClientResponseError)
-        if status is None:
-            raise
+        cause = exc.__cause__ or exc  # fsspec's HTTP filesystem raises FileNotFoundError from the real error
+        status = getattr(cause, "status", None)  # aiohttp's ClientResponseError
         if status in (401, 403):
             how = "the credentials given were refused" if credentials or in_url else "no credentials were given"
             raise DataError(
                 f"{shown!r} refused access (HTTP {status}): {how}; give them in a Prefect Secret block "
                 "(source_credentials, or user:password@ in the CLI's --source) or in ~/.netrc"
             ) from None
-        raise DataError(f"{shown!r} answered HTTP {status}; check the URL") from None
+        if status not in (None, 404):
+            raise DataError(f"{shown!r} answered HTTP {status}; check the URL") from None
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            raise DataError(f"cannot reach {shown!r}: {redact(str(cause))}") from None
+        if isinstance(exc, FileNotFoundError):
+            raise DataError(f"no file at {shown!r}; check the path or URL") from None
+        raise
     if info.get("type") == "directory":
         raise DataError(f"{shown!r} is a folder; give a CSV or Parquet file")
     if info.get("size") == 0:

@@ -162,7 +162,10 @@ def ledger_text(project: Path, url: str | None = None) -> str:
     """Every row of every ledger table, and for SQLite the database files' raw bytes too."""
     from sqlalchemy import MetaData, create_engine, select
 
-    url = url or f"sqlite:///{project / '.provenflow' / 'ledger.db'}"
+    if url is None:
+        if not (project / ".provenflow" / "ledger.db").exists():
+            return ""
+        url = f"sqlite:///{project / '.provenflow' / 'ledger.db'}"
     engine = create_engine(url)
     try:
         metadata = MetaData()
@@ -177,6 +180,8 @@ def ledger_text(project: Path, url: str | None = None) -> str:
 
 def store_bytes(project: Path) -> bytes:
     store = project / ".provenflow" / "store"
+    if not store.exists():
+        return b""
     return b"".join(p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file())
 
 
@@ -210,3 +215,79 @@ def test_data_run_with_password_in_url_keeps_it_out_of_prefect(project, prefect_
     run_id = json.loads(done.stdout)["run_id"]
     assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids={run_id},
                    outputs=[done.stdout, done.stderr])  # fmt: skip
+
+
+def test_refused_password_is_one_line_without_it(project, prefect_api, data_server, marker):
+    wrong = f"wrong{secrets.token_hex(12)}"
+    since = _now()
+    done = pf(project, "data-run", "--name", "s", "--source", data_server.url(f"{USER}:{wrong}"))
+    assert done.returncode == 1
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and "refused access (HTTP 401)" in error, done.stderr
+    assert "Traceback" not in done.stderr
+    assert data_server.seen and data_server.authorization not in data_server.seen
+    debug = pf(project, "--debug", "data-run", "--name", "s", "--source", data_server.url(f"{USER}:{wrong}"))
+    assert debug.returncode == 1 and "refused access" in debug.stderr
+    flow_runs = _flow_runs_since(prefect_api, since)
+    assert len(flow_runs) == 2 and {r["state_type"] for r in flow_runs} == {"FAILED"}
+    assert_nowhere(wrong, project=project, api=prefect_api, since=since, flow_run_ids={r["id"] for r in flow_runs},
+                   outputs=[done.stdout, done.stderr, debug.stdout, debug.stderr])  # fmt: skip
+
+
+def test_credentials_from_a_secret_block_or_netrc(project, prefect_api, data_server, marker, tmp_path):
+    from prefect.blocks.system import Secret
+
+    Secret(value=f"{USER}:{marker}").save("team-data", overwrite=True)
+    since = _now()
+    url = data_server.url()
+    by_block = pf(project, "data-run", "--name", "s", "--source", url, "--source-credentials", "team-data", "--json")
+    assert by_block.returncode == 0, by_block.stderr
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1\n  login {USER}\n  password {marker}\n")
+    netrc.chmod(0o600)
+    by_netrc = pf(project, "data-run", "--name", "s", "--source", url, "--json", env={"NETRC": str(netrc)})
+    assert by_netrc.returncode == 0, by_netrc.stderr
+    assert data_server.seen.count(data_server.authorization) >= 2
+    ids = {json.loads(r.stdout)["run_id"] for r in (by_block, by_netrc)}
+    assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids=ids,
+                   outputs=[by_block.stdout, by_block.stderr, by_netrc.stdout, by_netrc.stderr])  # fmt: skip
+
+
+def test_a_flow_called_with_a_credential_is_refused_before_prefect_sees_it(
+    project, prefect_api, data_server, marker
+):
+    from flows.data_run import data_run
+    from provenflow.errors import ConfigError
+
+    since = _now()
+    with pytest.raises(ConfigError, match="parameter 'source' of flow 'data-run' holds user-info") as refused:
+        data_run(name="apicall", source=data_server.url(f"{USER}:{marker}"))
+    assert marker not in str(refused.value) and "http://***@127.0.0.1" in str(refused.value)
+    assert not data_server.seen, "the flow body did not run"
+    assert not _flow_runs_since(prefect_api, since), "no flow run was created"
+    assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids=set())
+
+
+def test_a_deployment_run_with_a_credential_fails_before_its_body(project, prefect_api, data_server, marker):
+    """A run created elsewhere (a deployment, the UI) already holds its parameters; it must not run."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    from flows.data_run import data_run
+
+    with get_client(sync_client=True) as client:
+        created = client.create_flow_run(
+            data_run, parameters={"name": "deployed", "source": data_server.url(f"{USER}:{marker}")}
+        )
+    state = run_flow(data_run, flow_run=created, parameters=created.parameters, return_type="state")
+    assert state.type.value == "FAILED"
+    assert "holds user-info" in state.message and marker not in state.message
+    assert not data_server.seen, "the flow body did not run"
+    with httpx.Client(base_url=prefect_api) as client:
+        shown = client.get(f"/flow_runs/{created.id}").json()
+    assert shown["state"]["type"] == "FAILED" and marker not in shown["state"]["message"]
+
+
+def _flow_runs_since(api: str, since: str) -> list[dict]:
+    with httpx.Client(base_url=api) as client:
+        return _post_all(client, "/flow_runs/filter", {"flow_runs": {"start_time": {"after_": since}}})
