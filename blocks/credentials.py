@@ -16,16 +16,23 @@ from provenflow.credentials import Credentials
 from provenflow.errors import ConfigError
 
 
-def load_credentials(block: str) -> Credentials:
-    """The credentials in the Secret block named BLOCK."""
+def _secret(block: str, purpose: str) -> object:
     try:
-        secret = Secret.load(block)
+        return Secret.load(block).get()
     except ValueError as exc:
         raise ConfigError(
-            f"no Secret block named {block!r} ({exc}); create it in the Prefect UI (Blocks → Secret) "
-            "with the value user:password"
+            f"no Secret block named {block!r} for {purpose} ({exc}); create it in the Prefect UI (Blocks → Secret)"
         ) from None
-    return Credentials.from_value(secret.get(), f"the Secret block {block!r}")
+
+
+def load_credentials(block: str) -> Credentials:
+    """The credentials in the Secret block named BLOCK."""
+    return Credentials.from_value(_secret(block, "the source's credentials"), f"the Secret block {block!r}")
+
+
+def secret_values(blocks: dict[str, str]) -> dict[str, str]:
+    """{KEY: BLOCK} → {KEY: the value of the Secret block BLOCK}, e.g. a server's environment."""
+    return {key: str(_secret(block, key)) for key, block in blocks.items()}
 
 
 def credentials_block_name(url: str) -> str:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flows._flow import flow
-
 import provenflow
+from flows._flow import flow
 from provenflow.refs import check_name, resolve_dataset
 from tasks.data import read_source, store_dataset, store_source, validate_frame
 from tasks.workspace import open_workspace

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flows._flow import flow
-
 from tasks.workers import load_worker_pool, scale_worker_vms
 
 

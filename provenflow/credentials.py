@@ -38,7 +38,7 @@ class Credentials:
             return cls(str(value["username"]), str(value["password"]) if value.get("password") else None)
         raise ConfigError(
             f"{where} holds no credentials; set its value to 'user:password', a token, "
-            "or {\"username\": …, \"password\": …}"
+            'or {"username": …, "password": …}'
         )
 
     def __str__(self) -> str:
@@ -64,13 +64,18 @@ def storage_options(url: str, credentials: Credentials | None) -> dict:
     """fsspec options that authenticate URL (a clean one) with CREDENTIALS, or from the environment."""
     protocol = protocol_of(url)
     if protocol in ("http", "https"):
-        # trust_env: aiohttp then reads ~/.netrc (and proxy variables) when no credentials are given.
-        client: dict = {"trust_env": True}
+        # trust_env: aiohttp reads ~/.netrc (and proxy variables) for a request without credentials.
+        options: dict = {"client_kwargs": {"trust_env": True}}
         if credentials:
+            # Per request, not on the session: aiohttp then drops it on a redirect to another host.
+            import warnings
+
             import aiohttp
 
-            client["auth"] = aiohttp.BasicAuth(credentials.username, credentials.password or "")
-        return {"client_kwargs": client}
+            with warnings.catch_warnings():  # deprecated for aiohttp 4 (3.14 still takes it)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                options["auth"] = aiohttp.BasicAuth(credentials.username, credentials.password or "")
+        return options
     if credentials is None:
         return {}
     if protocol in ("s3", "s3a"):

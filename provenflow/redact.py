@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 # scheme://user:password@host or scheme://token@host
-_URL_USERINFO = re.compile(r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_URL_USERINFO = re.compile(r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+(?=@)")
 # user:password@host without a scheme (a registry address, an scp-style target)
-_BARE_USERINFO = re.compile(r"^(?P<keep>)[^\s/@:]+:[^\s/@]+@(?=[^\s/@]+$)")
+_BARE_USERINFO = re.compile(r"^(?P<keep>)[^\s/@:]+:[^\s/@]+(?=@[^\s/@]+$)")
 # ?password=…, &token=…, presigned S3 URLs
 _QUERY_SECRET = re.compile(
     r"(?P<keep>[?&](?:password|passwd|pwd|secret|token|access_token|api_key|apikey|sig|signature"
@@ -50,7 +50,7 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     for pattern in _PATTERNS.values():
-        text = pattern.sub(r"\g<keep>***@" if pattern in (_URL_USERINFO, _BARE_USERINFO) else r"\g<keep>***", text)
+        text = pattern.sub(r"\g<keep>***", text)
     return text
 
 

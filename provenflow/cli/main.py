@@ -131,9 +131,9 @@ def _keep_credentials(source: str, block: str | None) -> tuple[str, str | None]:
     url, credentials = split_url(source)
     if credentials is None or block:
         return url if credentials else source, block
-    from blocks.credentials import keep_credentials
-
     from rich.markup import escape
+
+    from blocks.credentials import keep_credentials
 
     block = keep_credentials(url, credentials)
     out.err_console.print(

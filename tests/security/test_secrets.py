@@ -76,10 +76,10 @@ def data_server(marker) -> Iterator[DataServer]:
             if with_body:
                 self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self._answer(True)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._answer(False)
 
         def log_message(self, *args) -> None:
@@ -171,7 +171,9 @@ def ledger_text(project: Path, url: str | None = None) -> str:
         metadata = MetaData()
         metadata.reflect(engine)
         with engine.connect() as connection:
-            rows = [repr(row) for table in metadata.sorted_tables for row in connection.execute(select(table))]
+            rows = [
+                repr(row) for table in metadata.sorted_tables for row in connection.execute(select(table))
+            ]
     finally:
         engine.dispose()
     raw = b"".join(p.read_bytes() for p in (project / ".provenflow").glob("ledger.db*"))
@@ -240,7 +242,9 @@ def test_credentials_from_a_secret_block_or_netrc(project, prefect_api, data_ser
     Secret(value=f"{USER}:{marker}").save("team-data", overwrite=True)
     since = _now()
     url = data_server.url()
-    by_block = pf(project, "data-run", "--name", "s", "--source", url, "--source-credentials", "team-data", "--json")
+    by_block = pf(
+        project, "data-run", "--name", "s", "--source", url, "--source-credentials", "team-data", "--json"
+    )
     assert by_block.returncode == 0, by_block.stderr
     netrc = tmp_path / "netrc"
     netrc.write_text(f"machine 127.0.0.1\n  login {USER}\n  password {marker}\n")
