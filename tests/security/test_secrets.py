@@ -295,3 +295,35 @@ def test_a_deployment_run_with_a_credential_fails_before_its_body(project, prefe
 def _flow_runs_since(api: str, since: str) -> list[dict]:
     with httpx.Client(base_url=api) as client:
         return _post_all(client, "/flow_runs/filter", {"flow_runs": {"start_time": {"after_": since}}})
+
+
+def test_ledger_password_stays_in_the_environment(project, prefect_api, postgres, marker):
+    """PROVENFLOW_LEDGER_URL carries the ledger's password; no run, record or message repeats it."""
+    url = postgres.create_database("ledger_secret").replace("postgres@", f"postgres:{marker}@")
+    env = {"PROVENFLOW_LEDGER_URL": url}
+    shutil.copy(PENGUINS, project / "penguins.csv")
+    since = _now()
+    data = pf(project, "data-run", "--name", "penguins", "--source", "penguins.csv", "--json", env=env)
+    assert data.returncode == 0, data.stderr
+    model = pf(project, "model-run", "--dataset", "penguins@latest", "--target", "species",
+               "--estimator", "sklearn.tree.DecisionTreeClassifier", "--json", env=env)  # fmt: skip
+    assert model.returncode == 0, model.stderr
+    listed = pf(project, "runs", "list", "--json", env=env)
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 2
+    missing = {"PROVENFLOW_LEDGER_URL": url.replace("/ledger_secret", "/no_such_ledger")}
+    failed = pf(project, "runs", "list", env=missing)
+    debug = pf(project, "--debug", "runs", "list", env=missing)
+    assert failed.returncode == 1 and failed.stderr.startswith("Error: ") and debug.returncode != 0
+    ids = {json.loads(r.stdout)["run_id"] for r in (data, model)}
+    assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids=ids, ledger_url=url,
+                   outputs=[r.stdout + r.stderr for r in (data, model, listed, failed, debug)])  # fmt: skip
+
+
+def test_registry_credentials_in_an_address_are_refused(project, prefect_api, marker):
+    since = _now()
+    done = pf(project, "release", "m@1", "--registry", f"{USER}:{marker}@127.0.0.1:5000")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("Error: parameter 'registry' of flow 'release' holds user:password@")
+    assert not _flow_runs_since(prefect_api, since)
+    assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids=set(),
+                   outputs=[done.stdout, done.stderr])  # fmt: skip
