@@ -27,8 +27,9 @@ def data_run(
     names a Prefect Secret block holding ``user:password`` for the source (a URL never holds them).
     """
     workspace = open_workspace(ledger_block, store_block)
-    parameters = {"name": name, "source": source, "suite": suite, "register_version": register_version,
-                  "source_credentials": source_credentials}  # fmt: skip
+    parameters = {"name": name, "source": source, "suite": suite, "register_version": register_version}
+    if source_credentials:  # the Secret block's name (retrain reads it again with the source)
+        parameters["source_credentials"] = source_credentials
     with provenflow.start(
         name, kind="data", flow="data-run", parameters=parameters, workspace=workspace
     ) as run:
