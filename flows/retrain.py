@@ -44,9 +44,8 @@ def retrain(
         from blocks.drift import DriftPolicy
 
         policy = DriftPolicy.load(policy_block)
-        source, source_credentials = (
-            (source, source_credentials) if source else (policy.retrain_source, policy.retrain_source_credentials)
-        )
+        if not source:
+            source, source_credentials = policy.retrain_source, policy.retrain_source_credentials
         auto_approve = policy.auto_approve if auto_approve is None else auto_approve
     auto_approve = True if auto_approve is None else auto_approve
     with workspace.ledger.reader() as session:

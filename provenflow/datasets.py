@@ -64,7 +64,9 @@ def _open_source(source: str, credentials: Credentials | None):
         cause = exc.__cause__ or exc  # fsspec's HTTP filesystem raises FileNotFoundError from the real error
         status = getattr(cause, "status", None)  # aiohttp's ClientResponseError
         if status in (401, 403):
-            how = "the credentials given were refused" if credentials or in_url else "no credentials were given"
+            how = (
+                "the credentials given were refused" if credentials or in_url else "no credentials were given"
+            )
             raise DataError(
                 f"{shown!r} refused access (HTTP {status}): {how}; give them in a Prefect Secret block "
                 "(source_credentials, or user:password@ in the CLI's --source) or in ~/.netrc"

@@ -13,7 +13,10 @@ from provenflow.cli.workers import pools_app, workers_app
 from provenflow.errors import ProvenflowError
 
 app = typer.Typer(
-    help="provenflow: tracked data and model runs on Prefect.", no_args_is_help=True, add_completion=False
+    help="provenflow: tracked data and model runs on Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # --debug tracebacks: a local may hold a credential (older typers showed them)
 )
 runs_app = typer.Typer(help="Recorded runs.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Dataset versions.", no_args_is_help=True)
