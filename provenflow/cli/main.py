@@ -132,8 +132,12 @@ def _keep_credentials(source: str, block: str | None) -> tuple[str, str | None]:
     from provenflow.credentials import split_url
 
     url, credentials = split_url(source)
-    if credentials is None or block:
-        return url if credentials else source, block
+    if credentials is None:
+        return source, block
+    if block:
+        raise typer.BadParameter(
+            f"--source {url!r} has credentials in it and --source-credentials names a block: give one of them"
+        )
     from rich.markup import escape
 
     from blocks.credentials import keep_credentials

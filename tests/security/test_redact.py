@@ -105,3 +105,16 @@ def test_every_flow_refuses_credentials():
         ]
     assert len(found) >= 9
     assert all(isinstance(f, CredentialFreeFlow) for f in found), [f.name for f in found]
+
+
+def test_prefect_yaml_holds_no_credential():
+    """Deployment parameters are stored in Prefect as written; prefect.yaml must name blocks instead."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    for deployment in config["deployments"]:
+        assert not credential_in(deployment.get("parameters") or {}), deployment["name"]
+        for trigger in deployment.get("triggers") or []:
+            assert not credential_in(trigger.get("parameters") or {}), deployment["name"]
