@@ -27,6 +27,11 @@ class CredentialFreeFlow(Flow):
         refuse_credentials(self.name, parameters)
         return super().validate_parameters(parameters)
 
+    def with_options(self, **options: Any) -> CredentialFreeFlow:
+        copy = super().with_options(**options)  # Prefect builds a plain Flow: keep the guard
+        copy.__class__ = CredentialFreeFlow
+        return copy
+
 
 def flow(**options: Any):
     """``prefect.flow(**options)`` for a provenflow flow."""

@@ -105,6 +105,7 @@ def test_every_flow_refuses_credentials():
         ]
     assert len(found) >= 9
     assert all(isinstance(f, CredentialFreeFlow) for f in found), [f.name for f in found]
+    assert isinstance(found[0].with_options(retries=1), CredentialFreeFlow)
 
 
 def test_prefect_yaml_holds_no_credential():
