@@ -327,3 +327,23 @@ def test_registry_credentials_in_an_address_are_refused(project, prefect_api, ma
     assert not _flow_runs_since(prefect_api, since)
     assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids=set(),
                    outputs=[done.stdout, done.stderr])  # fmt: skip
+
+
+def test_a_server_token_goes_by_secret_block_not_by_env(project, prefect_api, marker):
+    from prefect.blocks.system import Secret
+
+    from blocks.credentials import secret_values
+    from flows.deploy import deploy
+    from provenflow.errors import ConfigError
+
+    since = _now()
+    with pytest.raises(
+        ConfigError, match="parameter 'env' of flow 'deploy' holds a value under 'PROVENFLOW_SERVE_TOKEN'"
+    ):
+        deploy(model="m@1", target="local", env={"PROVENFLOW_SERVE_TOKEN": marker})
+    assert not _flow_runs_since(prefect_api, since)
+    Secret(value=marker).save("serve-token", overwrite=True)
+    assert secret_values({"PROVENFLOW_SERVE_TOKEN": "serve-token"}) == {"PROVENFLOW_SERVE_TOKEN": marker}
+    with pytest.raises(ConfigError, match="no Secret block named 'missing'"):
+        secret_values({"PROVENFLOW_SERVE_TOKEN": "missing"})
+    assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids=set())
