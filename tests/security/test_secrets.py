@@ -347,3 +347,26 @@ def test_a_server_token_goes_by_secret_block_not_by_env(project, prefect_api, ma
     with pytest.raises(ConfigError, match="no Secret block named 'missing'"):
         secret_values({"PROVENFLOW_SERVE_TOKEN": "missing"})
     assert_nowhere(marker, project=project, api=prefect_api, since=since, flow_run_ids=set())
+
+
+def test_retrain_reads_the_source_again_with_its_secret_block(project, prefect_api, data_server, marker):
+    """retrain re-reads where the champion's data came from: the clean URL and the Secret block's name
+    recorded by that data run, never the password."""
+    from flows.model_run import model_run
+    from flows.retrain import retrain
+
+    since = _now()
+    data = pf(project, "data-run", "--name", "s", "--source", data_server.url(f"{USER}:{marker}"), "--json")
+    assert data.returncode == 0, data.stderr
+    champion = model_run(
+        dataset="s@latest", target="species", estimator="sklearn.tree.DecisionTreeClassifier"
+    )
+    reads = data_server.seen.count(data_server.authorization)
+    result = retrain(model=f"{champion['model']['name']}@{champion['model']['version']}", alias="staging")
+    assert result["promotion"] in ("approved", "rejected")
+    assert data_server.seen.count(data_server.authorization) > reads, (
+        "retrain read the source with the credentials"
+    )
+    assert_nowhere(marker, project=project, api=prefect_api, since=since,
+                   flow_run_ids={json.loads(data.stdout)["run_id"], result["run_id"]},
+                   outputs=[data.stdout, data.stderr])  # fmt: skip
