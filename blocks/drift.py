@@ -50,7 +50,11 @@ class DriftPolicy(Block):
     )
     prediction_decides: bool = Field(default=True, description="Whether prediction drift alone is drift.")
     retrain_source: str | None = Field(
-        default=None, description="Where the retrain flow reads the newest data from."
+        default=None,
+        description="Where the retrain flow reads the newest data from (a path or URL without credentials).",
+    )
+    retrain_source_credentials: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding user:password for retrain_source."
     )
     auto_approve: bool = Field(
         default=False, description="Whether retraining promotes without a UI approval."

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from prefect import flow
-
 import provenflow
+from flows._flow import flow
 from provenflow.refs import check_name, resolve_dataset
 from tasks.data import choose_suite, read_source, store_dataset, store_source, store_suite, validate_frame
 from tasks.workspace import open_workspace
@@ -16,6 +15,7 @@ def data_run(
     source: str,
     suite: str | None = None,
     register_version: bool = True,
+    source_credentials: str | None = None,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
@@ -24,19 +24,22 @@ def data_run(
     SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json when the project
     has one, else the suite the last data run of NAME kept to, else one generated from this data
     (stored with the run, never written into the source tree). With REGISTER_VERSION off (reproductions)
-    the dataset is stored and linked to the run but no dataset version is added.
+    the dataset is stored and linked to the run but no dataset version is added. SOURCE_CREDENTIALS
+    names a Prefect Secret block holding ``user:password`` for the source (a URL never holds them).
     """
     workspace = open_workspace(ledger_block, store_block)
     parameters = {"name": name, "source": source, "suite": suite, "register_version": register_version}
+    if source_credentials:  # the Secret block's name (retrain reads it again with the source)
+        parameters["source_credentials"] = source_credentials
     with provenflow.start(
         name, kind="data", flow="data-run", parameters=parameters, workspace=workspace
     ) as run:
         check_name(name, "dataset")
-        frame = read_source(source)
+        frame = read_source(source, source_credentials)
         expectations = choose_suite(workspace, name, frame, suite)
         report = validate_frame(frame, expectations)
         run.link("input", "suite", expectations.where, store_suite(workspace, expectations))
-        run.link("input", "file", source, store_source(workspace, source))
+        run.link("input", "file", source, store_source(workspace, source, source_credentials))
         dataset = store_dataset(workspace, name, frame, source)
         if register_version:
             run.output(dataset)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from prefect import flow
 from sqlalchemy import select
 
 import provenflow
+from blocks.credentials import secret_values
+from flows._flow import flow
 from provenflow.deploy.errors import DeployError
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_model, safe_name
@@ -23,6 +24,7 @@ def deploy(
     port: int | None = None,
     kubernetes_block: str | None = None,
     env: dict[str, str] | None = None,
+    env_secrets: dict[str, str] | None = None,
     timeout: float = 120.0,
     ledger_block: str | None = None,
     store_block: str | None = None,
@@ -31,9 +33,12 @@ def deploy(
 
     One deployment per model name: deploying another version replaces it once the new one is
     ready (Docker; or LOCAL, a background server process on this machine that needs no image), or
-    rolls it out and back on failure (Kubernetes, settings in KUBERNETES_BLOCK).
+    rolls it out and back on failure (Kubernetes, settings in KUBERNETES_BLOCK). ENV is the server's
+    environment; ENV_SECRETS maps variables to Prefect Secret blocks holding their values (a token:
+    flow parameters never hold one).
     """
     workspace = open_workspace(ledger_block, store_block)
+    env = {**(env or {}), **secret_values(env_secrets or {})}
     parameters = {"model": model, "target": target, "port": port, "kubernetes_block": kubernetes_block}
     with provenflow.start(f"deploy-{model}", kind="deployment", flow="deploy", parameters=parameters,
                           workspace=workspace) as run:  # fmt: skip
@@ -59,10 +64,10 @@ def deploy(
             placed = run_locally(workspace, version.ref, version.hash, name, port, timeout)
             endpoint, details = placed.endpoint, placed.as_dict()
         elif target == "docker":
-            placed = run_on_docker(workspace, release.reference, name, port, env or {}, labels, timeout)
+            placed = run_on_docker(workspace, release.reference, name, port, env, labels, timeout)
             endpoint, details = placed.endpoint, placed.as_dict()
         else:
-            details = run_on_kubernetes(kubernetes_block, release.reference, name, labels, env or {}, timeout)
+            details = run_on_kubernetes(kubernetes_block, release.reference, name, labels, env, timeout)
             endpoint = details["endpoint"]
         release_id = release.id if release and target != "local" else None
 

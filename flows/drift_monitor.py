@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 
 import provenflow
+from flows._flow import flow
 from provenflow.drift import DriftPolicy
 from provenflow.ledger import models as m
 from provenflow.prefect_context import artifact_key

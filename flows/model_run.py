@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 import provenflow
+from flows._flow import flow
 from provenflow.refs import check_name, safe_name
 from tasks.model import load_dataset, make_estimator, store_model, train_model
 from tasks.workspace import open_workspace

@@ -6,10 +6,10 @@ from __future__ import annotations
 import getpass
 import sys
 
-from prefect import flow
 from prefect.runtime import flow_run
 
 import provenflow
+from flows._flow import flow
 from provenflow import registry
 from provenflow.ledger import models as m
 from tasks.registry import score_on_holdout, wait_for_approval

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow
-
+from flows._flow import flow
 from tasks.workers import load_worker_pool, scale_worker_vms
 
 

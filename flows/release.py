@@ -8,9 +8,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow
-
 import provenflow
+from flows._flow import flow
 from provenflow import release as core
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_model

@@ -6,9 +6,8 @@ import shutil
 from datetime import UTC, datetime
 from typing import Literal
 
-from prefect import flow
-
 import provenflow
+from flows._flow import flow
 from provenflow import reproduce as core
 from provenflow.ledger import models as m
 from provenflow.project import project_root

@@ -4,10 +4,10 @@ held-out rows) → release and redeploy to the champion's target."""
 
 from __future__ import annotations
 
-from prefect import flow
 from sqlalchemy import select
 
 import provenflow
+from flows._flow import flow
 from flows.data_run import data_run
 from flows.deploy import deploy
 from flows.model_run import model_run
@@ -24,6 +24,7 @@ from tasks.workspace import open_workspace
 def retrain(
     model: str,
     source: str | None = None,
+    source_credentials: str | None = None,
     alias: str = "production",
     auto_approve: bool | None = None,
     redeploy: bool = True,
@@ -34,7 +35,8 @@ def retrain(
     store_block: str | None = None,
 ) -> dict:
     """Retrain MODEL (the champion: NAME@VERSION or NAME@ALIAS) on SOURCE, the newest data (default:
-    the source its training data came from, or the POLICY_BLOCK's retrain source), promote the
+    the source its training data came from, or the POLICY_BLOCK's retrain source; SOURCE_CREDENTIALS
+    names a Secret block for it), promote the
     challenger to ALIAS if it passes the gate (waiting for the UI approval unless AUTO_APPROVE, by
     default the policy's setting, else on), and redeploy where the champion runs."""
     workspace = open_workspace(ledger_block, store_block)
@@ -42,7 +44,8 @@ def retrain(
         from blocks.drift import DriftPolicy
 
         policy = DriftPolicy.load(policy_block)
-        source = source or policy.retrain_source
+        if not source:
+            source, source_credentials = policy.retrain_source, policy.retrain_source_credentials
         auto_approve = policy.auto_approve if auto_approve is None else auto_approve
     auto_approve = True if auto_approve is None else auto_approve
     with workspace.ledger.reader() as session:
@@ -52,7 +55,9 @@ def retrain(
             io.dataset_version for io in trained.io if io.direction == "input" and io.kind == "dataset"
         )
         producer = session.get(m.Run, dataset.run_id) if dataset.run_id else None
-        source = source or (producer.parameters.get("source") if producer else None)
+        if not source and producer:  # where the training data came from, with the same credentials
+            source = producer.parameters.get("source")
+            source_credentials = producer.parameters.get("source_credentials")
         deployed = session.scalars(
             select(m.Deployment)
             .where(m.Deployment.model_version_id == champion.id)
@@ -74,7 +79,8 @@ def retrain(
         run.input(champion)
         if report_hash:
             run.link("input", "drift-report", f"drift-report-{drift_report}", Digest(report_hash))
-        data = data_run(name=dataset.name, source=source, ledger_block=ledger_block, store_block=store_block)
+        data = data_run(name=dataset.name, source=source, source_credentials=source_credentials,
+                        ledger_block=ledger_block, store_block=store_block)  # fmt: skip
         challenger = model_run(
             dataset=data["dataset"]["ref"], target=params["target"], estimator=params["estimator"],
             params=params.get("params") or {}, seed=params.get("seed", 42), test_size=params.get("test_size", 0.25),

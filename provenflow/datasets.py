@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from provenflow.credentials import Credentials, split_url, storage_options
 from provenflow.digest import Digest
 from provenflow.errors import DataError
 from provenflow.redact import redact
@@ -53,18 +54,48 @@ def _format_of(source: str) -> str:
     )
 
 
-def read_table(source: str) -> pd.DataFrame:
-    """Read a CSV, TSV or Parquet file from a path or fsspec URL, with a clear error for bad input."""
-    fmt = _format_of(source)
-    shown = redact(source)
+def _open_source(source: str, credentials: Credentials | None):
+    """The filesystem and path of SOURCE, authenticated with CREDENTIALS (or those in its URL, or the
+    environment's), after checking that a non-empty file is there."""
+    url, in_url = split_url(source)
+    shown = redact(url)
+    fs, path = fsspec.core.url_to_fs(url, **storage_options(url, credentials or in_url))
     try:
-        fs, path = fsspec.core.url_to_fs(source)
-        if not fs.exists(path):
-            raise DataError(f"no file at {shown!r}; check the path or URL")
-        if fs.isdir(path):
-            raise DataError(f"{shown!r} is a folder; give a CSV or Parquet file")
-        if fs.size(path) == 0:
-            raise DataError(f"{shown!r} is empty (0 bytes); expected a CSV header and rows")
+        info = fs.info(path)
+    except Exception as exc:
+        cause = exc.__cause__ or exc  # fsspec's HTTP filesystem raises FileNotFoundError from the real error
+        status = getattr(cause, "status", None)  # aiohttp's ClientResponseError
+        if status in (401, 403):
+            how = (
+                "the credentials given were refused" if credentials or in_url else "no credentials were given"
+            )
+            raise DataError(
+                f"{shown!r} refused access (HTTP {status}): {how}; give them in a Prefect Secret block "
+                "(source_credentials, or user:password@ in the CLI's --source) or in ~/.netrc"
+            ) from None
+        if status not in (None, 404):
+            raise DataError(f"{shown!r} answered HTTP {status}; check the URL") from None
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            raise DataError(f"cannot reach {shown!r}: {redact(str(cause))}") from None
+        if isinstance(exc, FileNotFoundError):
+            raise DataError(f"no file at {shown!r}; check the path or URL") from None
+        raise
+    if info.get("type") == "directory":
+        raise DataError(f"{shown!r} is a folder; give a CSV or Parquet file")
+    if info.get("size") == 0:
+        raise DataError(f"{shown!r} is empty (0 bytes); expected a CSV header and rows")
+    return fs, path
+
+
+def read_table(source: str, credentials: Credentials | None = None) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file from a path or fsspec URL, with a clear error for bad input.
+
+    CREDENTIALS authenticate a URL; a URL's own ``user:password@`` is taken out of it first, so it
+    never reaches fsspec, its messages or anything recorded."""
+    fmt = _format_of(source)
+    shown = redact(split_url(source)[0])
+    try:
+        fs, path = _open_source(source, credentials)
         sep = "\t" if fmt == "tsv" else ","
         with fs.open(path, "rb", compression="infer") as fh:
             if fmt == "parquet":
@@ -197,9 +228,9 @@ def store_table(store: ContentStore, frame: pd.DataFrame) -> StoredTable:
     return StoredTable(stored.digest, stored.size, store.uri(stored.digest), stored.created)
 
 
-def store_source(store: ContentStore, source: str) -> Stored:
+def store_source(store: ContentStore, source: str, credentials: Credentials | None = None) -> Stored:
     """Store a source file's raw bytes, from a local path or any fsspec URL."""
-    fs, path = fsspec.core.url_to_fs(source)
+    fs, path = _open_source(source, credentials)
     if isinstance(fs, LocalFileSystem):
         return store.put_file(path)
     with tempfile.TemporaryDirectory(prefix="provenflow-source-") as tmp:

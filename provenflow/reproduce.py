@@ -163,6 +163,7 @@ def rerun_parameters(run: RecordedRun, source_copy: Path | None, suite_copy: Pat
         if source_copy is None:
             raise ReproductionError(f"run {run.id} recorded no source file to re-read")
         params["source"] = str(source_copy)
+        params.pop("source_credentials", None)  # the copy is local
     return params
 
 

@@ -512,9 +512,11 @@ def _user() -> str | None:
 
 
 def _error_message(error: BaseException) -> str:
+    """What the ledger keeps of an error: its type and message, credentials masked (a library's
+    message may quote a URL with its password)."""
     if isinstance(error, ProvenflowError):
-        return f"{type(error).__name__}: {error}"
-    return "".join(traceback.format_exception_only(type(error), error)).strip()
+        return redact(f"{type(error).__name__}: {error}")
+    return redact("".join(traceback.format_exception_only(type(error), error)).strip())
 
 
 def _jsonable(value: Any) -> Any:

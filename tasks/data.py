@@ -7,6 +7,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from provenflow import catalog, datasets, validation
+from provenflow.credentials import Credentials
 from provenflow.digest import Digest
 from provenflow.project import project_root
 from provenflow.redact import redact
@@ -15,9 +16,18 @@ from provenflow.tracking import DatasetOutput
 from provenflow.workspace import Workspace
 
 
+def _credentials(block: str | None) -> Credentials | None:
+    if not block:
+        return None
+    from blocks.credentials import load_credentials
+
+    return load_credentials(block)
+
+
 @task(cache_policy=NO_CACHE)
-def read_source(source: str) -> pd.DataFrame:
-    return datasets.read_table(source)
+def read_source(source: str, credentials_block: str | None = None) -> pd.DataFrame:
+    """The source as a table, read with the credentials in CREDENTIALS_BLOCK (a Secret block), if any."""
+    return datasets.read_table(source, _credentials(credentials_block))
 
 
 @task(cache_policy=NO_CACHE)
@@ -74,6 +84,6 @@ def store_dataset(workspace: Workspace, name: str, frame: pd.DataFrame, source: 
 
 
 @task(cache_policy=NO_CACHE)
-def store_source(workspace: Workspace, source: str) -> Digest:
+def store_source(workspace: Workspace, source: str, credentials_block: str | None = None) -> Digest:
     """Keep the raw source bytes, so the run can be reproduced from the store alone."""
-    return datasets.store_source(workspace.store, source).digest
+    return datasets.store_source(workspace.store, source, _credentials(credentials_block)).digest

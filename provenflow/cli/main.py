@@ -14,7 +14,10 @@ from provenflow.cli.workers import pools_app, workers_app
 from provenflow.errors import ProvenflowError
 
 app = typer.Typer(
-    help="provenflow: tracked data and model runs on Prefect.", no_args_is_help=True, add_completion=False
+    help="provenflow: tracked data and model runs on Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # --debug tracebacks: a local may hold a credential (older typers showed them)
 )
 runs_app = typer.Typer(help="Recorded runs.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Dataset versions.", no_args_is_help=True)
@@ -95,14 +98,21 @@ def data_run(
             "suite NAME's last data run kept to, else one generated from this data)."
         ),
     ] = None,
+    source_credentials: Annotated[
+        str | None, typer.Option(help="A Prefect Secret block holding user:password for the source.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate and version a dataset (the data-run flow)."""
+    """Validate and version a dataset (the data-run flow).
+
+    A user:password@ in a --source URL is moved into a Prefect Secret block before the flow runs;
+    the flow gets the URL without it and the block's name."""
     _prefect_ready()
     from flows.data_run import data_run as flow
 
+    source, source_credentials = _keep_credentials(source, source_credentials)
     with out.err_console.status(f"data run {name}: read, validate, store…"):
-        result = flow(name=name, source=source, suite=suite)
+        result = flow(name=name, source=source, suite=suite, source_credentials=source_credentials)
     if as_json:
         out.print_json(result)
         return
@@ -121,6 +131,30 @@ def data_run(
         + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
         highlight=False,
     )
+
+
+def _keep_credentials(source: str, block: str | None) -> tuple[str, str | None]:
+    """SOURCE without user-info, and the Secret block with the credentials that were in it."""
+    from provenflow.credentials import split_url
+
+    url, credentials = split_url(source)
+    if credentials is None:
+        return source, block
+    if block:
+        raise typer.BadParameter(
+            f"--source {url!r} has credentials in it and --source-credentials names a block: give one of them"
+        )
+    from rich.markup import escape
+
+    from blocks.credentials import keep_credentials
+
+    block = keep_credentials(url, credentials)
+    out.err_console.print(
+        f"[yellow]Note:[/yellow] the credentials in --source are kept in the Prefect Secret block "
+        f"{block!r}; the run gets {escape(repr(url))} and the block's name",
+        highlight=False,
+    )
+    return url, block
 
 
 @app.command("model-run")

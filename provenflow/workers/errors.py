@@ -9,7 +9,7 @@
         └── PoolError                  a Prefect work pool that cannot be created as asked
 
 No message carries a password: connection errors are built from the fault's type and the host, and every
-message passes through ``scrub`` before it is raised.
+message passes through ``provenflow.redact.redact`` (with the password) before it is raised.
 """
 
 from __future__ import annotations
@@ -44,11 +44,3 @@ class ProvisionFailed(WorkerError):
 
 class PoolError(WorkerError):
     pass
-
-
-def scrub(text: str, *secrets: str | None) -> str:
-    """The text with every non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text

@@ -22,8 +22,9 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from provenflow.errors import did_you_mean
+from provenflow.redact import redact
 from provenflow.workers.config import VSphereWorkerPoolConfig
-from provenflow.workers.errors import VSphereConnectError, VSphereNotFound, VSphereTaskFailed, scrub
+from provenflow.workers.errors import VSphereConnectError, VSphereNotFound, VSphereTaskFailed
 
 T = TypeVar("T")
 # Attributes of common faults that say what was wrong; shown after the fault's message.
@@ -67,7 +68,7 @@ def _connect_error(config: VSphereWorkerPoolConfig, error: BaseException) -> VSp
         )
     if isinstance(error, ssl.SSLError):
         return VSphereConnectError(
-            f"TLS with vCenter at {where} failed ({scrub(str(error), password)}); check protocol and port "
+            f"TLS with vCenter at {where} failed ({redact(str(error), password)}); check protocol and port "
             "(vcsim and plain-HTTP endpoints need protocol 'http')"
         )
     if isinstance(error, ConnectionRefusedError):
@@ -87,15 +88,15 @@ def _connect_error(config: VSphereWorkerPoolConfig, error: BaseException) -> VSp
     if isinstance(error, OSError):
         reason = error.strerror or type(error).__name__
         return VSphereConnectError(
-            f"cannot reach vCenter at {where}: {scrub(reason, password)}; check host and port"
+            f"cannot reach vCenter at {where}: {redact(reason, password)}; check host and port"
         )
     if isinstance(error, vmodl.MethodFault):
         return VSphereConnectError(
-            f"vCenter at {where} refused the connection: {scrub(describe_fault(error), password)}"
+            f"vCenter at {where} refused the connection: {redact(describe_fault(error), password)}"
         )
     return VSphereConnectError(
         f"cannot connect to vCenter at {where}: {type(error).__name__}: "
-        f"{scrub(str(error), password, config.username if len(config.username) > 3 else None)[:300]}; "
+        f"{redact(str(error), password, config.username if len(config.username) > 3 else None)[:300]}; "
         "check host, port and protocol (is it a vCenter or ESXi SDK endpoint?)"
     )
 
