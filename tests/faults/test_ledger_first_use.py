@@ -75,8 +75,12 @@ def test_four_data_runs_on_an_empty_ledger_all_succeed(empty_ledger, project):
     procs = [
         subprocess.Popen(
             [CLI, "data-run", "--name", f"first{i}", "--source", "penguins.csv"],
-            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(4)
     ]
     results = [(p.wait(timeout=600), p.stdout.read(), p.stderr.read()) for p in procs]
@@ -104,8 +108,11 @@ def test_eight_processes_open_an_empty_ledger_at_the_same_instant(empty_ledger):
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", OPEN, empty_ledger, str(start)],
-            env=_env(empty_ledger), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            env=_env(empty_ledger),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(8)
     ]
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
