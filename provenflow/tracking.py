@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from provenflow import prefect_context
 from provenflow.digest import Digest
 from provenflow.environment import EnvironmentState, capture_environment
-from provenflow.errors import ProvenflowError
+from provenflow.errors import LedgerConflict, ProvenflowError
 from provenflow.ledger import models as m
 from provenflow.redact import redact
 from provenflow.refs import resolve_dataset, resolve_model
@@ -282,7 +281,7 @@ class Run:
             try:
                 with self.workspace.ledger.transaction() as session:
                     return self._write(session, ended_at, error)
-            except DBIntegrityError:
+            except LedgerConflict:
                 # Two runs numbered the same model version at once; number again.
                 if attempt == 2:
                     raise
