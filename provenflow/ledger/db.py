@@ -146,6 +146,6 @@ def _upgrade(conn: Connection, current: str | None, url: str) -> None:
             raise LedgerError(
                 f"the ledger at {safe_url(url)} is at schema revision {current!r}, which this provenflow "
                 f"does not know (its newest is {HEAD_REVISION!r}): a newer provenflow wrote it. Upgrade "
-                "provenflow (pip install -U provenflow) on this machine"
+                "provenflow here to the version that wrote it"
             ) from None
     command.upgrade(cfg, "head")

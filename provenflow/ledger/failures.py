@@ -65,11 +65,13 @@ def safe_url(url: str) -> str:
 
 def _reason(orig: BaseException, url: str) -> str:
     """The driver's message on one line, without the password even if a driver echoed it."""
-    text = " ".join(str(orig).split()) or type(orig).__name__
+    # libpq's tab-indented hints ("Is the server running…?") repeat what our advice says.
+    kept = [line for line in str(orig).splitlines() if line.strip() and not line.startswith("\t")]
+    text = " ".join(" ".join(kept).split()) or type(orig).__name__
     password = _password(url)
     if password:
         text = text.replace(password, "***")
-    return text.rstrip(".")
+    return text.rstrip(".?! ")
 
 
 def _password(url: str) -> str | None:
