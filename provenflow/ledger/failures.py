@@ -35,7 +35,7 @@ def translate(ctx: ExceptionContext, url: str) -> LedgerError | None:
     if ctx.connection is None:  # failed to connect at all
         return LedgerError(
             f"{where} cannot be reached: {reason}. Check that the database server is running and that "
-            "PROVENFLOW_LEDGER_URL (or the ledger block) names it"
+            "PROVENFLOW_LEDGER_URL (or the ledger block) names it, then run the command again"
         )
     if ctx.is_disconnect or code.startswith(_LOST):
         return LedgerError(

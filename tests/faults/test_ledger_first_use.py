@@ -83,8 +83,8 @@ def test_four_data_runs_on_an_empty_ledger_all_succeed(empty_ledger, project):
         )
         for i in range(4)
     ]
-    results = [(p.wait(timeout=600), p.stdout.read(), p.stderr.read()) for p in procs]
-    for code, _, stderr in results:
+    results = [(*p.communicate(timeout=600), p.returncode) for p in procs]
+    for _, stderr, code in results:
         assert "Traceback" not in stderr, stderr[-3000:]
         assert code == 0, stderr[-3000:]
     counts = assert_ledger_consistent(empty_ledger)
@@ -115,7 +115,7 @@ def test_eight_processes_open_an_empty_ledger_at_the_same_instant(empty_ledger):
         )
         for _ in range(8)
     ]
-    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
-    failed = [stderr[-1500:] for code, _, stderr in results if code != 0]
+    results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
+    failed = [stderr[-1500:] for _, stderr, code in results if code != 0]
     assert not failed, failed[0]
     assert_ledger_consistent(empty_ledger)

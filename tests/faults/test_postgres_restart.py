@@ -41,6 +41,13 @@ class Cluster:
         self.url = self.pg.url("ledger")
         # Trust authentication ignores the password; it is there to show it never leaks.
         self.secret_url = self.url.replace("postgres@", f"postgres:{PASSWORD}@")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the schema first, so that the run's first connection is the run at work."""
+        from provenflow.ledger.db import Ledger
+
+        Ledger(self.url).dispose()
 
     def stop(self, mode: str = "fast") -> None:
         services._as_user(
@@ -97,8 +104,8 @@ def _stop_while_connected(cluster: Cluster, proc: subprocess.Popen, mode: str) -
 
 
 def _assert_one_line_ledger_error(proc: subprocess.Popen, cluster: Cluster) -> str:
-    code = proc.wait(timeout=300)
-    stderr = proc.stderr.read()
+    _, stderr = proc.communicate(timeout=300)
+    code = proc.returncode
     assert code == 1, stderr[-3000:]
     assert "Traceback" not in stderr and PASSWORD not in stderr, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -107,6 +114,12 @@ def _assert_one_line_ledger_error(proc: subprocess.Popen, cluster: Cluster) -> s
         f"Error: the ledger at postgresql+psycopg://postgres:***@127.0.0.1:{cluster.pg.port}/ledger "
     )
     return lines[0]
+
+
+def _succeeds(proc: subprocess.Popen) -> bool:
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    return True
 
 
 @pytest.fixture
@@ -132,7 +145,7 @@ def test_server_stopped_during_a_data_run(cluster, project, big_csv, mode):
     assert counts["runs"] == counts["dataset_versions"] == 0  # nothing half-written
 
     again = _cli(project, url, "data-run", "--name", "big", "--source", big_csv.name)
-    assert again.wait(timeout=300) == 0, again.stderr.read()[-3000:]
+    assert _succeeds(again)
     counts = assert_ledger_consistent(cluster.url)
     assert counts["runs"] == counts["dataset_versions"] == 1
 
@@ -141,7 +154,7 @@ def test_server_stopped_during_a_data_run(cluster, project, big_csv, mode):
 def test_server_stopped_during_a_model_run(cluster, project):
     shutil.copy(PENGUINS, project / "penguins.csv")
     data = _cli(project, cluster.url, "data-run", "--name", "penguins", "--source", "penguins.csv")
-    assert data.wait(timeout=300) == 0, data.stderr.read()[-3000:]
+    assert _succeeds(data)
     model_args = (
         "model-run", "--dataset", "penguins@latest", "--target", "species",
         "--estimator", "sklearn.ensemble.RandomForestClassifier", "--param", "n_estimators=1500",
@@ -154,7 +167,7 @@ def test_server_stopped_during_a_model_run(cluster, project):
     counts = assert_ledger_consistent(cluster.url)
     assert counts["runs"] == 1  # the data run only
     with_model = _cli(project, cluster.url, *model_args[:-1], "n_estimators=10")
-    assert with_model.wait(timeout=300) == 0, with_model.stderr.read()[-3000:]
+    assert _succeeds(with_model)
     assert assert_ledger_consistent(cluster.url)["runs"] == 2
 
 
