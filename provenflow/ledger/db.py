@@ -45,8 +45,15 @@ class Ledger:
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs: dict = {}
         if parsed.drivername.startswith("sqlite"):
-            if parsed.database:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if parsed.database and parsed.database != ":memory:":
+                try:
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise LedgerError(
+                        f"the ledger at {safe_url(url)} cannot be created: {exc.strerror}: "
+                        f"{exc.filename!r}. Point PROVENFLOW_LEDGER_URL (or the ledger block) at a file "
+                        "in a folder this user can write"
+                    ) from None
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True

@@ -32,17 +32,6 @@ def translate(ctx: ExceptionContext, url: str) -> LedgerError | None:
             f"{where} refused a write: {reason}. Another process probably recorded the same thing at the "
             "same moment; run the command again"
         )
-    if ctx.connection is None:  # failed to connect at all
-        return LedgerError(
-            f"{where} cannot be reached: {reason}. Check that the database server is running and that "
-            "PROVENFLOW_LEDGER_URL (or the ledger block) names it, then run the command again"
-        )
-    if ctx.is_disconnect or code.startswith(_LOST):
-        return LedgerError(
-            f"{where} lost its connection (the database server stopped or restarted): {reason}. A run is "
-            "recorded only when its last transaction commits, so nothing half-written was kept; run the "
-            "command again once the database answers"
-        )
     if code in _FULL or code == "SQLITE_FULL":
         return LedgerError(
             f"{where} is out of resources: {reason}. Free disk space (or connections) on the database "
@@ -51,6 +40,22 @@ def translate(ctx: ExceptionContext, url: str) -> LedgerError | None:
     if code in _BUSY or code in ("SQLITE_BUSY", "SQLITE_LOCKED"):
         return LedgerError(
             f"{where} is busy: {reason}. Another process held a lock too long; run the command again"
+        )
+    if ctx.is_disconnect or code.startswith(_LOST):
+        return LedgerError(
+            f"{where} lost its connection (the database server stopped or restarted): {reason}. A run is "
+            "recorded only when its last transaction commits, so nothing half-written was kept; run the "
+            "command again once the database answers"
+        )
+    if ctx.connection is None and ctx.dialect.name == "sqlite":
+        return LedgerError(
+            f"{where} cannot be opened: {reason}. Check that PROVENFLOW_LEDGER_URL (or the ledger block) "
+            "names a provenflow SQLite ledger, or a new file, that this user can read and write"
+        )
+    if ctx.connection is None:  # failed to connect at all
+        return LedgerError(
+            f"{where} cannot be reached: {reason}. Check that the database server is running and that "
+            "PROVENFLOW_LEDGER_URL (or the ledger block) names it, then run the command again"
         )
     return LedgerError(f"{where} failed: {reason}. Run with --debug to see the statement")
 
