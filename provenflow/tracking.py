@@ -22,7 +22,9 @@ import contextlib
 import getpass
 import math
 import os
+import random
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -48,6 +50,8 @@ from provenflow.store import ContentStore, note_new_objects, stop_noting
 from provenflow.workspace import Workspace
 
 _active: ContextVar[Run | None] = ContextVar("provenflow_active_run", default=None)
+# How many processes may record a version of one model at the same moment and all succeed.
+_COMMIT_ATTEMPTS = 10
 
 
 @dataclass
@@ -277,14 +281,16 @@ class Run:
                 store.delete(digest)
 
     def _commit(self, ended_at: datetime, error: str | None) -> list[_Edge]:
-        for attempt in range(3):
+        for attempt in range(_COMMIT_ATTEMPTS):
             try:
                 with self.workspace.ledger.transaction() as session:
                     return self._write(session, ended_at, error)
             except LedgerConflict:
-                # Two runs numbered the same model version at once; number again.
-                if attempt == 2:
+                # Runs numbered the same model version at once; number again. Each round one of
+                # them wins, so N racers need up to N attempts; the jitter spreads the rounds.
+                if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     def _write(self, session, ended_at: datetime, error: str | None) -> list[_Edge]:
