@@ -204,3 +204,29 @@ def test_connection_lost_inside_a_transaction(cluster):
     with ledger.reader() as s:
         assert s.execute(text("SELECT count(*) FROM environments")).scalar() == 0  # rolled back
     ledger.dispose()
+
+
+@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("runs", "list"),
+        ("lineage", "penguins@latest"),
+        ("data-run", "--name", "penguins", "--source", "penguins.csv"),
+        (
+            "model-run",
+            "--dataset",
+            "penguins@latest",
+            "--target",
+            "species",
+            "--estimator",
+            "sklearn.tree.DecisionTreeClassifier",
+        ),
+    ],
+    ids=lambda args: args[0],
+)
+def test_every_command_says_one_line_when_the_server_is_down(cluster, project, args):
+    shutil.copy(PENGUINS, project / "penguins.csv")
+    cluster.stop("fast")
+    line = _assert_one_line_ledger_error(_cli(project, cluster.secret_url, *args), cluster)
+    assert "cannot be reached" in line and "Connection refused" in line
