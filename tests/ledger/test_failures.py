@@ -92,3 +92,21 @@ def test_a_locked_sqlite_ledger_is_busy(tmp_path):
         holder.rollback()
         holder.close()
         ledger.dispose()
+
+
+def test_a_full_sqlite_ledger_says_so(tmp_path):
+    """SQLITE_FULL, as on a full disk: the page limit stands in for the disk's end."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        with ledger.engine.connect() as conn:
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+            conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+            big = text("INSERT INTO environments VALUES (:h, 'p', 'x', :packages)")
+            with pytest.raises(
+                LedgerError, match=r"is out of resources: database or disk is full\. Free"
+            ) as exc:
+                conn.execute(big, {"h": "h", "packages": '["' + "x" * 200_000 + '"]'})
+                conn.commit()
+        _one_line(exc)
+    finally:
+        ledger.dispose()
