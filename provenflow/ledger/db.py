@@ -43,7 +43,8 @@ class Ledger:
             ) from None
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        kwargs: dict = {}
+        # Statement parameters stay out of exception text (--debug tracebacks, Prefect's flow-run logs).
+        kwargs: dict = {"hide_parameters": True}
         if parsed.drivername.startswith("sqlite"):
             if parsed.database and parsed.database != ":memory:":
                 try:

@@ -4,6 +4,7 @@ the driver's reason, and what to do. Real SQLite files and a real (absent or pre
 from __future__ import annotations
 
 import sqlite3
+import traceback
 
 import pytest
 from sqlalchemy import text
@@ -54,13 +55,18 @@ def test_a_sqlite_ledger_in_a_folder_that_cannot_exist(tmp_path):
 
 def test_a_conflicting_write_is_a_ledger_conflict(ledger_url):
     ledger = Ledger(ledger_url)
-    insert = text("INSERT INTO environments (hash, python, platform, packages) VALUES ('h', 'p', 'x', '[]')")
+    insert = text(
+        "INSERT INTO environments (hash, python, platform, packages) VALUES ('h', 'p', 'x', :packages)"
+    )
+    values = {"packages": f'["{PASSWORD}"]'}
     with ledger.transaction() as s:
-        s.execute(insert)
+        s.execute(insert, values)
     conflict = r"refused a write: .*run the command again"
     with pytest.raises(LedgerConflict, match=conflict) as exc, ledger.transaction() as s:
-        s.execute(insert)
+        s.execute(insert, values)
     _one_line(exc)
+    # What --debug prints: the whole chain, with no statement parameters in it.
+    assert PASSWORD not in "".join(traceback.format_exception(exc.value))
     ledger.dispose()
 
 
