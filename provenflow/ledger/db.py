@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,6 +103,8 @@ class Ledger:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
             yield
         elif self._sqlite_file and self._sqlite_file != ":memory:":
+            import fcntl  # POSIX only, and only needed here
+
             with open(f"{self._sqlite_file}.migrate.lock", "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
                 yield
