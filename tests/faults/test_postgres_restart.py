@@ -65,13 +65,14 @@ class Cluster:
              "-l", str(self.base / "postgres.log"), "-o", options, "start"],
         )  # fmt: skip
 
-    def clients(self) -> int:
-        """Sessions connected to the ledger database, other than this one."""
+    def clients(self, busy_only: bool = False) -> int:
+        """Sessions connected to the ledger database (only those not idle, if asked), not this one."""
         import psycopg
 
         with psycopg.connect(self.pg.url("postgres", "postgresql"), autocommit=True) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = 'ledger' AND pid <> pg_backend_pid()"
+                + (" AND state <> 'idle'" if busy_only else "")
             ).fetchone()
         return row[0]
 
@@ -230,3 +231,23 @@ def test_every_command_says_one_line_when_the_server_is_down(cluster, project, a
     cluster.stop("fast")
     line = _assert_one_line_ledger_error(_cli(project, cluster.secret_url, *args), cluster)
     assert "cannot be reached" in line and "Connection refused" in line
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_server_restarted_while_a_data_run_works_between_uses(cluster, project, big_csv):
+    """The run's pooled connection dies with the restart; the next use replaces it (pre-ping)."""
+    run = _cli(project, cluster.secret_url, "data-run", "--name", "big", "--source", big_csv.name)
+    deadline = time.monotonic() + 300
+    quiet_since = None
+    while quiet_since is None or time.monotonic() - quiet_since < 1.0:  # connected, idle for 1 s
+        assert run.poll() is None and time.monotonic() < deadline, "the run never went quiet on the ledger"
+        connected, busy = cluster.clients(), cluster.clients(busy_only=True)
+        quiet_since = (quiet_since or time.monotonic()) if connected and not busy else None
+        time.sleep(0.05)
+    cluster.stop("fast")
+    cluster.start()
+    assert cluster.clients() == 0  # the run's connection died with the server
+    assert run.poll() is None, "the run ended before the restart was over: the test proves nothing"
+    assert _succeeds(run)
+    counts = assert_ledger_consistent(cluster.url)
+    assert counts["runs"] == counts["dataset_versions"] == 1
