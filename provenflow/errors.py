@@ -6,6 +6,8 @@
     ├── DataError              a data source that is missing, empty or unparsable
     │   └── ValidationFailed   data that breaks its expectation suite
     ├── TrainingError          target column, estimator path, hyper-parameters
+    ├── LedgerError            the ledger database: unreachable, restarted, full, busy, newer schema
+    │   └── LedgerConflict     a write refused by a constraint (another process wrote the same record)
     ├── StoreError             the content-addressed store
     │   └── IntegrityError     an object whose bytes no longer match its hash
     │       └── SignatureError a model version without a valid seal (provenflow.signing)
@@ -47,6 +49,14 @@ class ValidationFailed(DataError):
 
 
 class TrainingError(ProvenflowError):
+    pass
+
+
+class LedgerError(ProvenflowError):
+    pass
+
+
+class LedgerConflict(LedgerError):
     pass
 
 

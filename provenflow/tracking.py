@@ -22,7 +22,9 @@ import contextlib
 import getpass
 import math
 import os
+import random
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -33,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from provenflow import prefect_context, signing
 from provenflow.digest import Digest
 from provenflow.environment import EnvironmentState, capture_environment
-from provenflow.errors import ProvenflowError
+from provenflow.errors import LedgerConflict, ProvenflowError
 from provenflow.ledger import models as m
 from provenflow.redact import redact
 from provenflow.refs import resolve_dataset, resolve_model
@@ -49,6 +50,8 @@ from provenflow.store import ContentStore, note_new_objects, stop_noting
 from provenflow.workspace import Workspace
 
 _active: ContextVar[Run | None] = ContextVar("provenflow_active_run", default=None)
+# How many processes may record a version of one model at the same moment and all succeed.
+_COMMIT_ATTEMPTS = 10
 
 
 @dataclass
@@ -282,14 +285,16 @@ class Run:
         # from bytes someone put in the store and the ledger by other means. The key is fetched
         # before the transaction: a Secret block is an API call, not to be made holding a write lock.
         key = signing.signing_key(create=True) if self._models else None
-        for attempt in range(3):
+        for attempt in range(_COMMIT_ATTEMPTS):
             try:
                 with self.workspace.ledger.transaction() as session:
                     return self._write(session, ended_at, error, key)
-            except DBIntegrityError:
-                # Two runs numbered the same model version at once; number again.
-                if attempt == 2:
+            except LedgerConflict:
+                # Runs numbered the same model version at once; number again. Each round one of
+                # them wins, so N racers need up to N attempts; the jitter spreads the rounds.
+                if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     def _write(

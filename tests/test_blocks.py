@@ -41,9 +41,9 @@ def test_secrets_stay_out_of_reprs_and_errors():
     )
     assert "hunter2-secret" not in repr(block)
     assert "hunter2-secret" in block.url()  # handed to the engine only
-    from provenflow.errors import ConfigError
+    from provenflow.errors import LedgerError
 
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(LedgerError) as info:
         block.get_ledger()
     assert "hunter2-secret" not in str(info.value) and "***" in str(info.value)
 

@@ -258,3 +258,31 @@ def test_identical_model_bytes_are_one_version(workspace):
             run.output(_model(workspace, "stable", b"same weights"))
     assert _count(workspace, m.ModelVersion) == 1
     assert run.summary.outputs[0]["name"] == "stable@1"
+
+
+def test_runs_ending_at_once_number_their_model_versions_apart(workspace):
+    """Two runs that read the same highest version both try the next one; the loser's write is a
+    LedgerConflict inside the ledger's transaction, and the run numbers again."""
+    import threading
+
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def train(i: int) -> None:
+        try:
+            run = pf.start(f"train{i}", kind="model", workspace=workspace)
+            run.output(_model(workspace, "race", f"model {i}".encode()))
+            barrier.wait(timeout=30)
+            run.end()
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=train, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not failures, failures
+    with workspace.ledger.reader() as s:
+        versions = s.scalars(select(m.ModelVersion.version).where(m.ModelVersion.name == "race")).all()
+    assert sorted(versions) == list(range(1, 9))
