@@ -80,7 +80,10 @@ def test_chunked_body_over_the_limit_is_refused_as_it_arrives(bundles, tmp_path)
         before = rss(server.process.pid)
         with PeakRss(server.process.pid) as peak:
             answer = httpx.post(
-                f"{server.url}/predict", content=body(), headers={"content-type": "application/json"}, timeout=60
+                f"{server.url}/predict",
+                content=body(),
+                headers={"content-type": "application/json"},
+                timeout=60,
             )
         assert answer.status_code == 413 and "limit" in answer.json()["error"]
         # The server stopped reading at the limit: the client could not send the whole 300 MB.
