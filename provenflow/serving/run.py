@@ -44,6 +44,7 @@ class ServerOptions:
     max_rows: int = DEFAULT_MAX_ROWS
     flush_rows: int = 10_000
     flush_seconds: float = 10.0
+    log_fsync: bool = False
 
 
 def serve(
@@ -93,7 +94,7 @@ def open_log(
     meta = model.metadata
     return PredictionLog(
         url, meta.name, meta.version, meta.hash, model.features, meta.classes,
-        flush_rows=options.flush_rows, flush_seconds=options.flush_seconds, fs=fs,
+        flush_rows=options.flush_rows, flush_seconds=options.flush_seconds, fs=fs, fsync=options.log_fsync,
     )  # fmt: skip
 
 
@@ -111,10 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--flush-seconds", type=float, default=10.0, help="longest wait before a segment is written"
     )
+    parser.add_argument(
+        "--log-fsync", action="store_true",
+        help="fsync each prediction-log record (survives a machine crash; a process crash loses nothing without it)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     options = ServerOptions(
         host=args.host, port=args.port, token=os.environ.get(TOKEN_ENV) or None, use_onnx=not args.no_onnx,
         max_rows=args.max_rows, flush_rows=args.flush_rows, flush_seconds=args.flush_seconds,
+        log_fsync=args.log_fsync,
     )  # fmt: skip
     try:
         serve_bundle(args.bundle, options, os.environ.get(LOG_URL_ENV) or DEFAULT_LOG_URL)
