@@ -105,9 +105,12 @@ def parse_request(body: bytes | bytearray, features: tuple[Feature, ...], max_ro
         raise RequestError(
             [Problem('the request body is empty; expected {"records": [...]} or {"columns": {...}}')]
         )
-    slices = record_slices(body) if len(body) > SLICE_BYTES else None
-    if slices is not None:
-        return _parse_slices(slices, features, max_rows)
+    if len(body) > SLICE_BYTES:
+        strings = string_quotes(body)
+        _refuse_too_many_values(body, strings, features, max_rows)
+        slices = record_slices(body, strings) if strings is not None else None
+        if slices is not None:
+            return _parse_slices(slices, features, max_rows)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -171,33 +174,67 @@ _RECORDS_HEAD = re.compile(rb'\s*(\{\s*"records"\s*:\s*)?\[')
 _CLOSE = {True: re.compile(rb"\]\s*\}\s*\Z"), False: re.compile(rb"\]\s*\Z")}
 
 
-def record_slices(body: bytes | bytearray) -> Iterator[tuple[int, bytes]] | None:
+def string_quotes(body: bytes | bytearray) -> np.ndarray | None:
+    """Positions of the quotes that open and close JSON strings (not those escaped by a
+    backslash), found with numpy; None when there are too many escaped quotes to sort out."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    quotes, escaped = [], []
+    for block in range(0, len(data), _BLOCK):
+        found = np.flatnonzero(data[block : block + _BLOCK] == ord('"')) + block
+        quotes.append(found.astype(np.int32))  # bodies are far below 2 GiB
+        escaped.append(found[data[np.maximum(found - 1, 0)] == ord("\\")])
+    q, escaped = np.concatenate(quotes), np.concatenate(escaped)
+    if len(escaped):
+        if len(escaped) > 10_000:  # not worth the Python loop below
+            return None
+        real = [p for p in escaped.tolist() if _backslashes_before(body, p) % 2 == 0]
+        q = np.setdiff1d(q, np.setdiff1d(escaped, real))
+    return q
+
+
+def _refuse_too_many_values(
+    body: bytes | bytearray, strings: np.ndarray | None, features: tuple[Feature, ...], max_rows: int
+) -> None:
+    """413 before parsing when the body holds more values than ``max_rows`` full rows can: its
+    commas outside strings (all commas if strings are unknown) bound the objects a parse would
+    make, whatever the shape (60 MB of ``[1,1,1,...`` would be 30 million of them)."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    commas = 0
+    for block in range(0, len(data), _BLOCK):
+        found = np.flatnonzero(data[block : block + _BLOCK] == ord(",")) + block
+        commas += (
+            len(found) if strings is None else int(np.count_nonzero(np.searchsorted(strings, found) % 2 == 0))
+        )
+    limit = max_rows * (len(features) + 1)
+    if commas > limit:
+        raise RequestError(
+            [
+                Problem(
+                    f"the request has {commas} values or more, more than {max_rows} rows of "
+                    f"{len(features)} features can have (this server's limit is {max_rows} rows); split it"
+                )
+            ],
+            status=413,
+        )
+
+
+def record_slices(body: bytes | bytearray, strings: np.ndarray) -> Iterator[tuple[int, bytes]] | None:
     """A ``[...]`` or ``{"records": [...]}`` body cut between records into JSON arrays of about
     ``SLICE_BYTES`` each, as (first byte, slice) pairs; None for any other shape (parsed whole).
 
-    Record boundaries are found with numpy: quotes not escaped by a backslash delimit strings, and
-    braces and brackets outside strings give the nesting depth. For valid JSON the slices hold
-    exactly the body's records; for invalid JSON some slice fails to parse, naming where."""
+    ``strings`` are the string quotes (``string_quotes``); braces and brackets outside strings
+    give the nesting depth. For valid JSON the slices hold exactly the body's records; for
+    invalid JSON some slice fails to parse, naming where."""
     head = _RECORDS_HEAD.match(body)
     if head is None:
         return None
     data = np.frombuffer(body, dtype=np.uint8)
-    quotes, escaped, structure = [], [], []
+    structure = []
     for block in range(0, len(data), _BLOCK):
-        part = data[block : block + _BLOCK]
-        found = np.flatnonzero(part == ord('"')) + block
-        quotes.append(found.astype(np.int32))  # bodies are far below 2 GiB
-        escaped.append(found[data[np.maximum(found - 1, 0)] == ord("\\")])
-        folded = part | 0x20  # [ and ] differ from { and } by this bit only
+        folded = data[block : block + _BLOCK] | 0x20  # [ and ] differ from { and } by this bit only
         structure.append(np.flatnonzero((folded == ord("{")) | (folded == ord("}"))) + block)
-    q, escaped = np.concatenate(quotes), np.concatenate(escaped)
-    if len(escaped):
-        if len(escaped) > 10_000:  # many escaped quotes: not worth the Python loop below
-            return None
-        real = [p for p in escaped.tolist() if _backslashes_before(body, p) % 2 == 0]
-        q = np.setdiff1d(q, np.setdiff1d(escaped, real))
-    marks = np.concatenate(structure)  # {, }, [, ] (| 0x20 folds [ ] onto { })
-    marks = marks[np.searchsorted(q, marks) % 2 == 0]  # outside strings
+    marks = np.concatenate(structure)
+    marks = marks[np.searchsorted(strings, marks) % 2 == 0]  # outside strings
     opening = (data[marks] == ord("{")) | (data[marks] == ord("["))
     depth = np.cumsum(np.where(opening, 1, -1))
     level = int(depth[np.searchsorted(marks, head.end() - 1)])  # depth inside the records array

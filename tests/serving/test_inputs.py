@@ -140,7 +140,7 @@ def sliced_and_whole(body: bytes, monkeypatch, max_rows: int = 10_000):
     ids=["bare-list", "records", "indented", "odd-spacing", "bad-rows", "nested-value"],
 )
 def test_slices_give_exactly_what_one_parse_gives(body, monkeypatch):
-    assert inputs.record_slices(body) is not None or body.lstrip().startswith(b"{")
+    assert inputs.record_slices(body, inputs.string_quotes(body)) is not None
     sliced, whole = sliced_and_whole(body, monkeypatch)
     if isinstance(whole, dict):
         assert sliced == whole
@@ -170,3 +170,19 @@ def test_too_many_rows_in_slices_is_413(monkeypatch):
     with pytest.raises(RequestError) as caught:
         parse_request(body, FEATURES, 100)
     assert caught.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" + b"1," * 500_000 + b"1]",
+        b'{"columns": {"bill_length_mm": [' + b"1," * 500_000 + b'1], "island": []}}',
+    ],
+    ids=["bare-numbers", "one-long-column"],
+)
+def test_a_body_with_too_many_values_is_refused_before_parsing(body, monkeypatch):
+    monkeypatch.setattr(inputs, "SLICE_BYTES", 64)
+    monkeypatch.setattr(inputs.orjson, "loads", None)  # must not be reached
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, FEATURES, 1000)
+    assert caught.value.status == 413 and "split it" in caught.value.summary
