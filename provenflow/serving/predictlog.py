@@ -2,13 +2,15 @@
 
 Layout (any fsspec URL: a local folder or S3)::
 
-    {store_url}/predictions/{model_name}/{version}/{first}_{last}_{id}.parquet
+    {store_url}/predictions/{model_name}/{version}/{first}_{last}_{id}-{seq}.parquet
+    {store_url}/predictions/.wal/{model_name}/{version}/{id}-{seq}.wal     (local stores; see wal_folder)
 
 ``first``/``last`` are the UTC times of the segment's first and last row (``20260102T030405123456Z``),
 so names sort by time and a reader can skip segments outside a time window without opening them;
-``id`` is random, so workers and restarts never write the same name and no segment is overwritten.
-A segment appears whole or not at all: local segments are written under a hidden temporary name,
-fsynced and renamed; object stores make a PUT visible only once it completes.
+``id-seq`` names the write-ahead file the segment was made from (``id`` is random per server
+process, so workers and restarts never write the same name). A segment appears whole or not at
+all: local segments are written under a hidden temporary name, fsynced and renamed; object stores
+make a PUT visible only once it completes.
 
 One row per predicted row: ``request_id``, ``row`` (position in the request), ``time`` (UTC),
 ``model_version``, ``model_hash``, one column per input feature (numeric as float64, categorical as
@@ -16,14 +18,27 @@ string; a feature whose name collides with these is stored as ``input.<name>``),
 for classifiers with probabilities one ``proba_<class>`` column per class. The Parquet schema
 metadata (key ``provenflow``) maps columns back to feature names.
 
-Rows are buffered in memory and written by a background thread when ``flush_rows`` rows are
-waiting or every ``flush_seconds``, and on ``close()`` (a clean shutdown loses nothing).
-**Crash bound:** a process that dies without ``close()`` loses the rows not yet written: at most
-about ``flush_rows`` rows (plus one request's rows) or ``flush_seconds`` seconds of predictions,
-whichever is reached first, plus a segment being written at that moment. A write that fails
-(store unreachable) keeps its rows and is retried; while rows back up beyond ``max_backlog_rows``
-``append`` raises ``PredictionLogFull``, so the server answers 503 instead of serving predictions
-it cannot log.
+**Nothing answered is lost.** ``append`` writes the request's rows to this process's write-ahead
+file (length- and CRC-framed orjson records, one ``writev`` on an ``O_APPEND`` descriptor) before
+the server answers, so once a prediction is answered its rows are in the operating system: a
+``kill -9`` or OOM kill cannot lose them. ``fsync=True`` also flushes each record to disk, for
+machine crashes (measured here: ~2.6 ms p50 per request instead of ~10 µs). A background thread
+turns the buffered rows into a segment every ``flush_rows`` rows or ``flush_seconds``, and on
+``close()``: it seals the write-ahead file (new appends go to a new one), stores the segment named
+after it, then deletes it. Each server process holds an ``flock`` on its files; ``recover`` (run
+by ``start()`` and by ``read_predictions``, so by the drift monitor) turns every file nobody holds
+into its segment. A segment's name ends with its file's name, so after a crash between storing a
+segment and deleting its file, recovery finds the segment and only deletes the file: no row is
+logged twice. A request torn by the kill (its write unfinished, so never answered) is dropped. Write-ahead files
+live on local disk: with an object store they are in the temporary folder (``wal_folder``), and
+only a server started again on the same disk (or pod) recovers them.
+
+A segment write that fails (store unreachable) keeps its rows and its file and is retried; while
+rows back up beyond ``max_backlog_rows`` ``append`` raises ``PredictionLogFull``, so the server
+answers 503 instead of serving predictions it cannot log.
+
+Hot path, measured (bench/predictlog_crash.py, one-row requests): ``append`` costs ~10 µs p50,
+~30 µs p99 with write-through, against ~2/5 µs when it only buffered in memory.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ environment variables, the only configuration an image gets at run time:
     PROVENFLOW_PREDICTION_LOG_URL   where the prediction log goes (fsspec URL; default ./predictions)
     PROVENFLOW_SERVE_TOKEN          bearer token for /predict and /metadata (unset: no auth)
 
+``--log-fsync`` fsyncs every prediction-log record (for machine crashes; a killed process loses
+nothing without it). Write-ahead files of a log in an object store go to the temporary folder:
+give the container a volume there (the Kubernetes manifests mount an emptyDir at /tmp).
+
 The image has neither Prefect nor SQLAlchemy, so this module imports the ledger only inside
 ``serve()``, which exports a bundle from the workspace first.
 """
