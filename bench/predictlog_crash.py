@@ -155,9 +155,7 @@ def main() -> None:
             + (f" ({len(skipped)} unreadable segments)" if skipped else "")
         )
         print(
-            json.dumps(
-                {"p99_ms": timed["p99_ms"], "answered": len(answered), "lost": len(answered - logged)}
-            )
+            json.dumps({"p99_ms": timed["p99_ms"], "answered": len(answered), "lost": len(answered - logged)})
         )
 
 

@@ -107,6 +107,9 @@ def _bound_memory() -> None:
     mallopt = getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
     if mallopt is not None:  # glibc; musl has no mallopt and no such threshold
         mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD: fixed, so glibc stops moving it up
+        # Fixing it also fixes the trim threshold at 128 KB: the heap would then shrink and grow
+        # back on every request (single-row p50 1.0 -> 2.6 ms at 300 req/s). Trim past 16 MB only.
+        mallopt(-1, 16 * 1024 * 1024)  # M_TRIM_THRESHOLD
     pa.set_memory_pool(pa.system_memory_pool())
 
 
