@@ -76,7 +76,6 @@ def serve_bundle(
     """Verify and load ``bundle``, then run uvicorn until SIGINT/SIGTERM; the log is flushed on the way out."""
     import uvicorn
 
-    _bound_memory()
     model = load_bundle(bundle, use_onnx=options.use_onnx)
     log = open_log(model, log_url, options, fs) if log_url else None
     app = create_app(model, log, options.token, max_rows=options.max_rows)
@@ -91,26 +90,6 @@ def serve_bundle(
         flush=True,
     )
     server.run()
-
-
-def _bound_memory() -> None:
-    """Give freed big buffers back to the OS at once, so one huge request does not leave the
-    server holding its peak. glibc raises its mmap threshold after the first big free (up to
-    32 MB) and then keeps such buffers in its heaps; pyarrow's mimalloc pool keeps pages too.
-    Measured on a 60 MB / 100,000-row request: RSS after it +108 MB as shipped, +46 MB with both."""
-    import ctypes
-    import ctypes.util
-
-    import pyarrow as pa
-
-    libc = ctypes.util.find_library("c")
-    mallopt = getattr(ctypes.CDLL(libc), "mallopt", None) if libc else None
-    if mallopt is not None:  # glibc; musl has no mallopt and no such threshold
-        mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD: fixed, so glibc stops moving it up
-        # Fixing it also fixes the trim threshold at 128 KB: the heap would then shrink and grow
-        # back on every request (single-row p50 1.0 -> 2.6 ms at 300 req/s). Trim past 16 MB only.
-        mallopt(-1, 16 * 1024 * 1024)  # M_TRIM_THRESHOLD
-    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def open_log(
