@@ -43,6 +43,7 @@ Hot path, measured (bench/predictlog_crash.py, one-row requests): ``append`` cos
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -106,6 +107,7 @@ class _Wal:
     seq: int
     path: str
     fd: int
+    size: int  # bytes of whole records written so far
     chunks: list[_Chunk] = field(default_factory=list)
     rows: int = 0
 
@@ -336,9 +338,14 @@ class PredictionLog:
             wal = self._wal
             if wal is None:
                 raise StoreError(f"the prediction log {self.url} is closed")
-            _write_all(wal.fd, frames)
-            if self.fsync:
-                os.fdatasync(wal.fd)
+            try:
+                wal.size += _write_all(wal.fd, frames)
+                if self.fsync:
+                    os.fdatasync(wal.fd)
+            except OSError as exc:  # e.g. a full disk: cut the torn record off, and refuse to answer
+                _truncate(wal.fd, wal.size)
+                self.error = f"cannot write {wal.path}: {exc}"
+                raise PredictionLogFull(f"the prediction log {self.url} {self.error}") from exc
             wal.chunks.append(chunk)
             wal.rows += chunk.rows
             self._buffered += chunk.rows
@@ -353,8 +360,14 @@ class PredictionLog:
         with self._write_lock:
             with self._lock:
                 if self._wal is not None and self._wal.chunks:
+                    try:
+                        fresh = self._open_wal(self._wal.seq + 1)
+                    except OSError as exc:  # keep appending to the current one; try again next time
+                        self.error = f"cannot open a new write-ahead file in {self.wal_dir}: {exc}"
+                        log.warning("prediction log %s: %s", self.url, self.error)
+                        return
                     self._sealed.append(self._wal)
-                    self._wal = self._open_wal(self._wal.seq + 1)
+                    self._wal = fresh
             while self._sealed:
                 wal = self._sealed[0]
                 try:
@@ -380,7 +393,10 @@ class PredictionLog:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
             if not self._stop:
-                self.flush()
+                try:
+                    self.flush()
+                except Exception:  # the writer must outlive any surprise; the rows stay in their files
+                    log.exception("prediction log %s: flush failed", self.url)
 
     def _open_wal(self, seq: int) -> _Wal:
         """A new write-ahead file, locked by this process for as long as it lives (recovery skips
@@ -388,12 +404,18 @@ class PredictionLog:
         path = os.path.join(self.wal_dir, f"{self._id}-{seq:06d}.wal")
         fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _write_all(fd, [_frame(self.schema.header())])
-        os.rename(path + ".tmp", path)
-        if self.fsync:
-            os.fsync(fd)
-            _fsync_dir(self.wal_dir)
-        return _Wal(seq, path, fd)
+        try:
+            size = _write_all(fd, [_frame(self.schema.header())])
+            os.rename(path + ".tmp", path)
+            if self.fsync:
+                os.fsync(fd)
+                _fsync_dir(self.wal_dir)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path + ".tmp")
+            raise
+        return _Wal(seq, path, fd, size)
 
 
 def _retire(wal: _Wal) -> None:
@@ -481,7 +503,7 @@ def _plain(values: np.ndarray) -> Any:
     return values if values.dtype.kind in "fiub" and values.flags.c_contiguous else values.tolist()
 
 
-def _write_all(fd: int, frames: list[bytes]) -> None:
+def _write_all(fd: int, frames: list[bytes]) -> int:
     """One writev for all of a request's frames (O_APPEND: requests from threads never interleave)."""
     total = sum(map(len, frames))
     written = os.writev(fd, frames)
@@ -489,6 +511,12 @@ def _write_all(fd: int, frames: list[bytes]) -> None:
         rest = b"".join(frames)[written:]
         while rest:
             rest = rest[os.write(fd, rest) :]
+    return total
+
+
+def _truncate(fd: int, size: int) -> None:
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
 
 
 def _read_wal(fd: int) -> tuple[_Schema, list[_Chunk]]:
