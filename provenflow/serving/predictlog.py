@@ -252,6 +252,7 @@ class PredictionLog:
         self.rows_recovered = 0
         self.error: str | None = None  # the last write failure, until a write succeeds again
         self._id = uuid.uuid4().hex[:12]  # this process's write-ahead files and segments carry it
+        self._seq = 0  # the next write-ahead file's number
         self._wal: _Wal | None = None  # receives appends
         self._sealed: list[_Wal] = []  # rotated, waiting for their segment (oldest first)
         self._buffered = 0
@@ -277,7 +278,7 @@ class PredictionLog:
                 self.fs.makedirs(self.folder, exist_ok=True)
                 os.makedirs(self.wal_dir, exist_ok=True)
                 self.rows_recovered += recover(self.fs, self.folder, self.wal_dir)
-                self._wal = self._open_wal(0)
+                self._wal = self._open_wal()
         if self._thread is None:
             self._stop = False
             self._thread = threading.Thread(target=self._run, name="provenflow-prediction-log", daemon=True)
@@ -358,16 +359,16 @@ class PredictionLog:
         file is sealed and a new one opened, then each sealed file becomes one segment, named
         after it, and is deleted once the segment is stored."""
         with self._write_lock:
+            stuck = None
             with self._lock:
                 if self._wal is not None and self._wal.chunks:
                     try:
-                        fresh = self._open_wal(self._wal.seq + 1)
-                    except OSError as exc:  # keep appending to the current one; try again next time
-                        self.error = f"cannot open a new write-ahead file in {self.wal_dir}: {exc}"
+                        self._sealed.append(self._wal)
+                        self._wal = self._open_wal()
+                    except OSError as exc:  # keep appending to the current one; seal it next time
+                        self._sealed.pop()
+                        stuck = self.error = f"cannot open a new write-ahead file in {self.wal_dir}: {exc}"
                         log.warning("prediction log %s: %s", self.url, self.error)
-                        return
-                    self._sealed.append(self._wal)
-                    self._wal = fresh
             while self._sealed:
                 wal = self._sealed[0]
                 try:
@@ -386,7 +387,7 @@ class PredictionLog:
                     self._buffered -= wal.rows
                 self.rows_written += wal.rows
                 self.segments_written += 1
-            self.error = None
+            self.error = stuck
 
     def _run(self) -> None:
         while not self._stop:
@@ -398,9 +399,10 @@ class PredictionLog:
                 except Exception:  # the writer must outlive any surprise; the rows stay in their files
                     log.exception("prediction log %s: flush failed", self.url)
 
-    def _open_wal(self, seq: int) -> _Wal:
+    def _open_wal(self) -> _Wal:
         """A new write-ahead file, locked by this process for as long as it lives (recovery skips
         locked files), created under a temporary name so that it never appears without its header."""
+        seq, self._seq = self._seq, self._seq + 1
         path = os.path.join(self.wal_dir, f"{self._id}-{seq:06d}.wal")
         fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
