@@ -43,10 +43,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 100_000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-# ONNX requests with bodies up to this size (a few hundred rows) are parsed, predicted and logged
-# on the event loop: ~50-300 µs, less than or about a thread hand-off. Anything bigger, and every
-# scikit-learn request, runs in the thread pool.
-INLINE_BYTES = 32 * 1024
+# ONNX requests with bodies up to this size (~100 records) are parsed, predicted, logged and
+# serialized on the event loop: measured 80 µs for 1 row, 0.54 ms for 100 rows (13 KB), 1 ms for
+# 200, against ~50-100 µs for a thread hand-off. Anything bigger, and every scikit-learn request,
+# runs in the thread pool.
+INLINE_BYTES = 16 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON = "application/json"
 
