@@ -11,7 +11,7 @@ text/plain or a form to any origin without a CORS preflight). The body is read a
 refused with 413 (connection closed, the rest never read) once it passes ``max_body_bytes``,
 chunked or not. A big body is parsed in ~1 MB slices (``inputs.parse_request``), so the GIL, which
 the event loop needs, is never held for long: /health answered in under 100 ms throughout a 60 MB,
-100,000-row request (304 ms before), and the server's RSS grew by < 100 MB for it (limit 2x 64 MB).
+100,000-row request (304 ms before), and the server's RSS grew by 88-102 MB for it (limit 2x 64 MB).
 
 Every answered prediction is in the prediction log's write-ahead file before the response is sent
 (a ``kill -9`` loses none); if the log cannot keep up (its store is down and the backlog is full)
