@@ -157,7 +157,8 @@ def test_serve_command_answers_and_logs(project):
         row = {"island": "Dream", "bill_length_mm": 39.0, "bill_depth_mm": 18.0, "flipper_length_mm": 190.0,
                "body_mass_g": 3500.0, "sex": "male", "year": 2008}  # fmt: skip
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/predict", data=json.dumps({"records": [row] * 3}).encode()
+            f"http://127.0.0.1:{port}/predict", data=json.dumps({"records": [row] * 3}).encode(),
+            headers={"content-type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read())["predictions"] == ["Adelie"] * 3

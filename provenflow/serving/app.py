@@ -1,14 +1,22 @@
 """The HTTP model server: /predict, /health, /ready, /metadata.
 
 Hot-path choices, each measured: the body is read as bytes and parsed with orjson (a pydantic
-model per row halved throughput); responses are orjson bytes, not FastAPI's encoder; ONNX
-predictions of small batches run on the event loop (tens of microseconds, less than a thread
-hand-off), while scikit-learn and large batches run in the thread pool so /health and /ready
-keep answering during a slow prediction.
+model per row halved throughput); responses are orjson bytes, not FastAPI's encoder; ONNX requests
+with small bodies (``INLINE_BYTES``, a few hundred rows) are parsed, predicted and logged on the
+event loop (tens of microseconds, less than a thread hand-off), while scikit-learn and anything
+bigger run in the thread pool so /health and /ready keep answering during a slow request.
 
-Every answered prediction is appended to the prediction log before the response is sent; if the
-log cannot keep up (its store is down and the backlog is full) /predict answers 503 rather than
-serve predictions nobody can audit, and /ready turns 503 so load balancers stop sending traffic.
+Hostile requests: only ``application/json`` is accepted (415 otherwise: a browser page can POST
+text/plain or a form to any origin without a CORS preflight). The body is read as it arrives and
+refused with 413 (connection closed, the rest never read) once it passes ``max_body_bytes``,
+chunked or not. A big body is parsed in ~1 MB slices (``inputs.parse_request``), so the GIL, which
+the event loop needs, is never held for long: /health answered in under 100 ms throughout a 60 MB,
+100,000-row request (304 ms before), and the server's RSS grew by 88-102 MB for it (limit 2x 64 MB).
+
+Every answered prediction is in the prediction log's write-ahead file before the response is sent
+(a ``kill -9`` loses none); if the log cannot keep up (its store is down and the backlog is full)
+/predict answers 503 rather than serve predictions nobody can audit, and /ready turns 503 so load
+balancers stop sending traffic.
 """
 
 from __future__ import annotations
@@ -35,8 +43,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 100_000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-# ONNX batches up to this size are predicted inline on the event loop.
-INLINE_ROWS = 1_000
+# ONNX requests with bodies up to this size (~100 records) are parsed, predicted, logged and
+# serialized on the event loop: measured 80 µs for 1 row, 0.54 ms for 100 rows (13 KB), 1 ms for
+# 200, against ~50-100 µs for a thread hand-off. Anything bigger, and every scikit-learn request,
+# runs in the thread pool.
+INLINE_BYTES = 16 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON = "application/json"
 
@@ -55,6 +66,8 @@ def create_app(
     expected = f"Bearer {token}".encode() if token else None
     identity = {"name": model.metadata.name, "version": model.metadata.version, "hash": model.metadata.hash}
     classes = model.classes
+    # An fsync per request (~2.6 ms here) must not stall the event loop: then every request goes to the pool.
+    inline_bytes = 0 if prediction_log is not None and prediction_log.fsync else INLINE_BYTES
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -101,22 +114,34 @@ def create_app(
         if not authorized(request):
             return _unauthorized()
         request_id = _request_id(request)
+        if not _is_json(request.headers.get("content-type")):
+            # Only JSON: a browser may POST text/plain or a form to any origin without a CORS preflight.
+            message = "send the body as JSON with 'Content-Type: application/json'"
+            return _json({"error": message, "request_id": request_id}, 415)
         try:
             body = await _body(request, max_body_bytes)
-            batch = parse_request(body, model.features, max_rows)
+        except RequestError as exc:  # too big: answer and close, leaving the rest of the body unread
+            return _json({**exc.body(), "request_id": request_id}, exc.status, {"connection": "close"})
+        if model.runtime == "onnx" and len(body) <= inline_bytes:
+            return answer([body], request_id)
+        bodies = [body]
+        del body  # answer() drops the body once parsed: a 60 MB body is not kept through prediction
+        return await run_in_threadpool(answer, bodies, request_id)
+
+    def answer(bodies: list[bytearray], request_id: str) -> Response:
+        """Parse, predict, log and serialize: on the event loop for small ONNX requests, else in a thread."""
+        try:
+            batch = parse_request(bodies.pop(), model.features, max_rows)
         except RequestError as exc:
             return _json({**exc.body(), "request_id": request_id}, exc.status)
         try:
-            if model.runtime == "onnx" and batch.rows <= INLINE_ROWS:
-                predictions = model.predict(batch)
-            else:
-                predictions = await run_in_threadpool(model.predict, batch)
+            predictions = model.predict(batch)
         except Exception as exc:  # checked input should never get here; say so instead of a bare 500
             logger.exception("prediction failed for request %s", request_id)
             message = f"the model failed on this request ({type(exc).__name__}: {exc})"
             return _json({"error": message, "request_id": request_id}, 500)
         if prediction_log is not None:
-            try:
+            try:  # returns once the rows are in the write-ahead file: answered means logged
                 prediction_log.append(request_id, batch, predictions)
             except PredictionLogFull as exc:
                 logger.error("refusing predictions: %s", exc)
@@ -145,18 +170,27 @@ def _plain_list(values: np.ndarray) -> Any:
     return values
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def _body(request: Request, limit: int) -> bytearray:
+    """The body, read as it arrives and refused (413) as soon as it passes ``limit`` bytes,
+    with or without a Content-Length: a chunked 300 MB body costs the server ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestError(
             [Problem(f"the request body has {declared} bytes, more than the limit of {limit}")], 413
         )
-    body = await request.body()
-    if len(body) > limit:
-        raise RequestError(
-            [Problem(f"the request body has {len(body)} bytes, more than the limit of {limit}")], 413
-        )
+    body = bytearray()
+    async for chunk in request.stream():
+        if len(body) + len(chunk) > limit:
+            raise RequestError(
+                [Problem(f"the request body is more than the limit of {limit} bytes; send smaller batches")],
+                413,
+            )
+        body += chunk
     return body
+
+
+def _is_json(content_type: str | None) -> bool:
+    return bool(content_type) and content_type.split(";", 1)[0].strip().lower() == _JSON
 
 
 def _request_id(request: Request) -> str:
@@ -165,8 +199,8 @@ def _request_id(request: Request) -> str:
     return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type=_JSON)
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=_JSON, headers=headers)
 
 
 def _unauthorized() -> Response:

@@ -8,6 +8,10 @@ environment variables, the only configuration an image gets at run time:
     PROVENFLOW_SIGNING_KEY          optional: check the bundle's seal too, not only its hashes
                                     (the release verified the seal when it exported the bundle)
 
+``--log-fsync`` fsyncs every prediction-log record (for machine crashes; a killed process loses
+nothing without it). Write-ahead files of a log in an object store go to the temporary folder:
+give the container a volume there (the Kubernetes manifests mount an emptyDir at /tmp).
+
 The image has neither Prefect nor SQLAlchemy, so this module imports the ledger only inside
 ``serve()``, which exports a bundle from the workspace first.
 """
@@ -48,6 +52,7 @@ class ServerOptions:
     max_rows: int = DEFAULT_MAX_ROWS
     flush_rows: int = 10_000
     flush_seconds: float = 10.0
+    log_fsync: bool = False
 
 
 def serve(
@@ -103,7 +108,7 @@ def open_log(
     meta = model.metadata
     return PredictionLog(
         url, meta.name, meta.version, meta.hash, model.features, meta.classes,
-        flush_rows=options.flush_rows, flush_seconds=options.flush_seconds, fs=fs,
+        flush_rows=options.flush_rows, flush_seconds=options.flush_seconds, fs=fs, fsync=options.log_fsync,
     )  # fmt: skip
 
 
@@ -121,10 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--flush-seconds", type=float, default=10.0, help="longest wait before a segment is written"
     )
+    parser.add_argument(
+        "--log-fsync", action="store_true",
+        help="fsync each prediction-log record (survives a machine crash; a process crash loses nothing without it)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     options = ServerOptions(
         host=args.host, port=args.port, token=os.environ.get(TOKEN_ENV) or None, use_onnx=not args.no_onnx,
         max_rows=args.max_rows, flush_rows=args.flush_rows, flush_seconds=args.flush_seconds,
+        log_fsync=args.log_fsync,
     )  # fmt: skip
     try:
         key = parse_key(os.environ[KEY_ENV], KEY_ENV) if os.environ.get(KEY_ENV) else None

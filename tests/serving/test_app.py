@@ -183,3 +183,17 @@ def test_serve_exports_from_the_workspace_and_logs_into_its_store(recorded, bund
     server.stop()
     frame, _ = read_predictions(recorded.store_url, "penguins-logistic", 1)
     assert answer["request_id"] in set(frame["request_id"])
+
+
+def test_log_fsync_serves_and_logs(bundles, recorded, tmp_path):
+    server = start_server(bundles["forest"], str(tmp_path / "store"), extra=("--log-fsync",))
+    names = feature_names(bundles["forest"])
+    ids = [
+        httpx.post(f"{server.url}/predict", json=records_of(recorded.frame.head(n), names)).json()[
+            "request_id"
+        ]
+        for n in (1, 5)
+    ]
+    server.stop()
+    frame, _ = read_predictions(str(tmp_path / "store"), "penguins-forest", 1)
+    assert sorted(frame["request_id"].unique()) == sorted(ids) and len(frame) == 6

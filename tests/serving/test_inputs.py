@@ -8,6 +8,7 @@ import re
 import orjson
 import pytest
 
+from provenflow.serving import inputs
 from provenflow.serving.inputs import Feature, RequestError, parse_request
 
 FEATURES = (Feature("bill_length_mm", "numeric"), Feature("island", "categorical"))
@@ -98,3 +99,90 @@ def test_every_bad_row_is_counted_and_the_list_is_capped():
     body = info.value.body()
     assert body["count"] == 50 and len(body["problems"]) == 20
     assert "and 49 more problems" in body["error"]
+
+
+# -- big bodies are parsed in slices ---------------------------------------------------------
+
+TRICKY = [
+    GOOD,
+    {"bill_length_mm": None, "island": 'a "quoted" },{ island \\'},
+    {"island": "\\\\", "bill_length_mm": 1e300},
+    {"bill_length_mm": -0.0, "island": '[{"}]\\"'},
+]
+
+
+def sliced_and_whole(body: bytes, monkeypatch, max_rows: int = 10_000):
+    """parse_request with 64-byte slices, and with one orjson.loads: the outcome of each."""
+
+    def outcome():
+        try:
+            batch = parse_request(body, FEATURES, max_rows)
+            return {k: [None if v != v else v for v in c.tolist()] for k, c in batch.columns.items()}
+        except RequestError as exc:
+            return exc.status, exc.total, [(p.field, p.row) for p in exc.problems]
+
+    monkeypatch.setattr(inputs, "SLICE_BYTES", 64)
+    sliced = outcome()
+    monkeypatch.setattr(inputs, "SLICE_BYTES", 1 << 40)
+    return sliced, outcome()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        orjson.dumps(TRICKY * 50),
+        orjson.dumps({"records": TRICKY * 50}),
+        orjson.dumps({"records": TRICKY * 50}, option=orjson.OPT_INDENT_2),
+        b' \n{ "records" :\t[' + b" ,\n ".join(orjson.dumps(r) for r in TRICKY * 30) + b"\n]\n}\n",
+        orjson.dumps([*TRICKY * 20, {"bill_length_mm": "x", "island": 3}, *TRICKY * 20, {"island": "y"}]),
+        orjson.dumps([*TRICKY * 20, {"bill_length_mm": {"nested": [1, {"a": "}"}]}, "island": "D"}, *TRICKY]),
+    ],
+    ids=["bare-list", "records", "indented", "odd-spacing", "bad-rows", "nested-value"],
+)
+def test_slices_give_exactly_what_one_parse_gives(body, monkeypatch):
+    assert inputs.record_slices(body, inputs.string_quotes(body)) is not None
+    sliced, whole = sliced_and_whole(body, monkeypatch)
+    if isinstance(whole, dict):
+        assert sliced == whole
+    else:  # one parse stops at the first bad shape; slices go on, so they may name more problems
+        assert sliced[0] == whole[0] == 422 and set(whole[2]) <= set(sliced[2])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        orjson.dumps(TRICKY * 50)[:-1] + b",]",  # trailing comma
+        orjson.dumps(TRICKY * 50).replace(b"},{", b"}{", 1),  # missing comma
+        orjson.dumps(TRICKY * 50).replace(b"},{", b"}},{", 1),  # a brace too many
+        orjson.dumps({"records": TRICKY * 50})[:-1] + b', "more": 1}',
+        orjson.dumps(TRICKY * 50) + b"}",
+        orjson.dumps(TRICKY * 50)[:-40],  # cut short
+    ],
+)
+def test_invalid_big_bodies_are_refused_as_when_parsed_whole(body, monkeypatch):
+    sliced, whole = sliced_and_whole(body, monkeypatch)
+    assert isinstance(whole, tuple) and isinstance(sliced, tuple) and sliced[0] == whole[0] == 422
+
+
+def test_too_many_rows_in_slices_is_413(monkeypatch):
+    body = orjson.dumps([GOOD] * 1000)
+    monkeypatch.setattr(inputs, "SLICE_BYTES", 64)
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, FEATURES, 100)
+    assert caught.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" + b"1," * 500_000 + b"1]",
+        b'{"columns": {"bill_length_mm": [' + b"1," * 500_000 + b'1], "island": []}}',
+    ],
+    ids=["bare-numbers", "one-long-column"],
+)
+def test_a_body_with_too_many_values_is_refused_before_parsing(body, monkeypatch):
+    monkeypatch.setattr(inputs, "SLICE_BYTES", 64)
+    monkeypatch.setattr(inputs.orjson, "loads", None)  # must not be reached
+    with pytest.raises(RequestError) as caught:
+        parse_request(body, FEATURES, 1000)
+    assert caught.value.status == 413 and "split it" in caught.value.summary

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from provenflow.serving.inputs import Batch, Feature
-from provenflow.serving.predictlog import PredictionLog, log_folder, read_predictions
+from provenflow.serving.predictlog import PredictionLog, log_folder, read_predictions, wal_folder
 from provenflow.serving.runtime import Predictions
 
 FEATURES = (Feature("x", "numeric"), Feature("island", "categorical"), Feature("time", "numeric"))
@@ -123,3 +124,82 @@ def _wait(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+# -- the write-ahead file: what a killed process leaves, and its recovery ----------------------
+
+
+def wal_files(store: Path) -> list[Path]:
+    return sorted(Path(wal_folder(LocalFileSystem(), log_folder(str(store), "m/odel", 3))).glob("*.wal"))
+
+
+def orphan(source: Path, store: Path, cut: int = 0) -> Path:
+    """Put a copy of a write-ahead file (minus its last ``cut`` bytes) where ``store``'s log would
+    have it, as a process killed at that moment would leave it."""
+    target = Path(wal_folder(LocalFileSystem(), log_folder(str(store), "m/odel", 3))) / source.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) - cut])
+    return target
+
+
+def test_clean_close_leaves_no_write_ahead_file(tmp_path):
+    with open_log(tmp_path, flush_rows=5, flush_seconds=600) as log:
+        for i in range(4):
+            log.append(f"r{i}", *batch(3))  # crosses flush_rows: a segment and a new file meanwhile
+        assert len(wal_files(tmp_path)) >= 1
+    assert wal_files(tmp_path) == [] and len(read_predictions(str(tmp_path), "m/odel", 3)[0]) == 12
+
+
+def test_recovery_keeps_whole_requests_and_drops_a_torn_one(tmp_path):
+    live = open_log(tmp_path / "live", flush_seconds=600).start()
+    try:
+        live.append("small", *batch(2))
+        live.append("big", *batch(25_000))  # three parts in the file
+        source = wal_files(tmp_path / "live")[0]
+        complete = orphan(source, tmp_path / "complete")
+        torn = orphan(source, tmp_path / "torn", cut=100)  # the kill came during the big write
+    finally:
+        live.close()
+    frame, _ = read_predictions(str(tmp_path / "complete"), "m/odel", 3)
+    assert frame.groupby("request_id").size().to_dict() == {"small": 2, "big": 25_000}
+    assert frame["island"].isna().sum() == 1 + 12_500 and frame["proba_b"].unique().tolist() == [0.75]
+    frame, _ = read_predictions(str(tmp_path / "torn"), "m/odel", 3)
+    assert frame["request_id"].tolist() == ["small", "small"]
+    assert not complete.exists() and not torn.exists()
+
+
+def test_a_crash_after_the_segment_was_stored_logs_nothing_twice(tmp_path):
+    with open_log(tmp_path, flush_seconds=600) as log:
+        log.append("once", *batch(3))
+        saved = wal_files(tmp_path)[0].read_bytes()
+        name = wal_files(tmp_path)[0].name
+    # The segment is stored and its file deleted; put the file back as if the process had died
+    # between the two.
+    (Path(wal_folder(LocalFileSystem(), log_folder(str(tmp_path), "m/odel", 3))) / name).write_bytes(saved)
+    frame, _ = read_predictions(str(tmp_path), "m/odel", 3)
+    assert frame["request_id"].tolist() == ["once"] * 3 and wal_files(tmp_path) == []
+
+
+def test_a_living_servers_file_is_left_alone(tmp_path):
+    log = open_log(tmp_path, flush_seconds=600).start()
+    try:
+        log.append("live", *batch(2))
+        frame, _ = read_predictions(str(tmp_path), "m/odel", 3)  # the drift monitor, meanwhile
+        assert frame.empty and len(wal_files(tmp_path)) == 1
+        log.append("more", *batch(1))  # and the server keeps logging into it
+    finally:
+        log.close()
+    frame, _ = read_predictions(str(tmp_path), "m/odel", 3)
+    assert frame["request_id"].tolist() == ["live", "live", "more"]
+
+
+def test_a_new_log_recovers_on_start(tmp_path):
+    source_log = open_log(tmp_path / "a", flush_seconds=600).start()
+    source_log.append("left", *batch(2))
+    orphan(wal_files(tmp_path / "a")[0], tmp_path / "b")
+    source_log.close()
+    log = open_log(tmp_path / "b").start()
+    log.close()
+    assert log.rows_recovered == 2
+    assert read_predictions(str(tmp_path / "b"), "m/odel", 3)[0]["request_id"].tolist() == ["left"] * 2
