@@ -23,13 +23,12 @@ MESSAGE = "Flow run marked as crashed: {why}"
 
 def crash_automation(heartbeat_seconds: int):
     """Prefect's documented zombie-flow automation ("How to detect and respond to zombie flows")."""
-    from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
-    return Automation(
+    return AutomationCore(
         name=AUTOMATION_NAME,
         description="Created by `provenflow server start`: a flow run whose process died stops "
         f"sending heartbeats (every {heartbeat_seconds} s) and is marked Crashed.",
