@@ -51,7 +51,9 @@ def test_gc_removes_old_orphans_and_staging_files_only(workspace):
 
     report = gc.collect(workspace, grace_seconds=3600)
     assert sorted((g.kind, g.digest or "") for g in report.removed) == [
-        ("orphan", orphan.hex), ("tmp", ""), ("tmp", "")
+        ("orphan", orphan.hex),
+        ("tmp", ""),
+        ("tmp", ""),
     ]
     assert report.bytes_freed == len(b"orphan of a killed run") + 1000 + 10
     assert report.kept_young == 1

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_memory_filesystem_store():
 
 def _damage(path: str, how: str) -> None:
     os.chmod(path, 0o644)
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     with open(path, "wb") as fh:
         fh.write(data + b"x" if how == "append" else bytes([data[0] ^ 1]) + data[1:])
 

@@ -39,8 +39,13 @@ def assert_consistent(ledger_url: str, store_root: Path, after_gc: bool = True) 
         with workspace.ledger.reader() as session:
             running = session.scalars(select(m.Run).where(m.Run.state == "running")).all()
             assert running == [], f"runs left running: {[(r.id, r.pid) for r in running]}"
-            for version in [*session.scalars(select(m.DatasetVersion)), *session.scalars(select(m.ModelVersion))]:
-                assert version.run_id is None or session.get(m.Run, version.run_id).state == "completed", version.ref
+            for version in [
+                *session.scalars(select(m.DatasetVersion)),
+                *session.scalars(select(m.ModelVersion)),
+            ]:
+                assert version.run_id is None or session.get(m.Run, version.run_id).state == "completed", (
+                    version.ref
+                )
             referenced = referenced_hashes(session)
         if after_gc:
             assert staging_files(store_root) == [], "staging files left after gc"

@@ -50,7 +50,9 @@ def _env() -> dict[str, str]:
 
 
 def pf(project: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], cwd=project, capture_output=True, text=True, env=_env(), timeout=timeout)
+    return subprocess.run(
+        [CLI, *args], cwd=project, capture_output=True, text=True, env=_env(), timeout=timeout
+    )
 
 
 def _ledger_url(project: Path) -> str:
@@ -93,7 +95,9 @@ def kill_during(project: Path, args: list[str], when: str, rng: random.Random) -
         if when == "writing":  # the case: the store holds a half-written object
             _wait_for(lambda: staging_files(store), 300, "a staging file in the store", process)
         else:  # anywhere between the run's start and its end
-            _wait_for(lambda: [r for r in _runs(project) if r.id not in before], 300, "the run's row", process)
+            _wait_for(
+                lambda: [r for r in _runs(project) if r.id not in before], 300, "the run's row", process
+            )
             delay = rng.uniform(0, float(when))
             time.sleep(delay)
             print(f"kill -9 {delay:.2f} s after the run started")
@@ -184,7 +188,9 @@ def test_prefect_crashes_a_killed_flow_run_by_its_missing_heartbeats(project, bi
 
     heartbeat = get_settings().heartbeat_seconds
     server.ensure_crash_detection(prefect_api)
-    assert server.ensure_crash_detection(prefect_api) == server.ensure_crash_detection(prefect_api)  # idempotent
+    assert server.ensure_crash_detection(prefect_api) == server.ensure_crash_detection(
+        prefect_api
+    )  # idempotent
     small = project / "small.csv"
     pd.read_csv(big_csv, nrows=60_000).to_csv(small, index=False)
     assert pf(project, "data-run", "--name", "small", "--source", str(small)).returncode == 0
@@ -200,7 +206,9 @@ def test_prefect_crashes_a_killed_flow_run_by_its_missing_heartbeats(project, bi
     assert _prefect_state(run.prefect_flow_run_id) == "RUNNING"
 
     bound = 3 * heartbeat + heartbeat + 30  # three missed heartbeats, the last one's age, evaluation
-    _wait_for(lambda: _prefect_state(run.prefect_flow_run_id) == "CRASHED", bound, "Prefect to crash the flow run")
+    _wait_for(
+        lambda: _prefect_state(run.prefect_flow_run_id) == "CRASHED", bound, "Prefect to crash the flow run"
+    )
     print(f"Prefect marked the killed flow run Crashed {time.monotonic() - killed_at:.0f} s after kill -9")
     report = _gc(project)
     assert [c["id"] for c in report["crashed_runs"]] == [run.id]
