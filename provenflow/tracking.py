@@ -64,6 +64,7 @@ class StoredOutput:
     size: int
     uri: str
     format: str
+    repaired: bool = False  # the store held a damaged object of this content and replaced it
 
 
 @dataclass

@@ -104,6 +104,8 @@ def data_run(
     ds = result["dataset"]
     out.console.print(ds["ref"], highlight=False)
     note = "new version" if ds["new"] else "unchanged content: existing version"
+    if ds.get("repaired"):
+        note += " (its damaged stored object was replaced)"
     out.err_console.print(
         f"{ds['rows']} rows × {ds['columns']} columns, {note}; "
         f"{result['validation']['successful']}/{result['validation']['evaluated']} expectations passed"
