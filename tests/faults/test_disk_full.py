@@ -27,7 +27,9 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 def small_store(tmp_path) -> Iterator[Path]:
     mount = tmp_path / "store"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         unavailable(f"cannot mount an 8 MB tmpfs for the store (needs root): {done.stderr.strip()}")
     try:
@@ -67,7 +69,11 @@ def test_a_data_run_on_a_full_store_fails_cleanly_then_a_smaller_one_succeeds(pr
     failed = _data_run(project, small_store, big)
     assert failed.returncode == 1
     lines = failed.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: cannot store a ") and "No space left on device" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("Error: cannot store a ")
+        and "No space left on device" in lines[0]
+    )
     assert "Traceback" not in failed.stderr
     assert staging_files(small_store) == [] and object_files(small_store) == {}
     runs, versions = _ledger(project)
