@@ -131,35 +131,36 @@ def collect(
     workspace: Workspace,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     dry_run: bool = False,
-    progress: Callable[[Garbage], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GcReport:
-    """Remove (or, with ``dry_run``, list) the store's garbage older than ``grace_seconds``."""
+    """Remove (or, with ``dry_run``, list) the store's garbage older than ``grace_seconds``;
+    ``progress(done, total)`` after each removal."""
     store = workspace.store
-
-    def referenced() -> set[str]:
-        with workspace.ledger.reader() as session:
-            return referenced_hashes(session)
-
-    garbage, young = find_garbage(store, referenced, grace_seconds, time.time())
+    garbage, young = find_garbage(store, lambda: _referenced(workspace), grace_seconds, time.time())
     report = GcReport(grace_seconds, dry_run, kept_young=young)
-    for item in garbage:
-        if not dry_run:
-            if not _still_old(store, item, grace_seconds):
-                continue
-            if item.kind == "orphan" and item.digest in referenced_subset(workspace, item.digest):
-                continue
+    if dry_run:
+        report.removed = garbage
+        return report
+    # Asked again just before removing: a run may have recorded one of them while we listed.
+    recorded = _referenced(workspace, {g.digest for g in garbage if g.digest})
+    for done, item in enumerate(garbage, 1):
+        if item.digest not in recorded and _still_old(store, item, grace_seconds):
             _remove(store, item.path)
-        report.removed.append(item)
+            report.removed.append(item)
         if progress:
-            progress(item)
+            progress(done, len(garbage))
     return report
 
 
-def referenced_subset(workspace: Workspace, digest: str | None) -> set[str]:
-    if digest is None:
-        return set()
+def _referenced(workspace: Workspace, among: set[str] | None = None) -> set[str]:
     with workspace.ledger.reader() as session:
-        return referenced_hashes(session, {digest})
+        if among is None:
+            return referenced_hashes(session)
+        found: set[str] = set()
+        chunk = sorted(among)
+        for start in range(0, len(chunk), 500):  # bounded IN lists for every backend
+            found |= referenced_hashes(session, chunk[start : start + 500])
+        return found
 
 
 def _remove(store: ContentStore, path: str) -> None:

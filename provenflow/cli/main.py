@@ -539,8 +539,15 @@ def gc(
     crashed, note = [], None
     if not dry_run:
         crashed, note = crashes.settle(workspace.ledger, prefect=_prefect_connect_quietly() is None)
-    with out.err_console.status("listing the store…"):
-        report = store_gc.collect(workspace, grace_seconds, dry_run=dry_run)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), console=out.err_console,
+                  transient=True, disable=as_json) as bar:  # fmt: skip
+        task = bar.add_task("listing the store", total=None)
+        report = store_gc.collect(
+            workspace, grace_seconds, dry_run=dry_run,
+            progress=lambda done, total: bar.update(task, description="removing", completed=done, total=total),
+        )  # fmt: skip
     data = report.as_dict() | {"crashed_runs": [c.as_dict() for c in crashed]}
     if note:
         out.err_console.print(f"[yellow]Note:[/yellow] {note}", highlight=False)

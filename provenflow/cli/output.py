@@ -101,7 +101,7 @@ def gc_report(report: dict, crashed: list[dict]) -> None:
     for run in crashed:
         console.print(f"marked crashed: run {run['id'][:8]} {run['name']} ({run['flow']})", highlight=False)
     for g in report["removed"]:
-        console.print(f"{verb} {g['kind']:6} {g['size']:>14,} B  {g['path']}", highlight=False)
+        console.print(f"{verb} {g['kind']:6} {g['size']:>14,} B  {g['path']}", highlight=False, soft_wrap=True)
     young = f"; {report['kept_young']} younger than the grace period kept" if report["kept_young"] else ""
     console.print(
         f"{verb} {len(report['removed'])} files, {report['bytes_freed']:,} bytes{young}", highlight=False
