@@ -141,9 +141,17 @@ def settle(ledger: Ledger, prefect: bool) -> tuple[list[CrashedRun], str | None]
     crashed = mark_crashed(ledger)
     if not prefect:
         return crashed, None
+    more, note = settle_in_prefect(crashed, ledger)
+    return crashed + more, note
+
+
+def settle_in_prefect(
+    crashed: list[CrashedRun], ledger: Ledger | None = None
+) -> tuple[list[CrashedRun], str | None]:
+    """End the flow runs of ``crashed`` in Prefect; with ``ledger``, also mark the ledger's running
+    runs whose flow runs Prefect has ended. Returns those and a note if Prefect did not answer."""
     try:
         end_in_prefect(crashed)
-        crashed += follow_prefect(ledger)
+        return (follow_prefect(ledger) if ledger is not None else []), None
     except Exception as exc:  # Prefect being away must not stop the command
-        return crashed, f"could not update Prefect ({type(exc).__name__}: {exc})"
-    return crashed, None
+        return [], f"could not update Prefect ({type(exc).__name__}: {exc})"

@@ -80,6 +80,18 @@ def _workspace():
     return Workspace.default()
 
 
+def _settle_crashed(workspace) -> None:
+    """Show a run whose process died here as crashed, not running: mark it so (one indexed query),
+    and end its Prefect flow run too when a Prefect server answers (Prefect is imported only then)."""
+    from provenflow import crashes
+
+    crashed, _ = crashes.settle(workspace.ledger, prefect=False)
+    if crashed and _prefect_connect_quietly() is None:
+        _, note = crashes.settle_in_prefect(crashed)
+        if note:
+            out.err_console.print(f"[yellow]Note:[/yellow] {note}", highlight=False)
+
+
 # -- runs of flows ------------------------------------------------------------------------
 
 
@@ -346,7 +358,9 @@ def runs_list(
 ) -> None:
     from provenflow import catalog
 
-    with _workspace().ledger.reader() as session:
+    workspace = _workspace()
+    _settle_crashed(workspace)
+    with workspace.ledger.reader() as session:
         rows = catalog.list_runs(session, limit=limit, kind=kind)
     if as_json:
         return out.print_json(rows)
@@ -372,7 +386,9 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
     from provenflow import catalog
     from provenflow.refs import resolve_run
 
-    with _workspace().ledger.reader() as session:
+    workspace = _workspace()
+    _settle_crashed(workspace)
+    with workspace.ledger.reader() as session:
         data = catalog.run_dict(resolve_run(session, run_id), full=True)
     if as_json:
         return out.print_json(data)

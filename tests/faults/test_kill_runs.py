@@ -129,13 +129,20 @@ def _gc(project: Path) -> dict:
     return json.loads(result.stdout)
 
 
-def _after_kill(project: Path, run: m.Run | None, killed: bool) -> None:
-    """What must hold after the kill: gc marks the run crashed here and in Prefect, removes the
-    garbage, and the ledger and store agree."""
+def _after_kill(project: Path, run: m.Run | None, killed: bool, noticed_by: str = "gc") -> None:
+    """What must hold after the kill: the next command (gc, or a mere `runs list`) marks the run
+    crashed here and in Prefect; gc removes the garbage; the ledger and store agree."""
     leftovers = staging_files(project / ".provenflow" / "store")
+    if noticed_by == "runs list":
+        listed = pf(project, "runs", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        states = {r["id"]: r["state"] for r in json.loads(listed.stdout)}
+        if killed and run is not None:
+            assert states[run.id] == "crashed"
     report = _gc(project)
     if killed and run is not None:
-        assert [c["id"] for c in report["crashed_runs"]] == [run.id]
+        if noticed_by == "gc":
+            assert [c["id"] for c in report["crashed_runs"]] == [run.id]
         (after,) = [r for r in _runs(project) if r.id == run.id]
         assert after.state == "crashed" and f"pid {run.pid}" in after.error
         assert _prefect_state(run.prefect_flow_run_id) == "CRASHED"
@@ -171,7 +178,7 @@ def test_kill_model_run(project, big_csv):
     args = ["model-run", "--dataset", "small@latest", "--target", "label", "--name", "killed",
             "--estimator", "sklearn.ensemble.RandomForestClassifier", "--param", "n_estimators=60", "--json"]  # fmt: skip
     run, killed = kill_during(project, args, "10", rng)  # it runs ~10 s after its row is written
-    _after_kill(project, run, killed)
+    _after_kill(project, run, killed, noticed_by="runs list")
 
     again = pf(project, *args)
     assert again.returncode == 0, again.stderr
