@@ -14,7 +14,11 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 
+from sqlalchemy import func, select
+
+from provenflow.ledger import models as m
 from provenflow.references import referenced_hashes
 from provenflow.store import TMP_PREFIX, ContentStore
 from provenflow.workspace import Workspace
@@ -93,11 +97,17 @@ def classify(path: str) -> tuple[str, str | None] | None:
 
 
 def find_garbage(
-    store: ContentStore, referenced: Callable[[], set[str]], grace_seconds: float, now: float
+    store: ContentStore,
+    referenced: Callable[[], set[str]],
+    grace_seconds: float,
+    now: float,
+    in_flight_since: float | None = None,
 ) -> tuple[list[Garbage], int]:
     """Staging files and unreferenced objects older than the grace period, and how many younger
     ones were spared. ``referenced`` is asked after the listing, so an object recorded while the
-    store was being listed counts as referenced."""
+    store was being listed counts as referenced. An unreferenced object written after
+    ``in_flight_since`` (the start of the oldest run still running) may be that run's pending
+    output, however old: it is spared too."""
     files = [(path, size, mtime, classify(path)) for path, size, mtime in store_files(store)]
     refs = referenced()
     garbage: list[Garbage] = []
@@ -111,7 +121,8 @@ def find_garbage(
         if mtime is None:  # a store that cannot tell an object's age: never guess
             continue
         age = now - mtime
-        if age < grace_seconds:
+        pending = kind == "object" and in_flight_since is not None and mtime >= in_flight_since
+        if age < grace_seconds or pending:
             young += 1
             continue
         garbage.append(Garbage(path, size, "tmp" if kind == "tmp" else "orphan", age, digest))
@@ -136,7 +147,8 @@ def collect(
     """Remove (or, with ``dry_run``, list) the store's garbage older than ``grace_seconds``;
     ``progress(done, total)`` after each removal."""
     store = workspace.store
-    garbage, young = find_garbage(store, lambda: _referenced(workspace), grace_seconds, time.time())
+    since = _oldest_running_start(workspace)
+    garbage, young = find_garbage(store, lambda: _referenced(workspace), grace_seconds, time.time(), since)
     report = GcReport(grace_seconds, dry_run, kept_young=young)
     if dry_run:
         report.removed = garbage
@@ -150,6 +162,21 @@ def collect(
         if progress:
             progress(done, len(garbage))
     return report
+
+
+# Clocks of the run's host and of the store may differ by this much.
+CLOCK_SKEW_SECONDS = 300.0
+
+
+def _oldest_running_start(workspace: Workspace) -> float | None:
+    """When the oldest run still recorded as running started (less the clock skew), or None."""
+    with workspace.ledger.reader() as session:
+        started = session.scalar(select(func.min(m.Run.started_at)).where(m.Run.state == "running"))
+    if started is None:
+        return None
+    if started.tzinfo is None:  # SQLite hands back naive UTC
+        started = started.replace(tzinfo=UTC)
+    return started.timestamp() - CLOCK_SKEW_SECONDS
 
 
 def _referenced(workspace: Workspace, among: set[str] | None = None) -> set[str]:

@@ -84,3 +84,17 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_says_what_it_takes():
     with pytest.raises(ValueError, match="not a duration such as 0, 90s"):
         gc.parse_duration("soon")
+
+
+def test_an_old_unreferenced_object_of_a_run_still_running_is_spared(workspace):
+    """A long run stored its object over an hour ago and has not recorded it yet."""
+    import provenflow
+
+    run = provenflow.start("long", workspace=workspace)
+    digest = workspace.store.put_bytes(b"pending output of a long run").digest
+    with workspace.ledger.transaction() as session:  # as if the run had started two hours ago
+        session.get(m.Run, run.id).started_at = datetime.fromtimestamp(time.time() - 7200, UTC)
+    _age(workspace.store.path(digest), 3700)
+    assert gc.collect(workspace, grace_seconds=3600).removed == []
+    run.end(RuntimeError("gave up"))  # a failed run takes back what it stored
+    assert not workspace.store.exists(digest)
