@@ -159,7 +159,7 @@ def _after_kill(project: Path, run: m.Run | None, killed: bool, noticed_by: str 
 # in its last ~3 s: a delay drawn from 0-7 s kills it anywhere in between, mostly.
 @pytest.mark.parametrize("when", ["writing", "7"])
 def test_kill_data_run(project, big_csv, when):
-    rng = random.Random(SEED)
+    rng = random.Random(f"{SEED}-data-{when}")
     print(f"PROVENFLOW_FAULT_SEED={SEED}")
     args = ["data-run", "--name", "big", "--source", str(big_csv), "--json"]
     run, killed = kill_during(project, args, when, rng)
@@ -177,7 +177,7 @@ def test_kill_data_run(project, big_csv, when):
 
 
 def test_kill_model_run(project, big_csv):
-    rng = random.Random(SEED + 1)
+    rng = random.Random(f"{SEED}-model")
     print(f"PROVENFLOW_FAULT_SEED={SEED}")
     small = project / "small.csv"
     pd.read_csv(big_csv, nrows=60_000).to_csv(small, index=False)
