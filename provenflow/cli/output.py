@@ -101,7 +101,9 @@ def gc_report(report: dict, crashed: list[dict]) -> None:
     for run in crashed:
         console.print(f"marked crashed: run {run['id'][:8]} {run['name']} ({run['flow']})", highlight=False)
     for g in report["removed"]:
-        console.print(f"{verb} {g['kind']:6} {g['size']:>14,} B  {g['path']}", highlight=False, soft_wrap=True)
+        console.print(
+            f"{verb} {g['kind']:6} {g['size']:>14,} B  {g['path']}", highlight=False, soft_wrap=True
+        )
     young = f"; {report['kept_young']} younger than the grace period kept" if report["kept_young"] else ""
     console.print(
         f"{verb} {len(report['removed'])} files, {report['bytes_freed']:,} bytes{young}", highlight=False
@@ -111,7 +113,10 @@ def gc_report(report: dict, crashed: list[dict]) -> None:
 def verify_report(report: dict) -> None:
     for d in report["damaged"]:
         users = "; ".join(d["used_by"]) or "no version (a run's file)"
-        console.print(f"[bold red]{d['problem']}[/bold red] {d['hash']}  {d['path']}\n   used by: {users}")
+        console.print(
+            f"[bold red]{d['problem']}[/bold red] {d['hash']}  {d['path']}\n   used by: {users}",
+            soft_wrap=True,
+        )
     state = f"[bold red]{len(report['damaged'])} damaged[/bold red]" if report["damaged"] else "all intact"
     console.print(f"checked {report['checked']} objects, {report['bytes']:,} bytes: {state}")
 
