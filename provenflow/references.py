@@ -50,7 +50,10 @@ def users_of(session: Session, hashes: Iterable[str]) -> dict[str, list[str]]:
     for mv in session.scalars(select(m.ModelVersion).where(m.ModelVersion.hash.in_(hashes))):
         users[mv.hash].append(f"model {mv.ref}")
     for io in session.scalars(
-        select(m.RunIO).where(m.RunIO.hash.in_(hashes), m.RunIO.kind == "file").order_by(m.RunIO.id)
+        # Files, suites and any other kind of edge that names an object without a version row.
+        select(m.RunIO)
+        .where(m.RunIO.hash.in_(hashes), m.RunIO.kind.not_in(("dataset", "model")))
+        .order_by(m.RunIO.id)
     ):
         users[io.hash].append(f"run {io.run_id[:8]} {io.direction} {io.name}")
     for run in session.scalars(select(m.Run).where(m.Run.code_diff_hash.in_(hashes))):

@@ -81,12 +81,12 @@ def verify_store(
 
 
 def mark_lineage(graph: dict, store: ContentStore) -> dict:
-    """Add ``damage`` (None, missing or corrupt) to every dataset, model and file node of a lineage
-    graph, checking each distinct object once."""
+    """Add ``damage`` (None, missing or corrupt) to every node of a lineage graph that names a
+    stored object (datasets, models, files, suites), checking each distinct object once."""
     seen: dict[str, str | None] = {}
 
     def visit(node: dict) -> None:
-        if node.get("kind") in ("dataset", "model", "file") and node.get("hash"):
+        if node.get("kind") != "run" and node.get("hash"):
             if node["hash"] not in seen:
                 seen[node["hash"]] = damage_of(store, node["hash"])
             node["damage"] = seen[node["hash"]]
