@@ -131,7 +131,10 @@ def _gc(project: Path) -> dict:
 
 def _after_kill(project: Path, run: m.Run | None, killed: bool, noticed_by: str = "gc", rerun=None) -> None:
     """What must hold after the kill: the next command (gc, a mere `runs list`, or the same run
-    again) marks the run crashed here and in Prefect; gc removes the garbage; ledger and store agree."""
+    again) marks the run crashed here and in Prefect; gc removes the garbage; ledger and store agree.
+    A process killed after its run was recorded (in Prefect's teardown) leaves a completed run."""
+    crashed = run is not None and run.state == "running"
+    print(f"the run was {run.state if run else 'not started'} when killed" if killed else "not killed")
     leftovers = staging_files(project / ".provenflow" / "store")
     if noticed_by == "rerun":
         again = pf(project, *rerun)
@@ -141,10 +144,10 @@ def _after_kill(project: Path, run: m.Run | None, killed: bool, noticed_by: str 
         listed = pf(project, "runs", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         states = {r["id"]: r["state"] for r in json.loads(listed.stdout)}
-        if killed and run is not None:
+        if crashed:
             assert states[run.id] == "crashed"
     report = _gc(project)
-    if killed and run is not None:
+    if crashed:
         if noticed_by == "gc":
             assert [c["id"] for c in report["crashed_runs"]] == [run.id]
         (after,) = [r for r in _runs(project) if r.id == run.id]
