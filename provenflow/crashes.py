@@ -116,6 +116,37 @@ def _mark(ledger: Ledger, runs: list[m.Run], why: str) -> list[CrashedRun]:
     return marked
 
 
+def ended_unsettled(ledger: Ledger) -> dict[str, str]:
+    """Runs of this host recorded as ended whose process is gone but whose end Prefect may not
+    have heard (a kill during Prefect's teardown): run id → flow-run id."""
+    host = socket.gethostname()
+    with ledger.reader() as session:
+        rows = session.execute(
+            select(m.Run.id, m.Run.prefect_flow_run_id, m.Run.pid, m.Run.process).where(
+                m.Run.state.in_(("completed", "failed")), m.Run.host == host, m.Run.process.is_not(None)
+            )
+        ).all()
+    return {r.id: r.prefect_flow_run_id for r in rows if is_dead(host, r.pid, r.process)}
+
+
+def settle_ended(ledger: Ledger) -> list[str]:
+    """End in Prefect the flow runs of runs whose process died after recording them, then forget
+    those processes; returns the flow-run ids set Crashed."""
+    from provenflow import prefect_crashes
+
+    unsettled = ended_unsettled(ledger)
+    flow_runs = [f for f in unsettled.values() if f]
+    crashed = (
+        prefect_crashes.crash_flow_runs(flow_runs, "its process died after the run was recorded")
+        if flow_runs
+        else []
+    )
+    if unsettled:
+        with ledger.transaction() as session:
+            session.execute(update(m.Run).where(m.Run.id.in_(list(unsettled))).values(pid=None, process=None))
+    return crashed
+
+
 def end_in_prefect(crashed: list[CrashedRun]) -> list[str]:
     """Set the Prefect flow runs of runs found dead here to Crashed; their ids."""
     from provenflow import prefect_crashes
@@ -152,6 +183,9 @@ def settle_in_prefect(
     runs whose flow runs Prefect has ended. Returns those and a note if Prefect did not answer."""
     try:
         end_in_prefect(crashed)
-        return (follow_prefect(ledger) if ledger is not None else []), None
+        if ledger is None:
+            return [], None
+        settle_ended(ledger)
+        return follow_prefect(ledger), None
     except Exception as exc:  # Prefect being away must not stop the command
         return [], f"could not update Prefect ({type(exc).__name__}: {exc})"

@@ -349,6 +349,9 @@ class Run:
             environment_hash=env.hash if env else None,
             user=_user(),
             host=socket.gethostname(),
+            # Kept until a later command has seen that Prefect heard of the end too (crashes.py).
+            pid=os.getpid(),
+            process=crashes.process_identity(os.getpid()),
             prefect_flow_run_id=self.prefect_flow_run_id,
             prefect_url=self.prefect_url,
             started_at=self.started_at,

@@ -61,3 +61,18 @@ def test_a_run_started_in_this_process_is_recorded_running_then_completed(worksp
     assert crashes.mark_crashed(workspace.ledger) == []
     run.end()
     assert _state(workspace, run.id) == "completed"
+
+
+def test_ended_runs_whose_process_died_are_settled_once(workspace):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = crashes.process_identity(child.pid)
+    child.wait()
+    gone, alive = _running(workspace, child.pid, identity), _running(workspace, *crashes.this_process()[1:])
+    with workspace.ledger.transaction() as session:
+        for run_id in (gone, alive):
+            session.get(m.Run, run_id).state = "completed"
+    assert crashes.ended_unsettled(workspace.ledger) == {gone: None}
+    assert crashes.settle_ended(workspace.ledger) == []  # no flow run to end in Prefect
+    assert crashes.ended_unsettled(workspace.ledger) == {}
+    with workspace.ledger.reader() as session:
+        assert session.get(m.Run, gone).process is None and session.get(m.Run, alive).process is not None

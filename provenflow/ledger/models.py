@@ -54,7 +54,8 @@ class Run(Base):
     environment_hash: Mapped[str | None] = mapped_column(ForeignKey("environments.hash"))
     user: Mapped[str | None] = mapped_column(String(128))
     host: Mapped[str | None] = mapped_column(String(256))
-    # The process running it, while it runs: pid and a start identity (pids are reused).
+    # The process that runs it: pid and a start identity (pids are reused); cleared once the run
+    # has ended both here and in Prefect (provenflow.crashes).
     pid: Mapped[int | None] = mapped_column(Integer)
     process: Mapped[str | None] = mapped_column(String(64))
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(36))

@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from provenflow.ledger import models as m
+from tests.conftest import PENGUINS
 from tests.faults.ledger_checks import assert_consistent, staging_files
 from tests.test_cli import CLI as _CLI
 
@@ -231,4 +232,24 @@ def test_prefect_crashes_a_killed_flow_run_by_its_missing_heartbeats(project, bi
     assert [c["id"] for c in report["crashed_runs"]] == [run.id]
     (after,) = [r for r in _runs(project) if r.id == run.id]
     assert after.state == "crashed" and "Prefect marked its flow run crashed" in after.error
+    assert_consistent(_ledger_url(project), project / ".provenflow" / "store")
+
+
+def test_kill_after_the_run_was_recorded(project):
+    """The narrow window between the run's record and Prefect's final state: the next command
+    that talks to Prefect ends the flow run as Crashed; the ledger keeps the completed run."""
+    shutil.copy(PENGUINS, project / "penguins.csv")
+    process = subprocess.Popen([CLI, "data-run", "--name", "penguins", "--source", "penguins.csv"], cwd=project,
+                               env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    (run,) = _wait_for(lambda: [r for r in _runs(project) if r.state == "completed"], 300, "the recorded run")
+    killed = process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    before = _prefect_state(run.prefect_flow_run_id)
+    print(f"killed={killed}; Prefect had the flow run {before}")
+    _gc(project)
+    after = _prefect_state(run.prefect_flow_run_id)
+    assert after == ("CRASHED" if before == "RUNNING" else before)
+    (recorded,) = [r for r in _runs(project) if r.id == run.id]
+    assert recorded.state == "completed" and recorded.process is None
     assert_consistent(_ledger_url(project), project / ".provenflow" / "store")
