@@ -61,6 +61,7 @@ def data_run(
             "rows": dataset.rows,
             "columns": dataset.columns,
             "new": new,
+            "repaired": dataset.repaired,
         },
         "validation": report.as_dict(),
         "prefect_url": run.prefect_url,

@@ -221,11 +221,12 @@ class StoredTable:
     size: int
     uri: str
     created: bool
+    repaired: bool = False  # a damaged object of the same content was replaced
 
 
 def store_table(store: ContentStore, frame: pd.DataFrame) -> StoredTable:
     stored = store.put_bytes(to_parquet_bytes(frame))
-    return StoredTable(stored.digest, stored.size, store.uri(stored.digest), stored.created)
+    return StoredTable(stored.digest, stored.size, store.uri(stored.digest), stored.created, stored.repaired)
 
 
 def store_source(store: ContentStore, source: str, credentials: Credentials | None = None) -> Stored:

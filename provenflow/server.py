@@ -67,6 +67,28 @@ def status() -> ServerStatus:
 
 
 def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:
+    """Start the server (unless it runs) and make sure its crash automation is there."""
+    current = _start(timeout, on_wait)
+    ensure_crash_detection(current.api_url)
+    return current
+
+
+def ensure_crash_detection(api: str) -> str:
+    """The automation that marks flow runs whose heartbeats stopped as Crashed (idempotent); its id."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from provenflow.prefect_crashes import ensure_crash_automation
+
+    try:
+        with temporary_settings({PREFECT_API_URL: api}):
+            return ensure_crash_automation(get_settings().heartbeat_seconds)
+    except Exception as exc:  # an HTTP or validation error from Prefect, said in one line
+        raise ConfigError(
+            f"could not create the crash-detection automation on {api}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _start(timeout: float, on_wait) -> ServerStatus:
     current = status()
     if current.running:
         return current
@@ -148,6 +170,8 @@ def connect(quiet: bool = True) -> str | None:
     """
     if quiet:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    # Heartbeats let the server's crash automation end a flow run whose process was killed.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(get_settings().heartbeat_seconds))
     if os.environ.get("PREFECT_API_URL") or _profile_api_url():
         return None
     url = api_url()

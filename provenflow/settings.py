@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     )
     server_host: str = Field(default="127.0.0.1", description="Host of the local Prefect server.")
     server_port: int = Field(default=4200, description="Port of the local Prefect server.")
+    heartbeat_seconds: int = Field(
+        default=30,
+        ge=30,
+        description="Seconds between a flow run's Prefect heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY for "
+        "provenflow's commands); the crash automation ends a flow run after three missed ones.",
+    )
     store_fsync: bool = Field(
         default=True, description="fsync objects before they are renamed into place (durability)."
     )

@@ -1,13 +1,19 @@
 """The content-addressed store: objects named by their BLAKE3 digest, on any fsspec URL.
 
 Objects are written under a temporary name and renamed into place, so a reader never sees a
-partial object, and every read is verified against the name it was asked for.
+partial object, and every read is verified against the name it was asked for. An object that is
+already there is checked (size, then hash) before it is trusted, so storing the same content again
+repairs a damaged object. A process killed mid-write leaves a ``tmp/.tmp-*`` file; the first write
+of the next process removes those older than the grace period (``provenflow gc`` removes the rest).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
+import time
 import uuid
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -19,12 +25,17 @@ from fsspec.implementations.local import LocalFileSystem
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, StoreError
 
+# A temporary file this much older than its last write belongs to a dead process, not a slow one.
+TMP_GRACE_SECONDS = 3600.0
+TMP_PREFIX = ".tmp-"
+
 
 @dataclass(frozen=True)
 class Stored:
     digest: Digest
     size: int
-    created: bool  # False when the object was already there (nothing was copied)
+    created: bool  # False when the object was already there, intact (nothing was copied)
+    repaired: bool = False  # True when a damaged object was there and has been replaced
 
 
 # Objects new to a store, noted while a run is active, so a run that fails can remove them again.
@@ -56,6 +67,7 @@ class ContentStore:
         self.root = root.rstrip("/")
         self.local = isinstance(self.fs, LocalFileSystem)
         self.fsync = fsync
+        self._swept = False
 
     def __repr__(self) -> str:
         return f"ContentStore({self.url!r})"
@@ -66,44 +78,78 @@ class ContentStore:
     def uri(self, digest: Digest) -> str:
         return self.fs.unstrip_protocol(self.path(digest)) if not self.local else self.path(digest)
 
+    @property
+    def tmp_dir(self) -> str:
+        """Where local writes are staged: one folder, so finding leftovers costs one listing."""
+        return f"{self.root}/tmp"
+
     def exists(self, digest: Digest) -> bool:
         return self.fs.exists(self.path(digest))
 
     # -- writing -------------------------------------------------------------------------
 
     def put_file(self, source: str | os.PathLike, digest: Digest | None = None) -> Stored:
-        """Store a local file; costs one hash and no copy when the content is already stored."""
+        """Store a local file; costs one hash and no copy when the content is already stored intact."""
         source = Path(source)
         digest = digest or Digest.of_file(source)
         size = source.stat().st_size
         target = self.path(digest)
-        if self.fs.exists(target):
+        damaged = self._damaged(target, digest, size)
+        if damaged is False:
             return Stored(digest, size, created=False)
         if self.local:
-            self._write_local(target, lambda tmp: shutil.copyfile(source, tmp))
+            self._write_local(target, size, lambda tmp: shutil.copyfile(source, tmp))
         else:
             self._write_remote(target, lambda tmp: self.fs.put_file(str(source), tmp))
         _note(self, digest)
-        return Stored(digest, size, created=True)
+        return Stored(digest, size, created=True, repaired=bool(damaged))
 
     def put_bytes(self, data: bytes) -> Stored:
         digest = Digest.of_bytes(data)
         target = self.path(digest)
-        if self.fs.exists(target):
+        damaged = self._damaged(target, digest, len(data))
+        if damaged is False:
             return Stored(digest, len(data), created=False)
         if self.local:
-            self._write_local(target, lambda tmp: Path(tmp).write_bytes(data))
+            self._write_local(target, len(data), lambda tmp: Path(tmp).write_bytes(data))
         else:
             self._write_remote(target, lambda tmp: self.fs.pipe_file(tmp, data))
         _note(self, digest)
-        return Stored(digest, len(data), created=True)
+        return Stored(digest, len(data), created=True, repaired=bool(damaged))
 
-    def _write_local(self, target: str, write) -> None:
-        folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
+    def _damaged(self, target: str, digest: Digest, size: int) -> bool | None:
+        """None when there is no object yet, False when it is there intact, True when damaged.
+
+        The size is compared first (free); an object of the right size is hashed again, which on
+        a local disk costs about as much as the hash of the content being stored. An intact object
+        gets a fresh mtime, so ``gc`` does not take it from a run about to record it.
+        """
+        if self.local:
+            try:
+                if os.stat(target).st_size != size:
+                    return True
+            except FileNotFoundError:
+                return None
+            if Digest.of_file(target) != digest:
+                return True
+            with contextlib.suppress(OSError):
+                os.utime(target)
+            return False
+        try:
+            # Remote objects are checked by size only: hashing would mean downloading them.
+            return self.fs.size(target) != size
+        except FileNotFoundError:
+            return None
+
+    def _write_local(self, target: str, size: int, write) -> None:
+        if not self._swept:
+            self._swept = True
+            remove_stale_tmp(self)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.makedirs(self.tmp_dir, exist_ok=True)
         # A fresh name, not mkstemp's: copying onto a file that exists (and is truncated by the
         # copy) makes ext4 write the whole file back at close, which doubled the time to store.
-        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+        tmp = os.path.join(self.tmp_dir, f"{TMP_PREFIX}{uuid.uuid4().hex}")
         try:
             write(tmp)
             if self.fsync:
@@ -111,9 +157,14 @@ class ContentStore:
                     os.fsync(fh.fileno())
             os.chmod(tmp, 0o444)
             os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
+        except BaseException as exc:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StoreError(
+                    f"cannot store a {size:,}-byte object in {self.url}: {os.strerror(exc.errno)}. "
+                    "Free space there, or point PROVENFLOW_STORE_URL (or the store block) at a larger volume."
+                ) from None
             raise
 
     def _write_remote(self, target: str, write) -> None:
@@ -185,3 +236,28 @@ class ContentStore:
         else:
             destination.write_bytes(self.read_bytes(digest))
         return destination
+
+
+def remove_stale_tmp(store: ContentStore, grace_seconds: float = TMP_GRACE_SECONDS) -> list[tuple[str, int]]:
+    """Remove staging files not written to for ``grace_seconds`` (a killed writer's leftovers);
+    returns (path, size) of each. Cheap: one listing of the staging folder."""
+    removed: list[tuple[str, int]] = []
+    if not store.local:
+        return removed
+    cutoff = time.time() - grace_seconds
+    try:
+        entries = list(os.scandir(store.tmp_dir))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        try:
+            info = entry.stat()
+            if info.st_mtime > cutoff:
+                continue
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue  # its writer finished or another sweep took it
+        removed.append((entry.path, info.st_size))
+    return removed

@@ -1,9 +1,12 @@
 """Recording a run: what went in, what came out, parameters, metrics, code and environment.
 
-Everything a run records is buffered in memory and written to the ledger in one transaction
-when the run ends, after its objects are in the store. A run that fails is recorded as failed
-with its error, and the objects it had written for its outputs are removed again, so a failure
-leaves neither a dataset/model row nor an orphan object.
+When a run starts, a small ``running`` row (host, pid, no outputs) is written in its own
+transaction, so a run whose process is killed is found and marked ``crashed`` later
+(provenflow.crashes). Everything else a run records is buffered in memory and written to the
+ledger in one transaction when the run ends, after its objects are in the store. A run that
+fails is recorded as failed with its error, and the objects it had written for its outputs are
+removed again, so a failure leaves neither a dataset/model row nor an orphan object (a killed
+run's objects are left to ``provenflow gc``).
 
     import provenflow as pf
 
@@ -37,12 +40,13 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from provenflow import prefect_context, signing
+from provenflow import crashes, prefect_context, signing
 from provenflow.digest import Digest
 from provenflow.environment import EnvironmentState, capture_environment
 from provenflow.errors import LedgerConflict, ProvenflowError
 from provenflow.ledger import models as m
 from provenflow.redact import redact
+from provenflow.references import referenced_hashes
 from provenflow.refs import resolve_dataset, resolve_model
 from provenflow.report import metrics_row, run_card_markdown
 from provenflow.source import CodeState, capture_code
@@ -63,6 +67,7 @@ class StoredOutput:
     size: int
     uri: str
     format: str
+    repaired: bool = False  # the store held a damaged object of this content and replaced it
 
 
 @dataclass
@@ -143,6 +148,7 @@ class Run:
     # Objects this run added to any store; removed again if the run fails.
     _new_objects: list[tuple[ContentStore, Digest]] = field(default_factory=list)
     _noting: Token | None = None
+    _opened: bool = False  # its running row is in the ledger
 
     # -- recording -----------------------------------------------------------------------
 
@@ -256,6 +262,28 @@ class Run:
             self._publish(self.summary)
         return self.summary
 
+    def _open(self) -> None:
+        """Write the ``running`` row, in its own transaction, before the run does anything."""
+        host, pid, identity = crashes.this_process()
+        code = self.code
+        with self.workspace.ledger.transaction() as session:
+            previous = session.get(m.Run, self.id)
+            if previous is not None:  # a retry replaces the record of the attempt before
+                session.delete(previous)
+                session.flush()
+            session.add(
+                m.Run(
+                    id=self.id, kind=self.kind, flow=self.flow, name=self.name, state="running",
+                    parameters=self.parameters, code_commit=code.commit if code else None,
+                    code_dirty=code.dirty if code else None, code_diff_hash=code.diff_hash if code else None,
+                    code_file=code.file if code else None, code_file_hash=code.file_hash if code else None,
+                    user=_user(), host=host, pid=pid, process=identity,
+                    prefect_flow_run_id=self.prefect_flow_run_id, prefect_url=self.prefect_url,
+                    started_at=self.started_at,
+                )
+            )  # fmt: skip
+        self._opened = True
+
     def _stop_noting(self) -> None:
         if self._noting is not None:
             stop_noting(self._noting)
@@ -275,7 +303,7 @@ class Run:
         if not self._new_objects:
             return
         with self.workspace.ledger.reader() as session:
-            referenced = _referenced_hashes(session, {d.hex for _, d in self._new_objects})
+            referenced = referenced_hashes(session, {d.hex for _, d in self._new_objects})
         for store, digest in self._new_objects:
             if digest.hex not in referenced:
                 store.delete(digest)
@@ -309,9 +337,11 @@ class Run:
             )
         previous = session.get(m.Run, self.id)
         if previous is not None:
-            if previous.state != "failed":
+            # Its own running row, or the record of a failed attempt a Prefect retry replaces.
+            ours = self._opened and previous.state == "running"
+            if not ours and previous.state not in ("failed", "crashed"):
                 raise ProvenflowError(f"run {self.id} is already recorded as {previous.state}")
-            session.delete(previous)  # a Prefect retry of a failed flow run replaces its record
+            session.delete(previous)
             session.flush()
         code = self.code
         run = m.Run(
@@ -330,6 +360,9 @@ class Run:
             environment_hash=env.hash if env else None,
             user=_user(),
             host=socket.gethostname(),
+            # Kept until a later command has seen that Prefect heard of the end too (crashes.py).
+            pid=os.getpid(),
+            process=crashes.process_identity(os.getpid()),
             prefect_flow_run_id=self.prefect_flow_run_id,
             prefect_url=self.prefect_url,
             started_at=self.started_at,
@@ -445,6 +478,7 @@ def start(
     """Begin a run and make it the active one (for ``provenflow.metric`` & co.)."""
     flow_run = prefect_context.current_flow_run()
     workspace = workspace or Workspace.default()
+    _settle_crashed_once(workspace, in_prefect=flow_run is not None)
     run_id = flow_run.id if flow_run and _claim(workspace, flow_run) else str(uuid.uuid4())
     code = capture_code(code_file=Path(code_file) if code_file else None)
     run = Run(
@@ -462,6 +496,7 @@ def start(
         stored = workspace.store.put_bytes(code.diff)  # kept so `reproduce` can re-apply it
         assert stored.digest.hex == code.diff_hash
     run.log_parameters(parameters or {})
+    run._open()
     run._new_objects, run._noting = note_new_objects()
     run._token = _active.set(run)
     return run
@@ -488,17 +523,22 @@ def _claim(workspace: Workspace, flow_run: prefect_context.FlowRunInfo) -> bool:
         return False
     with workspace.ledger.reader() as session:
         previous = session.get(m.Run, flow_run.id)
-        if previous is not None and previous.state != "failed":
+        if previous is not None and previous.state not in ("failed", "crashed"):
             return False
     _claimed.add(key)
     return True
 
 
-def _referenced_hashes(session, hashes: set[str]) -> set[str]:
-    found: set[str] = set()
-    for column in (m.RunIO.hash, m.DatasetVersion.hash, m.ModelVersion.hash, m.Run.code_diff_hash):
-        found.update(session.scalars(select(column).where(column.in_(hashes))))
-    return found
+# Ledgers whose dead runs this process has already looked for.
+_settled: set[str] = set()
+
+
+def _settle_crashed_once(workspace: Workspace, in_prefect: bool) -> None:
+    """The first run of a process marks runs whose process died as crashed (one indexed query)."""
+    if workspace.ledger.url in _settled:
+        return
+    _settled.add(workspace.ledger.url)
+    crashes.settle(workspace.ledger, prefect=in_prefect)
 
 
 def _dataset_names(session) -> set[str]:

@@ -75,6 +75,7 @@ def store_dataset(workspace: Workspace, name: str, frame: pd.DataFrame, source: 
         size=stored.size,
         uri=stored.uri,
         format=datasets.PARQUET,
+        repaired=stored.repaired,
         rows=len(frame),
         columns=frame.shape[1],
         schema=schema,

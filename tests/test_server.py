@@ -19,6 +19,16 @@ def _pf(project, port: str, *args: str) -> tuple[int, str]:
     return result.returncode, result.stdout
 
 
+def _crash_automations(api: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from provenflow.prefect_crashes import AUTOMATION_NAME
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        return client.read_automations_by_name(AUTOMATION_NAME)
+
+
 def test_server_lifecycle(project):
     port = str(free_port())
     code, out = _pf(project, port, "server", "status", "--json")
@@ -31,6 +41,7 @@ def test_server_lifecycle(project):
         assert (project / ".provenflow" / "prefect" / "prefect.db").exists()
         code, out = _pf(project, port, "server", "start", "--json")  # already running: the same server
         assert json.loads(out)["pid"] == status["pid"]
+        assert [a.trigger.within.total_seconds() for a in _crash_automations(status["api_url"])] == [90]
     finally:
         code, out = _pf(project, port, "server", "stop", "--json")
     assert json.loads(out) == {"stopped": True}

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,51 @@ def test_memory_filesystem_store():
     assert store.put_bytes(b"remote bytes").created is False
     store.delete(stored.digest)
     assert not store.exists(stored.digest)
+
+
+def _damage(path: str, how: str) -> None:
+    os.chmod(path, 0o644)
+    data = Path(path).read_bytes()
+    with open(path, "wb") as fh:
+        fh.write(data + b"x" if how == "append" else bytes([data[0] ^ 1]) + data[1:])
+
+
+@pytest.mark.parametrize("how", ["append", "flip"])
+def test_storing_the_same_content_repairs_a_damaged_object(tmp_path, how):
+    store = ContentStore(str(tmp_path / "store"))
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"the original bytes")
+    digest = store.put_file(source).digest
+    _damage(store.path(digest), how)
+    assert store.verify(digest) is False
+    again = store.put_file(source)
+    assert again.created and again.repaired
+    assert store.read_bytes(digest) == b"the original bytes"
+    _damage(store.path(digest), how)
+    assert store.put_bytes(b"the original bytes").repaired
+    assert store.verify(digest)
+    assert store.put_bytes(b"the original bytes") == type(again)(digest, 18, created=False)
+
+
+def test_a_missing_object_is_stored_again(tmp_path):
+    store = ContentStore(str(tmp_path / "store"))
+    digest = store.put_bytes(b"kept").digest
+    store.delete(digest)
+    assert store.put_bytes(b"kept").created
+    assert store.read_bytes(digest) == b"kept"
+
+
+def test_first_write_removes_stale_staging_files_only(tmp_path):
+    import time
+
+    store = ContentStore(str(tmp_path / "store"))
+    os.makedirs(store.tmp_dir)
+    stale, fresh = (os.path.join(store.tmp_dir, f".tmp-{n}") for n in ("stale", "fresh"))
+    for path in (stale, fresh):
+        with open(path, "wb") as fh:
+            fh.write(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    store.put_bytes(b"first write of this process")
+    assert not os.path.exists(stale) and os.path.exists(fresh)
+    assert sorted(os.listdir(store.tmp_dir)) == [".tmp-fresh"]

@@ -84,6 +84,18 @@ def _workspace():
     return Workspace.default()
 
 
+def _settle_crashed(workspace) -> None:
+    """Show a run whose process died here as crashed, not running: mark it so (one indexed query),
+    and end its Prefect flow run too when a Prefect server answers (Prefect is imported only then)."""
+    from provenflow import crashes
+
+    crashed, _ = crashes.settle(workspace.ledger, prefect=False)
+    if crashed and _prefect_connect_quietly() is None:
+        _, note = crashes.settle_in_prefect(crashed)
+        if note:
+            out.err_console.print(f"[yellow]Note:[/yellow] {note}", highlight=False)
+
+
 # -- runs of flows ------------------------------------------------------------------------
 
 
@@ -119,6 +131,8 @@ def data_run(
     ds = result["dataset"]
     out.console.print(ds["ref"], highlight=False)
     note = "new version" if ds["new"] else "unchanged content: existing version"
+    if ds.get("repaired"):
+        note += " (its damaged stored object was replaced)"
     out.err_console.print(
         f"{ds['rows']} rows × {ds['columns']} columns, {note}; "
         f"{result['validation']['successful']}/{result['validation']['evaluated']} expectations passed"
@@ -384,7 +398,9 @@ def runs_list(
 ) -> None:
     from provenflow import catalog
 
-    with _workspace().ledger.reader() as session:
+    workspace = _workspace()
+    _settle_crashed(workspace)
+    with workspace.ledger.reader() as session:
         rows = catalog.list_runs(session, limit=limit, kind=kind)
     if as_json:
         return out.print_json(rows)
@@ -410,7 +426,9 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
     from provenflow import catalog
     from provenflow.refs import resolve_run
 
-    with _workspace().ledger.reader() as session:
+    workspace = _workspace()
+    _settle_crashed(workspace)
+    with workspace.ledger.reader() as session:
         data = catalog.run_dict(resolve_run(session, run_id), full=True)
     if as_json:
         return out.print_json(data)
@@ -438,11 +456,15 @@ def datasets_list(
 def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
     from provenflow import catalog
     from provenflow.refs import resolve_dataset
+    from provenflow.verify import damage_of
 
-    with _workspace().ledger.reader() as session:
+    workspace = _workspace()
+    with workspace.ledger.reader() as session:
         data = catalog.dataset_dict(resolve_dataset(session, ref), full=True)
+    data["damage"] = damage_of(workspace.store, data["hash"])
     if as_json:
         return out.print_json(data)
+    out.damage_note(f"dataset {data['ref']}", data["damage"])
     out.console.print(
         f"[bold]{data['ref']}[/bold]  {data['hash']}\n{data['rows']} rows × {data['columns']} columns, {data['size']} bytes, from {data['source']}\nrun {data['run_id']}  stored at {data['uri']}"
     )
@@ -569,12 +591,88 @@ def lineage(
 ) -> None:
     """Upstream (datasets, runs, code, environment) and downstream (runs and models that used it)."""
     from provenflow.lineage import lineage as build
+    from provenflow.verify import mark_lineage
 
-    with _workspace().ledger.reader() as session:
-        graph = build(session, ref)
+    workspace = _workspace()
+    with workspace.ledger.reader() as session:
+        graph = mark_lineage(build(session, ref), workspace.store)
     if as_json:
         return out.print_json(graph)
     out.lineage_tree(graph)
+
+
+# -- keeping the store sound ------------------------------------------------------------
+
+
+@app.command()
+def gc(
+    grace: Annotated[
+        str, typer.Option(help="Only what is older than this (0, 90s, 30m, 1h, 2d): runs in flight are safe.")
+    ] = "1h",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark runs whose process died as crashed (ledger and Prefect); remove unfinished writes and
+    store objects no ledger row refers to, older than the grace period."""
+    from provenflow import crashes
+    from provenflow import gc as store_gc
+
+    try:
+        grace_seconds = store_gc.parse_duration(grace)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    workspace = _workspace()
+    crashed, note = [], None
+    if not dry_run:
+        crashed, note = crashes.settle(workspace.ledger, prefect=_prefect_connect_quietly() is None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), console=out.err_console,
+                  transient=True, disable=as_json) as bar:  # fmt: skip
+        task = bar.add_task("listing the store", total=None)
+        report = store_gc.collect(
+            workspace, grace_seconds, dry_run=dry_run,
+            progress=lambda done, total: bar.update(task, description="removing", completed=done, total=total),
+        )  # fmt: skip
+    data = report.as_dict() | {"crashed_runs": [c.as_dict() for c in crashed]}
+    if note:
+        out.err_console.print(f"[yellow]Note:[/yellow] {note}", highlight=False)
+    if as_json:
+        return out.print_json(data)
+    out.gc_report(data, data["crashed_runs"])
+
+
+@app.command()
+def verify(as_json: JsonOpt = False) -> None:
+    """Hash every object the ledger refers to; list missing or corrupt ones and what uses them (exit 1 if any)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from provenflow.references import referenced_hashes
+    from provenflow.verify import object_size, verify_store
+
+    workspace = _workspace()
+    with workspace.ledger.reader() as session:
+        hashes = referenced_hashes(session)
+    total = sum(object_size(workspace.store, h) for h in hashes)
+    columns = ("{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=out.err_console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("verifying objects", total=total)
+        report = verify_store(workspace, lambda _h, size: bar.advance(task, size), hashes=hashes)
+    if as_json:
+        out.print_json(report.as_dict())
+    else:
+        out.verify_report(report.as_dict())
+    if report.damaged:
+        raise typer.Exit(1)
+
+
+def _prefect_connect_quietly() -> str | None:
+    """Point at the Prefect API if one answers; the notice when none does."""
+    from provenflow import server
+
+    return server.connect(quiet=True)
 
 
 # -- the local Prefect server -------------------------------------------------------------

@@ -81,7 +81,44 @@ def _run_label(node: dict) -> str:
 
 
 def _version_label(node: dict) -> str:
-    return f"[green]{node['kind']}[/green] {node['ref']} [dim]{node['hash'][:12]}[/dim]"
+    damage = f" [bold red]DAMAGED: object {node['damage']}[/bold red]" if node.get("damage") else ""
+    return f"[green]{node['kind']}[/green] {node['ref']} [dim]{node['hash'][:12]}[/dim]{damage}"
+
+
+def damage_note(what: str, damage: str | None) -> None:
+    """One line on stderr for a damaged object shown by a command, with what repairs it."""
+    if damage:
+        err_console.print(
+            f"[bold red]Damaged:[/bold red] the stored object of {what} is {damage}. "
+            "Re-run the run that produced it (the same data-run repairs a dataset), "
+            "or restore it from a backup; `provenflow verify` lists every damaged object.",
+            highlight=False,
+        )
+
+
+def gc_report(report: dict, crashed: list[dict]) -> None:
+    verb = "would remove" if report["dry_run"] else "removed"
+    for run in crashed:
+        console.print(f"marked crashed: run {run['id'][:8]} {run['name']} ({run['flow']})", highlight=False)
+    for g in report["removed"]:
+        console.print(
+            f"{verb} {g['kind']:6} {g['size']:>14,} B  {g['path']}", highlight=False, soft_wrap=True
+        )
+    young = f"; {report['kept_young']} younger than the grace period kept" if report["kept_young"] else ""
+    console.print(
+        f"{verb} {len(report['removed'])} files, {report['bytes_freed']:,} bytes{young}", highlight=False
+    )
+
+
+def verify_report(report: dict) -> None:
+    for d in report["damaged"]:
+        users = "; ".join(d["used_by"]) or "no version (a run's file)"
+        console.print(
+            f"[bold red]{d['problem']}[/bold red] {d['hash']}  {d['path']}\n   used by: {users}",
+            soft_wrap=True,
+        )
+    state = f"[bold red]{len(report['damaged'])} damaged[/bold red]" if report["damaged"] else "all intact"
+    console.print(f"checked {report['checked']} objects, {report['bytes']:,} bytes: {state}")
 
 
 def _add_up(tree: Tree, nodes: list[dict]) -> None:

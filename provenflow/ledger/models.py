@@ -42,7 +42,8 @@ class Run(Base):
     kind: Mapped[str] = mapped_column(String(32))  # data | model | custom | ...
     flow: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(256))
-    state: Mapped[str] = mapped_column(String(16))  # completed | failed
+    # running (written at start) | completed | failed | crashed (its process died before it ended)
+    state: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)
     code_commit: Mapped[str | None] = mapped_column(String(64))
@@ -53,6 +54,10 @@ class Run(Base):
     environment_hash: Mapped[str | None] = mapped_column(ForeignKey("environments.hash"))
     user: Mapped[str | None] = mapped_column(String(128))
     host: Mapped[str | None] = mapped_column(String(256))
+    # The process that runs it: pid and a start identity (pids are reused); cleared once the run
+    # has ended both here and in Prefect (provenflow.crashes).
+    pid: Mapped[int | None] = mapped_column(Integer)
+    process: Mapped[str | None] = mapped_column(String(64))
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(36))
     prefect_url: Mapped[str | None] = mapped_column(String(1024))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
