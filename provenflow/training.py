@@ -131,12 +131,16 @@ def task_of(estimator: Any) -> str:
     raise TrainingError(f"{type(estimator).__name__} is neither a classifier nor a regressor")
 
 
-def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+def check_target_column(frame: pd.DataFrame, target: str) -> None:
     if target not in frame.columns:
         raise TrainingError(
             f"target column {target!r} is not in the dataset.{did_you_mean(target, map(str, frame.columns))} "
             f"Columns: {', '.join(map(str, frame.columns))}"
         )
+
+
+def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    check_target_column(frame, target)
     labelled = frame[frame[target].notna()]
     if len(labelled) < 4:
         raise TrainingError(
@@ -279,6 +283,7 @@ def train_and_evaluate(
             f"task {task!r} was asked for, but {type(estimator).__name__} is a {kind} estimator; "
             f"choose a {task} estimator or leave the task out"
         )
+    check_target_column(frame, target)
     selection = features.select(frame, target, choice or FeatureChoice(), profile)
     columns = list(selection.used)
     x_train, x_test, y_train, y_test = split_rows(
@@ -294,7 +299,13 @@ def train_and_evaluate(
         raise TrainingError(
             f"{type(estimator).__name__} rejected its hyper-parameters or data: {exc} (parameters: {params})"
         ) from None
-    metrics = evaluate(pipeline, x_test, y_test, kind)
+    try:
+        metrics = evaluate(pipeline, x_test, y_test, kind)
+    except ValueError as exc:  # e.g. RadiusNeighbors* with a held-out row that has no neighbour
+        raise TrainingError(
+            f"{type(estimator).__name__} trained but could not be scored on the {len(y_test)} held-out rows: "
+            f"{_first_line(exc)}; change its hyper-parameters (--param) for this data"
+        ) from None
     unlabelled = int(frame[target].isna().sum())
     notices = [
         f"column {name!r} left out ({why})" for name, why in selection.left_out.items() if why != "excluded"
@@ -424,6 +435,11 @@ def load_reproduced(store: ContentStore, digest: Digest) -> Any:
     hash it was handed is trusted because it did not come from the ledger."""
     model = ModelIdentity("(reproduced)", 0, digest.hex, MODEL_FORMAT)
     return deserialize(store.read_bytes(digest), model, None, None)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def _plain(value: Any) -> Any:
