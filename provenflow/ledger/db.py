@@ -16,7 +16,7 @@ from provenflow.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; a ledger at this revision needs no Alembic run (saves ~100 ms per open).
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 _migrated: set[str] = set()
 _lock = threading.Lock()
