@@ -481,8 +481,9 @@ def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
         "columns",
         ["name", "dtype", "role", "missing", "summary"],
         [
-            [n, c["dtype"], roles[n].role + ("" if roles[n].used else f" (left out: {roles[n].why})"), c["missing"],
-             f"mean {out.fmt(c['mean'])}, min {out.fmt(c['min'])}, max {out.fmt(c['max'])}" if c.get("kind") == "numeric"
+            [n, c["dtype"], roles[n].role + ("" if roles[n].used else " (left out)"), c["missing"],
+             f"left out: {roles[n].why}" if not roles[n].used
+             else f"mean {out.fmt(c['mean'])}, min {out.fmt(c['min'])}, max {out.fmt(c['max'])}" if c.get("kind") == "numeric"
              else ", ".join(f"{k}:{v}" for k, v in list(c.get("frequencies", {}).items())[:5])]
             for n, c in columns.items()
         ],
