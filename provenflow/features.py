@@ -123,6 +123,8 @@ def _role(name: str, entry: dict, values: pd.Series | None) -> ColumnRole:
             return ColumnRole(name, "boolean", "0/1")
         return ColumnRole(name, "numeric", "numbers")
     distinct = int(entry.get("distinct", 0))
+    if distinct == 2 and set(entry.get("frequencies") or {}) <= {"True", "False"}:
+        return ColumnRole(name, "boolean", "true/false")  # booleans with missing values: object dtype
     if distinct <= 1:
         return ColumnRole(name, "constant", f"always {next(iter(entry.get('frequencies') or {'?': 0}))!r}")
     dates = _dates(entry, values)

@@ -120,11 +120,13 @@ def build_pipeline(frame: pd.DataFrame, selection: Selection, estimator: Any) ->
     native = native_categories(estimator)
     steps = []
     # Categories first: a HistGradientBoosting estimator finds its categorical columns at 0..k-1.
-    text = [c for c in categorical if not is_number(c)]
-    numbers = [c for c in categorical if is_number(c)]  # numeric columns given role categorical
+    text = [c for c in categorical if not is_number(c) and selection.used[c] != "boolean"]
+    # Numeric columns given role categorical, and booleans: a missing value takes the most frequent
+    # one, as an encoder refuses True next to a "__missing__" string.
+    values = [c for c in categorical if c not in text]
     for name, columns, fill in (
         ("categorical", text, "constant"),
-        ("categorical_numbers", numbers, "most_frequent"),
+        ("categorical_values", values, "most_frequent"),
     ):
         if not columns:
             continue

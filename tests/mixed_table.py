@@ -1,5 +1,5 @@
 """A generated table with what real tables have: dates as text, an identifier, a high-cardinality
-name, a constant, missing values and rows without a target."""
+name, a constant, booleans with gaps, missing values and rows without a target."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def mixed_table(rows: int = 300, seed: int = 0, task: str = "classification") ->
             "x2": x2,
             "colour": colour,
             "constant": "same",
+            "member": rng.choice([True, False], rows).astype(object),
             "target": [f"class{v}" for v in score] if task == "classification" else x1 * 3 + x2 + when.month,
         }
     )
@@ -30,6 +31,7 @@ def mixed_table(rows: int = 300, seed: int = 0, task: str = "classification") ->
     frame.loc[rng.random(rows) < 0.1, "x2"] = np.nan
     frame.loc[rng.random(rows) < 0.05, "colour"] = None
     frame.loc[rng.random(rows) < 0.05, "date"] = None
+    frame.loc[rng.random(rows) < 0.05, "member"] = None
     frame.loc[rng.random(rows) < 0.08, "target"] = None
     if task == "regression":
         frame["target"] = frame["target"].astype("float64")

@@ -80,7 +80,9 @@ def test_hist_gradient_boosting_on_dates_identifiers_and_a_leaky_column(project,
     assert inputs == [("sold", "datetime"), ("power", "numeric"), ("origin", "categorical")]
     assert model["signature"]["left_out"]["grade_copy"] == "excluded"
 
-    wrong = pf(project, "model-run", "--dataset", ref, "--target", "grade", "--estimator", HGB, "--exclude", "nmae")
+    wrong = pf(
+        project, "model-run", "--dataset", ref, "--target", "grade", "--estimator", HGB, "--exclude", "nmae"
+    )
     assert wrong.returncode == 1 and wrong.stderr.startswith("Error: column 'nmae'")
     assert "Did you mean 'name'" in wrong.stderr and "Traceback" not in wrong.stderr
 
@@ -91,8 +93,20 @@ def test_a_continuous_target_needs_task_classification(project):
         project / "mpg.csv", index=False
     )
     ref = f"mpg@{pf_json(project, 'data-run', '--name', 'mpg', '--source', 'mpg.csv')['dataset']['version']}"
-    args = ("model-run", "--dataset", ref, "--target", "mpg", "--estimator", "sklearn.tree.DecisionTreeClassifier")
+    args = (
+        "model-run",
+        "--dataset",
+        ref,
+        "--target",
+        "mpg",
+        "--estimator",
+        "sklearn.tree.DecisionTreeClassifier",
+    )
     refused = pf(project, *args)
-    assert refused.returncode == 1 and "looks continuous" in refused.stderr and "--task classification" in refused.stderr
+    assert (
+        refused.returncode == 1
+        and "looks continuous" in refused.stderr
+        and "--task classification" in refused.stderr
+    )
     forced = pf(project, *args, "--task", "classification")
     assert forced.returncode == 0, forced.stderr

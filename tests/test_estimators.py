@@ -110,7 +110,7 @@ def test_trains_on_mixed_table(name, cls, mixed):
     trained, _ = _fit(frame, "target", estimator)
     assert trained.unlabelled_rows == int(frame["target"].isna().sum()) > 0
     assert trained.train_rows + trained.test_rows == len(frame) - trained.unlabelled_rows
-    assert [i["name"] for i in trained.signature["inputs"]] == ["date", "x1", "x2", "colour"]
+    assert [i["name"] for i in trained.signature["inputs"]] == ["date", "x1", "x2", "colour", "member"]
     assert set(trained.signature["left_out"]) == {"id", "name", "constant"}
     # The served model takes the raw date string.
     row = frame.drop(columns="target").head(3)

@@ -59,9 +59,10 @@ def dated(tmp_path_factory):
 def test_the_model_uses_native_categories_and_date_features(dated):
     _, trained, _, _ = dated
     model = trained.pipeline.named_steps["model"]
-    assert model.categorical_features == [0]  # colour, as ordinal codes
+    assert model.categorical_features == [0, 1]  # colour and member, as ordinal codes
     assert [(i["name"], i["kind"]) for i in trained.signature["inputs"]] == [
         ("date", "datetime"), ("x1", "numeric"), ("x2", "numeric"), ("colour", "categorical"),
+        ("member", "categorical"),
     ]  # fmt: skip
     assert trained.signature["inputs"][0]["format"] == "%Y/%m/%d"
 
