@@ -135,7 +135,7 @@ def test_task_classification_lets_a_classifier_take_a_continuous_target():
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"x": rng.normal(size=300), "mpg": rng.integers(10, 110, 300)})
     estimator = training.import_estimator("sklearn.tree.DecisionTreeClassifier", {}, seed=0)
-    with pytest.raises(TrainingError, match="looks continuous.*--task classification"):
+    with pytest.raises(TrainingError, match=r"looks continuous.*--task classification"):
         training.train_and_evaluate(frame, "mpg", estimator, seed=0, test_size=0.25)
     trained = training.train_and_evaluate(
         frame, "mpg", estimator, seed=0, test_size=0.25, task="classification"
