@@ -155,3 +155,34 @@ def test_date_features_are_deterministic_and_take_strings_or_datetimes():
     assert np.isnan(parts[2]).all() and np.isnan(parts[3]).all()
     typed = pd.DataFrame({"d": pd.to_datetime(["2012-01-01", None])})
     assert DateFeatures({"d": None}).fit(typed).transform(typed)[0].tolist() == parts[0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("estimator", "sparse", "scaler"),
+    [
+        ("sklearn.linear_model.LogisticRegression", True, "StandardScaler"),  # wide one-hot stays sparse
+        ("sklearn.ensemble.HistGradientBoostingClassifier", False, "StandardScaler"),
+        ("sklearn.naive_bayes.GaussianNB", False, "StandardScaler"),  # takes no sparse input
+        ("sklearn.naive_bayes.MultinomialNB", True, "MinMaxScaler"),  # takes no negative input
+    ],
+)
+def test_the_preprocessing_follows_the_estimator(estimator, sparse, scaler):
+    import scipy.sparse
+
+    from provenflow.preprocessing import build_pipeline
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"shop": [f"shop {i}" for i in rng.integers(0, 300, 3000)], "x": rng.normal(size=3000)}
+    )
+    selection = features.select(frame.assign(y=0), "y", FeatureChoice())
+    assert selection.used == {"shop": "categorical", "x": "numeric"}
+    model = training.import_estimator(estimator, {})
+    pipeline = build_pipeline(frame, selection, model)
+    prepared = pipeline.named_steps["prepare"].fit_transform(frame)
+    assert scipy.sparse.issparse(prepared) is sparse
+    assert type(pipeline.named_steps["prepare"].transformers[-1][1].named_steps["scale"]).__name__ == scaler
+    if "HistGradientBoosting" in estimator:
+        assert prepared.shape == (3000, 2) and model.categorical_features == [0]
+    else:
+        assert prepared.shape[1] == 301
