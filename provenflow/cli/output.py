@@ -175,6 +175,9 @@ def model_detail(data: dict) -> None:
         ["column", "dtype", "kind"],
         [[c["name"], c["dtype"], c["kind"]] for c in data["signature"]["inputs"]],
     )
+    left_out = data["signature"].get("left_out") or {}
+    if left_out:
+        table("columns left out", ["column", "why"], [[name, why] for name, why in left_out.items()])
 
 
 def model_overview(data: dict) -> None:
