@@ -272,7 +272,6 @@ def train_and_evaluate(
     given); ``task='classification'`` lets a classifier learn a target that looks continuous."""
     from sklearn.utils._param_validation import InvalidParameterError
 
-    from provenflow import data_checks
     from provenflow.preprocessing import build_pipeline
 
     kind = task_of(estimator)
@@ -307,33 +306,9 @@ def train_and_evaluate(
             f"{_first_line(exc)}; change its hyper-parameters (--param) for this data"
         ) from None
     unlabelled = int(frame[target].isna().sum())
-    notices = [
-        f"column {name!r} left out ({why})" for name, why in selection.left_out.items() if why != "excluded"
-    ]
-    if unlabelled:
-        notices.append(f"{unlabelled} rows have no {target!r} value: left out of training and evaluation")
-    warnings = [
-        f"column {name!r} alone predicts {target!r} on the held-out rows with "
-        f"{'accuracy' if kind == 'classification' else 'R²'} {score:.3f}: a copy of the target, or "
-        f"computed from it (leakage)? Leave it out with --exclude {name}"
-        for name, score in data_checks.leaky_features(
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            selection.of_role("numeric", "boolean", "categorical"),
-            kind,
-            seed,
-        ).items()
-    ]
-    if kind == "classification":
-        rare = data_checks.rare_test_classes(y_train, y_test)
-        if rare:
-            shown = ", ".join(f"{c!r} ({n})" for c, n in list(rare.items())[:10])
-            warnings.append(
-                f"{len(rare)} classes of {target!r} have fewer than 2 rows among the {len(y_test)} held-out "
-                f"rows: {shown}{'…' if len(rare) > 10 else ''}; their scores say little (more data, or a larger test size)"
-            )
+    warnings, notices = _findings(
+        target, kind, selection, (x_train, x_test, y_train, y_test), unlabelled, seed
+    )
     signature = {
         "inputs": [_input_entry(x_train, name, role, selection) for name, role in selection.used.items()],
         "target": {"name": target, "dtype": str(y_train.dtype)},
@@ -354,6 +329,40 @@ def train_and_evaluate(
         warnings=warnings,
         notices=notices,
     )
+
+
+def _findings(
+    target: str, kind: str, selection: features.Selection, split: tuple, unlabelled: int, seed: int
+) -> tuple[list[str], list[str]]:
+    """(warnings, notices) of a model run: leaky features and classes too rare to score; columns
+    left out by their role and rows without a target."""
+    from provenflow import data_checks
+
+    x_train, x_test, y_train, y_test = split
+    notices = [
+        f"column {name!r} left out ({why})" for name, why in selection.left_out.items() if why != "excluded"
+    ]
+    if unlabelled:
+        notices.append(f"{unlabelled} rows have no {target!r} value: left out of training and evaluation")
+    score = "accuracy" if kind == "classification" else "R²"
+    columns = selection.of_role("numeric", "boolean", "categorical")
+    warnings = [
+        f"column {name!r} alone predicts {target!r} on the held-out rows with {score} {value:.3f}: a copy "
+        f"of the target, or computed from it (leakage)? Leave it out with --exclude {name}"
+        for name, value in data_checks.leaky_features(
+            x_train, y_train, x_test, y_test, columns, kind, seed
+        ).items()
+    ]
+    if kind == "classification":
+        rare = data_checks.rare_test_classes(y_train, y_test)
+        if rare:
+            shown = ", ".join(f"{c!r} ({n})" for c, n in list(rare.items())[:10])
+            warnings.append(
+                f"{len(rare)} classes of {target!r} have fewer than 2 rows among the {len(y_test)} held-out "
+                f"rows: {shown}{'…' if len(rare) > 10 else ''}; their scores say little (more data, or a "
+                "larger test size)"
+            )
+    return warnings, notices
 
 
 def _input_entry(frame: pd.DataFrame, name: str, role: str, selection: features.Selection) -> dict:
