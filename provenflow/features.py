@@ -19,6 +19,7 @@ signature, and the run's parameters reproduce it.
 
 from __future__ import annotations
 
+import datetime
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,7 +77,8 @@ def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
     else:
-        text = values.where(values.map(lambda v: isinstance(v, str)), None)
+        # Text and date objects only: a number would be read as nanoseconds since 1970.
+        text = values.where(values.map(lambda v: isinstance(v, (str, datetime.date))), None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "could not infer format" for format=None
             parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce", utc=True)

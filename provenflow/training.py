@@ -310,7 +310,7 @@ def train_and_evaluate(
         target, kind, selection, (x_train, x_test, y_train, y_test), unlabelled, seed
     )
     signature = {
-        "inputs": [_input_entry(x_train, name, role, selection) for name, role in selection.used.items()],
+        "inputs": [_input_entry(frame, name, role, selection) for name, role in selection.used.items()],
         "target": {"name": target, "dtype": str(y_train.dtype)},
         "task": kind,
         "left_out": dict(selection.left_out),
@@ -366,7 +366,8 @@ def _findings(
 
 
 def _input_entry(frame: pd.DataFrame, name: str, role: str, selection: features.Selection) -> dict:
-    """One input of the model's signature: what the served model takes for this column."""
+    """One input of the model's signature: what the served model takes for this column (``dtype``:
+    the dataset's)."""
     if role == "datetime":
         kind = "datetime"
     elif role in ("numeric", "boolean") and is_numeric(frame[name]):

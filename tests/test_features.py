@@ -186,3 +186,19 @@ def test_the_preprocessing_follows_the_estimator(estimator, sparse, scaler):
         assert prepared.shape == (3000, 2) and model.categorical_features == [0]
     else:
         assert prepared.shape[1] == 301
+
+
+def test_a_datetime_column_from_parquet_trains_and_takes_strings():
+    rng = np.random.default_rng(0)
+    when = pd.to_datetime("2015-01-01") + pd.to_timedelta(rng.integers(0, 700, 300), unit="D")
+    frame = pd.DataFrame({"when": when, "x": rng.normal(size=300)})
+    frame["y"] = np.where(frame["when"].dt.month > 6, "late", "early")
+    frame = pd.read_parquet(io.BytesIO(datasets.to_parquet_bytes(frame)))
+    estimator = training.import_estimator("sklearn.tree.DecisionTreeClassifier", {}, seed=0)
+    trained = training.train_and_evaluate(frame, "y", estimator, seed=0, test_size=0.25)
+    assert trained.signature["inputs"][0] == {
+        "name": "when", "dtype": str(frame["when"].dtype), "kind": "datetime", "role": "datetime", "format": None,
+    }  # fmt: skip
+    assert trained.metrics["accuracy"] > 0.95
+    served = pd.DataFrame({"when": ["2016-08-01", "2016-02-01"], "x": [0.0, 0.0]})
+    assert trained.pipeline.predict(served).tolist() == ["late", "early"]
