@@ -6,6 +6,7 @@ from typing import Any
 
 import provenflow
 from flows._flow import flow
+from provenflow.features import FeatureChoice
 from provenflow.refs import check_name, safe_name
 from tasks.model import load_dataset, make_estimator, store_model, train_model
 from tasks.workspace import open_workspace
@@ -20,6 +21,10 @@ def model_run(
     seed: int = 42,
     test_size: float = 0.25,
     name: str | None = None,
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+    roles: dict[str, str] | None = None,
+    task: str | None = None,
     register_version: bool = True,
     ledger_block: str | None = None,
     store_block: str | None = None,
@@ -27,12 +32,16 @@ def model_run(
     """Train ESTIMATOR (an import path, e.g. sklearn.ensemble.RandomForestClassifier) on DATASET
     (NAME@VERSION or NAME@latest) to predict TARGET; the model is registered as NAME
     (default DATASET-TARGET). SEED drives the split and any random_state not given in PARAMS.
+    FEATURES names the columns to use (default: every column whose role is usable), EXCLUDE leaves
+    some out, ROLES overrides column roles ({"zip": "categorical"}); TASK="classification" lets a
+    classifier learn a target that looks continuous.
     With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered."""
     params = params or {}
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
         "dataset": dataset, "target": target, "estimator": estimator, "params": params,
         "seed": seed, "test_size": test_size, "name": name, "register_version": register_version,
+        "features": features, "exclude": exclude, "roles": roles, "task": task,
     }  # fmt: skip
     label = name or safe_name(f"{dataset.split('@')[0]}-{target}")
     with provenflow.start(
@@ -42,9 +51,16 @@ def model_run(
         version, frame = load_dataset(workspace, dataset)
         run.input(version)
         model = make_estimator(estimator, params, seed)
-        trained = train_model(frame, target, model, seed, test_size)
+        choice = FeatureChoice.of(features, exclude, roles)
+        trained = train_model(frame, target, model, seed, test_size, choice, version.profile, task)
         run.log_metrics(trained.metrics)
-        run.log_metrics({"train_rows": trained.train_rows, "test_rows": trained.test_rows})
+        run.log_metrics(
+            {"train_rows": trained.train_rows, "test_rows": trained.test_rows, "unlabelled_rows": trained.unlabelled_rows}
+        )
+        for message in trained.warnings:
+            run.warn(message)
+        for message in trained.notices:
+            run.warn(message, level="notice")
         output = store_model(workspace, name, trained, estimator)
         if register_version:
             run.output(output)
@@ -61,5 +77,7 @@ def model_run(
         "dataset": version.ref,
         "metrics": trained.metrics,
         "params": trained.params,
+        "features": [i["name"] for i in trained.signature["inputs"]],
+        "warnings": run.summary.warnings,
         "prefect_url": run.prefect_url,
     }

@@ -60,6 +60,8 @@ def release(
             built = build_image(scratch / "bundle", wheels, base_image, image, labels, scratch)
             pushed = push_image(image, auth)
             runtime = "onnx" if bundle.onnx else "sklearn"
+            if bundle.onnx_reason:  # e.g. date features or native categories: no ONNX graph
+                run.warn(f"served by scikit-learn, not ONNX: {bundle.onnx_reason}", level="notice")
             run.record(lambda session: session.add(m.Release(
                 model_version_id=version.id, image=pushed.image, digest=pushed.digest, reference=pushed.reference,
                 base_image=base_image, runtime=runtime, labels=labels, run_id=run.id, created_at=datetime.now(UTC),
@@ -70,4 +72,5 @@ def release(
         "run_id": run.id,
         "model": version.ref,
         **core.release_json(pushed, built, base_image, runtime, labels),
+        "runtime_reason": bundle.onnx_reason,
     }

@@ -84,7 +84,8 @@ def retrain(
         challenger = model_run(
             dataset=data["dataset"]["ref"], target=params["target"], estimator=params["estimator"],
             params=params.get("params") or {}, seed=params.get("seed", 42), test_size=params.get("test_size", 0.25),
-            name=champion.name, ledger_block=ledger_block, store_block=store_block,
+            features=params.get("features"), exclude=params.get("exclude"), roles=params.get("roles"),
+            task=params.get("task"), name=champion.name, ledger_block=ledger_block, store_block=store_block,
         )  # fmt: skip
         challenger_ref = f"{challenger['model']['name']}@{challenger['model']['version']}"
         redeploying = redeploy and target is not None

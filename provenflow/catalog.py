@@ -25,6 +25,7 @@ def run_dict(run: m.Run, full: bool = False) -> dict:
         "ended_at": _iso(run.ended_at),
         "metrics": last_metrics(run),
         "parameters": run.parameters,
+        "warnings": run.warnings or [],
     }
     if full:
         out.update(

@@ -211,6 +211,10 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 frequencies={str(k): int(v) for k, v in top.items()},
                 other=int(freq.iloc[TOP_CATEGORIES:].sum()),
             )
+            if not pd.api.types.is_datetime64_any_dtype(series):  # for the column's role (features.py)
+                from provenflow.features import count_dates
+
+                entry["dates"] = count_dates(present)
         columns[str(name)] = entry
     return {"rows": len(frame), "columns": columns}
 

@@ -24,6 +24,12 @@ def run_card_markdown(s: RunSummary) -> str:
     ]
     if s.error:
         lines += ["## Error", "", f"```\n{s.error}\n```", ""]
+    warnings = [w for w in s.warnings if w["level"] == "warning"]
+    notices = [w for w in s.warnings if w["level"] != "warning"]
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- ⚠️ {w['message']}" for w in warnings] + [""]
+    if notices:
+        lines += ["## Notices", ""] + [f"- {w['message']}" for w in notices] + [""]
     for title, items in (("Inputs", s.inputs), ("Outputs", s.outputs)):
         lines += [f"## {title}", ""]
         if items:

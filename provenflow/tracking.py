@@ -113,6 +113,7 @@ class RunSummary:
     error: str | None
     parameters: dict
     metrics: dict[str, float]
+    warnings: list[dict]
     inputs: list[dict]
     outputs: list[dict]
     code: dict
@@ -140,6 +141,7 @@ class Run:
     environment: EnvironmentState | None = None
     summary: RunSummary | None = None
     _metrics: list[tuple[str, float, int | None, datetime]] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
     _edges: list[_Edge] = field(default_factory=list)
     _datasets: list[DatasetOutput] = field(default_factory=list)
     _models: list[ModelOutput] = field(default_factory=list)
@@ -168,6 +170,13 @@ class Run:
     def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
         for key, value in values.items():
             self.metric(key, value, step)
+
+    def warn(self, message: str, level: str = "warning") -> None:
+        """Something the user must hear about that does not fail the run (a leaky feature; a column
+        left out is a ``notice``); recorded with the run, shown by the CLI and the run card."""
+        if level not in ("warning", "notice"):
+            raise ProvenflowError(f"warning level {level!r} is not 'warning' or 'notice'")
+        self.warnings.append({"level": level, "message": redact(str(message))})
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -352,6 +361,7 @@ class Run:
             state="failed" if error else "completed",
             error=error,
             parameters=self.parameters,
+            warnings=self.warnings or None,
             code_commit=code.commit if code else None,
             code_dirty=code.dirty if code else None,
             code_diff_hash=code.diff_hash if code else None,
@@ -436,6 +446,7 @@ class Run:
             error=error,
             parameters=self.parameters,
             metrics=self.metrics,
+            warnings=list(self.warnings),
             inputs=[_edge_dict(e) for e in self._edges if e.direction == "input"],
             outputs=[_edge_dict(e) for e in self._edges if e.direction == "output"]
             + [_edge_dict(e) for e in outputs],

@@ -10,16 +10,17 @@ import json
 import pickle
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from provenflow import signing
+from provenflow import features, signing
 from provenflow.datasets import is_numeric
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, TrainingError, did_you_mean
+from provenflow.features import FeatureChoice
 from provenflow.project import project_root
 from provenflow.signing import ModelIdentity, Sealed, SigningKey
 
@@ -130,12 +131,16 @@ def task_of(estimator: Any) -> str:
     raise TrainingError(f"{type(estimator).__name__} is neither a classifier nor a regressor")
 
 
-def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+def check_target_column(frame: pd.DataFrame, target: str) -> None:
     if target not in frame.columns:
         raise TrainingError(
             f"target column {target!r} is not in the dataset.{did_you_mean(target, map(str, frame.columns))} "
             f"Columns: {', '.join(map(str, frame.columns))}"
         )
+
+
+def split_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    check_target_column(frame, target)
     labelled = frame[frame[target].notna()]
     if len(labelled) < 4:
         raise TrainingError(
@@ -151,40 +156,6 @@ def features_of(frame: pd.DataFrame, target: str) -> pd.DataFrame:
     """The model's input columns, prepared the way training prepared them."""
     features, _ = split_features(frame, target)
     return _as_object(features)
-
-
-def build_pipeline(features: pd.DataFrame, estimator: Any) -> Any:
-    """Impute and scale numeric columns, impute and one-hot encode the others, then the estimator."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    numeric = [c for c in features.columns if is_numeric(features[c])]
-    categorical = [c for c in features.columns if c not in numeric]
-    steps = []
-    if numeric:
-        steps.append(
-            (
-                "numeric",
-                Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
-                numeric,
-            )
-        )
-    if categorical:
-        steps.append(
-            (
-                "categorical",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-                        ("encode", OneHotEncoder(handle_unknown="ignore")),
-                    ]
-                ),
-                categorical,
-            )
-        )
-    return Pipeline([("prepare", ColumnTransformer(steps)), ("model", estimator)])
 
 
 def _as_object(frame: pd.DataFrame) -> pd.DataFrame:
@@ -205,6 +176,9 @@ class TrainedModel:
     params: dict[str, Any]
     train_rows: int
     test_rows: int
+    unlabelled_rows: int = 0  # rows without a target value: left out of training and evaluation
+    warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # columns left out, and why
 
 
 # A classification target is a set of classes: up to FEW_CLASSES values always pass; beyond that,
@@ -231,13 +205,15 @@ def looks_continuous(labels: pd.Series) -> bool:
     return not whole or distinct * ROWS_PER_CLASS > len(values)
 
 
-def check_target(labels: pd.Series, target: str, task: str) -> None:
-    """Refuse a target the estimator cannot sensibly learn, before any fit."""
-    if task == "classification" and looks_continuous(labels):
+def check_target(labels: pd.Series, target: str, task: str, forced: bool = False) -> None:
+    """Refuse a target the estimator cannot sensibly learn, before any fit; ``forced`` (the user
+    said ``--task classification``) lets a classifier take a target that looks continuous."""
+    if task == "classification" and looks_continuous(labels) and not forced:
         raise TrainingError(
             f"target {target!r} looks continuous ({labels.nunique()} distinct numeric values over "
             f"{len(labels)} rows) for a classifier; use a regressor (e.g. "
-            "sklearn.ensemble.RandomForestRegressor) or bin the target into classes first"
+            "sklearn.ensemble.RandomForestRegressor), bin the target into classes first, or say "
+            "--task classification (task='classification') if these numbers are classes"
         )
     if task == "regression" and not pd.api.types.is_numeric_dtype(labels):
         examples = ", ".join(repr(str(v)) for v in labels.drop_duplicates().head(3))
@@ -247,9 +223,12 @@ def check_target(labels: pd.Series, target: str, task: str) -> None:
         )
 
 
-def split_rows(frame: pd.DataFrame, target: str, task: str, seed: int, test_size: float) -> tuple:
+def split_rows(
+    frame: pd.DataFrame, target: str, task: str, seed: int, test_size: float, forced: bool = False
+) -> tuple:
     """(x_train, x_test, y_train, y_test): the same seed and test size always give the same rows,
-    so a later evaluation (the promotion gate) can use exactly the held-out rows of training."""
+    so a later evaluation (the promotion gate) can use exactly the held-out rows of training.
+    Rows without a target value are left out of both. ``forced``: see ``check_target``."""
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < test_size < 1.0:
@@ -257,7 +236,7 @@ def split_rows(frame: pd.DataFrame, target: str, task: str, seed: int, test_size
     if not 0 <= seed < 2**32:
         raise TrainingError(f"seed {seed} must be between 0 and 2**32 - 1")
     features, labels = split_features(frame, target)
-    check_target(labels, target, task)
+    check_target(labels, target, task, forced)
     features = _as_object(features)
     stratify = None
     if task == "classification":
@@ -274,15 +253,42 @@ def split_rows(frame: pd.DataFrame, target: str, task: str, seed: int, test_size
         raise TrainingError(f"cannot split {len(labels)} rows with test size {test_size}: {exc}") from None
 
 
+TASKS = ("classification", "regression")
+
+
 def train_and_evaluate(
-    frame: pd.DataFrame, target: str, estimator: Any, seed: int, test_size: float
+    frame: pd.DataFrame,
+    target: str,
+    estimator: Any,
+    seed: int,
+    test_size: float,
+    choice: FeatureChoice | None = None,
+    profile: dict | None = None,
+    task: str | None = None,
 ) -> TrainedModel:
+    """Fit ``estimator`` on the columns ``choice`` selects (by default every column whose role
+    is usable: ``provenflow.features``), with preprocessing fitted to it, and score it on the
+    held-out rows. ``profile`` is the dataset version's recorded profile (computed when not
+    given); ``task='classification'`` lets a classifier learn a target that looks continuous."""
     from sklearn.utils._param_validation import InvalidParameterError
 
-    task = task_of(estimator)
-    x_train, x_test, y_train, y_test = split_rows(frame, target, task, seed, test_size)
-    features = x_train
-    pipeline = build_pipeline(features, estimator)
+    from provenflow.preprocessing import build_pipeline
+
+    kind = task_of(estimator)
+    if task is not None and task not in TASKS:
+        raise TrainingError(f"task {task!r} is not one of {', '.join(TASKS)}{did_you_mean(task, TASKS)}")
+    if task is not None and task != kind:
+        raise TrainingError(
+            f"task {task!r} was asked for, but {type(estimator).__name__} is a {kind} estimator; "
+            f"choose a {task} estimator or leave the task out"
+        )
+    check_target_column(frame, target)
+    selection = features.select(frame, target, choice or FeatureChoice(), profile)
+    columns = list(selection.used)
+    x_train, x_test, y_train, y_test = split_rows(
+        frame[[*columns, target]], target, kind, seed, test_size, forced=task == "classification"
+    )
+    pipeline = build_pipeline(x_train, selection, estimator)
     try:
         pipeline.fit(x_train, y_train)
     except (InvalidParameterError, ValueError, TypeError) as exc:
@@ -292,30 +298,86 @@ def train_and_evaluate(
         raise TrainingError(
             f"{type(estimator).__name__} rejected its hyper-parameters or data: {exc} (parameters: {params})"
         ) from None
-    metrics = evaluate(pipeline, x_test, y_test, task)
+    try:
+        metrics = evaluate(pipeline, x_test, y_test, kind)
+    except ValueError as exc:  # e.g. RadiusNeighbors* with a held-out row that has no neighbour
+        raise TrainingError(
+            f"{type(estimator).__name__} trained but could not be scored on the {len(y_test)} held-out rows: "
+            f"{_first_line(exc)}; change its hyper-parameters (--param) for this data"
+        ) from None
+    unlabelled = int(frame[target].isna().sum())
+    warnings, notices = _findings(
+        target, kind, selection, (x_train, x_test, y_train, y_test), unlabelled, seed
+    )
     signature = {
-        "inputs": [
-            {
-                "name": str(c),
-                "dtype": str(features[c].dtype),
-                "kind": "numeric" if is_numeric(features[c]) else "categorical",
-            }
-            for c in features.columns
-        ],
+        "inputs": [_input_entry(frame, name, role, selection) for name, role in selection.used.items()],
         "target": {"name": target, "dtype": str(y_train.dtype)},
-        "task": task,
+        "task": kind,
+        "left_out": dict(selection.left_out),
     }
-    if task == "classification":
+    if kind == "classification":
         signature["classes"] = [_plain(c) for c in pipeline.classes_]
     return TrainedModel(
         pipeline=pipeline,
-        task=task,
+        task=kind,
         metrics=metrics,
         signature=signature,
         params={k: _plain(v) for k, v in estimator.get_params(deep=False).items()},
         train_rows=len(x_train),
         test_rows=len(x_test),
+        unlabelled_rows=unlabelled,
+        warnings=warnings,
+        notices=notices,
     )
+
+
+def _findings(
+    target: str, kind: str, selection: features.Selection, split: tuple, unlabelled: int, seed: int
+) -> tuple[list[str], list[str]]:
+    """(warnings, notices) of a model run: leaky features and classes too rare to score; columns
+    left out by their role and rows without a target."""
+    from provenflow import data_checks
+
+    x_train, x_test, y_train, y_test = split
+    notices = [
+        f"column {name!r} left out ({why})" for name, why in selection.left_out.items() if why != "excluded"
+    ]
+    if unlabelled:
+        notices.append(f"{unlabelled} rows have no {target!r} value: left out of training and evaluation")
+    score = "accuracy" if kind == "classification" else "R²"
+    columns = selection.of_role("numeric", "boolean", "categorical")
+    warnings = [
+        f"column {name!r} alone predicts {target!r} on the held-out rows with {score} {value:.3f}: a copy "
+        f"of the target, or computed from it (leakage)? Leave it out with --exclude {name}"
+        for name, value in data_checks.leaky_features(
+            x_train, y_train, x_test, y_test, columns, kind, seed
+        ).items()
+    ]
+    if kind == "classification":
+        rare = data_checks.rare_test_classes(y_train, y_test)
+        if rare:
+            shown = ", ".join(f"{c!r} ({n})" for c, n in list(rare.items())[:10])
+            warnings.append(
+                f"{len(rare)} classes of {target!r} have fewer than 2 rows among the {len(y_test)} held-out "
+                f"rows: {shown}{'…' if len(rare) > 10 else ''}; their scores say little (more data, or a "
+                "larger test size)"
+            )
+    return warnings, notices
+
+
+def _input_entry(frame: pd.DataFrame, name: str, role: str, selection: features.Selection) -> dict:
+    """One input of the model's signature: what the served model takes for this column (``dtype``:
+    the dataset's)."""
+    if role == "datetime":
+        kind = "datetime"
+    elif role in ("numeric", "boolean") and is_numeric(frame[name]):
+        kind = "numeric"
+    else:
+        kind = "categorical"
+    entry = {"name": name, "dtype": str(frame[name].dtype), "kind": kind, "role": role}
+    if kind == "datetime":
+        entry["format"] = selection.date_formats.get(name)
+    return entry
 
 
 def evaluate(pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str) -> dict[str, float]:
@@ -383,6 +445,11 @@ def load_reproduced(store: ContentStore, digest: Digest) -> Any:
     hash it was handed is trusted because it did not come from the ledger."""
     model = ModelIdentity("(reproduced)", 0, digest.hex, MODEL_FORMAT)
     return deserialize(store.read_bytes(digest), model, None, None)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def _plain(value: Any) -> Any:

@@ -44,7 +44,8 @@ def load_reference(workspace: Workspace, model: str) -> Monitored:
             name=version.name,
             version=version.version,
             ref=version.ref,
-            features=[c["name"] for c in version.signature["inputs"]],
+            # Dates move forward by nature: new dates are not drift, so date inputs are not compared.
+            features=[c["name"] for c in version.signature["inputs"] if c["kind"] != "datetime"],
             profile=dataset.profile,
             target_profile=dataset.profile["columns"].get(target),
             training_dataset=dataset.ref,

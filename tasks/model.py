@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from provenflow import datasets, training
 from provenflow.digest import Digest
+from provenflow.features import FeatureChoice
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_dataset
 from provenflow.tracking import ModelOutput
@@ -29,9 +30,16 @@ def make_estimator(path: str, params: dict[str, Any], seed: int | None) -> Any:
 
 @task(cache_policy=NO_CACHE)
 def train_model(
-    frame: pd.DataFrame, target: str, estimator: Any, seed: int, test_size: float
+    frame: pd.DataFrame,
+    target: str,
+    estimator: Any,
+    seed: int,
+    test_size: float,
+    choice: FeatureChoice,
+    profile: dict | None,
+    task: str | None,
 ) -> training.TrainedModel:
-    return training.train_and_evaluate(frame, target, estimator, seed, test_size)
+    return training.train_and_evaluate(frame, target, estimator, seed, test_size, choice, profile, task)
 
 
 @task(cache_policy=NO_CACHE)

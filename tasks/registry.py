@@ -54,8 +54,9 @@ def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str 
     frame = datasets.load_table(store, Digest(data.hash))
     target = candidate.signature["target"]["name"]
     _, x_test, _, y_test = training.split_rows(
-        frame, target, candidate.task, int(params.get("seed", 42)), float(params.get("test_size", 0.25))
-    )
+        frame, target, candidate.task, int(params.get("seed", 42)), float(params.get("test_size", 0.25)),
+        forced=params.get("task") == "classification",
+    )  # fmt: skip
 
     def score(version: m.ModelVersion) -> dict[str, float]:
         pipeline = training.load_model(store, version)

@@ -184,12 +184,30 @@ def model_run(
     seed: Annotated[int, typer.Option(help="Random seed for the split and the estimator.")] = 42,
     test_size: Annotated[float, typer.Option(help="Fraction of rows held out for evaluation.")] = 0.25,
     name: Annotated[str | None, typer.Option(help="Model name (default DATASET-TARGET).")] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Only these columns, comma-separated (default: every usable column).")
+    ] = None,
+    exclude: Annotated[str | None, typer.Option(help="Leave these columns out, comma-separated.")] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="Override a column's role: COLUMN=numeric|categorical|datetime (repeatable)."),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="classification: let a classifier learn a numeric target that looks continuous."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train, evaluate and register a model version (the model-run flow)."""
+    """Train, evaluate and register a model version (the model-run flow).
+
+    Columns are used by their role in the dataset version (`provenflow datasets show`): identifiers,
+    free text and constant columns are left out, with a notice; dates become numeric features inside
+    the model, so the served model takes the date string."""
+    from provenflow.features import parse_roles
     from provenflow.training import parse_param
 
     params: dict[str, Any] = dict(parse_param(p) for p in param or [])
+    roles = parse_roles(role or [])
     _prefect_ready()
     from flows.model_run import model_run as flow
 
@@ -202,18 +220,27 @@ def model_run(
             seed=seed,
             test_size=test_size,
             name=name,
+            features=_columns(features),
+            exclude=_columns(exclude),
+            roles=roles or None,
+            task=task,
         )
     if as_json:
         out.print_json(result)
         return
+    out.warnings(result.get("warnings") or [])
     model = result["model"]
     out.console.print(f"{model['name']}@{model['version']}", highlight=False)
     metrics = "  ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items())
     out.err_console.print(
-        f"trained on {result['dataset']}: {metrics}"
+        f"trained on {result['dataset']} with {', '.join(result['features'])}: {metrics}"
         + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
         highlight=False,
     )
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
 
 @app.command()
@@ -455,6 +482,7 @@ def datasets_list(
 @datasets_app.command("show")
 def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
     from provenflow import catalog
+    from provenflow.features import column_roles
     from provenflow.refs import resolve_dataset
     from provenflow.verify import damage_of
 
@@ -462,6 +490,8 @@ def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
     with workspace.ledger.reader() as session:
         data = catalog.dataset_dict(resolve_dataset(session, ref), full=True)
     data["damage"] = damage_of(workspace.store, data["hash"])
+    roles = column_roles(data["profile"]) if data.get("profile") else {}
+    data["roles"] = {n: {"role": r.role, "why": r.why} for n, r in roles.items()}
     if as_json:
         return out.print_json(data)
     out.damage_note(f"dataset {data['ref']}", data["damage"])
@@ -471,10 +501,11 @@ def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
     columns = data["profile"]["columns"]
     out.table(
         "columns",
-        ["name", "dtype", "kind", "missing", "summary"],
+        ["name", "dtype", "role", "missing", "summary"],
         [
-            [n, c["dtype"], c.get("kind"), c["missing"],
-             f"mean {out.fmt(c['mean'])}, min {out.fmt(c['min'])}, max {out.fmt(c['max'])}" if c.get("kind") == "numeric"
+            [n, c["dtype"], roles[n].role + ("" if roles[n].used else " (left out)"), c["missing"],
+             f"left out: {roles[n].why}" if not roles[n].used
+             else f"mean {out.fmt(c['mean'])}, min {out.fmt(c['min'])}, max {out.fmt(c['max'])}" if c.get("kind") == "numeric"
              else ", ".join(f"{k}:{v}" for k, v in list(c.get("frequencies", {}).items())[:5])]
             for n, c in columns.items()
         ],

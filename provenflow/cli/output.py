@@ -38,6 +38,15 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     console.print(t)
 
 
+def warnings(items: list[dict]) -> None:
+    """A run's warnings (yellow) and notices, on stderr: what the user must not miss."""
+    from rich.markup import escape
+
+    for item in items:
+        label = "[yellow]Warning:[/yellow]" if item["level"] == "warning" else "[dim]Note:[/dim]"
+        err_console.print(f"{label} {escape(item['message'])}", highlight=False, soft_wrap=True)
+
+
 def run_detail(run: dict) -> None:
     console.print(
         f"[bold]{run['kind']} run[/bold] {run['name']}  [dim]{run['id']}[/dim]  state: {run['state']}"
@@ -61,6 +70,7 @@ def run_detail(run: dict) -> None:
     console.print(
         f"environment: Python {env['python']}, {len(env['packages'])} packages, hash {str(env['hash'])[:16]}"
     )
+    warnings(run.get("warnings") or [])
     table("inputs", ["kind", "name", "hash"], [[i["kind"], i["name"], i["hash"][:16]] for i in run["inputs"]])
     table(
         "outputs", ["kind", "name", "hash"], [[o["kind"], o["name"], o["hash"][:16]] for o in run["outputs"]]
@@ -202,6 +212,9 @@ def model_detail(data: dict) -> None:
         ["column", "dtype", "kind"],
         [[c["name"], c["dtype"], c["kind"]] for c in data["signature"]["inputs"]],
     )
+    left_out = data["signature"].get("left_out") or {}
+    if left_out:
+        table("columns left out", ["column", "why"], [[name, why] for name, why in left_out.items()])
 
 
 def model_overview(data: dict) -> None:

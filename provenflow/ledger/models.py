@@ -46,6 +46,8 @@ class Run(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    # [{"level": "warning" | "notice", "message": ...}]: what the user must hear about (Run.warn)
+    warnings: Mapped[list | None] = mapped_column(JSON)
     code_commit: Mapped[str | None] = mapped_column(String(64))
     code_dirty: Mapped[bool | None] = mapped_column(Boolean)
     code_diff_hash: Mapped[str | None] = mapped_column(String(64))

@@ -154,7 +154,8 @@ def create_app(
 def _answer(identity: dict, classes: list[Any] | None, predictions: Predictions, request_id: str) -> bytes:
     out: dict[str, Any] = {"model": identity, "predictions": _plain_list(predictions.labels)}
     if predictions.probabilities is not None:
-        out["probabilities"] = predictions.probabilities.astype(np.float64, copy=False)
+        # orjson writes C-ordered arrays only; HistGradientBoosting's probabilities are not.
+        out["probabilities"] = np.ascontiguousarray(predictions.probabilities, dtype=np.float64)
     if classes is not None:
         out["classes"] = classes
     out["request_id"] = request_id
@@ -166,7 +167,7 @@ def _plain_list(values: np.ndarray) -> Any:
     if values.dtype == object:
         return values.tolist()
     if values.dtype.kind == "f":
-        return values.astype(np.float64, copy=False)
+        return np.ascontiguousarray(values, dtype=np.float64)
     return values
 
 

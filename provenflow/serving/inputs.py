@@ -29,10 +29,11 @@ import pandas as pd
 
 from provenflow.errors import did_you_mean
 
-Kind = Literal["numeric", "categorical"]
+Kind = Literal["numeric", "categorical", "datetime"]
 # At most this many problems are listed in a 422 body; the total count is always given.
 MAX_PROBLEMS = 20
 _NUMERIC_TYPES = frozenset({int, float, type(None)})
+_DATE_TYPES = frozenset({str, type(None)})
 _JSON_NAMES = {str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null",
                list: "a list", dict: "an object"}  # fmt: skip
 
@@ -45,11 +46,16 @@ class Feature:
     kind: Kind
     # Python types a categorical value may have (str unless training saw e.g. booleans).
     category_types: tuple[type, ...] = (str,)
+    # A datetime feature's strftime format, as training read it (None: any date pandas parses).
+    date_format: str | None = None
 
     @property
     def expected(self) -> str:
         if self.kind == "numeric":
             return "a number or null (numeric feature)"
+        if self.kind == "datetime":
+            written = f" written {self.date_format}" if self.date_format else ""
+            return f"a date string{written} or null (datetime feature)"
         names = sorted({_JSON_NAMES.get(t, t.__name__) for t in self.category_types})
         return f"{' or '.join(names)} or null (categorical feature)"
 
@@ -360,12 +366,17 @@ def _checked(raw: dict[str, list], rows: int, features: tuple[Feature, ...], off
     columns: dict[str, np.ndarray] = {}
     for feature in features:
         values = raw[feature.name]
-        allowed = (
-            _NUMERIC_TYPES if feature.kind == "numeric" else frozenset((*feature.category_types, type(None)))
-        )
+        if feature.kind == "numeric":
+            allowed = _NUMERIC_TYPES
+        elif feature.kind == "datetime":
+            allowed = _DATE_TYPES
+        else:
+            allowed = frozenset((*feature.category_types, type(None)))
         # set(map(type, ...)) runs in C: the common, valid column costs no Python-level loop.
         if set(map(type, values)) <= allowed:
             columns[feature.name] = _column(feature, values)
+            if feature.kind == "datetime":
+                problems += _date_problems(feature, columns[feature.name])
         else:
             problems += [
                 _type_problem(feature, v, i) for i, v in enumerate(values, offset) if type(v) not in allowed
@@ -381,6 +392,15 @@ def _column(feature: Feature, values: list) -> np.ndarray:
     column = np.array(values, dtype=object)
     column[pd.isna(column)] = np.nan  # training's form of a missing category
     return column
+
+
+def _date_problems(feature: Feature, column: np.ndarray) -> list[Problem]:
+    """Date strings the model would read as missing: parsed the way training parsed them."""
+    from provenflow.features import parse_dates
+
+    present = ~pd.isna(column)
+    bad = present & pd.isna(parse_dates(pd.Series(column, dtype=object), feature.date_format)).to_numpy()
+    return [_type_problem(feature, column[i], int(i)) for i in np.flatnonzero(bad)]
 
 
 def _type_problem(feature: Feature, value: Any, row: int) -> Problem:

@@ -200,8 +200,21 @@ def check_rows(frame: pd.DataFrame, features: tuple[Feature, ...], limit: int = 
 
 
 def _unsupported(pipeline: Any, features: tuple[Feature, ...]) -> str | None:
-    if not column_steps(pipeline):
+    steps = column_steps(pipeline)
+    if not steps:
         return "the model is not a Pipeline starting with a ColumnTransformer (as provenflow trains them)"
+    dates = [f.name for f in features if f.kind == "datetime"]
+    if dates:
+        return (
+            f"datetime column(s) {', '.join(dates)} are turned into date features by provenflow's "
+            "DateFeatures, which has no ONNX converter"
+        )
+    from sklearn.preprocessing import OrdinalEncoder
+
+    if any(isinstance(getattr(step, "steps", [[None, step]])[-1][1], OrdinalEncoder) for _, step, _ in steps):
+        # Measured: skl2onnx 1.20 fails on a HistGradientBoosting with categorical_features
+        # (the TreeEnsemble node it builds is invalid).
+        return "skl2onnx cannot convert HistGradientBoosting's native categorical splits"
     for name, types in category_types(pipeline).items():
         if types != (str,):
             return f"categorical column {name!r} has non-string categories ({', '.join(t.__name__ for t in types)})"

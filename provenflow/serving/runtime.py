@@ -65,9 +65,11 @@ def features_of_signature(signature: dict, types: dict[str, tuple[type, ...]]) -
     features = []
     for entry in signature["inputs"]:
         name, kind = str(entry["name"]), entry["kind"]
-        if kind not in ("numeric", "categorical"):
-            raise ValueError(f"input {name!r} has kind {kind!r}; expected 'numeric' or 'categorical'")
-        features.append(Feature(name, kind, types.get(name, (str,))))
+        if kind not in ("numeric", "categorical", "datetime"):
+            raise ValueError(
+                f"input {name!r} has kind {kind!r}; expected 'numeric', 'categorical' or 'datetime'"
+            )
+        features.append(Feature(name, kind, types.get(name, (str,)), entry.get("format")))
     return tuple(features)
 
 
@@ -97,13 +99,14 @@ def input_fills(pipeline: Any) -> dict[str, Any]:
 
 
 def category_types(pipeline: Any) -> dict[str, tuple[type, ...]]:
-    """For each one-hot encoded column, the Python types of its fitted categories."""
-    from sklearn.preprocessing import OneHotEncoder
+    """For each encoded column (one-hot, or ordinal codes for native categories), the Python
+    types of its fitted categories."""
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
     out: dict[str, tuple[type, ...]] = {}
     for _, step, columns in column_steps(pipeline):
         encoder = step.steps[-1][1] if hasattr(step, "steps") else step
-        if isinstance(encoder, OneHotEncoder):
+        if isinstance(encoder, (OneHotEncoder, OrdinalEncoder)):
             for column, categories in zip(columns, encoder.categories_, strict=True):
                 kinds = {type(_plain(c)) for c in categories if not _missing(c)}
                 out[column] = tuple(sorted(kinds or {str}, key=lambda t: t.__name__))

@@ -1,0 +1,204 @@
+"""Column roles, the user's feature choice, and the checks a model run warns with."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from provenflow import data_checks, datasets, features, training
+from provenflow.errors import TrainingError
+from provenflow.features import FeatureChoice
+from tests.conftest import PENGUINS
+from tests.mixed_table import mixed_table
+
+
+def _csv(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(frame.to_csv(index=False)))
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    return _csv(mixed_table(rows=300))
+
+
+def test_roles_of_a_mixed_table(mixed):
+    roles = features.column_roles(datasets.profile_of(mixed))
+    assert {n: r.role for n, r in roles.items()} == {
+        "id": "identifier", "date": "datetime", "name": "identifier", "x1": "numeric", "x2": "numeric",
+        "colour": "categorical", "constant": "constant", "member": "boolean", "target": "categorical",
+    }  # fmt: skip
+    assert [n for n, r in roles.items() if not r.used] == ["id", "name", "constant"]
+
+
+@pytest.mark.parametrize(
+    ("values", "role"),
+    [
+        (["2012-01-31", "2013-02-28", None] * 10, "datetime"),
+        (["31.01.2012", "28.02.2013"] * 10 + ["soon"], "datetime"),  # 20 of 21 parse: 95%
+        (["31.01.2012", "28.02.2013"] * 9 + ["soon", "later"], "categorical"),  # 18 of 20: below 95%
+        ([f"user{i}" for i in range(30)], "identifier"),
+        ([f"v{i % 12}" for i in range(20)], "categorical"),  # 60% distinct, but only 12 values
+        ([True, False, None] * 10, "boolean"),
+        ([0, 1, 1] * 10, "boolean"),
+        ([7.5] * 30, "constant"),
+        ([None] * 30, "constant"),
+        ([2012, 2013, 2014] * 10, "numeric"),
+    ],
+)
+def test_role_of_a_column(values, role):
+    frame = pd.DataFrame({"c": values})
+    assert features.column_roles(datasets.profile_of(frame))["c"].role == role
+
+
+def test_a_profile_from_before_date_counts_judges_dates_on_its_frequent_values(mixed):
+    profile = datasets.profile_of(mixed)
+    for entry in profile["columns"].values():
+        entry.pop("dates", None)
+    assert features.column_roles(profile)["date"].role == "datetime"
+
+
+def test_the_choice_selects_and_records_why(mixed):
+    chosen = features.select(mixed, "target", FeatureChoice.of(exclude=["x2"], roles={"x1": "categorical"}))
+    assert chosen.used == {
+        "date": "datetime",
+        "x1": "categorical",
+        "colour": "categorical",
+        "member": "boolean",
+    }
+    assert chosen.left_out["x2"] == "excluded" and chosen.left_out["id"].startswith("identifier")
+    named = features.select(mixed, "target", FeatureChoice.of(features=["name", "x1"]))
+    assert named.used == {"name": "categorical", "x1": "numeric"}  # asked for by name: used
+    assert named.left_out["colour"] == "not in features"
+
+
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [
+        (FeatureChoice.of(exclude=["colur"]), "column 'colur' is not a feature column.*Did you mean 'colour'"),
+        (FeatureChoice.of(features=["target"]), "'target' is not a feature column of the dataset \\(it is the target\\)"),
+        (FeatureChoice.of(roles={"x1": "text"}), "role 'text' for column 'x1' is not one of numeric"),
+        (FeatureChoice.of(roles={"colour": "numeric"}), "column 'colour' holds .* not numbers"),
+        (FeatureChoice.of(features=["constant"], exclude=["constant"]), "no feature columns are left"),
+    ],
+)  # fmt: skip
+def test_choice_errors(mixed, choice, message):
+    with pytest.raises(TrainingError, match=message):
+        features.select(mixed, "target", choice)
+
+
+def test_parse_roles():
+    assert features.parse_roles(["zip=categorical", " when = datetime"]) == {
+        "zip": "categorical",
+        "when": "datetime",
+    }
+    with pytest.raises(TrainingError, match="not COLUMN=ROLE"):
+        features.parse_roles(["zip"])
+
+
+def test_a_copy_of_the_target_is_reported_and_honest_features_are_not():
+    frame = datasets.read_table(str(PENGUINS))
+    frame["species_code"] = frame["species"].map({"Adelie": 0, "Chinstrap": 1, "Gentoo": 2})
+    frame["species_text"] = frame["species"].str.upper()
+    estimator = training.import_estimator("sklearn.linear_model.LogisticRegression", {"max_iter": 500})
+    trained = training.train_and_evaluate(frame, "species", estimator, seed=0, test_size=0.25)
+    leaks = [w for w in trained.warnings if "leakage" in w]
+    assert len(leaks) == 2 and "'species_code'" in leaks[0] and "'species_text'" in leaks[1]
+    honest = training.train_and_evaluate(
+        frame, "species", estimator, seed=0, test_size=0.25,
+        choice=FeatureChoice.of(exclude=["species_code", "species_text"]),
+    )  # fmt: skip
+    assert honest.warnings == []
+
+
+def test_a_regression_leak_is_reported():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=400), "noise": rng.normal(size=400)})
+    frame["y"] = frame["x"] * 3 + 1
+    estimator = training.import_estimator("sklearn.linear_model.Ridge", {})
+    trained = training.train_and_evaluate(frame, "y", estimator, seed=0, test_size=0.25)
+    assert len(trained.warnings) == 1 and "'x' alone predicts 'y'" in trained.warnings[0]
+
+
+def test_a_class_too_rare_for_the_test_split_is_reported():
+    frame = datasets.read_table(str(PENGUINS))
+    frame.loc[frame.index[:3], "species"] = "Emperor"  # 3 rows: fewer than 2 of them held out
+    estimator = training.import_estimator("sklearn.tree.DecisionTreeClassifier", {}, seed=0)
+    trained = training.train_and_evaluate(frame, "species", estimator, seed=0, test_size=0.25)
+    assert any("'Emperor'" in w and "fewer than 2 rows" in w for w in trained.warnings)
+    assert data_checks.rare_test_classes(pd.Series(["a", "a", "b"]), pd.Series(["a", "a"])) == {"b": 0}
+
+
+def test_task_classification_lets_a_classifier_take_a_continuous_target():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=300), "mpg": rng.integers(10, 110, 300)})
+    estimator = training.import_estimator("sklearn.tree.DecisionTreeClassifier", {}, seed=0)
+    with pytest.raises(TrainingError, match=r"looks continuous.*--task classification"):
+        training.train_and_evaluate(frame, "mpg", estimator, seed=0, test_size=0.25)
+    trained = training.train_and_evaluate(
+        frame, "mpg", estimator, seed=0, test_size=0.25, task="classification"
+    )
+    assert trained.task == "classification"
+    with pytest.raises(TrainingError, match="task 'regression' was asked for, but DecisionTreeClassifier"):
+        training.train_and_evaluate(frame, "mpg", estimator, seed=0, test_size=0.25, task="regression")
+
+
+def test_date_features_are_deterministic_and_take_strings_or_datetimes():
+    from provenflow.preprocessing import DateFeatures
+
+    text = pd.DataFrame({"d": ["2012/01/01", "2012/03/01", None, "garbage"]})
+    parts = DateFeatures({"d": "%Y/%m/%d"}).fit(text).transform(text)
+    assert parts[0].tolist() == [2012, 1, 6, 1, 15340]  # a Sunday, 15,340 days after 1970-01-01
+    assert parts[1][:4].tolist() == [2012, 3, 3, 61]
+    assert np.isnan(parts[2]).all() and np.isnan(parts[3]).all()
+    typed = pd.DataFrame({"d": pd.to_datetime(["2012-01-01", None])})
+    assert DateFeatures({"d": None}).fit(typed).transform(typed)[0].tolist() == parts[0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("estimator", "sparse", "scaler"),
+    [
+        ("sklearn.linear_model.LogisticRegression", True, "StandardScaler"),  # wide one-hot stays sparse
+        ("sklearn.ensemble.HistGradientBoostingClassifier", False, "StandardScaler"),
+        ("sklearn.naive_bayes.GaussianNB", False, "StandardScaler"),  # takes no sparse input
+        ("sklearn.naive_bayes.MultinomialNB", True, "MinMaxScaler"),  # takes no negative input
+    ],
+)
+def test_the_preprocessing_follows_the_estimator(estimator, sparse, scaler):
+    import scipy.sparse
+
+    from provenflow.preprocessing import build_pipeline
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"shop": [f"shop {i}" for i in rng.integers(0, 300, 3000)], "x": rng.normal(size=3000)}
+    )
+    selection = features.select(frame.assign(y=0), "y", FeatureChoice())
+    assert selection.used == {"shop": "categorical", "x": "numeric"}
+    model = training.import_estimator(estimator, {})
+    pipeline = build_pipeline(frame, selection, model)
+    prepared = pipeline.named_steps["prepare"].fit_transform(frame)
+    assert scipy.sparse.issparse(prepared) is sparse
+    assert type(pipeline.named_steps["prepare"].transformers[-1][1].named_steps["scale"]).__name__ == scaler
+    if "HistGradientBoosting" in estimator:
+        assert prepared.shape == (3000, 2) and model.categorical_features == [0]
+    else:
+        assert prepared.shape[1] == 301
+
+
+def test_a_datetime_column_from_parquet_trains_and_takes_strings():
+    rng = np.random.default_rng(0)
+    when = pd.to_datetime("2015-01-01") + pd.to_timedelta(rng.integers(0, 700, 300), unit="D")
+    frame = pd.DataFrame({"when": when, "x": rng.normal(size=300)})
+    frame["y"] = np.where(frame["when"].dt.month > 6, "late", "early")
+    frame = pd.read_parquet(io.BytesIO(datasets.to_parquet_bytes(frame)))
+    estimator = training.import_estimator("sklearn.tree.DecisionTreeClassifier", {}, seed=0)
+    trained = training.train_and_evaluate(frame, "y", estimator, seed=0, test_size=0.25)
+    assert trained.signature["inputs"][0] == {
+        "name": "when", "dtype": str(frame["when"].dtype), "kind": "datetime", "role": "datetime", "format": None,
+    }  # fmt: skip
+    assert trained.metrics["accuracy"] > 0.95
+    served = pd.DataFrame({"when": ["2016-08-01", "2016-02-01"], "x": [0.0, 0.0]})
+    assert trained.pipeline.predict(served).tolist() == ["late", "early"]
