@@ -143,12 +143,17 @@ def agreement_table(ours: dict, theirs: dict) -> tuple[float, list[str]]:
     return 1 - len(differ) / len(ours), differ
 
 
-def per_test_agreement(ours: dict, per_test: dict) -> tuple[int, int, list[str]]:
-    """Every test both sides compute (numeric psi/ks/wasserstein, categorical psi/chi-square)."""
-    total, same, differ = 0, 0, []
+def per_test_agreement(ours: dict, per_test: dict) -> tuple[int, int, list[str], list[str]]:
+    """Every test both sides compute (numeric psi/ks/wasserstein, categorical psi/chi-square), and
+    the tests only Evidently ran: a discrete numeric feature (few distinct values, e.g. Poisson) is
+    checked by us as categorical, so it carries psi/chi-square but no ks or wasserstein."""
+    total, same, differ, only_theirs = 0, 0, [], []
     for name, feature in ours.items():
         for test, theirs in per_test.get(name, {}).items():
-            mine = feature["tests"][test]
+            mine = feature["tests"].get(test)
+            if mine is None:
+                only_theirs.append(f"{name} {test}")
+                continue
             total += 1
             if mine["drift"] == theirs["drift"]:
                 same += 1
@@ -157,7 +162,7 @@ def per_test_agreement(ours: dict, per_test: dict) -> tuple[int, int, list[str]]
                     f"{name} {test}: ours {mine['score']:.4g} ({'drift' if mine['drift'] else 'no drift'}), "
                     f"evidently {theirs['score']:.4g} ({'drift' if theirs['drift'] else 'no drift'})"
                 )
-    return same, total, differ
+    return same, total, differ, only_theirs
 
 
 def main() -> None:
@@ -224,12 +229,14 @@ def main() -> None:
     if differ:
         console.print("Preset verdicts differ on: " + ", ".join(differ))
     if theirs["per_test"]:
-        same, total, test_differ = per_test_agreement(ours["features"], theirs["per_test"])
+        same, total, test_differ, only_theirs = per_test_agreement(ours["features"], theirs["per_test"])
         console.print(
             f"Every test, same thresholds (psi 0.1, wasserstein 0.1, ks/chi-square p 0.05): {same}/{total} verdicts agree ({same / total:.0%})."
         )
         for line in test_differ:
             console.print(f"  differs: {line}")
+        if only_theirs:
+            console.print(f"  not compared (ours checks these discrete features as categorical): {', '.join(only_theirs)}")
     console.print(
         f"Default policy (psi + wasserstein + missing, significance-guarded) flags: {', '.join(ours['default_drifted'])}"
     )
