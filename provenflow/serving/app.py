@@ -21,6 +21,7 @@ balancers stop sending traffic.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import re
@@ -73,6 +74,10 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if prediction_log is not None:
             prediction_log.start()
+        # Everything loaded so far (libraries, the model, the app) lives as long as the server: out of
+        # the collector's sight, a full collection scans only what requests left behind (~80 ms -> ~0).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
