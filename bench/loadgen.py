@@ -61,10 +61,14 @@ class _Conn(asyncio.Protocol):
         self.done(self, status)
 
 
-async def generate(host: str, port: int, request: bytes, rate: float, seconds: float, connections: int) -> dict:
+async def generate(
+    host: str, port: int, request: bytes, rate: float, seconds: float, connections: int
+) -> dict:
     loop = asyncio.get_running_loop()
     idle: list[_Conn] = []
-    waiting: collections.deque[float] = collections.deque()  # scheduled times of requests with no free connection
+    waiting: collections.deque[float] = (
+        collections.deque()
+    )  # scheduled times of requests with no free connection
     inflight: dict[_Conn, tuple[float, float]] = {}
     latencies, from_send, lags = [], [], []
     errors = 0
