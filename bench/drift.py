@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import OUR_PYTHON, WORK, console, machine_summary, run_worker, scratch_dir, verdict
+from common import OUR_PYTHON, WORK, console, machine_summary, record, run_worker, scratch_dir, verdict
 from rich.table import Table
 
 TARGET_SECONDS = 1.5
@@ -226,6 +226,25 @@ def main() -> None:
         verdict(memory_share <= TARGET_MEMORY_SHARE),
     )
     console.print(table)
+    size = f"{args.current_rows:,} × 25 vs {args.reference_rows:,}"
+    full = args.current_rows >= 1_000_000  # the targets are for the full size
+    record(
+        f"drift: check_drift ({size})", ours["check_median_s"], "s", target=TARGET_SECONDS if full else None
+    )
+    record(
+        f"drift: Evidently preset ÷ ours ({size})",
+        speedup,
+        "×",
+        target=TARGET_SPEEDUP if full else None,
+        better="higher",
+    )
+    record(f"drift: verdicts agree ({size})", agreement, "", target=TARGET_AGREEMENT, better="higher")
+    record(
+        f"drift: peak RSS ours ÷ Evidently ({size})",
+        memory_share,
+        "",
+        target=TARGET_MEMORY_SHARE if full else None,
+    )
     if differ:
         console.print("Preset verdicts differ on: " + ", ".join(differ))
     if theirs["per_test"]:
@@ -236,7 +255,9 @@ def main() -> None:
         for line in test_differ:
             console.print(f"  differs: {line}")
         if only_theirs:
-            console.print(f"  not compared (ours checks these discrete features as categorical): {', '.join(only_theirs)}")
+            console.print(
+                f"  not compared (ours checks these discrete features as categorical): {', '.join(only_theirs)}"
+            )
     console.print(
         f"Default policy (psi + wasserstein + missing, significance-guarded) flags: {', '.join(ours['default_drifted'])}"
     )
