@@ -12,7 +12,7 @@ same cores: the floor that the machine and the generator alone give. With severa
 round runs every tree in turn on the same bundle, so a change of load on the machine hits all alike.
 
 Throughput: Debian's ``wrk`` (C, one thread, 16 connections, a Lua script for the POST) when
-installed, closed loop, against 1 and 2 worker processes (``--workers``).
+installed, closed loop, against 1 and 2 worker processes (``--workers``) of the last tree given.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def main() -> None:
                 stop(process)
         if args.throughput_seconds > 0:
             for workers in (int(w) for w in args.workers.split(",")):
-                process, port = start_server(trees[0], bundle, folder / f"store-w{workers}", workers)
+                process, port = start_server(trees[-1], bundle, folder / f"store-w{workers}", workers)
                 try:
                     wrk(port, body, 1.0)  # warm every worker
                     results["throughput"][workers] = wrk(port, body, args.throughput_seconds)
