@@ -75,3 +75,17 @@ def test_workers_share_the_port_log_separately_and_a_killed_worker_is_replaced(b
     # One prediction log per process: segments named after more than one process's files.
     ids = {p.name.rsplit("_", 1)[-1].split("-")[0] for p in Path(store).rglob("*.parquet")}
     assert len(ids) >= 2, ids
+
+
+def test_workers_with_a_tampered_bundle_exit_1_with_one_error_line(bundles, tmp_path):  # noqa: F811
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundles["forest"], bundle)
+    data = bytearray((bundle / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bundle / "model.onnx").write_bytes(bytes(data))
+    server = start_server(bundle, str(tmp_path / "log"), extra=("--workers", "3"), wait=False)
+    assert server.process.wait(timeout=60) == 1
+    err = server.stop()
+    assert err.count("Error:") == 1 and "model.onnx" in err and "altered" in err, err
