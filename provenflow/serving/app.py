@@ -9,10 +9,9 @@ bigger run in the thread pool so /health and /ready keep answering during a slow
 Tail latency, measured with ``bench/serving_tail.py`` (one-row requests at a fixed 500 req/s, an
 open-loop generator in its own process, latency from the scheduled send; 2 shared cores):
 
-- The issue's 218 ms p99 was the cores, not the server: the old generator (4 ``http.client``
-  processes) and other work shared them. On cores busy with other processes even a trivial server
-  shows a p99 of 3-6 ms to the same generator; with server and generator scheduled first
-  (``--priority rt``), the generator's floor is 0.8 ms p99 and this server's 1.5-2 ms p99.
+- The issue's 218 ms p99 was the cores, not the server: other work kept both busy. There even a
+  trivial server shows a p99 of 3-6 ms to the same generator; with server and generator scheduled
+  first (``--priority rt``), the generator's floor is 0.8-1.1 ms p99 and this server's 1.4-2.3 ms.
 - ``gc.freeze()`` once loaded (in the lifespan): a full collection of what loading leaves
   (~69,000 objects) took ~80 ms, a pause every request in flight waits for; after it, ~0.
 - The write-ahead append (one ``writev``, ~10 µs; never above 0.07 ms in 10,000 paced writes here)
