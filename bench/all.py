@@ -1,6 +1,6 @@
 """Every benchmark in turn, then one summary: what ``make bench`` runs.
 
-    .venv/bin/python bench/all.py            # short mode, ~6-8 min on 2 cores (first run longer: peers' venvs, data files)
+    .venv/bin/python bench/all.py            # short mode, an estimated 5-8 min on 2 quiet cores (first run longer: peers' venvs, data files)
     .venv/bin/python bench/all.py --full     # every script at its default size (~15 min)
     .venv/bin/python bench/all.py serving_tail drift   # only these
 
