@@ -28,6 +28,7 @@ services:
 lint: $(STAMP)
 	$(BIN)/ruff check provenflow flows tasks blocks tests bench
 
+## Every benchmark in short mode, then bench/.work/summary.json (each figure, its target, met or not).
+## `make bench BENCH_ARGS=--full` for the full sizes; see bench/README.md.
 bench: $(STAMP)
-	$(BIN)/python bench/tracking.py
-	$(BIN)/python bench/datasets.py
+	$(BIN)/python bench/all.py $(BENCH_ARGS)

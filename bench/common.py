@@ -97,3 +97,63 @@ def machine_summary() -> str:
 
 def verdict(met: bool) -> str:
     return "[green]met[/green]" if met else "[red]NOT met[/red]"
+
+
+# -- the summary of every benchmark: bench/.work/summary.json ------------------------------
+
+SUMMARY = WORK / "summary.json"
+
+
+def record(
+    name: str, value: float, unit: str, target: float | None = None, better: str = "lower", note: str = ""
+) -> bool | None:
+    """Add one figure to ``bench/.work/summary.json`` (an earlier figure of the same name is replaced)
+    and return whether it meets ``target`` (None without one). ``better``: "lower" (the figure must be
+    ≤ target) or "higher" (≥ target). ``make bench`` starts the file afresh and prints it at the end;
+    its ``commit`` says what was measured, so two summaries compare commits.
+
+        record("datasets: put_file ÷ cp", 1.31, "×", target=1.5, better="lower")
+    """
+    import fcntl
+    import sys
+
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', not {better!r}")
+    met = None if target is None else (value <= target if better == "lower" else value >= target)
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(SUMMARY.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # benches may run side by side
+        summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+        summary.update(commit=code_version(), machine=machine_summary())
+        summary.setdefault("figures", {})[name] = {
+            "value": value, "unit": unit, "target": target, "better": better, "met": met,
+            "bench": Path(sys.argv[0]).name, "note": note, "load_average": round(os.getloadavg()[0], 2),
+            "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        }  # fmt: skip
+        tmp = SUMMARY.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        tmp.replace(SUMMARY)
+    return met
+
+
+def summary_table() -> None:
+    """Print bench/.work/summary.json as a table (``python bench/common.py``)."""
+    from rich.table import Table
+
+    if not SUMMARY.exists():
+        console.print(f"no {SUMMARY} yet: run `make bench`")
+        return
+    summary = json.loads(SUMMARY.read_text())
+    table = Table(title=f"bench summary · provenflow at {summary.get('commit')} · {SUMMARY}")
+    for column in ("figure", "value", "target", "result", "bench"):
+        table.add_column(column, justify="right" if column in ("value", "target") else "left")
+    for name, f in summary.get("figures", {}).items():
+        sign = "≤" if f["better"] == "lower" else "≥"
+        target = "" if f["target"] is None else f"{sign} {f['target']:g} {f['unit']}"
+        result = "" if f["met"] is None else verdict(f["met"])
+        table.add_row(name, f"{f['value']:.4g} {f['unit']}", target, result, f["bench"])
+    console.print(table)
+
+
+if __name__ == "__main__":
+    summary_table()

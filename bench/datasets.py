@@ -32,6 +32,7 @@ from common import (
     console,
     machine_summary,
     peers_python,
+    record,
     run_worker,
     scratch_dir,
     verdict,
@@ -203,6 +204,30 @@ def report(size: int, table_rows: list[Row], reps: int) -> None:
     console.print(table)
 
 
+def record_figures(s: dict[str, list[float]], size_mb: int) -> None:
+    """The targets' figures into bench/.work/summary.json (``common.record``)."""
+    read, copy, copy_synced, hashed = (
+        median(s["read"]),
+        median(s["cp"]),
+        median(s["cp_sync"]),
+        median(s["hash"]),
+    )
+    put, put_nofsync = median(s["put_fsync"]), median(s["put_no_fsync"])
+    size = f"{size_mb} MiB"
+    record(
+        f"datasets: BLAKE3 hash ÷ read rate ({size})", read / hashed, "", target=HASH_TARGET, better="higher"
+    )
+    record(f"datasets: put_file no fsync ÷ cp ({size})", put_nofsync / copy, "×", target=STORE_TARGET)
+    record(f"datasets: put_file fsync ÷ cp && sync ({size})", put / copy_synced, "×", target=1.1)
+    record(
+        f"datasets: dvc add ÷ put_file fsync ({size})",
+        median(s["dvc_add_s"]) / put,
+        "×",
+        target=DVC_TARGET,
+        better="higher",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -221,6 +246,7 @@ def main() -> None:
     console.print(machine_summary())
     samples, facts = measure(path, args.reps)
     report(path.stat().st_size, rows(samples), args.reps)
+    record_figures(samples, args.size_mb)
     console.print(
         f"provenflow {facts['version']}, dvc {dvc_version}. put_file created the object: {facts['created']}; "
         f"put_file again copied it: {facts['readd_copied']} (expected False)"

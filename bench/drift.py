@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import OUR_PYTHON, WORK, console, machine_summary, run_worker, scratch_dir, verdict
+from common import OUR_PYTHON, WORK, console, machine_summary, record, run_worker, scratch_dir, verdict
 from rich.table import Table
 
 TARGET_SECONDS = 1.5
@@ -143,12 +143,17 @@ def agreement_table(ours: dict, theirs: dict) -> tuple[float, list[str]]:
     return 1 - len(differ) / len(ours), differ
 
 
-def per_test_agreement(ours: dict, per_test: dict) -> tuple[int, int, list[str]]:
-    """Every test both sides compute (numeric psi/ks/wasserstein, categorical psi/chi-square)."""
-    total, same, differ = 0, 0, []
+def per_test_agreement(ours: dict, per_test: dict) -> tuple[int, int, list[str], list[str]]:
+    """Every test both sides compute (numeric psi/ks/wasserstein, categorical psi/chi-square), and
+    the tests only Evidently ran: a discrete numeric feature (few distinct values, e.g. Poisson) is
+    checked by us as categorical, so it carries psi/chi-square but no ks or wasserstein."""
+    total, same, differ, only_theirs = 0, 0, [], []
     for name, feature in ours.items():
         for test, theirs in per_test.get(name, {}).items():
-            mine = feature["tests"][test]
+            mine = feature["tests"].get(test)
+            if mine is None:
+                only_theirs.append(f"{name} {test}")
+                continue
             total += 1
             if mine["drift"] == theirs["drift"]:
                 same += 1
@@ -157,7 +162,7 @@ def per_test_agreement(ours: dict, per_test: dict) -> tuple[int, int, list[str]]
                     f"{name} {test}: ours {mine['score']:.4g} ({'drift' if mine['drift'] else 'no drift'}), "
                     f"evidently {theirs['score']:.4g} ({'drift' if theirs['drift'] else 'no drift'})"
                 )
-    return same, total, differ
+    return same, total, differ, only_theirs
 
 
 def main() -> None:
@@ -221,15 +226,38 @@ def main() -> None:
         verdict(memory_share <= TARGET_MEMORY_SHARE),
     )
     console.print(table)
+    size = f"{args.current_rows:,} × 25 vs {args.reference_rows:,}"
+    full = args.current_rows >= 1_000_000  # the targets are for the full size
+    record(
+        f"drift: check_drift ({size})", ours["check_median_s"], "s", target=TARGET_SECONDS if full else None
+    )
+    record(
+        f"drift: Evidently preset ÷ ours ({size})",
+        speedup,
+        "×",
+        target=TARGET_SPEEDUP if full else None,
+        better="higher",
+    )
+    record(f"drift: verdicts agree ({size})", agreement, "", target=TARGET_AGREEMENT, better="higher")
+    record(
+        f"drift: peak RSS ours ÷ Evidently ({size})",
+        memory_share,
+        "",
+        target=TARGET_MEMORY_SHARE if full else None,
+    )
     if differ:
         console.print("Preset verdicts differ on: " + ", ".join(differ))
     if theirs["per_test"]:
-        same, total, test_differ = per_test_agreement(ours["features"], theirs["per_test"])
+        same, total, test_differ, only_theirs = per_test_agreement(ours["features"], theirs["per_test"])
         console.print(
             f"Every test, same thresholds (psi 0.1, wasserstein 0.1, ks/chi-square p 0.05): {same}/{total} verdicts agree ({same / total:.0%})."
         )
         for line in test_differ:
             console.print(f"  differs: {line}")
+        if only_theirs:
+            console.print(
+                f"  not compared (ours checks these discrete features as categorical): {', '.join(only_theirs)}"
+            )
     console.print(
         f"Default policy (psi + wasserstein + missing, significance-guarded) flags: {', '.join(ours['default_drifted'])}"
     )

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import orjson
-from common import console
+from common import console, record
 from serving import Endpoint, free_port, load, make_bundle
 
 import provenflow
@@ -129,6 +129,7 @@ def main() -> None:
         folder = Path(tmp)
         bundle, rows = make_bundle(folder)
         p50, p99 = append_cost(bundle, rows, folder / "inproc", fsync=False)
+        record("prediction log: append, one row, in-process p99", p99, "µs", better="lower")
         console.print(f"append, one row, in-process: p50 {p50:.1f} µs, p99 {p99:.1f} µs")
         if args.fsync:
             p50, p99 = append_cost(bundle, rows, folder / "inproc-fsync", fsync=True)
@@ -153,6 +154,9 @@ def main() -> None:
             f"kill -9 at {result['kill_at']:.2f} s: {len(answered)} answered 200, "
             f"{len(answered & logged)} logged, {len(answered - logged)} lost"
             + (f" ({len(skipped)} unreadable segments)" if skipped else "")
+        )
+        record(
+            "prediction log: answered but lost after kill -9", len(answered - logged), "requests", target=0
         )
         print(
             json.dumps({"p99_ms": timed["p99_ms"], "answered": len(answered), "lost": len(answered - logged)})

@@ -322,11 +322,16 @@ def serve(
     onnx: Annotated[
         bool, typer.Option(help="Serve through onnxruntime when the model converts and agrees.")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Server processes on the one port, each with its own prediction-log files."),
+    ] = 1,
 ) -> None:
     """Serve a model version over HTTP (POST /predict, /health, /ready, /metadata); every prediction is logged."""
     from provenflow.serving.run import serve as run_server
 
-    run_server(model, host=host, port=port, token=token, onnx=onnx)
+    if status := run_server(model, host=host, port=port, token=token, onnx=onnx, workers=workers):
+        raise typer.Exit(status)  # a worker printed the one-line error already
 
 
 @app.command()

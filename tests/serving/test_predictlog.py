@@ -203,3 +203,24 @@ def test_a_new_log_recovers_on_start(tmp_path):
     log.close()
     assert log.rows_recovered == 2
     assert read_predictions(str(tmp_path / "b"), "m/odel", 3)[0]["request_id"].tolist() == ["left"] * 2
+
+
+def test_a_segment_of_many_requests_is_built_in_parts_and_reads_back_whole(tmp_path):
+    # More requests than one table part holds; the first part's category column is all missing (an
+    # Arrow null column on its own), the next parts' are strings: the parts still join into one segment.
+    from provenflow.serving.predictlog import TABLE_PART_CHUNKS
+
+    n = TABLE_PART_CHUNKS * 2 + 7
+    with open_log(tmp_path, flush_rows=10 * n, flush_seconds=600) as log:
+        for i in range(n):
+            one, predictions = batch(1)
+            one.columns["island"] = np.array([np.nan if i < TABLE_PART_CHUNKS else "Dream"], dtype=object)
+            one.columns["x"] = np.array([float(i)])
+            log.append(f"r{i}", one, predictions)
+    assert len(segments(tmp_path)) == 1
+    frame, skipped = read_predictions(str(tmp_path), "m/odel", 3)
+    assert skipped == [] and len(frame) == n
+    assert frame["request_id"].tolist() == [f"r{i}" for i in range(n)]
+    assert frame["x"].tolist() == [float(i) for i in range(n)]
+    assert frame["island"].isna().sum() == TABLE_PART_CHUNKS
+    assert set(frame["island"].dropna()) == {"Dream"} and set(frame["model_hash"]) == {"ab" * 32}

@@ -1,0 +1,61 @@
+"""Every benchmark in turn, then one summary: what ``make bench`` runs.
+
+    .venv/bin/python bench/all.py            # short mode, an estimated 5-8 min on 2 quiet cores (first run longer: peers' venvs, data files)
+    .venv/bin/python bench/all.py --full     # every script at its default size (~15 min)
+    .venv/bin/python bench/all.py serving_tail drift   # only these
+
+``bench/.work/summary.json`` is started afresh; each script adds its figures with
+``common.record(name, value, unit, target=..., better=...)``, and a script that fails is
+recorded as such, the others still run. The summary is printed at the end; keep a copy per
+commit (its ``commit`` field says which) to compare. Exit status 1 when a script failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from common import BENCH, ROOT, SUMMARY, console, record, summary_table
+
+# script -> arguments of the short mode (sizes keep each target's meaning; see bench/README.md)
+SHORT = {
+    "tracking": ["--reps", "3"],
+    "datasets": ["--size-mb", "256", "--reps", "3"],
+    "drift": ["--no-per-test", "--reps", "1"],
+    "serving": ["--seconds", "3"],
+    "serving_tail": ["--seconds", "20", "--throughput-seconds", "5"],
+    "predictlog_crash": ["--seconds", "3"],
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("only", nargs="*", help=f"run only these of {', '.join(SHORT)} (default: all)")
+    parser.add_argument("--full", action="store_true", help="every script at its default size")
+    args = parser.parse_args()
+    if unknown := set(args.only) - set(SHORT):
+        parser.error(f"no such benchmark: {', '.join(sorted(unknown))}; choose from {', '.join(SHORT)}")
+    if not args.only:
+        SUMMARY.unlink(missing_ok=True)
+    failed = []
+    for script, short in SHORT.items():
+        if args.only and script not in args.only:
+            continue
+        command = [sys.executable, str(BENCH / f"{script}.py"), *([] if args.full else short)]
+        console.rule(f"{script}.py {' '.join(command[2:])}")
+        start = time.monotonic()
+        ok = subprocess.run(command, cwd=ROOT, check=False).returncode == 0
+        record(f"bench {script}.py finished", float(ok), "", target=1.0, better="higher",
+               note=f"{time.monotonic() - start:.0f} s")  # fmt: skip
+        if not ok:
+            failed.append(script)
+    summary_table()
+    if failed:
+        console.print(f"[red]failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
