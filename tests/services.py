@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+# The provenflow command of the environment running the tests (works without an activated venv).
+CLI = str(Path(sys.executable).parent / "provenflow")
+
 
 def unavailable(reason: str):
     """Skip, or fail under CI=true, because a service is missing."""

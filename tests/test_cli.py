@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PENGUINS, REPO
+from tests.conftest import PENGUINS
+from tests.services import CLI
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-CLI = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "provenflow")
 
 
 def pf(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
-    exe = CLI if Path(CLI).exists() else shutil.which("provenflow")
+    exe = CLI
     return subprocess.run([exe, *args], cwd=project, capture_output=True, text=True, env=env, timeout=300)
 
 

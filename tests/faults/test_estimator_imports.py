@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PENGUINS, REPO
+from tests.conftest import PENGUINS
+from tests.services import CLI
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-CLI = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "provenflow")
 
 PAYLOAD = """\
 from pathlib import Path
@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression as Model
 
 def pf(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
-    exe = CLI if Path(CLI).exists() else shutil.which("provenflow")
+    exe = CLI
     return subprocess.run(
         [exe, *args], cwd=project, capture_output=True, text=True, env=base | env, timeout=300
     )

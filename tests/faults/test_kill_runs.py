@@ -25,9 +25,8 @@ from sqlalchemy.orm import Session
 from provenflow.ledger import models as m
 from tests.conftest import PENGUINS
 from tests.faults.ledger_checks import assert_consistent, staging_files
-from tests.test_cli import CLI as _CLI
+from tests.services import CLI
 
-CLI = _CLI if Path(_CLI).exists() else shutil.which("provenflow") or _CLI
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 SEED = int(os.environ.get("PROVENFLOW_FAULT_SEED", random.SystemRandom().randrange(10**6)))

@@ -13,14 +13,12 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from tests.conftest import PENGUINS, REPO
-
-CLI = str(Path(sys.executable).parent / "provenflow")
+from tests.services import CLI
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

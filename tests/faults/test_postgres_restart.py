@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,8 +24,8 @@ from sqlalchemy import text
 from tests import services
 from tests.conftest import PENGUINS, REPO
 from tests.faults.test_ledger_first_use import assert_ledger_consistent
+from tests.services import CLI
 
-CLI = str(Path(sys.executable).parent / "provenflow")
 PASSWORD = "s3cret-marker-pw"
 
 

@@ -25,10 +25,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PENGUINS, REPO
+from tests.conftest import PENGUINS
+from tests.services import CLI
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-CLI = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "provenflow")
+
 USER = "reader"
 
 
@@ -96,7 +97,7 @@ def data_server(marker) -> Iterator[DataServer]:
 
 def pf(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
-    exe = CLI if Path(CLI).exists() else shutil.which("provenflow")
+    exe = CLI
     return subprocess.run(
         [exe, *args], cwd=project, capture_output=True, text=True, env={**base, **(env or {})}, timeout=300
     )
