@@ -55,7 +55,9 @@ def healthy(url: str, timeout: float = 1.0) -> bool:
 def owner(url: str, timeout: float = 2.0) -> str | None:
     """The project the server at ``url`` was started for; None when it names none (or does not answer)."""
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/variables/name/{OWNER_VARIABLE}", timeout=timeout) as r:
+        with urllib.request.urlopen(
+            f"{url.rstrip('/')}/variables/name/{OWNER_VARIABLE}", timeout=timeout
+        ) as r:
             return json.loads(r.read()).get("value")
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -101,7 +103,14 @@ def _pid() -> int | None:
 def status() -> ServerStatus:
     prefect_home, _, log = _paths()
     url = api_url()
-    return ServerStatus(healthy(url) and owner(url) == get_settings().project_id, url, url.removesuffix("/api"), _pid(), str(prefect_home), str(log))
+    return ServerStatus(
+        healthy(url) and owner(url) == get_settings().project_id,
+        url,
+        url.removesuffix("/api"),
+        _pid(),
+        str(prefect_home),
+        str(log),
+    )
 
 
 def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:

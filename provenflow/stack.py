@@ -112,7 +112,14 @@ def register_blocks() -> list[str]:
     from blocks.store import ArtifactStore
     from blocks.vsphere import VSphereWorkerPool
 
-    types = [ArtifactStore, LedgerDatabase, KubernetesTarget, ContainerRegistry, DriftPolicy, VSphereWorkerPool]
+    types = [
+        ArtifactStore,
+        LedgerDatabase,
+        KubernetesTarget,
+        ContainerRegistry,
+        DriftPolicy,
+        VSphereWorkerPool,
+    ]
     for block in types:
         block.register_type_and_schema()
     return [block.get_block_type_slug() for block in types]
