@@ -211,6 +211,14 @@ def _profile_api_url() -> str | None:
     return data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
 
 
+def prepare_env(quiet: bool = True) -> None:
+    """Prefect settings of provenflow's commands; before Prefect is imported, which reads them once."""
+    if quiet:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    # Heartbeats let the server's crash automation end a flow run whose process was killed.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(get_settings().heartbeat_seconds))
+
+
 def connect(quiet: bool = True) -> str | None:
     """Point this process at a Prefect API before Prefect is imported.
 
@@ -219,10 +227,7 @@ def connect(quiet: bool = True) -> str | None:
     its ephemeral mode, else None. ``quiet`` keeps flow and task logs off the terminal (they still
     reach the Prefect UI), for commands that print their own summary.
     """
-    if quiet:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    # Heartbeats let the server's crash automation end a flow run whose process was killed.
-    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(get_settings().heartbeat_seconds))
+    prepare_env(quiet)
     if os.environ.get("PREFECT_API_URL") or _profile_api_url():
         return None
     url = api_url()

@@ -67,10 +67,11 @@ def up(say: Callable[[str], None] = lambda _msg: None) -> UpReport:
     """Start (or complete) the stack; returns what is live."""
     from provenflow import server
 
+    # Before Prefect is first imported (by server.start), which reads its settings once per process.
+    os.environ["PREFECT_API_URL"] = server.api_url()
     say("starting the Prefect server")
     status = server.start()
     api = status.api_url
-    os.environ["PREFECT_API_URL"] = api
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: api}):
