@@ -53,7 +53,8 @@ def main() -> None:
     data = data_run(name="penguins", source=str(source))
     ref = data["dataset"]["ref"]
     console.print(
-        f"dataset {ref}: {data['dataset']['rows']} rows, {data['validation']['successful']}/{data['validation']['evaluated']} expectations passed"
+        f"dataset {ref}: {data['dataset']['rows']} rows, "
+        f"{data['validation']['successful']}/{data['validation']['evaluated']} expectations passed"
     )
 
     console.rule("2. three model runs: predict each penguin's sex")
@@ -62,7 +63,9 @@ def main() -> None:
         result = model_run(dataset=ref, target="sex", estimator=estimator, params=params, seed=7)
         model = f"{result['model']['name']}@{result['model']['version']}"
         console.print(
-            f"{model}  {estimator.rsplit('.', 1)[1]} {params}  "
+            f"{model}  {estimator.rsplit('.', 1)[1]} "
+            + " ".join(f"{k}={v}" for k, v in params.items())
+            + "\n    "
             + "  ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items())
         )
         results.append(result)
@@ -75,9 +78,14 @@ def main() -> None:
         output.lineage_tree(lineage(session, best_ref))
         console.rule("4. the three runs compared")
         compared = catalog.compare_runs(session, [r["run_id"] for r in results])
-    heads = [f"{r['name']} {r['id'][:8]}" for r in compared["runs"]]
-    rows = [[f"param {k}", *v] for k, v in compared["params"].items() if len(set(map(str, v))) > 1]
-    rows += [[f"metric {k}", *v] for k, v in compared["metrics"].items()]
+    # Short labels and values, so the table fits 80 columns: run ids, parameter names, class names.
+    heads = [f"run {r['id'][:8]}" for r in compared["runs"]]
+    rows = [
+        [k.removeprefix("params."), *(str(x).rsplit(".", 1)[-1] for x in v)]
+        for k, v in compared["params"].items()
+        if len(set(map(str, v))) > 1
+    ]
+    rows += [[k, *v] for k, v in compared["metrics"].items()]
     output.table("runs side by side (parameters that differ, and metrics)", ["", *heads], rows)
 
     production = _production_story(console, best_ref, source, live.ui_url)
