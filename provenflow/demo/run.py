@@ -81,7 +81,7 @@ def main() -> None:
     # Short labels and values, so the table fits 80 columns: run ids, parameter names, class names.
     heads = [f"run {r['id'][:8]}" for r in compared["runs"]]
     rows = [
-        [k.removeprefix("params."), *(str(x).rsplit(".", 1)[-1] for x in v)]
+        [k.removeprefix("params."), *(x.rsplit(".", 1)[-1] if k == "estimator" else x for x in v)]
         for k, v in compared["params"].items()
         if len(set(map(str, v))) > 1
     ]
