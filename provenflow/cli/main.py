@@ -751,11 +751,9 @@ def down(as_json: JsonOpt = False) -> None:
     stopped = stack.down()
     if as_json:
         return out.print_json(stopped)
+    what = [f"{k} {v}" if isinstance(v, list) else k for k, v in stopped.items() if v]
     out.console.print(
-        "Stopped: " + ", ".join(f"{k}" + (f" {v}" if isinstance(v, list) else "") for k, v in stopped.items() if v)
-        if any(stopped.values())
-        else "Nothing of this project was running.",
-        highlight=False,
+        "Stopped: " + ", ".join(what) if what else "Nothing of this project was running.", highlight=False
     )
 
 
