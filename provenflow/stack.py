@@ -79,9 +79,16 @@ def up(say: Callable[[str], None] = lambda _msg: None) -> UpReport:
         blocks = register_blocks()
         say("creating the work pools")
         pools = create_pools()
-        say("deploying every flow of prefect.yaml")
-        deploy_all(api)
         deployments, automations = deployments_and_automations()
+        marker = get_settings().ensure_home() / "deployed.fingerprint"
+        current = _fingerprint()
+        # Deploying imports every flow (~30 s): skip it when prefect.yaml and the flows are as deployed.
+        stale = not marker.exists() or marker.read_text() != current
+        if stale or not set(_wanted()) <= set(deployments):
+            say("deploying every flow of prefect.yaml")
+            deploy_all(api)
+            marker.write_text(current)
+            deployments, automations = deployments_and_automations()
         for name in background():
             say(f"starting the {name.name}")
             start_background(name, api)
@@ -147,6 +154,22 @@ def deploy_all(api: str) -> None:
     if result.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise ConfigError(f"deploying {SOURCE_ROOT / 'prefect.yaml'} failed: {' '.join(tail)} (see {log})")
+
+
+def _wanted() -> list[str]:
+    import yaml
+
+    return [d["name"] for d in yaml.safe_load((SOURCE_ROOT / "prefect.yaml").read_text())["deployments"]]
+
+
+def _fingerprint() -> str:
+    """Of what a deployment is made of: prefect.yaml and the flows' signatures (their files)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in [SOURCE_ROOT / "prefect.yaml", *sorted((SOURCE_ROOT / "flows").glob("*.py"))]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def deployments_and_automations() -> tuple[list[str], list[str]]:

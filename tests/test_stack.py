@@ -117,6 +117,7 @@ def test_a_live_worker_runs_a_deployment_launched_through_the_api(stack, client)
 
 def test_up_again_changes_nothing(stack, client):
     root, env, first = stack
+    deployed_at = (root / ".provenflow" / "deploy.log").stat().st_mtime
     again = _pf(root, env, "up", "--json")
     assert again.returncode == 0, again.stderr[-2000:]
     second = json.loads(again.stdout)
@@ -124,6 +125,8 @@ def test_up_again_changes_nothing(stack, client):
     assert second["deployments"] == first["deployments"]
     assert second["automations"] == first["automations"]
     assert len(client.read_workers_for_work_pool("provenflow-process")) == 1
+    # Nothing changed in prefect.yaml or the flows: not deployed again (that costs ~30 s).
+    assert (root / ".provenflow" / "deploy.log").stat().st_mtime == deployed_at
 
 
 def test_down_stops_server_worker_and_local_model_servers(stack):
