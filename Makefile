@@ -8,17 +8,23 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test services lint bench
 
+# pip prints a line per package (and a bar per download): the first install takes a few minutes.
 $(STAMP): pyproject.toml
+	@echo "[1/3] creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "[2/3] upgrading pip"
 	$(BIN)/pip install -q -U pip setuptools wheel 2>&1 | { grep -v "is neither a file nor a directory" || true; }
-	$(BIN)/pip install -q -e '.[dev]' 2>&1 | { grep -v "is neither a file nor a directory" || true; }
+	@echo "[3/3] installing provenflow and its dependencies (~1.4 GB: Prefect, scikit-learn, evidently, …)"
+	$(BIN)/pip install -e '.[dev]' 2>&1 | { grep -v "is neither a file nor a directory\|already satisfied" || true; }
 	touch $(STAMP)
 
-## The end-to-end demo on the bundled data; leaves the Prefect UI running on 127.0.0.1:4200.
+## The end-to-end demo on the bundled data; leaves the project's Prefect server, its deployments and a
+## worker running (the URL is printed; `.venv/bin/provenflow down` stops them).
 demo: $(STAMP)
 	$(BIN)/provenflow demo
 
-## The test suite against real services (PostgreSQL, a Prefect server); installs PostgreSQL if missing.
+## The test suite against real services; installs what is missing (PostgreSQL, Docker, Go, govmomi) and
+## builds the vCenter simulator first.
 test: $(STAMP) services
 	$(BIN)/python -m pytest
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,13 +38,50 @@ def _paths() -> tuple[Path, Path, Path]:
     return home / "prefect", home / "server.pid", home / "server.log"
 
 
+# A Prefect variable that names the project a server belongs to: set when provenflow starts it,
+# checked before any command writes to it (two projects on one machine never share a server).
+OWNER_VARIABLE = "provenflow_project"
+
+
 def api_url() -> str:
     s = get_settings()
-    return f"http://{s.server_host}:{s.server_port}/api"
+    return f"http://{s.server_host}:{s.resolved_server_port}/api"
 
 
 def healthy(url: str, timeout: float = 1.0) -> bool:
     return answers_ok(f"{url.rstrip('/')}/health", timeout)
+
+
+def owner(url: str, timeout: float = 2.0) -> str | None:
+    """The project the server at ``url`` was started for; None when it names none (or does not answer)."""
+    try:
+        with urllib.request.urlopen(
+            f"{url.rstrip('/')}/variables/name/{OWNER_VARIABLE}", timeout=timeout
+        ) as r:
+            return json.loads(r.read()).get("value")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _claim(url: str) -> None:
+    body = json.dumps({"name": OWNER_VARIABLE, "value": get_settings().project_id}).encode()
+    request = urllib.request.Request(
+        f"{url}/variables/", data=body, method="POST", headers={"content-type": "application/json"}
+    )
+    with contextlib.suppress(urllib.error.HTTPError):  # 409: already claimed (checked by the caller)
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+def check_owner(url: str) -> None:
+    """Raise unless the server answering at ``url`` is this project's."""
+    found, ours = owner(url), get_settings().project_id
+    if found == ours:
+        return
+    whose = f"the project in {found}" if found else "no provenflow project (started by someone else)"
+    raise ConfigError(
+        f"the Prefect server at {url.removesuffix('/api')} belongs to {whose}, not to this one ({ours}): "
+        "stop it, or give this project another port with PROVENFLOW_SERVER_PORT=<port>"
+    )
 
 
 def _pid() -> int | None:
@@ -63,7 +103,14 @@ def _pid() -> int | None:
 def status() -> ServerStatus:
     prefect_home, _, log = _paths()
     url = api_url()
-    return ServerStatus(healthy(url), url, url.removesuffix("/api"), _pid(), str(prefect_home), str(log))
+    return ServerStatus(
+        healthy(url) and owner(url) == get_settings().project_id,
+        url,
+        url.removesuffix("/api"),
+        _pid(),
+        str(prefect_home),
+        str(log),
+    )
 
 
 def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:
@@ -92,6 +139,8 @@ def _start(timeout: float, on_wait) -> ServerStatus:
     current = status()
     if current.running:
         return current
+    if healthy(current.api_url):
+        check_owner(current.api_url)
     prefect_home, pid_file, log = _paths()
     prefect_home.mkdir(parents=True, exist_ok=True)
     s = get_settings()
@@ -111,7 +160,7 @@ def _start(timeout: float, on_wait) -> ServerStatus:
         "--host",
         s.server_host,
         "--port",
-        str(s.server_port),
+        str(s.resolved_server_port),
     ]
     with open(log, "ab") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -121,6 +170,8 @@ def _start(timeout: float, on_wait) -> ServerStatus:
         if process.poll() is not None:
             raise ConfigError(f"the Prefect server exited with status {process.returncode}; see {log}")
         if healthy(current.api_url):
+            _claim(current.api_url)
+            check_owner(current.api_url)
             return status()
         if on_wait:
             on_wait()
@@ -160,6 +211,14 @@ def _profile_api_url() -> str | None:
     return data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
 
 
+def prepare_env(quiet: bool = True) -> None:
+    """Prefect settings of provenflow's commands; before Prefect is imported, which reads them once."""
+    if quiet:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    # Heartbeats let the server's crash automation end a flow run whose process was killed.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(get_settings().heartbeat_seconds))
+
+
 def connect(quiet: bool = True) -> str | None:
     """Point this process at a Prefect API before Prefect is imported.
 
@@ -168,17 +227,15 @@ def connect(quiet: bool = True) -> str | None:
     its ephemeral mode, else None. ``quiet`` keeps flow and task logs off the terminal (they still
     reach the Prefect UI), for commands that print their own summary.
     """
-    if quiet:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    # Heartbeats let the server's crash automation end a flow run whose process was killed.
-    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(get_settings().heartbeat_seconds))
+    prepare_env(quiet)
     if os.environ.get("PREFECT_API_URL") or _profile_api_url():
         return None
     url = api_url()
     if healthy(url, timeout=0.5):
+        check_owner(url)
         os.environ["PREFECT_API_URL"] = url
         return None
     return (
         f"No Prefect server at {url.removesuffix('/api')} and PREFECT_API_URL is not set: using Prefect's "
-        "ephemeral mode (8-16 s per command, runs not kept for the UI). Start one with `provenflow server start`."
+        "ephemeral mode (8-16 s per command, runs not kept for the UI). Start one with `provenflow up`."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -35,7 +36,11 @@ class Settings(BaseSettings):
         default=None, description="Name of a provenflow-artifact-store block to use instead of store_url."
     )
     server_host: str = Field(default="127.0.0.1", description="Host of the local Prefect server.")
-    server_port: int = Field(default=4200, description="Port of the local Prefect server.")
+    server_port: int | None = Field(
+        default=None,
+        description="Port of the local Prefect server; defaults to one in 4200-4299 derived from the project "
+        "folder, so two projects on one machine each get their own server.",
+    )
     heartbeat_seconds: int = Field(
         default=30,
         ge=30,
@@ -93,6 +98,15 @@ class Settings(BaseSettings):
         if not ignore.exists():
             ignore.write_text("# provenflow's local state (ledger, store, Prefect server)\n*\n")
         return home
+
+    @property
+    def resolved_server_port(self) -> int:
+        return self.server_port or 4200 + zlib.crc32(str(self.home_dir).encode()) % 100
+
+    @property
+    def project_id(self) -> str:
+        """Who a local Prefect server belongs to: the project's state folder (kept in a server variable)."""
+        return str(self.home_dir)
 
     @property
     def resolved_ledger_url(self) -> str:

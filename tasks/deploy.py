@@ -49,9 +49,8 @@ def run_locally(
     """Export the bundle of MODEL (an exact NAME@VERSION) under .provenflow/deployments/NAME/ and
     serve it from a background process."""
     from provenflow.serving.bundle import export_bundle
-    from provenflow.settings import get_settings
 
-    folder = get_settings().home_dir / "deployments" / name
+    folder = local_target.servers_folder() / name
     bundle = folder / f"{model.rsplit('@', 1)[1]}-{model_hash[:12]}"
     if not (bundle / "metadata.json").exists():
         shutil.rmtree(bundle, ignore_errors=True)

@@ -120,6 +120,8 @@ def test_help_lists_every_command(project):
         "compare",
         "lineage",
         "server",
+        "up",
+        "down",
         "demo",
     ):
         assert command in result.stdout

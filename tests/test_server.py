@@ -8,6 +8,7 @@ import subprocess
 
 from provenflow import server
 from provenflow.settings import get_settings
+from tests.conftest import PENGUINS
 from tests.services import free_port
 from tests.test_cli import CLI
 
@@ -56,5 +57,44 @@ def test_connect_prefers_env_then_local_server_else_says_ephemeral(project, monk
     assert server.connect() is None
     monkeypatch.delenv("PREFECT_API_URL")
     notice = server.connect()
-    assert "ephemeral mode" in notice and "provenflow server start" in notice
+    assert "ephemeral mode" in notice and "provenflow up" in notice
     assert "PREFECT_API_URL" not in os.environ
+
+
+def test_two_projects_never_share_a_server(tmp_path):
+    """Each project derives its own port; a server of another project on a forced port is refused."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root in (first, second):
+        root.mkdir()
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    port = str(free_port())
+    try:
+        code, out = _pf(first, port, "server", "start", "--json")
+        assert code == 0 and json.loads(out)["running"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENFLOW_", "PREFECT_"))}
+        env["PROVENFLOW_SERVER_PORT"] = port
+        data_run = ["data-run", "--name", "penguins", "--source", str(PENGUINS)]
+        for args in (["server", "start"], data_run, ["up"]):
+            result = subprocess.run(
+                [CLI, *args], cwd=second, capture_output=True, text=True, env=env, timeout=180
+            )
+            assert result.returncode == 1, (args, result.stdout, result.stderr)
+            assert f"belongs to the project in {first / '.provenflow'}, not to this one" in result.stderr
+            assert "PROVENFLOW_SERVER_PORT" in result.stderr
+        code, _ = _pf(second, port, "server", "status")
+        assert code == 3  # not this project's
+        assert not (second / ".provenflow" / "prefect" / "prefect.db").exists()
+    finally:
+        _pf(first, port, "server", "stop")
+
+
+def test_each_project_gets_its_own_port(tmp_path, monkeypatch):
+    ports = set()
+    for name in ("alpha", "beta", "gamma"):
+        monkeypatch.setenv("PROVENFLOW_HOME", str(tmp_path / name / ".provenflow"))
+        monkeypatch.delenv("PROVENFLOW_SERVER_PORT", raising=False)
+        get_settings.cache_clear()
+        ports.add(get_settings().resolved_server_port)
+        assert get_settings().resolved_server_port == get_settings().resolved_server_port
+    get_settings.cache_clear()
+    assert len(ports) == 3 and all(4200 <= p < 4300 for p in ports)

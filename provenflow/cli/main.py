@@ -760,6 +760,40 @@ def server_status(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def up(as_json: JsonOpt = False) -> None:
+    """Start everything the Prefect UI needs (idempotent): the project's server, provenflow's block
+    types, the work pools, every deployment of prefect.yaml (schedules, triggers) and a process worker."""
+    from provenflow import stack
+
+    with out.err_console.status("starting") as spinner:
+        report = stack.up(lambda msg: spinner.update(msg + "…"))
+    if as_json:
+        return out.print_json(report.as_dict())
+    out.console.print(
+        f"Prefect UI {report.ui_url}: {len(report.deployments)} deployments, "
+        f"{len(report.automations)} automations, {len(report.blocks)} block types, "
+        f"{len(report.pools)} work pools; running: "
+        + ", ".join(f"{name} (pid {pid})" for name, pid in report.processes.items())
+        + "\nStop everything with: provenflow down",
+        highlight=False,
+    )
+
+
+@app.command()
+def down(as_json: JsonOpt = False) -> None:
+    """Stop what `up` started and the model servers `deploy --target local` started: worker, server."""
+    from provenflow import stack
+
+    stopped = stack.down()
+    if as_json:
+        return out.print_json(stopped)
+    what = [f"{k} {v}" if isinstance(v, list) else k for k, v in stopped.items() if v]
+    out.console.print(
+        "Stopped: " + ", ".join(what) if what else "Nothing of this project was running.", highlight=False
+    )
+
+
+@app.command()
 def demo() -> None:
     """The end-to-end demo: penguins data run, three model runs, lineage and comparison."""
     from provenflow.demo.run import main as run_demo

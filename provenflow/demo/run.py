@@ -6,11 +6,15 @@ recorded in the ledger and visible in the Prefect UI."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rich.console import Console
 
-from provenflow import server
+from provenflow import server, stack
+from provenflow.errors import ProvenflowError
+from provenflow.refs import resolve_model
+from provenflow.workspace import Workspace
 
 DATA = Path(__file__).parent / "penguins.csv"
 EXPERIMENTS = [
@@ -21,10 +25,15 @@ EXPERIMENTS = [
 
 
 def main() -> None:
-    console = Console(soft_wrap=True)
-    with console.status("starting the Prefect server…"):
-        status = server.start()
-    console.print(f"[bold]Prefect UI:[/bold] {status.ui_url}")
+    console = Console()
+    server.prepare_env(quiet=True)
+    with console.status("provenflow up…") as spinner:
+        # The whole stack, as `provenflow up`: deployments, schedules, the retrain trigger, a worker.
+        live = stack.up(lambda msg: spinner.update(msg + "…"))
+    console.print(
+        f"[bold]Prefect UI:[/bold] {live.ui_url}  ({len(live.deployments)} deployments, "
+        f"worker pid {live.processes.get('worker')})"
+    )
     notice = server.connect(quiet=True)
     if notice:
         console.print(notice)
@@ -34,13 +43,18 @@ def main() -> None:
     from provenflow import catalog
     from provenflow.cli import output
     from provenflow.lineage import lineage
-    from provenflow.workspace import Workspace
+    from provenflow.settings import get_settings
 
     console.rule("1. data run: validate and version the penguins data")
-    data = data_run(name="penguins", source=str(DATA))
+    # The demo's data source is a copy that "receives new data" later, as a real source would.
+    source = get_settings().home_dir / "demo" / "penguins.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DATA, source)
+    data = data_run(name="penguins", source=str(source))
     ref = data["dataset"]["ref"]
     console.print(
-        f"dataset {ref}: {data['dataset']['rows']} rows, {data['validation']['successful']}/{data['validation']['evaluated']} expectations passed"
+        f"dataset {ref}: {data['dataset']['rows']} rows, "
+        f"{data['validation']['successful']}/{data['validation']['evaluated']} expectations passed"
     )
 
     console.rule("2. three model runs: predict each penguin's sex")
@@ -49,7 +63,9 @@ def main() -> None:
         result = model_run(dataset=ref, target="sex", estimator=estimator, params=params, seed=7)
         model = f"{result['model']['name']}@{result['model']['version']}"
         console.print(
-            f"{model}  {estimator.rsplit('.', 1)[1]} {params}  "
+            f"{model}  {estimator.rsplit('.', 1)[1]} "
+            + " ".join(f"{k}={v}" for k, v in params.items())
+            + "\n    "
             + "  ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items())
         )
         results.append(result)
@@ -62,20 +78,27 @@ def main() -> None:
         output.lineage_tree(lineage(session, best_ref))
         console.rule("4. the three runs compared")
         compared = catalog.compare_runs(session, [r["run_id"] for r in results])
-    heads = [f"{r['name']} {r['id'][:8]}" for r in compared["runs"]]
-    rows = [[f"param {k}", *v] for k, v in compared["params"].items() if len(set(map(str, v))) > 1]
-    rows += [[f"metric {k}", *v] for k, v in compared["metrics"].items()]
+    # Short labels and values, so the table fits 80 columns: run ids, parameter names, class names.
+    heads = [f"run {r['id'][:8]}" for r in compared["runs"]]
+    rows = [
+        [k.removeprefix("params."), *(x.rsplit(".", 1)[-1] if k == "estimator" else x for x in v)]
+        for k, v in compared["params"].items()
+        if len(set(map(str, v))) > 1
+    ]
+    rows += [[k, *v] for k, v in compared["metrics"].items()]
     output.table("runs side by side (parameters that differ, and metrics)", ["", *heads], rows)
 
-    production = _production_story(console, best_ref)
+    production = _production_story(console, best_ref, source, live.ui_url)
     console.print(
-        f"\nOpen {status.ui_url} to see the flow runs, each with its run card, and the "
-        f"'metrics-{best['model']['name']}' table artifact (its history is the experiment history).\n"
-        "Try: provenflow runs list · provenflow models show penguins-sex · provenflow lineage " + production
+        f"\nOpen {live.ui_url}: flow runs with their run cards, the deployments (launch any from "
+        "its form), the drift monitor's schedule, the retrain automation, the work pool's worker.\n"
+        "Try: provenflow runs list · provenflow models show penguins-sex · provenflow lineage "
+        + production
+        + "\n[bold]Stop everything (server, worker, model servers): provenflow down[/bold]"
     )
 
 
-def _production_story(console: Console, best_ref: str) -> str:
+def _production_story(console: Console, best_ref: str, source: Path, ui_url: str) -> str:
     """Promote, deploy (a local server process), send production traffic, watch drift, retrain."""
     import time
     from datetime import UTC, datetime
@@ -83,10 +106,8 @@ def _production_story(console: Console, best_ref: str) -> str:
     from flows.deploy import deploy
     from flows.drift_monitor import drift_monitor
     from flows.promote import promote
-    from flows.retrain import retrain
     from provenflow.cli import output
     from provenflow.datasets import read_table
-    from provenflow.settings import get_settings
 
     console.rule(f"5. promote {best_ref} to production and deploy it")
     decision = promote(model=best_ref, to="production", auto_approve=True, comment="best of the demo runs")
@@ -106,28 +127,62 @@ def _production_story(console: Console, best_ref: str) -> str:
     shifted = features.sample(n=600, replace=True, random_state=2)
     shifted["body_mass_g"] += 900  # heavier penguins: a shift in one feature
     _send(endpoint, shifted)
+    # Meanwhile the source has received newer labelled data with the same shift: retraining reads it.
+    fresh = read_table(str(DATA))
+    fresh["body_mass_g"] += 900
+    fresh.to_csv(source, index=False)
     time.sleep(2)
     console.rule("7. drift check on shifted traffic")
     report = drift_monitor(model="penguins-sex@production", since=shifted_at)
     output.drift(report)
 
-    console.rule("8. retrain on the newest data, gate, promote and redeploy")
-    newest = get_settings().home_dir / "demo" / "penguins-newest.csv"
-    newest.parent.mkdir(parents=True, exist_ok=True)
-    fresh = read_table(str(DATA))
-    fresh["body_mass_g"] += 900
-    fresh.to_csv(newest, index=False)
+    console.rule("8. Prefect retrains: drift event → retrain deployment → worker")
     console.print(
-        "(in production the drift event starts the retrain deployment through its trigger in prefect.yaml)"
+        "The drift event fired the retrain deployment's trigger (prefect.yaml); the worker runs it: "
+        "retrain on the newest data, gate, promote, redeploy."
     )
-    retrained = retrain(
-        model="penguins-sex@production", source=str(newest), drift_report=str(report["report_id"] or "")
+    with console.status("waiting for the retrain flow run…") as spinner:
+        flow_run = _wait_for_retrain(shifted_at, lambda state: spinner.update(f"retrain flow run: {state}…"))
+    link = f"{ui_url}/runs/flow-run/{flow_run.id}"
+    if not flow_run.state or not flow_run.state.is_completed():
+        state = flow_run.state.name if flow_run.state else "no state"
+        raise ProvenflowError(
+            f"the retrain flow run {flow_run.name} ended {state}: "
+            f"{flow_run.state.message if flow_run.state else ''} (see {link})"
+        )
+    with Workspace.default().ledger.reader() as session:
+        challenger = resolve_model(session, "penguins-sex@latest").ref
+        champion = resolve_model(session, "penguins-sex@production").ref
+    console.print(f"retrain flow run '{flow_run.name}' Completed: {link}")
+    console.print(f"challenger {challenger}; penguins-sex@production is now {champion}")
+    return challenger
+
+
+def _wait_for_retrain(after, on_state, timeout: float = 600.0):
+    """The retrain deployment's first flow run created after ``after``, once it has ended."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline = time.monotonic() + timeout
+    with temporary_settings({PREFECT_API_URL: server.api_url()}), get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"]))
+            )
+            runs = sorted((r for r in runs if r.created and r.created >= after), key=lambda r: r.created)
+            if runs:
+                state = runs[0].state
+                on_state(state.name if state else "scheduled")
+                if state and state.is_final():
+                    return runs[0]
+            time.sleep(1)
+    raise ProvenflowError(
+        f"no retrain flow run ended within {timeout:.0f} s of the drift event: is the worker running "
+        "(provenflow up; its log is .provenflow/worker.log)?"
     )
-    console.print(
-        f"challenger {retrained['challenger']} trained on {retrained['dataset']}: {retrained['promotion']}"
-        + (f"; now serving at {retrained['deployment']['endpoint']}" if retrained["deployment"] else "")
-    )
-    return retrained["challenger"]
 
 
 def _send(endpoint: str, frame) -> None:

@@ -32,6 +32,13 @@ class LocalDeployment:
         return dict(self.__dict__)
 
 
+def servers_folder() -> Path:
+    """Where each local deployment keeps its bundle, pid and log: .provenflow/deployments/NAME/."""
+    from provenflow.settings import get_settings
+
+    return get_settings().home_dir / "deployments"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
