@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     )
     server_host: str = Field(default="127.0.0.1", description="Host of the local Prefect server.")
     server_port: int = Field(default=4200, description="Port of the local Prefect server.")
+    reports_port: int | None = Field(
+        default=None, description="Port of the read-only report server; the Prefect server's port + 1 by default."
+    )
     store_fsync: bool = Field(
         default=True, description="fsync objects before they are renamed into place (durability)."
     )
