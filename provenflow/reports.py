@@ -48,7 +48,10 @@ def _is_report(workspace, hexdigest: str) -> bool:
     from provenflow.ledger import models as m
 
     with workspace.ledger.reader() as session:
-        return session.scalar(select(m.DriftReport.id).where(m.DriftReport.report_hash == hexdigest).limit(1)) is not None
+        return (
+            session.scalar(select(m.DriftReport.id).where(m.DriftReport.report_hash == hexdigest).limit(1))
+            is not None
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -74,7 +77,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(HTTPStatus.INTERNAL_SERVER_ERROR, message, "text/plain; charset=utf-8", body)
         self._send(HTTPStatus.OK, data, "text/html; charset=utf-8", body, immutable=True)
 
-    def _send(self, status: HTTPStatus, data: bytes, content_type: str, body: bool, immutable: bool = False) -> None:
+    def _send(
+        self, status: HTTPStatus, data: bytes, content_type: str, body: bool, immutable: bool = False
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

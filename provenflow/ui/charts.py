@@ -55,7 +55,9 @@ def line_chart(title: str, series: dict[str, Sequence[tuple[float, float]]]) -> 
         body.append(
             f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{" ".join(at(x, y) for x, y in ordered)}"/>'
         )
-        body.append(f'<text x="{WIDTH - PAD - 110}" y="{PAD + 12 * i}" fill="{color}">{html.escape(name)}</text>')
+        body.append(
+            f'<text x="{WIDTH - PAD - 110}" y="{PAD + 12 * i}" fill="{color}">{html.escape(name)}</text>'
+        )
     return _svg(body, title)
 
 

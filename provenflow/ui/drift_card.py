@@ -32,7 +32,9 @@ def feature_histogram(name: str, profile: Mapping, values: pd.Series) -> str:
     top = list(ref.frequencies)[:MAX_CATEGORIES]
     seen = values.dropna().astype(str).value_counts()
     labels = [*top, "(other)"]
-    reference = [ref.frequencies[c] for c in top] + [ref.other + sum(list(ref.frequencies.values())[MAX_CATEGORIES:])]
+    reference = [ref.frequencies[c] for c in top] + [
+        ref.other + sum(list(ref.frequencies.values())[MAX_CATEGORIES:])
+    ]
     current = [int(seen.get(c, 0)) for c in top] + [int(seen.drop(labels=top, errors="ignore").sum())]
     return image(f"{name} histogram", histogram(name, labels, reference, current))
 

@@ -25,7 +25,9 @@ _BOOKKEEPING = frozenset({"train_rows", "test_rows"})
 def model_runs(session: Session, name: str) -> list[m.Run]:
     """Every run that trained model NAME (failed ones and unregistered reproductions included)."""
     return list(
-        session.scalars(select(m.Run).where(m.Run.kind == "model", m.Run.name == name).order_by(m.Run.started_at))
+        session.scalars(
+            select(m.Run).where(m.Run.kind == "model", m.Run.name == name).order_by(m.Run.started_at)
+        )
     )
 
 
@@ -91,7 +93,9 @@ def _entry(run: m.Run) -> dict[str, Any]:
     hyper.setdefault("test_size", p.get("test_size"))
     commit = (run.code_commit or "")[:8] + ("+dirty" if run.code_dirty else "")
     return {
-        "name": model_run_name(run.name, str(p.get("estimator", "?")), p.get("params"), dataset or str(p.get("dataset", "?"))),
+        "name": model_run_name(
+            run.name, str(p.get("estimator", "?")), p.get("params"), dataset or str(p.get("dataset", "?"))
+        ),
         "url": run.prefect_url,
         "version": model.rsplit("@", 1)[1] if model and "@" in model else None,
         "dataset": short_dataset(dataset) if dataset else None,
@@ -122,7 +126,13 @@ def leaderboard_markdown(primary: str | None, rows: list[dict[str, Any]], limit:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows[:limit]:
         run = f"[{_escape(r['run'])}]({r['link']})" if r["link"] else _escape(r["run"])
-        cells = [str(r["rank"]), run, str(r["model version"]), str(r["dataset"]), *(_escape(str(r[k])) for k in params)]
+        cells = [
+            str(r["rank"]),
+            run,
+            str(r["model version"]),
+            str(r["dataset"]),
+            *(_escape(str(r[k])) for k in params),
+        ]
         cells += [str(r.get(primary, ""))] if primary else []
         lines.append("| " + " | ".join(cells) + " |")
     if len(rows) > limit:

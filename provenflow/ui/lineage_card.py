@@ -40,7 +40,10 @@ def lineage_markdown(graph: dict, link: Linker) -> str:
     """``## Lineage`` with an Upstream and a Downstream list (the node itself first)."""
     out = ["## Lineage", "", f"This: {_line({**graph['node'], 'kind': graph['kind']}, link)}", ""]
     budget = [MAX_NODES]
-    for title, key in (("Upstream (what it came from)", "upstream"), ("Downstream (what used it)", "downstream")):
+    for title, key in (
+        ("Upstream (what it came from)", "upstream"),
+        ("Downstream (what used it)", "downstream"),
+    ):
         out += [f"### {title}", ""]
         if graph.get(key):
             _walk(graph[key], link, 0, out, budget)
