@@ -67,8 +67,11 @@ def status() -> ServerStatus:
 
 
 def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:
+    from provenflow import reports
+
     current = status()
     if current.running:
+        reports.start()
         return current
     prefect_home, pid_file, log = _paths()
     prefect_home.mkdir(parents=True, exist_ok=True)
@@ -99,6 +102,7 @@ def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:
         if process.poll() is not None:
             raise ConfigError(f"the Prefect server exited with status {process.returncode}; see {log}")
         if healthy(current.api_url):
+            reports.start()  # the drift artifacts' report links point there
             return status()
         if on_wait:
             on_wait()
@@ -108,6 +112,9 @@ def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:
 
 def stop(timeout: float = 20.0) -> bool:
     """Stop the server this project started; False when none was running."""
+    from provenflow import reports
+
+    reports.stop()
     pid = _pid()
     _, pid_file, _ = _paths()
     if pid is None:

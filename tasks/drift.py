@@ -78,6 +78,15 @@ def write_report(workspace: Workspace, model: Monitored, window: pd.DataFrame) -
         return workspace.store.put_file(path).digest
 
 
+@task(cache_policy=NO_CACHE)
+def drift_pictures(model: Monitored, window: pd.DataFrame) -> list[str]:
+    """Per-feature histograms, training reference vs. the window, as markdown images."""
+    from provenflow.ui.drift_card import feature_histogram
+
+    columns = model.profile.get("columns", {})
+    return [feature_histogram(f, columns[f], window[f]) for f in model.features if f in columns and f in window]
+
+
 def emit_drift_event(
     model: Monitored, result: DriftResult, report_id: int | None, report_uri: str | None
 ) -> None:
