@@ -81,7 +81,11 @@ def promote(
             if decision is None:
                 approved, actor, why = False, "timeout", f"no decision within {approval_timeout} s"
             else:
-                approved, actor, why = decision.approve, decision.approver.strip(), decision.comment or comment
+                approved, actor, why = (
+                    decision.approve,
+                    decision.approver.strip(),
+                    decision.comment or comment,
+                )
 
         def write(session) -> None:
             version = session.get(m.ModelVersion, scores.candidate_id)
@@ -105,7 +109,8 @@ def promote(
         return outcome
     # Rejected or timed out: the flow did its job (it recorded the decision), so Completed, but
     # named for the outcome, so the run list does not read as a promotion that went through.
-    get_run_logger().warning("%s by %s: %s stays off %s (%s)", "Rejected" if actor != "timeout" else "Timed out",
-                             actor, scores.candidate, to, why)  # fmt: skip
-    name = "TimedOut" if actor == "timeout" else "Rejected"
+    timed_out = actor == "timeout"
+    get_run_logger().warning("%s: %s stays off %s: %s", "Timed out" if timed_out else f"Rejected by {actor}",
+                             scores.candidate, to, why)  # fmt: skip
+    name = "TimedOut" if timed_out else "Rejected"
     return Completed(name=name, message=f"{scores.candidate} not promoted to {to}: {why}", data=outcome)

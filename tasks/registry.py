@@ -98,4 +98,17 @@ def wait_for_approval(
             poll_interval=poll,
         )
     except FlowPauseTimeout:
+        _take_back_expired_pause(f"no decision within {timeout} s")
         return None
+
+
+def _take_back_expired_pause(why: str) -> None:
+    """After the pause's deadline the server turns any next state into Failed "never resumed", which
+    would hide the outcome: set Running again (forced) so the flow records the timeout and ends in
+    its own state, named for it."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.get_id(), Running(message=why), force=True)
