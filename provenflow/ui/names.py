@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MAX_LENGTH = 90  # Prefect keeps longer names, but the run list cuts them off
+MAX_LENGTH = 100  # Prefect keeps longer names, but the run list cuts them off
 _SUFFIXES = ("Classifier", "Regressor")
 
 
