@@ -53,8 +53,8 @@ def leaderboard_rows(runs: list[m.Run]) -> tuple[str | None, list[dict[str, Any]
     """The primary metric and one row per run, best first (failed runs and runs without it last).
 
     Every row has the same columns, in the same order (a table artifact takes its columns from the
-    rows): rank, run, link, model version, dataset, the flattened hyper-parameters, the metrics,
-    commit, state.
+    rows): rank, run, the metrics (primary first), model version, dataset, the flattened
+    hyper-parameters, commit, state, link.
     """
     primary = primary_metric(runs)
     entries = [_entry(run) for run in runs]
@@ -70,16 +70,13 @@ def leaderboard_rows(runs: list[m.Run]) -> tuple[str | None, list[dict[str, Any]
 
     rows = []
     for rank, e in enumerate(sorted(entries, key=order), start=1):
-        row: dict[str, Any] = {
-            "rank": rank,
-            "run": e["name"],
-            "link": e["url"] or "",
-            "model version": e["version"] or "",
-            "dataset": e["dataset"] or "",
-        }
-        row.update({f"param {k}": _cell(e["params"].get(k)) for k in param_keys})
+        # The metrics next to the run's name (a wide table scrolls: what ranks must show first), the
+        # full flow-run address last (the UI makes it a link; it is long).
+        row: dict[str, Any] = {"rank": rank, "run": e["name"]}
         row.update({k: _cell(e["metrics"].get(k)) for k in metric_keys})
-        row.update(commit=e["commit"], state=e["state"])
+        row.update({"model version": e["version"] or "", "dataset": e["dataset"] or ""})
+        row.update({f"param {k}": _cell(e["params"].get(k)) for k in param_keys})
+        row.update(commit=e["commit"], state=e["state"], link=e["url"] or "")
         rows.append(row)
     return primary, rows
 

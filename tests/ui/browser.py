@@ -91,7 +91,8 @@ class Browser:
                 return text
             time.sleep(0.5)
         missing = [t for t in texts if t not in text]
-        raise AssertionError(f"the page never showed {missing}; it shows:\n{text[:3000]}")
+        shot = self.screenshot(f"failed-{int(time.time())}")
+        raise AssertionError(f"the page never showed {missing} (screenshot {shot}); it shows:\n{text[:3000]}")
 
     def links(self) -> list[dict]:
         return self.evaluate(

@@ -18,6 +18,7 @@ from tests.conftest import PENGUINS
 from tests.services import free_port
 from tests.test_drift_flow import deployed, send  # noqa: F401 - the fixture, used by name below
 from tests.ui.browser import Browser
+from tests.ui.test_artifacts import latest_artifact
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -76,21 +77,26 @@ def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # 
                            params={"n_estimators": 40, "class_weight": {"male": 1, "female": 2}}, seed=3)  # fmt: skip
     features = read_table(str(PENGUINS)).drop(columns=["sex"])
     start = datetime.now(UTC)
-    shifted = features.sample(n=400, replace=True, random_state=5)
+    shifted = features.sample(n=700, replace=True, random_state=5)
     shifted["flipper_length_mm"] += 25
     send(deployed, shifted)
     time.sleep(2.5)  # the local deployment flushes its prediction log every second
     drift = drift_monitor(model="penguins-sex@production", since=start)
-    assert drift["drift"]
+    assert drift["drift"], drift["verdict"]
 
     # The leaderboard: both runs, their hyper-parameters (dict ones flattened) and metrics.
+    # The key's page lists its versions by flow run (their names tell the runs apart); the newest
+    # version is the whole leaderboard.
     browser.open(f"{ui}/artifacts/key/leaderboard-penguins-sex")
+    browser.wait_for_text("penguins-sex · RandomForest class_weight={male=1,female=2} n_estimators=40")
+    browser.screenshot("leaderboard-versions")
+    browser.open(f"{ui}/artifacts/artifact/{latest_artifact('leaderboard-penguins-sex').id}")
     text = browser.wait_for_text("param class_weight.male", "param max_iter", "accuracy", "RandomForest")
     assert "LogisticRegression" in text and "n_estimators=40" in text
     browser.screenshot("leaderboard")
 
     # The model card: lineage with every run linked to its flow run in this UI.
-    browser.open(f"{ui}/artifacts/key/model-penguins-sex")
+    browser.open(f"{ui}/artifacts/artifact/{latest_artifact('model-penguins-sex').id}")
     browser.wait_for_text("Lineage", "Upstream (what it came from)", "Last drift check")
     hrefs = {link["href"] for link in browser.links()}
     assert challenger["prefect_url"] in hrefs or any(challenger["run_id"] in h for h in hrefs)
@@ -99,7 +105,7 @@ def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # 
     browser.screenshot("model-card")
 
     # The drift artifact: a histogram per feature and the report one click away.
-    browser.open(f"{ui}/artifacts/key/drift-report-penguins-sex")
+    browser.open(f"{ui}/artifacts/artifact/{latest_artifact('drift-report-penguins-sex').id}")
     browser.wait_for_text("Open the Evidently drift report", "Reference (training) vs. current window")
     images = browser.evaluate(
         "[...document.querySelectorAll('img')].filter(i => i.src.startsWith('data:image/svg')).length"
