@@ -67,7 +67,7 @@ def drift_monitor(
         markdown=drift_markdown(
             monitored.ref, result.verdict, result.rows, since, monitored.training_dataset,
             result.drifted_features, result.reason, report_url(report) if report else None,
-            drift_pictures(monitored, window),
+            drift_pictures(monitored, window, result.drifted_features),
         ),
     )  # fmt: skip
     if result.drift:

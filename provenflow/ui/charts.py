@@ -70,7 +70,8 @@ def histogram(title: str, labels: Sequence[str], reference: Sequence[float], cur
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
     slot = w / len(labels)
     bar = max(slot * 0.4, 0.5)
-    body = _axes("0", f"{top:.0%}", str(labels[0]), str(labels[-1]), "")
+    few = len(labels) <= 8  # categories: name every bar; numeric bins: the range's two ends
+    body = _axes("0", f"{top:.0%}", "" if few else str(labels[0]), "" if few else str(labels[-1]), "")
     for i in range(len(labels)):
         for j, (share, color) in enumerate(((ref[i], REFERENCE), (cur[i], CURRENT))):
             height = share / top * h
@@ -78,6 +79,11 @@ def histogram(title: str, labels: Sequence[str], reference: Sequence[float], cur
             body.append(
                 f'<rect x="{x:.1f}" y="{HEIGHT - PAD - height:.1f}" width="{bar:.1f}" height="{height:.1f}" '
                 f'fill="{color}"><title>{html.escape(str(labels[i]))}: {share:.1%}</title></rect>'
+            )
+        if few:
+            body.append(
+                f'<text x="{PAD + (i + 0.5) * slot:.1f}" y="{HEIGHT - PAD + 14}" text-anchor="middle">'
+                f"{html.escape(str(labels[i])[:12])}</text>"
             )
     body.append(f'<text x="{WIDTH - PAD - 130}" y="{PAD}" fill="{REFERENCE}">■ reference (training)</text>')
     body.append(f'<text x="{WIDTH - PAD - 130}" y="{PAD + 13}" fill="{CURRENT}">■ current window</text>')
