@@ -10,10 +10,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from provenflow.ledger import models as m
 from provenflow.registry import LOWER_IS_BETTER
+from provenflow.ui.lineage_card import escape
 from provenflow.ui.names import model_run_name, short_dataset
 
 # The metric a leaderboard sorts on: the first of these a model's runs recorded.
@@ -24,11 +25,13 @@ _BOOKKEEPING = frozenset({"train_rows", "test_rows"})
 
 def model_runs(session: Session, name: str) -> list[m.Run]:
     """Every run that trained model NAME (failed ones and unregistered reproductions included)."""
-    return list(
-        session.scalars(
-            select(m.Run).where(m.Run.kind == "model", m.Run.name == name).order_by(m.Run.started_at)
-        )
+    query = (
+        select(m.Run)
+        .where(m.Run.kind == "model", m.Run.name == name)
+        .order_by(m.Run.started_at)
+        .options(selectinload(m.Run.metrics), selectinload(m.Run.io))  # 3 queries, not 2 per run
     )
+    return list(session.scalars(query))
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -122,20 +125,16 @@ def leaderboard_markdown(primary: str | None, rows: list[dict[str, Any]], limit:
     head += [primary] if primary else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows[:limit]:
-        run = f"[{_escape(r['run'])}]({r['link']})" if r["link"] else _escape(r["run"])
+        run = f"[{escape(r['run'])}]({r['link']})" if r["link"] else escape(r["run"])
         cells = [
             str(r["rank"]),
             run,
             str(r["model version"]),
             str(r["dataset"]),
-            *(_escape(str(r[k])) for k in params),
+            *(escape(str(r[k])) for k in params),
         ]
         cells += [str(r.get(primary, ""))] if primary else []
         lines.append("| " + " | ".join(cells) + " |")
     if len(rows) > limit:
         lines.append(f"\n… and {len(rows) - limit} more in the leaderboard table.")
     return "\n".join(lines) + "\n"
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|")

@@ -13,15 +13,21 @@ _CHILDREN = ("produced_by", "inputs", "used_by", "outputs")
 
 def _label(node: dict) -> str:
     if node["kind"] == "run":
-        label = f"{node.get('flow') or 'run'} run **{node.get('name') or node['id'][:8]}**"
+        label = f"{node.get('flow') or 'run'} run {node.get('name') or node['id'][:8]}"
         state = node.get("state")
         return label + (f" ({state})" if state and state != "completed" else "")
-    return f"{node['kind']} `{node.get('ref') or node.get('name')}`"
+    return f"{node['kind']} {node.get('ref') or node.get('name')}"
 
 
 def _line(node: dict, link: Linker) -> str:
-    label, url = _label(node), link(node)
+    # Plain text inside a link: the UI's markdown shows `code` and **bold** in link text literally.
+    label, url = escape(_label(node)), link(node)
     return f"[{label}]({url})" if url else label
+
+
+def escape(text: str) -> str:
+    """Text shown as itself in markdown (also inside a link or a table cell)."""
+    return "".join("\\" + c if c in "\\`*_[]<>|" else c for c in text)
 
 
 def _walk(nodes: list[dict], link: Linker, depth: int, out: list[str], budget: list[int]) -> None:

@@ -99,7 +99,7 @@ def test_promotion_writes_the_model_card_not_the_leaderboard(experiment):
     assert "`production` → v2" in card and "best of two" in card
     # Lineage to full depth with links: the data run that made the dataset, both model runs, the promotion.
     assert f"({runs[1]['prefect_url']})" in card and f"({result['prefect_url']})" in card
-    assert "data-run run **penguins**" in card and "[promote run **promote-penguins-sex@2**]" in card
+    assert "[data-run run penguins](" in card and "[promote run promote-penguins-sex@2](" in card
     run_card = next(a for a in _run_markdown(result["run_id"]))
     assert "## Lineage" in run_card and f"({runs[1]['prefect_url']})" in run_card
 
