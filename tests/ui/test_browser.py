@@ -46,6 +46,13 @@ def reports(monkeypatch):
     get_settings.cache_clear()
 
 
+def _flow_run_state(flow_run_id: str):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state
+
+
 def _paused_promotion(result: dict) -> tuple[threading.Thread, str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.sorting import FlowRunSort
@@ -127,7 +134,7 @@ def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # 
         browser.open(f"{ui}/runs/flow-run/{paused}")
         browser.wait_for_text("Resume")
         browser.click("Resume")
-        text = browser.wait_for_text("Promote", "allowed worse by", "Decision", "Approver")
+        text = browser.wait_for_text("Promote", "tolerance", "Decision", "Approver")
         assert "penguins-sex@1" in text and "accuracy" in text
         browser.screenshot("approval-form")
         browser.click("Submit")
