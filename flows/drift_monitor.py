@@ -83,6 +83,7 @@ def drift_monitor(
         "prediction": result.to_dict()["prediction"],
         "skipped_segments": list(skipped),
         "report": report_uri,
+        "report_url": report_url(report) if report else None,
         "report_id": report_id,
         "run_id": run.id,
     }

@@ -121,7 +121,11 @@ def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # 
     report = next(
         link["href"] for link in browser.links() if link["text"].strip() == "Open the Evidently drift report"
     )
-    assert report.startswith(f"{reports}/reports/") and report.endswith(".html")
+    assert (
+        report.startswith(f"{reports}/reports/")
+        and report.endswith(".html")
+        and report == drift["report_url"]
+    )
     browser.screenshot("drift-artifact")
     browser.open(report)
     browser.wait_for_text("Data drift", timeout=60)
