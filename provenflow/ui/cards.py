@@ -115,5 +115,5 @@ def model_card_markdown(session: Session, name: str, ui_url: str | None) -> str:
             "",
         ]
     focus = next((v for v in versions if v.version == aliases.get("production")), versions[-1])
-    out += [f"Lineage of `{focus.ref}`:", "", lineage_markdown(lineage(session, focus.ref), link)]
+    out += [lineage_markdown(lineage(session, focus.ref), link)]  # "This: model NAME@V" says whose
     return "\n".join(out)

@@ -20,14 +20,18 @@ def _label(node: dict) -> str:
 
 
 def _line(node: dict, link: Linker) -> str:
-    # Plain text inside a link: the UI's markdown shows `code` and **bold** in link text literally.
     label, url = escape(_label(node)), link(node)
     return f"[{label}]({url})" if url else label
 
 
 def escape(text: str) -> str:
-    """Text shown as itself in markdown (also inside a link or a table cell)."""
-    return "".join("\\" + c if c in "\\`*_[]<>|" else c for c in text)
+    """Text that cannot break a link or a table cell. The UI's markdown shows `code`, **bold** and
+    backslash escapes inside link text literally, so those are left alone; brackets, pipes and
+    angle brackets are swapped for look-alikes."""
+    return text.translate(_SAFE)
+
+
+_SAFE = str.maketrans({"[": "(", "]": ")", "|": "/", "<": "‹", ">": "›"})
 
 
 def _walk(nodes: list[dict], link: Linker, depth: int, out: list[str], budget: list[int]) -> None:

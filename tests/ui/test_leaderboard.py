@@ -60,7 +60,7 @@ def test_flatten_and_markdown_links():
     primary, rows = leaderboard_rows([_run(1, {"n_estimators": 10}, {"accuracy": 0.8}, version=1)])
     md = leaderboard_markdown(primary, rows)
     assert (
-        "[penguins-sex · RandomForest n\\_estimators=10 · penguins@f2ac45](http://ui/flow-runs/flow-run/run-1)"
+        "[penguins-sex · RandomForest n_estimators=10 · penguins@f2ac45](http://ui/flow-runs/flow-run/run-1)"
         in md
     )
     assert leaderboard_markdown(None, []) == "_no runs yet_\n"
