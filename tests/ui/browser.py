@@ -5,9 +5,12 @@ under CI=true)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -118,9 +121,11 @@ class Browser:
         try:
             self.ws.close()
         finally:
-            self.process.terminate()
+            # The whole group: Chromium's helper processes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
             shutil.rmtree(self.profile, ignore_errors=True)
