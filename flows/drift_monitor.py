@@ -13,7 +13,9 @@ from flows._flow import flow
 from provenflow.drift import DriftPolicy
 from provenflow.ledger import models as m
 from provenflow.prefect_context import artifact_key
-from tasks.drift import check, emit_drift_event, load_reference, read_window, write_report
+from provenflow.reports import report_url
+from provenflow.ui.drift_card import drift_markdown
+from tasks.drift import check, drift_pictures, emit_drift_event, load_reference, read_window, write_report
 from tasks.workspace import open_workspace
 
 
@@ -40,6 +42,7 @@ def drift_monitor(
     with provenflow.start(f"drift-{model}", kind="drift", flow="drift-monitor", parameters=parameters,
                           workspace=workspace) as run:  # fmt: skip
         monitored = load_reference(workspace, model)
+        run.input(monitored.ref)  # the check shows downstream of the model in its lineage
         window, skipped = read_window(workspace, monitored, since, until)
         result = check(monitored, window, skipped, policy)
         report = write_report(workspace, monitored, window) if result.verdict != "not enough data" else None
@@ -59,15 +62,14 @@ def drift_monitor(
     create_table_artifact(key=artifact_key("drift", monitored.name), table=result.table(),
                           description=f"drift of {monitored.ref} over {result.rows} rows: {result.verdict}")  # fmt: skip
     create_markdown_artifact(
-        markdown=f"# Drift of `{monitored.ref}`: **{result.verdict}**\n\n{result.rows} rows since {since:%Y-%m-%d %H:%M} UTC"
-        f" against the profile of `{monitored.training_dataset}`.\n\n"
-        + (f"Drifted: {', '.join(result.drifted_features)}\n\n" if result.drifted_features else "")
-        + (
-            f"Evidently report: `{report_uri}`\n"
-            if report_uri
-            else (f"{result.reason}\n" if result.reason else "")
-        )
-    )
+        key=artifact_key("drift-report", monitored.name),
+        description=f"drift of {monitored.ref}: {result.verdict}",
+        markdown=drift_markdown(
+            monitored.ref, result.verdict, result.rows, since, monitored.training_dataset,
+            result.drifted_features, result.reason, report_url(report) if report else None,
+            drift_pictures(monitored, window, result.drifted_features),
+        ),
+    )  # fmt: skip
     if result.drift:
         emit_drift_event(monitored, result, report_id, report_uri)
     return {
@@ -81,6 +83,7 @@ def drift_monitor(
         "prediction": result.to_dict()["prediction"],
         "skipped_segments": list(skipped),
         "report": report_uri,
+        "report_url": report_url(report) if report else None,
         "report_id": report_id,
         "run_id": run.id,
     }

@@ -8,11 +8,22 @@ import provenflow
 from flows._flow import flow
 from provenflow.features import FeatureChoice
 from provenflow.refs import check_name, safe_name
-from tasks.model import load_dataset, make_estimator, store_model, train_model
+from provenflow.ui.names import model_run_name
+from tasks.model import load_dataset, make_estimator, name_run, store_model, train_model
 from tasks.workspace import open_workspace
 
 
-@flow(name="model-run", flow_run_name="model-{estimator}")
+def _run_name() -> str:
+    """``penguins-sex · RandomForest n_estimators=200 · penguins@latest`` (``@latest`` becomes the
+    version once it is resolved)."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    label = p.get("name") or safe_name(f"{p['dataset'].split('@')[0]}-{p['target']}")
+    return model_run_name(label, p["estimator"], p.get("params"), p["dataset"])
+
+
+@flow(name="model-run", flow_run_name=_run_name)
 def model_run(
     dataset: str,
     target: str,
@@ -50,6 +61,8 @@ def model_run(
         name = check_name(name or label, "model")
         version, frame = load_dataset(workspace, dataset)
         run.input(version)
+        if version.ref != dataset:
+            name_run(model_run_name(name, estimator, params, version.ref))
         model = make_estimator(estimator, params, seed)
         choice = FeatureChoice.of(features, exclude, roles)
         trained = train_model(frame, target, model, seed, test_size, choice, version.profile, task)

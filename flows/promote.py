@@ -6,7 +6,9 @@ from __future__ import annotations
 import getpass
 import sys
 
+from prefect import get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Completed
 
 import provenflow
 from flows._flow import flow
@@ -48,6 +50,7 @@ def promote(
                           workspace=workspace) as run:  # fmt: skip
         registry.check_alias(to)
         scores = score_on_holdout(workspace, model, to, dataset)
+        run.input(scores.candidate)  # the promotion shows downstream of the model in its lineage
         registry.metric_gate(
             scores.candidate_metrics, None, tolerances
         )  # unknown metrics fail before approval
@@ -78,7 +81,11 @@ def promote(
             if decision is None:
                 approved, actor, why = False, "timeout", f"no decision within {approval_timeout} s"
             else:
-                approved, actor, why = decision.approve, "prefect-ui", decision.comment or comment
+                approved, actor, why = (
+                    decision.approve,
+                    decision.approver.strip(),
+                    decision.comment or comment,
+                )
 
         def write(session) -> None:
             version = session.get(m.ModelVersion, scores.candidate_id)
@@ -86,7 +93,7 @@ def promote(
             record(session, version, to, actor, why, gate.as_dict(), run.id)
 
         run.record(write)
-    return {
+    outcome = {
         "run_id": run.id,
         "model": scores.candidate,
         "alias": to,
@@ -97,3 +104,13 @@ def promote(
         "gate": gate.as_dict(),
         "prefect_url": run.prefect_url,
     }
+    if approved:
+        get_run_logger().info("Approved by %s: %s moves to %s (%s)", actor, scores.candidate, to, why)
+        return outcome
+    # Rejected or timed out: the flow did its job (it recorded the decision), so Completed, but
+    # named for the outcome, so the run list does not read as a promotion that went through.
+    timed_out = actor == "timeout"
+    get_run_logger().warning("%s: %s stays off %s: %s", "Timed out" if timed_out else f"Rejected by {actor}",
+                             scores.candidate, to, why)  # fmt: skip
+    name = "TimedOut" if timed_out else "Rejected"
+    return Completed(name=name, message=f"{scores.candidate} not promoted to {to}: {why}", data=outcome)

@@ -2,8 +2,9 @@
 # Installs what the tests need from Debian when it is missing: PostgreSQL (the tests start their
 # own throw-away cluster from its binaries), git, and Docker's engine, registry and debootstrap
 # (the tests start dockerd and a registry, and build the serving base image, themselves), Go and
-# govmomi's sources (then it builds the vCenter simulator with .ci/vcsim.sh). Needs root for apt-get;
-# otherwise it only says what is missing, and the tests that need it skip (or fail under CI=true).
+# govmomi's sources (then it builds the vCenter simulator with .ci/vcsim.sh), and Chromium for the
+# tests that open the Prefect UI. Needs root for apt-get; otherwise it only says what is missing,
+# and the tests that need it skip (or fail under CI=true).
 set -euo pipefail
 
 missing=()
@@ -14,6 +15,8 @@ command -v git >/dev/null || missing+=(git)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# The browser tests look at the Prefect UI in headless Chromium (Debian's; never a downloaded one).
+command -v chromium >/dev/null || missing+=(chromium)
 command -v go >/dev/null || missing+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] || missing+=(golang-github-vmware-govmomi-dev)
 

@@ -50,9 +50,32 @@ def artifact_key(*parts: str) -> str:
     return key
 
 
-def publish_artifacts(card_markdown: str, table_key: str, table_row: dict, description: str) -> None:
-    """The run card and the metrics-table row, shown on the flow run in the Prefect UI."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+def publish_markdown(markdown: str, key: str | None, description: str) -> None:
+    """A markdown artifact on the current flow run (a new version of KEY when given)."""
+    from prefect.artifacts import create_markdown_artifact
 
-    create_markdown_artifact(markdown=card_markdown, key=None, description=description)
-    create_table_artifact(table=[table_row], key=table_key, description=description)
+    create_markdown_artifact(markdown=markdown, key=key, description=description)
+
+
+def publish_table(rows: list[dict], key: str, description: str) -> None:
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(table=rows, key=key, description=description)
+
+
+def ui_url() -> str | None:
+    """The Prefect UI's base address (e.g. http://127.0.0.1:4200), for links in artifacts."""
+    if "prefect" not in sys.modules:
+        return None
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().ui_url
+    return str(url).rstrip("/") if url else None
+
+
+def rename_flow_run(flow_run_id: str, name: str) -> None:
+    """Give the flow run a name known only once it runs (e.g. the dataset version ``@latest`` meant)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run_id, name=name)

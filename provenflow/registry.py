@@ -44,9 +44,10 @@ class GateResult:
         if self.holder is None:
             return "No model holds this alias yet: nothing to compare with.\n"
         lines = [
-            f"Held-out rows of `{self.dataset}`; holder `{self.holder}`.",
+            f"Held-out rows of `{self.dataset}`; holder `{self.holder}`. *Tolerance*: how much worse "
+            "the candidate may be.",
             "",
-            "| metric | candidate | holder | change | allowed worse by | ok |",
+            "| metric | candidate | holder | change | tolerance | ok |",
             "|---|---|---|---|---|---|",
         ]
         for r in self.rows:

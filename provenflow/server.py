@@ -136,8 +136,11 @@ def ensure_crash_detection(api: str) -> str:
 
 
 def _start(timeout: float, on_wait) -> ServerStatus:
+    from provenflow import reports
+
     current = status()
     if current.running:
+        reports.start()
         return current
     if healthy(current.api_url):
         check_owner(current.api_url)
@@ -172,6 +175,7 @@ def _start(timeout: float, on_wait) -> ServerStatus:
         if healthy(current.api_url):
             _claim(current.api_url)
             check_owner(current.api_url)
+            reports.start()  # the drift artifacts' report links point there
             return status()
         if on_wait:
             on_wait()
@@ -181,6 +185,9 @@ def _start(timeout: float, on_wait) -> ServerStatus:
 
 def stop(timeout: float = 20.0) -> bool:
     """Stop the server this project started; False when none was running."""
+    from provenflow import reports
+
+    reports.stop()
     pid = _pid()
     _, pid_file, _ = _paths()
     if pid is None:

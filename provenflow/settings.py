@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         description="Seconds between a flow run's Prefect heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY for "
         "provenflow's commands); the crash automation ends a flow run after three missed ones.",
     )
+    reports_port: int | None = Field(
+        default=None, description="Port of the read-only report server; the Prefect server's port + 1 by default."
+    )
     store_fsync: bool = Field(
         default=True, description="fsync objects before they are renamed into place (durability)."
     )

@@ -48,7 +48,6 @@ from provenflow.ledger import models as m
 from provenflow.redact import redact
 from provenflow.references import referenced_hashes
 from provenflow.refs import resolve_dataset, resolve_model
-from provenflow.report import metrics_row, run_card_markdown
 from provenflow.source import CodeState, capture_code
 from provenflow.store import ContentStore, note_new_objects, stop_noting
 from provenflow.workspace import Workspace
@@ -466,15 +465,11 @@ class Run:
         )
 
     def _publish(self, summary: RunSummary) -> None:
-        model_names = [o["name"].split("@")[0] for o in summary.outputs if o["kind"] == "model"]
-        subject = model_names[0] if model_names else summary.name
-        key = prefect_context.artifact_key("metrics", summary.kind if not model_names else "", subject)
-        prefect_context.publish_artifacts(
-            run_card_markdown(summary),
-            key,
-            metrics_row(summary),
-            description=f"provenflow {summary.kind} run {summary.name}",
-        )
+        """The run card (with metric curves and lineage) on the flow run; for a model run, the
+        model's leaderboard; for a run that touched models, their model cards."""
+        from provenflow.ui import publish
+
+        publish.run_artifacts(self.workspace, summary, [(k, v, step) for k, v, step, _ in self._metrics])
 
 
 def start(

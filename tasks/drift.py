@@ -79,6 +79,16 @@ def write_report(workspace: Workspace, model: Monitored, window: pd.DataFrame) -
         return workspace.store.put_file(path).digest
 
 
+@task(cache_policy=NO_CACHE)
+def drift_pictures(model: Monitored, window: pd.DataFrame, drifted: list[str]) -> list[str]:
+    """Per-feature histograms, training reference vs. the window, as markdown images (drifted first)."""
+    from provenflow.ui.drift_card import feature_histogram
+
+    columns = model.profile.get("columns", {})
+    order = sorted(model.features, key=lambda f: f not in drifted)
+    return [feature_histogram(f, columns[f], window[f]) for f in order if f in columns and f in window]
+
+
 def emit_drift_event(
     model: Monitored, result: DriftResult, report_id: int | None, report_uri: str | None
 ) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -26,10 +27,18 @@ class HoldoutScores:
 
 
 class Approval(RunInput):
-    """The form the Prefect UI shows on a paused promotion."""
+    """The form the Prefect UI shows on a paused promotion. The decision and the approver's name
+    have no default: Submit alone does not decide (Prefect OSS has no users, so the name is asked)."""
 
-    approve: bool = Field(default=False, description="Move the alias to this model version?")
+    decision: Literal["approve", "reject"] = Field(
+        description="Move the alias to this model version (approve), or leave it where it is (reject)."
+    )
+    approver: str = Field(min_length=1, max_length=128, description="Your name; recorded with the decision.")
     comment: str = Field(default="", description="Why; recorded with the decision.")
+
+    @property
+    def approve(self) -> bool:
+        return self.decision == "approve"
 
 
 @task(cache_policy=NO_CACHE)
@@ -85,9 +94,22 @@ def wait_for_approval(
 
     try:
         return pause_flow_run(
-            wait_for_input=Approval.with_initial_data(description=description, approve=False),
+            wait_for_input=Approval.with_initial_data(description=description),
             timeout=timeout,
             poll_interval=poll,
         )
     except FlowPauseTimeout:
+        _take_back_expired_pause(f"no decision within {timeout} s")
         return None
+
+
+def _take_back_expired_pause(why: str) -> None:
+    """After the pause's deadline the server turns any next state into Failed "never resumed", which
+    would hide the outcome: set Running again (forced) so the flow records the timeout and ends in
+    its own state, named for it."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.get_id(), Running(message=why), force=True)

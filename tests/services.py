@@ -127,7 +127,9 @@ def start_prefect_server(home: Path, database_url: str | None) -> PrefectServer:
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-        PREFECT_UI_ENABLED="false",
+        # The UI on, calling this server (not :4200): the browser tests open it (tests/ui/test_browser.py).
+        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_UI_URL=f"http://127.0.0.1:{port}",
     )
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url

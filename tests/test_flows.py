@@ -90,14 +90,13 @@ def test_data_run_then_model_run_end_to_end(project, penguins):
 
     artifacts = _prefect_artifacts(result["run_id"])
     keys = {a.key for a in artifacts}
-    assert "metrics-penguins-species" in keys
-    card = next(a for a in artifacts if a.type == "markdown")
+    assert {"leaderboard-penguins-species", "model-penguins-species"} <= keys
+    card = next(a for a in artifacts if a.type == "markdown" and a.key is None)
     assert ref in card.data and "accuracy" in card.data and "Environment" in card.data
-    table = next(a for a in artifacts if a.key == "metrics-penguins-species")
+    table = next(a for a in artifacts if a.key == "leaderboard-penguins-species")
     row = json.loads(table.data)[0] if isinstance(table.data, str) else table.data[0]
-    assert row["model"] == "penguins-species@1" and row["accuracy"] == pytest.approx(
-        result["metrics"]["accuracy"]
-    )
+    assert row["model version"] == "1" and row["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
+    assert row["param n_estimators"] == 25 and row["link"] == result["prefect_url"]
 
 
 def _assert_failed_cleanly(project: Path, objects_before: set[str], counts_before: dict, message: str):

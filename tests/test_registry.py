@@ -28,6 +28,43 @@ def test_gate_passes_within_tolerance_and_names_what_fails():
         registry.metric_gate({"f1": 0.5}, {"f1": 0.5}, {"auc": 0.1})
 
 
+def _final_state(flow_run_id: str):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state
+
+
+def test_an_unanswered_approval_times_out_as_such(two_models):
+    from flows.promote import promote
+
+    good, _ = two_models
+    result = promote(model=good, to="production", approval_timeout=1, approval_poll_seconds=1)
+    assert result["decision"] == "rejected" and result["by"] == "timeout"
+    state = _final_state(result["run_id"])
+    assert (state.type.value, state.name) == (
+        "COMPLETED",
+        "TimedOut",
+    ) and "no decision within 1 s" in state.message
+    assert any(
+        f"Timed out: {good} stays off production: no decision within 1 s" in line
+        for line in _logs(result["run_id"])
+    )
+
+
+def _logs(flow_run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        return [
+            log.message
+            for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        ]
+
+
 @pytest.fixture
 def two_models(prefect_api, project, penguins):
     from flows.data_run import data_run
@@ -48,6 +85,8 @@ def test_promotion_with_gate_and_history(two_models):
     assert first["decision"] == "approved" and first["previous"] is None
     worse = promote(model=weak, to="production", auto_approve=True)
     assert worse["decision"] == "rejected" and worse["by"] == "metric gate"
+    assert _final_state(worse["run_id"]).name == "Rejected"  # not a plain Completed in the run list
+    assert any(line.startswith("Rejected by metric gate: ") for line in _logs(worse["run_id"]))
     assert worse["previous"] == good and "accuracy" in worse["comment"]
     with Workspace.default().ledger.reader() as s:
         assert resolve_model(s, "penguins-sex@production").ref == good
@@ -100,10 +139,24 @@ def test_approval_in_the_prefect_ui(two_models, approve):
                     paused = run
             time.sleep(0.5)
     assert paused is not None, f"the promote flow run never paused for approval: {seen[-10:]}"
-    resume_flow_run(paused.id, run_input={"approve": approve, "comment": "reviewed the metric diff"})
+    # Submit without a decision or a name decides nothing: the form requires both.
+    for partial in ({"comment": "looks fine"}, {"decision": "approve", "comment": "no name"}):
+        with pytest.raises(RuntimeError, match=r"does not match schema|required"):
+            resume_flow_run(paused.id, run_input=partial)
+    decision = "approve" if approve else "reject"
+    resume_flow_run(
+        paused.id,
+        run_input={"decision": decision, "approver": "Ada Lovelace", "comment": "reviewed the metric diff"},
+    )
     worker.join(timeout=90)
     assert result["decision"] == ("approved" if approve else "rejected")
-    assert result["by"] == "prefect-ui" and result["comment"] == "reviewed the metric diff"
+    assert result["by"] == "Ada Lovelace" and result["comment"] == "reviewed the metric diff"
+    state = _final_state(paused.id)
+    assert (state.type.value, state.name) == (
+        ("COMPLETED", "Completed") if approve else ("COMPLETED", "Rejected")
+    )
+    if not approve:
+        assert "not promoted to production: reviewed the metric diff" in state.message
     with Workspace.default().ledger.reader() as s:
         assert registry.aliases(s, "penguins-sex") == ({"production": 1} if approve else {})
         assert registry.alias_history(s, "penguins-sex")[-1]["action"] == (

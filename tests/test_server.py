@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 from provenflow import server
+from provenflow.probe import answers_ok
 from provenflow.settings import get_settings
 from tests.conftest import PENGUINS
 from tests.services import free_port
@@ -43,10 +45,16 @@ def test_server_lifecycle(project):
         code, out = _pf(project, port, "server", "start", "--json")  # already running: the same server
         assert json.loads(out)["pid"] == status["pid"]
         assert [a.trigger.within.total_seconds() for a in _crash_automations(status["api_url"])] == [90]
+        # The read-only report server runs next to it (the drift artifacts link there).
+        assert answers_ok(f"http://127.0.0.1:{int(port) + 1}/health")
     finally:
         code, out = _pf(project, port, "server", "stop", "--json")
     assert json.loads(out) == {"stopped": True}
     assert _pf(project, port, "server", "status")[0] == 3
+    deadline = time.monotonic() + 10
+    while answers_ok(f"http://127.0.0.1:{int(port) + 1}/health", 0.5) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not answers_ok(f"http://127.0.0.1:{int(port) + 1}/health", 0.5)
 
 
 def test_connect_prefers_env_then_local_server_else_says_ephemeral(project, monkeypatch, tmp_path):

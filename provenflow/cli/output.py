@@ -265,4 +265,4 @@ def drift(result: dict) -> None:
             f"[yellow]skipped unreadable segments:[/yellow] {', '.join(result['skipped_segments'])}"
         )
     if result["report"]:
-        console.print(f"report: {result['report']}", highlight=False)
+        console.print(f"report: {result.get('report_url') or result['report']}", highlight=False)
