@@ -32,9 +32,9 @@ def _normalise(name: str) -> str:
 def environment_key(paths: list[str] | None = None) -> str:
     """The installed packages' state, in a few stats: installing, upgrading or removing a package
     adds or removes a ``*.dist-info`` (or an editable finder) in an import-path folder, which
-    changes that folder's mtime."""
+    changes that folder's mtime. sys.path[0] is left out: the script's folder or the current one."""
     state = [sys.executable]
-    for entry in sys.path if paths is None else paths:
+    for entry in sys.path[1:] if paths is None else paths:
         with contextlib.suppress(OSError):
             state.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
     return Digest.of_bytes("\n".join(state).encode()).hex
