@@ -169,7 +169,9 @@ def command_of(argv: list[str]) -> str | None:
 def submit(argv: list[str]) -> int | None:
     """Run ``provenflow ARGV`` in the warm runner with this process's terminal; its exit status,
     or None when no runner can take it (the caller then runs the command itself)."""
-    if in_runner or command_of(argv) not in COMMANDS or "--help" in argv:
+    command = command_of(argv)
+    status_check = command == "server" and "status" in argv  # not start/stop: those manage the runner
+    if in_runner or (command not in COMMANDS and not status_check) or "--help" in argv:
         return None
     try:
         home = _home()
