@@ -31,3 +31,4 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/tracking.py
 	$(BIN)/python bench/datasets.py
+	$(BIN)/python bench/overhead.py

@@ -91,7 +91,8 @@ class Project:
 
     def runner(self, call: str) -> None:
         code = f"from pathlib import Path; from provenflow import runner; print(runner.{call})"
-        subprocess.run([PYTHON, "-c", code], cwd=self.root, env=self.env, check=True, capture_output=True)
+        # check=False: code from before the runner (measuring "before") has no provenflow.runner
+        subprocess.run([PYTHON, "-c", code], cwd=self.root, env=self.env, check=False, capture_output=True)
 
     def seed_runs(self, total: int) -> None:
         """Copies of the model run (with its metrics) until the ledger holds TOTAL runs."""
