@@ -79,9 +79,6 @@ def _prefect_ready() -> None:
     from provenflow import server
 
     notice = server.connect(quiet=not _state["verbose"])
-    from provenflow.runner import refresh_prefect_settings
-
-    refresh_prefect_settings()  # in a run forked from the warm runner, Prefect was imported before connect
     if notice:
         out.err_console.print(f"[yellow]Note:[/yellow] {notice}", highlight=False)
 
