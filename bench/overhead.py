@@ -45,17 +45,34 @@ PENGUINS = ROOT / "provenflow" / "demo" / "penguins.csv"
 ESTIMATOR = "sklearn.linear_model.LogisticRegression"
 
 PLAIN_MODEL = """
+# The model-run's pipeline written by hand: impute and scale the numbers, impute and one-hot the
+# categories, stratified split, fit, accuracy, F1 and ROC AUC.
 import pandas as pd
+from sklearn import metrics
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-frame = pd.read_csv("penguins.csv").dropna()
+frame = pd.read_csv("penguins.csv")
+frame = frame[frame["species"].notna()]
 y = frame.pop("species")
-X = pd.get_dummies(frame)
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=42)
-model = LogisticRegression(max_iter=2000).fit(X_train, y_train)
-print(accuracy_score(y_test, model.predict(X_test)))
+numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+categorical = [c for c in frame.columns if c not in numeric]
+prepare = ColumnTransformer([
+    ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric),
+    ("categorical", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
+                              ("onehot", OneHotEncoder(handle_unknown="ignore"))]), categorical),
+])
+model = Pipeline([("prepare", prepare), ("model", LogisticRegression(max_iter=2000, random_state=42))])
+X_train, X_test, y_train, y_test = train_test_split(frame.astype({c: object for c in categorical}), y,
+                                                    test_size=0.25, random_state=42, stratify=y)
+model.fit(X_train, y_train)
+predicted = model.predict(X_test)
+print(metrics.accuracy_score(y_test, predicted), metrics.f1_score(y_test, predicted, average="macro"),
+      metrics.roc_auc_score(y_test, model.predict_proba(X_test), multi_class="ovr"))
 """
 PLAIN_DATA = """
 import pandas as pd
