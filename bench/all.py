@@ -27,6 +27,7 @@ SHORT = {
     "serving": ["--seconds", "3"],
     "serving_tail": ["--seconds", "20", "--throughput-seconds", "5"],
     "predictlog_crash": ["--seconds", "3"],
+    "overhead": ["--reps", "2"],
 }
 
 

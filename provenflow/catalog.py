@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_run
@@ -107,7 +107,8 @@ def model_dict(mv: m.ModelVersion, full: bool = False) -> dict:
 
 
 def list_runs(session: Session, limit: int = 50, kind: str | None = None) -> list[dict]:
-    query = select(m.Run).order_by(m.Run.started_at.desc()).limit(limit)
+    # Metrics in one query for all the runs listed, not one per run.
+    query = select(m.Run).options(selectinload(m.Run.metrics)).order_by(m.Run.started_at.desc()).limit(limit)
     if kind:
         query = query.where(m.Run.kind == kind)
     return [run_dict(r) for r in session.scalars(query)]

@@ -235,13 +235,18 @@ def connect(quiet: bool = True) -> str | None:
     reach the Prefect UI), for commands that print their own summary.
     """
     prepare_env(quiet)
-    if os.environ.get("PREFECT_API_URL") or _profile_api_url():
-        return None
-    url = api_url()
-    if healthy(url, timeout=0.5):
-        check_owner(url)
-        os.environ["PREFECT_API_URL"] = url
-        return None
+    try:
+        if os.environ.get("PREFECT_API_URL") or _profile_api_url():
+            return None
+        url = api_url()
+        if healthy(url, timeout=0.5):
+            check_owner(url)
+            os.environ["PREFECT_API_URL"] = url
+            return None
+    finally:
+        from provenflow.runner import refresh_prefect_settings
+
+        refresh_prefect_settings()  # a run forked from the warm runner imported Prefect before this
     return (
         f"No Prefect server at {url.removesuffix('/api')} and PREFECT_API_URL is not set: using Prefect's "
         "ephemeral mode (8-16 s per command, runs not kept for the UI). Start one with `provenflow up`."

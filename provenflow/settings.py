@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         return (self.signing_key_file or Path(config) / "provenflow" / "signing.key").expanduser()
 
     @property
+    def cache_dir(self) -> Path:
+        """The user's cache folder for provenflow ($XDG_CACHE_HOME/provenflow or ~/.cache/provenflow)."""
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "provenflow"
+
+    @property
     def home_dir(self) -> Path:
         return (self.home or project_root() / ".provenflow").resolve()
 

@@ -48,6 +48,11 @@ def main(
 
 def run() -> None:
     """Entry point: turn provenflow's errors into `Error: …` and exit status 1."""
+    from provenflow import runner
+
+    code = runner.submit(sys.argv[1:])  # a flow command forked from the warm runner, when it is up
+    if code is not None:
+        sys.exit(code)
     try:
         result = app(standalone_mode=False)
         if isinstance(result, int):  # click hands back typer.Exit's code in this mode
@@ -717,22 +722,26 @@ def _prefect_connect_quietly() -> str | None:
 @server_app.command("start")
 def server_start(as_json: JsonOpt = False) -> None:
     """Start the project's Prefect server in the background (state in .provenflow/prefect)."""
-    from provenflow import server
+    from provenflow import runner, server
 
     with out.err_console.status("starting the Prefect server…"):
         status = server.start()
+    warm = runner.start()  # takes its imports in the background; flow commands use it once it listens
     if as_json:
-        return out.print_json(status.as_dict())
+        return out.print_json(status.as_dict() | {"runner": warm.as_dict()})
     out.console.print(
-        f"Prefect server running: UI {status.ui_url}  (pid {status.pid}, log {status.log})", highlight=False
+        f"Prefect server running: UI {status.ui_url}  (pid {status.pid}, log {status.log}); "
+        f"warm runner pid {warm.pid} (log {warm.log})",
+        highlight=False,
     )
 
 
 @server_app.command("stop")
 def server_stop(as_json: JsonOpt = False) -> None:
     """Stop the Prefect server this project started."""
-    from provenflow import server
+    from provenflow import runner, server
 
+    runner.stop()
     stopped = server.stop()
     if as_json:
         return out.print_json({"stopped": stopped})

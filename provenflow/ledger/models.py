@@ -62,7 +62,7 @@ class Run(Base):
     process: Mapped[str | None] = mapped_column(String(64))
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(36))
     prefect_url: Mapped[str | None] = mapped_column(String(1024))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     environment: Mapped[Environment | None] = relationship()
