@@ -71,6 +71,9 @@ def up(say: Callable[[str], None] = lambda _msg: None) -> UpReport:
     os.environ["PREFECT_API_URL"] = server.api_url()
     say("starting the Prefect server")
     status = server.start()
+    from provenflow import runner
+
+    runner.start()  # flow and read commands fork from it once it listens (issue 12's warm runner)
     api = status.api_url
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -104,6 +107,9 @@ def down() -> dict[str, object]:
     for proc in reversed(background()):
         stopped[proc.name] = stop_background(proc.name)
     stopped["model servers"] = stop_model_servers()
+    from provenflow import runner
+
+    stopped["runner"] = runner.stop()
     stopped["server"] = server.stop()
     return stopped
 
