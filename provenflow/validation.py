@@ -43,6 +43,7 @@ class ValidationReport:
     evaluated: int
     successful: int
     failed: list[dict] = field(default_factory=list)
+    on: str = "all rows"  # or "a seeded sample of N of M rows" (a table larger than the sample)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -200,12 +201,13 @@ def validate(frame: pd.DataFrame, suite: dict) -> tuple[bool, int, int, list[dic
     )
 
 
-def validate_dataset(frame: pd.DataFrame, suite: Suite) -> ValidationReport:
-    """Validate a frame against a suite; ValidationFailed lists every failed expectation."""
+def validate_dataset(frame: pd.DataFrame, suite: Suite, on: str = "all rows") -> ValidationReport:
+    """Validate a frame against a suite; ValidationFailed lists every failed expectation.
+    ON says which rows FRAME holds, for the report and the error."""
     content = suite.content
     success, evaluated, successful, failed = validate(frame, content)
     report = ValidationReport(
-        content.get("name") or "suite", suite.where, suite.created, success, evaluated, successful, failed
+        content.get("name") or "suite", suite.where, suite.created, success, evaluated, successful, failed, on
     )
     if not success:
         lines = [
@@ -215,7 +217,9 @@ def validate_dataset(frame: pd.DataFrame, suite: Suite) -> ValidationReport:
             for f in failed
         ]
         raise ValidationFailed(
-            f"{len(failed)} of {evaluated} expectations in suite {suite.where!r} failed:\n"
+            f"{len(failed)} of {evaluated} expectations in suite {suite.where!r} failed"
+            + ("" if on == "all rows" else f" (validated on {on})")
+            + ":\n"
             + "\n".join(lines),
             failed=failed,
         )
