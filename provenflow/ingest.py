@@ -18,6 +18,7 @@ Dates stay strings, as pandas' ``read_csv`` leaves them (feature handling decide
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -34,7 +35,7 @@ import pyarrow.parquet as pq
 from provenflow import datasets
 from provenflow.credentials import Credentials, split_url
 from provenflow.digest import Digest
-from provenflow.errors import DataError
+from provenflow.errors import DataError, StoreError
 from provenflow.redact import redact
 from provenflow.store import ContentStore
 
@@ -422,6 +423,11 @@ def ingest(
         except (OSError, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StoreError(
+                    f"cannot store a Parquet copy of {shown!r} in {workdir}: {os.strerror(exc.errno)}. "
+                    "Free space there, or point PROVENFLOW_STORE_URL (or the store block) at a larger volume."
+                ) from None
             raise _data_error(shown, fmt, exc) from None
 
 
