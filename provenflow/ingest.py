@@ -56,8 +56,8 @@ BLOCK_BYTES = 8 * 1024 * 1024
 SAMPLE_ROWS = 100_000
 SAMPLE_SEED = 0
 # A categorical column is counted exactly up to this many distinct values; above, its distinct
-# count is estimated from the sample and its top values come from the sample too.
-EXACT_DISTINCT = 100_000
+# count is estimated from the sample and its top values come from the sample too (identifiers, free text).
+EXACT_DISTINCT = 10_000
 
 _CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to ([^:]+): invalid value '(.*)'", re.S)
 _INDEX = re.compile(r"__index_level_(\d+)__")
