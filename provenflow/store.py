@@ -116,25 +116,31 @@ class ContentStore:
         return Stored(digest, size, created=True, repaired=bool(damaged))
 
     def _copy_hashing(self, source: Path, size: int) -> Stored:
-        hashed: list[Digest | BaseException] = []
+        """Copy SOURCE to a staging file while a thread hashes it and checks any object of that
+        digest already there; an intact one stops the copy (re-storing costs about two hashes)."""
+        found: list = []
+        stop = threading.Event()
 
-        def hash_source() -> None:
+        def hash_and_check() -> None:
             try:
-                hashed.append(Digest.of_file(source, threads=1))  # the copy has the other core
+                digest = Digest.of_file(source, threads=1)  # the copy has the other core
+                damaged = self._damaged(self.path(digest), digest, size)
+                found.append((digest, damaged))
+                if damaged is False:
+                    stop.set()
             except BaseException as exc:  # re-raised in the caller
-                hashed.append(exc)
+                found.append(exc)
+                stop.set()
 
-        tmp = self._staged(size, lambda tmp: _copy_while(source, tmp, hash_source))
+        tmp = self._staged(size, lambda tmp: _copy_while(source, tmp, hash_and_check, stop))
         try:
-            if isinstance(hashed[0], BaseException):
-                raise hashed[0]
-            digest = hashed[0]
-            target = self.path(digest)
-            damaged = self._damaged(target, digest, size)
+            if isinstance(found[0], BaseException):
+                raise found[0]
+            digest, damaged = found[0]
             if damaged is False:
                 os.unlink(tmp)
                 return Stored(digest, size, created=False)
-            self._commit_local(tmp, target, size)
+            self._commit_local(tmp, self.path(digest), size)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -303,12 +309,25 @@ def _move_or_copy(source: Path, tmp: str, move: bool) -> None:
         source.unlink()
 
 
-def _copy_while(source: Path, tmp: str, work) -> None:
-    """Copy SOURCE to TMP while WORK runs in a thread (both release the GIL: sendfile and BLAKE3)."""
+_COPY_STEP = 64 * 1024 * 1024
+
+
+def _copy_while(source: Path, tmp: str, work, stop: threading.Event) -> None:
+    """Copy SOURCE to TMP in the kernel (copy_file_range), while WORK runs in a thread (BLAKE3
+    releases the GIL); stop early when WORK sets STOP."""
     worker = threading.Thread(target=work, name="provenflow-hash", daemon=True)
     worker.start()
     try:
-        shutil.copyfile(source, tmp)
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            while not stop.is_set():
+                try:
+                    copied = os.copy_file_range(src.fileno(), dst.fileno(), _COPY_STEP)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    copied = os.sendfile(dst.fileno(), src.fileno(), None, _COPY_STEP)
+                if not copied:
+                    break
     finally:
         worker.join()
 
