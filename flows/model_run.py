@@ -21,6 +21,7 @@ def model_run(
     test_size: float = 0.25,
     name: str | None = None,
     register_version: bool = True,
+    # Rows to train on, drawn with SEED (0: every row; None: every row up to datasets.TRAIN_SAMPLE_ROWS).
     sample: int | None = None,
     ledger_block: str | None = None,
     store_block: str | None = None,
@@ -28,16 +29,14 @@ def model_run(
     """Train ESTIMATOR (an import path, e.g. sklearn.ensemble.RandomForestClassifier) on DATASET
     (NAME@VERSION or NAME@latest) to predict TARGET; the model is registered as NAME
     (default DATASET-TARGET). SEED drives the split and any random_state not given in PARAMS.
-    With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered.
-    SAMPLE rows are drawn (seeded with SEED) from a larger dataset to train on; 0 takes every row; by
-    default a dataset of more than datasets.TRAIN_SAMPLE_ROWS rows is sampled to that many."""
+    With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered."""
     params = params or {}
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
         "dataset": dataset, "target": target, "estimator": estimator, "params": params,
         "seed": seed, "test_size": test_size, "name": name, "register_version": register_version,
-        "sample": sample,
     }  # fmt: skip
+    parameters["sample"] = sample
     label = name or safe_name(f"{dataset.split('@')[0]}-{target}")
     with provenflow.start(
         label, kind="model", flow="model-run", parameters=parameters, workspace=workspace
@@ -45,11 +44,12 @@ def model_run(
         name = check_name(name or label, "model")
         version, frame, sampled = load_dataset(workspace, dataset, sample, seed)
         run.parameter("sample", sampled)  # the size used (0: every row), so a replay takes the same rows
+        run.log_metrics({"sample_rows": sampled})
         run.input(version)
         model = make_estimator(estimator, params, seed)
         trained = train_model(frame, target, model, seed, test_size)
         run.log_metrics(trained.metrics)
-        run.log_metrics({"train_rows": trained.train_rows, "test_rows": trained.test_rows, "sample_rows": sampled})
+        run.log_metrics({"train_rows": trained.train_rows, "test_rows": trained.test_rows})
         output = store_model(workspace, name, trained, estimator)
         if register_version:
             run.output(output)

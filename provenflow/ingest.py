@@ -351,7 +351,10 @@ def _finish_profile(sample_profile: dict, columns: dict[str, _Column], rows: int
     out = {}
     for name, entry in sample_profile["columns"].items():
         stats = columns[name]
+        sample_count = entry["count"]
         entry = dict(entry, missing=stats.missing, count=stats.count)
+        if isinstance(entry.get("dates"), int):  # an additive count (features.count_dates): scale it
+            entry["dates"] = round(entry["dates"] * stats.count / max(sample_count, 1))
         if stats.integer and stats.missing and entry["dtype"].startswith("int"):
             entry["dtype"] = "float64"  # as pandas reads an integer column with gaps
         if entry.get("kind") == "numeric" and stats.numeric:
@@ -378,7 +381,7 @@ def _finish_profile(sample_profile: dict, columns: dict[str, _Column], rows: int
                 other=int(freq.iloc[datasets.TOP_CATEGORIES :].sum()),
             )
         elif entry.get("kind") == "categorical":
-            scale = stats.count / max(sum(entry["frequencies"].values()) + entry["other"], 1)
+            scale = stats.count / max(sample_count, 1)
             entry.update(
                 distinct=_estimated_distinct(entry["distinct"], sample_rows, rows),
                 distinct_estimated=True,
