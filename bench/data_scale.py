@@ -24,6 +24,11 @@ import pyarrow.csv as pa_csv
 from common import OUR_PYTHON, WORK, WORKERS, console, machine_summary, scratch_dir, verdict
 from rich.table import Table
 
+try:
+    from common import record
+except ImportError:  # a bench/common.py older than the summary (bench/.work/summary.json)
+    record = None
+
 RSS_TARGET = 1024**3
 TIME_TARGET = 1.5
 CHUNK_ROWS = 500_000
@@ -111,6 +116,10 @@ def main() -> None:
             ours = measure("data_scale_ours", "--file", path, "--store", str(folder / "store"))
         ratio = ours["seconds"] / plain["seconds"]
         figures.append({"rows": rows, "plain": plain, "ours": ours, "ratio": ratio})
+        if record is not None:
+            record(f"data_scale: data-run time ÷ plain conversion ({rows:,} rows)", ratio, "×", target=TIME_TARGET)
+            record(f"data_scale: data-run peak RSS ({rows:,} rows)", ours["rss"] / 2**20, "MiB",
+                   target=RSS_TARGET / 2**20)  # fmt: skip
         table.add_row(
             f"{rows:,}", f"{os.path.getsize(path) / 1e9:.2f}", f"{plain['seconds']:.1f}",
             f"{plain['rss'] / 2**20:,.0f} MiB", f"{ours['seconds']:.1f}",
