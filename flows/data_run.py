@@ -36,7 +36,7 @@ def data_run(
     ) as run:
         check_name(name, "dataset")
         table = ingest_source(workspace, name, source, source_credentials)
-        expectations = choose_suite(workspace, name, table.sample, suite)
+        expectations = choose_suite(workspace, name, table.sample, suite, table.output.profile)
         report = validate_frame(table.sample, expectations, table.validated_on)
         run.link("input", "suite", expectations.where, store_suite(workspace, expectations))
         run.link("input", "file", source, store_source(workspace, source, source_credentials))

@@ -71,8 +71,9 @@ def type_family(series: pd.Series) -> list[str]:
     return STRING_TYPES
 
 
-def default_suite(name: str, frame: pd.DataFrame) -> dict:
-    """A starting suite from a first good dataset: columns, their types, non-null where none were."""
+def default_suite(name: str, frame: pd.DataFrame, missing: dict[str, int] | None = None) -> dict:
+    """A starting suite from a first good dataset: columns, their types, non-null where none were.
+    MISSING counts each column's missing values over the whole table when FRAME is a sample of it."""
     expectations: list[dict] = [
         {
             "type": "expect_table_columns_to_match_set",
@@ -87,7 +88,8 @@ def default_suite(name: str, frame: pd.DataFrame) -> dict:
                 "kwargs": {"column": str(column), "type_list": type_family(frame[column])},
             }
         )
-        if not frame[column].isna().any():
+        gaps = missing[str(column)] if missing is not None else frame[column].isna().any()
+        if not gaps:
             expectations.append(
                 {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": str(column)}}
             )
@@ -132,8 +134,10 @@ def read_suite(path: Path) -> Suite:
     return Suite(data, str(path))
 
 
-def generated_suite(name: str, frame: pd.DataFrame, where: str) -> Suite:
-    return Suite(suite_bytes(default_suite(name, frame)), where, created=True)
+def generated_suite(
+    name: str, frame: pd.DataFrame, where: str, missing: dict[str, int] | None = None
+) -> Suite:
+    return Suite(suite_bytes(default_suite(name, frame, missing)), where, created=True)
 
 
 def suite_bytes(suite: dict) -> bytes:

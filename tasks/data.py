@@ -58,7 +58,9 @@ def ingest_source(
 
 
 @task(cache_policy=NO_CACHE)
-def choose_suite(workspace: Workspace, name: str, frame: pd.DataFrame, suite: str | None) -> validation.Suite:
+def choose_suite(
+    workspace: Workspace, name: str, frame: pd.DataFrame, suite: str | None, profile: dict | None = None
+) -> validation.Suite:
     """SUITE if given; else expectations/NAME.json if the project has one; else the suite NAME's last
     data run kept to (from the store); else one generated from this data. Nothing is written into the
     source tree, so a run never leaves the code it records dirty."""
@@ -73,7 +75,9 @@ def choose_suite(workspace: Workspace, name: str, frame: pd.DataFrame, suite: st
         digest, run_id = recorded
         return validation.Suite(workspace.store.read_bytes(Digest(digest)), f"the suite of data run {run_id}")
     copy = get_settings().ensure_home() / "expectations" / f"{name}.json"
-    return validation.generated_suite(name, frame, str(copy))
+    # FRAME may be a sample: which columns have gaps is known from the whole table's PROFILE.
+    missing = {c: e["missing"] for c, e in profile["columns"].items()} if profile else None
+    return validation.generated_suite(name, frame, str(copy), missing)
 
 
 @task(cache_policy=NO_CACHE)
