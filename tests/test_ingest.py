@@ -110,3 +110,14 @@ def test_bad_csv_gets_a_clear_error_and_leaves_no_file(tmp_path, content, messag
     with pytest.raises(DataError, match=message):
         ingest.ingest(str(path), str(work))
     assert list(work.iterdir()) == []
+
+
+def test_compressed_and_tab_separated_sources_give_the_same_table(tmp_path):
+    import gzip
+
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", None, "z"], "c": [0.5, 1.5, None]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress((tmp_path / "t.csv").read_bytes()))
+    digests = {ingest.ingest(str(tmp_path / n), str(tmp_path)).digest for n in ("t.csv", "t.tsv", "t.csv.gz")}
+    assert len(digests) == 1
