@@ -5,7 +5,7 @@ from __future__ import annotations
 import provenflow
 from flows._flow import flow
 from provenflow.refs import check_name, resolve_dataset
-from tasks.data import choose_suite, read_source, store_dataset, store_source, store_suite, validate_frame
+from tasks.data import choose_suite, ingest_source, store_source, store_suite, validate_frame
 from tasks.workspace import open_workspace
 
 
@@ -35,18 +35,24 @@ def data_run(
         name, kind="data", flow="data-run", parameters=parameters, workspace=workspace
     ) as run:
         check_name(name, "dataset")
-        frame = read_source(source, source_credentials)
-        expectations = choose_suite(workspace, name, frame, suite)
-        report = validate_frame(frame, expectations)
+        table = ingest_source(workspace, name, source, source_credentials)
+        expectations = choose_suite(workspace, name, table.sample, suite, table.output.profile)
+        report = validate_frame(table.sample, expectations, table.validated_on)
         run.link("input", "suite", expectations.where, store_suite(workspace, expectations))
         run.link("input", "file", source, store_source(workspace, source, source_credentials))
-        dataset = store_dataset(workspace, name, frame, source)
+        dataset = table.output
         if register_version:
             run.output(dataset)
         else:
             run.link("output", "dataset", f"{name} (not registered)", dataset.digest)
         run.log_metrics(
-            {"rows": dataset.rows, "columns": dataset.columns, "expectations_passed": report.successful}
+            {
+                "rows": dataset.rows,
+                "columns": dataset.columns,
+                "expectations_passed": report.successful,
+                # Great Expectations saw every row, or (a table larger than ingest.SAMPLE_ROWS) a seeded sample.
+                "validated_rows": len(table.sample),
+            }
         )
     ref = f"{name}@{dataset.digest.short}"
     with workspace.ledger.reader() as session:

@@ -37,6 +37,8 @@ def model_run(
     roles: dict[str, str] | None = None,
     task: str | None = None,
     register_version: bool = True,
+    # Rows to train on, drawn with SEED (0: every row; None: every row up to datasets.TRAIN_SAMPLE_ROWS).
+    sample: int | None = None,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
@@ -54,12 +56,15 @@ def model_run(
         "seed": seed, "test_size": test_size, "name": name, "register_version": register_version,
         "features": features, "exclude": exclude, "roles": roles, "task": task,
     }  # fmt: skip
+    parameters["sample"] = sample
     label = name or safe_name(f"{dataset.split('@')[0]}-{target}")
     with provenflow.start(
         label, kind="model", flow="model-run", parameters=parameters, workspace=workspace
     ) as run:
         name = check_name(name or label, "model")
-        version, frame = load_dataset(workspace, dataset)
+        version, frame, sampled = load_dataset(workspace, dataset, sample, seed)
+        run.parameter("sample", sampled)  # the size used (0: every row), so a replay takes the same rows
+        run.log_metrics({"sample_rows": sampled})
         run.input(version)
         if version.ref != dataset:
             name_run(model_run_name(name, estimator, params, version.ref))

@@ -247,3 +247,43 @@ def store_source(store: ContentStore, source: str, credentials: Credentials | No
 def load_table(store: ContentStore, digest: Digest) -> pd.DataFrame:
     """A stored dataset version, verified against its hash before it is parsed."""
     return pd.read_parquet(io.BytesIO(store.read_bytes(digest)))
+
+
+# A model run on a dataset of more rows than this trains on a seeded sample of this many by default.
+TRAIN_SAMPLE_ROWS = 1_000_000
+
+
+def sample_size(rows: int, requested: int | None) -> int:
+    """The rows a model run trains on: REQUESTED (0: all), by default all up to TRAIN_SAMPLE_ROWS."""
+    if requested is None:
+        return min(rows, TRAIN_SAMPLE_ROWS)
+    if requested < 0:
+        raise DataError(f"sample must be 0 (every row) or a number of rows, not {requested}")
+    return rows if requested == 0 else min(rows, requested)
+
+
+def sampled_rows(rows: int, size: int, seed: int) -> np.ndarray:
+    """The positions of the SIZE rows (of ROWS) a seeded sample takes, in table order: the same
+    seed and size give the same rows, so a run records the rows it used as (seed, size)."""
+    if size >= rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size, replace=False))
+
+
+def load_sample(store: ContentStore, digest: Digest, size: int, seed: int) -> pd.DataFrame:
+    """SIZE seeded rows of a stored dataset version, read a row group at a time (the whole table
+    need not fit in memory), after the object is verified against its hash."""
+    if not store.local:
+        table = pq.read_table(io.BytesIO(store.read_bytes(digest)))
+        return table.take(sampled_rows(table.num_rows, size, seed)).to_pandas()
+    store.check(digest)
+    parquet = pq.ParquetFile(store.path(digest))
+    chosen = sampled_rows(parquet.metadata.num_rows, size, seed)
+    parts, start = [], 0
+    for group in range(parquet.num_row_groups):
+        count = parquet.metadata.row_group(group).num_rows
+        lo, hi = np.searchsorted(chosen, [start, start + count])
+        if hi > lo:
+            parts.append(parquet.read_row_group(group).take(chosen[lo:hi] - start))
+        start += count
+    return pa.concat_tables(parts).to_pandas() if parts else parquet.schema_arrow.empty_table().to_pandas()

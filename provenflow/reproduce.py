@@ -263,9 +263,11 @@ def compare(
     out_kind = "model" if original.flow == "model-run" else "dataset"
     first = next((e.hash for e in original.outputs if e.kind == out_kind), None)
     second = next((e.hash for e in rerun.outputs if e.kind == out_kind), None)
+    # A metric only the reproduction has (a newer provenflow records more, e.g. validated_rows) is
+    # shown but is no difference: the original could not have recorded it.
     metrics = {
         key: {"original": original.metrics.get(key), "reproduced": rerun.metrics.get(key),
-              "equal": _equal(original.metrics.get(key), rerun.metrics.get(key))}
+              "equal": key not in original.metrics or _equal(original.metrics.get(key), rerun.metrics.get(key))}
         for key in sorted(original.metrics.keys() | rerun.metrics.keys())
     }  # fmt: skip
     env_diff = diff_packages(original.packages, rerun.packages or list(capture_environment().packages))

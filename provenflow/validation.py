@@ -43,6 +43,7 @@ class ValidationReport:
     evaluated: int
     successful: int
     failed: list[dict] = field(default_factory=list)
+    on: str = "all rows"  # or "a seeded sample of N of M rows" (a table larger than the sample)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -70,8 +71,9 @@ def type_family(series: pd.Series) -> list[str]:
     return STRING_TYPES
 
 
-def default_suite(name: str, frame: pd.DataFrame) -> dict:
-    """A starting suite from a first good dataset: columns, their types, non-null where none were."""
+def default_suite(name: str, frame: pd.DataFrame, missing: dict[str, int] | None = None) -> dict:
+    """A starting suite from a first good dataset: columns, their types, non-null where none were.
+    MISSING counts each column's missing values over the whole table when FRAME is a sample of it."""
     expectations: list[dict] = [
         {
             "type": "expect_table_columns_to_match_set",
@@ -86,7 +88,8 @@ def default_suite(name: str, frame: pd.DataFrame) -> dict:
                 "kwargs": {"column": str(column), "type_list": type_family(frame[column])},
             }
         )
-        if not frame[column].isna().any():
+        gaps = missing[str(column)] if missing is not None else frame[column].isna().any()
+        if not gaps:
             expectations.append(
                 {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": str(column)}}
             )
@@ -131,8 +134,10 @@ def read_suite(path: Path) -> Suite:
     return Suite(data, str(path))
 
 
-def generated_suite(name: str, frame: pd.DataFrame, where: str) -> Suite:
-    return Suite(suite_bytes(default_suite(name, frame)), where, created=True)
+def generated_suite(
+    name: str, frame: pd.DataFrame, where: str, missing: dict[str, int] | None = None
+) -> Suite:
+    return Suite(suite_bytes(default_suite(name, frame, missing)), where, created=True)
 
 
 def suite_bytes(suite: dict) -> bytes:
@@ -200,12 +205,13 @@ def validate(frame: pd.DataFrame, suite: dict) -> tuple[bool, int, int, list[dic
     )
 
 
-def validate_dataset(frame: pd.DataFrame, suite: Suite) -> ValidationReport:
-    """Validate a frame against a suite; ValidationFailed lists every failed expectation."""
+def validate_dataset(frame: pd.DataFrame, suite: Suite, on: str = "all rows") -> ValidationReport:
+    """Validate a frame against a suite; ValidationFailed lists every failed expectation.
+    ON says which rows FRAME holds, for the report and the error."""
     content = suite.content
     success, evaluated, successful, failed = validate(frame, content)
     report = ValidationReport(
-        content.get("name") or "suite", suite.where, suite.created, success, evaluated, successful, failed
+        content.get("name") or "suite", suite.where, suite.created, success, evaluated, successful, failed, on
     )
     if not success:
         lines = [
@@ -215,7 +221,9 @@ def validate_dataset(frame: pd.DataFrame, suite: Suite) -> ValidationReport:
             for f in failed
         ]
         raise ValidationFailed(
-            f"{len(failed)} of {evaluated} expectations in suite {suite.where!r} failed:\n"
+            f"{len(failed)} of {evaluated} expectations in suite {suite.where!r} failed"
+            + ("" if on == "all rows" else f" (validated on {on})")
+            + ":\n"
             + "\n".join(lines),
             failed=failed,
         )

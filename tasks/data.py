@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import catalog, datasets, validation
+from provenflow import catalog, datasets, ingest, validation
 from provenflow.credentials import Credentials
 from provenflow.digest import Digest
 from provenflow.project import project_root
@@ -24,14 +25,42 @@ def _credentials(block: str | None) -> Credentials | None:
     return load_credentials(block)
 
 
-@task(cache_policy=NO_CACHE)
-def read_source(source: str, credentials_block: str | None = None) -> pd.DataFrame:
-    """The source as a table, read with the credentials in CREDENTIALS_BLOCK (a Secret block), if any."""
-    return datasets.read_table(source, _credentials(credentials_block))
+@dataclass(frozen=True)
+class IngestedDataset:
+    output: DatasetOutput  # the pending dataset version, its canonical Parquet object already stored
+    sample: pd.DataFrame  # what validation sees: every row of a table up to ingest.SAMPLE_ROWS rows
+    validated_on: str
 
 
 @task(cache_policy=NO_CACHE)
-def choose_suite(workspace: Workspace, name: str, frame: pd.DataFrame, suite: str | None) -> validation.Suite:
+def ingest_source(
+    workspace: Workspace, name: str, source: str, credentials_block: str | None = None
+) -> IngestedDataset:
+    """One streamed pass over the source (read with the credentials in CREDENTIALS_BLOCK, a Secret
+    block, if any): its canonical Parquet object stored, its schema and profile, a bounded sample."""
+    store = workspace.store
+    table = ingest.ingest(source, ingest.workdir_for(store), _credentials(credentials_block))
+    stored = ingest.store_ingested(store, table)
+    output = DatasetOutput(
+        name=name,
+        digest=stored.digest,
+        size=stored.size,
+        uri=stored.uri,
+        format=datasets.PARQUET,
+        repaired=stored.repaired,
+        rows=table.rows,
+        columns=len(table.schema),
+        schema=table.schema,
+        profile=table.profile,
+        source=redact(source),
+    )
+    return IngestedDataset(output, table.sample, table.validated_on)
+
+
+@task(cache_policy=NO_CACHE)
+def choose_suite(
+    workspace: Workspace, name: str, frame: pd.DataFrame, suite: str | None, profile: dict | None = None
+) -> validation.Suite:
     """SUITE if given; else expectations/NAME.json if the project has one; else the suite NAME's last
     data run kept to (from the store); else one generated from this data. Nothing is written into the
     source tree, so a run never leaves the code it records dirty."""
@@ -46,12 +75,16 @@ def choose_suite(workspace: Workspace, name: str, frame: pd.DataFrame, suite: st
         digest, run_id = recorded
         return validation.Suite(workspace.store.read_bytes(Digest(digest)), f"the suite of data run {run_id}")
     copy = get_settings().ensure_home() / "expectations" / f"{name}.json"
-    return validation.generated_suite(name, frame, str(copy))
+    # FRAME may be a sample: which columns have gaps is known from the whole table's PROFILE.
+    missing = {c: e["missing"] for c, e in profile["columns"].items()} if profile else None
+    return validation.generated_suite(name, frame, str(copy), missing)
 
 
 @task(cache_policy=NO_CACHE)
-def validate_frame(frame: pd.DataFrame, suite: validation.Suite) -> validation.ValidationReport:
-    return validation.validate_dataset(frame, suite)
+def validate_frame(
+    frame: pd.DataFrame, suite: validation.Suite, on: str = "all rows"
+) -> validation.ValidationReport:
+    return validation.validate_dataset(frame, suite, on)
 
 
 @task(cache_policy=NO_CACHE)
@@ -62,26 +95,6 @@ def store_suite(workspace: Workspace, suite: validation.Suite) -> Digest:
     if suite.created:
         validation.save_suite(Path(suite.where), suite.data)
     return digest
-
-
-@task(cache_policy=NO_CACHE)
-def store_dataset(workspace: Workspace, name: str, frame: pd.DataFrame, source: str) -> DatasetOutput:
-    """Describe the table, then write its canonical Parquet object (the pending dataset version)."""
-    schema, profile = datasets.schema_of(frame), datasets.profile_of(frame)
-    stored = datasets.store_table(workspace.store, frame)
-    return DatasetOutput(
-        name=name,
-        digest=stored.digest,
-        size=stored.size,
-        uri=stored.uri,
-        format=datasets.PARQUET,
-        repaired=stored.repaired,
-        rows=len(frame),
-        columns=frame.shape[1],
-        schema=schema,
-        profile=profile,
-        source=redact(source),
-    )
 
 
 @task(cache_policy=NO_CACHE)

@@ -16,11 +16,18 @@ from provenflow.workspace import Workspace
 
 
 @task(cache_policy=NO_CACHE)
-def load_dataset(workspace: Workspace, ref: str) -> tuple[m.DatasetVersion, pd.DataFrame]:
-    """Resolve the ref and read its object, verified against the recorded hash."""
+def load_dataset(
+    workspace: Workspace, ref: str, sample: int | None = 0, seed: int = 0
+) -> tuple[m.DatasetVersion, pd.DataFrame, int]:
+    """Resolve the ref and read its object, verified against the recorded hash: every row, or
+    (SAMPLE rows; None: the default size for a large table) a sample seeded with SEED. Returns the
+    version, the rows and the sample size used (the rows the run used are that size and SEED)."""
     with workspace.ledger.reader() as session:
         version = resolve_dataset(session, ref)
-    return version, datasets.load_table(workspace.store, Digest(version.hash))
+    size = datasets.sample_size(version.rows, sample) if version.rows else 0
+    if not size or size >= version.rows:
+        return version, datasets.load_table(workspace.store, Digest(version.hash)), 0
+    return version, datasets.load_sample(workspace.store, Digest(version.hash), size, seed), size
 
 
 @task(cache_policy=NO_CACHE)

@@ -89,3 +89,23 @@ def test_a_column_named_like_a_renamed_duplicate_is_fine(tmp_path):
     path = tmp_path / "ok.csv"
     path.write_bytes(b'\xef\xbb\xbfa,a.1,"b,c"\n1,2,3\n')
     assert list(datasets.read_table(str(path)).columns) == ["a", "a.1", "b,c"]
+
+
+def test_a_seeded_sample_reads_the_same_rows_a_row_group_at_a_time(tmp_path, monkeypatch):
+    import numpy as np
+
+    from provenflow import ingest
+
+    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 50)
+    source = tmp_path / "t.csv"
+    pd.DataFrame({"i": np.arange(1000), "s": [f"r{i}" for i in range(1000)]}).to_csv(source, index=False)
+    store = ContentStore(str(tmp_path / "store"))
+    digest = ingest.store_ingested(store, ingest.ingest(str(source), ingest.workdir_for(store))).digest
+    sample = datasets.load_sample(store, digest, 100, seed=7)
+    rows = datasets.sampled_rows(1000, 100, 7)
+    assert sample["i"].tolist() == rows.tolist() and len(set(rows)) == 100
+    assert datasets.load_sample(store, digest, 100, seed=7).equals(sample)
+    assert not datasets.load_sample(store, digest, 100, seed=8).equals(sample)
+    assert datasets.sample_size(1000, None) == 1000 and datasets.sample_size(1000, 0) == 1000
+    with pytest.raises(DataError, match="sample must be 0"):
+        datasets.sample_size(1000, -1)

@@ -305,3 +305,26 @@ def test_parquet_index_and_odd_columns_survive(project):
     assert profile["columns"]["value"]["infinite"] == 1 and profile["columns"]["value"]["max"] is None
     (project / "flags.csv").write_text("a,flag\n1,True\n2,False\n3,\n4,True\n")
     assert data_run(name="flags", source=str(project / "flags.csv"))["validation"]["success"]
+
+
+def test_model_run_on_a_seeded_sample_records_the_rows_it_used(project, penguins, monkeypatch):
+    from provenflow import datasets
+
+    data_run, model_run = _flows()
+    ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
+    args = {"dataset": ref, "target": "species", "estimator": "sklearn.linear_model.LogisticRegression"}
+    sampled = model_run(**args, sample=120, name="sampled")
+    again = model_run(**args, sample=120, name="sampled")
+    assert sampled["model"]["hash"] == again["model"]["hash"]  # same seed and size: the same rows
+    with Workspace.default().ledger.reader() as s:
+        run = s.get(m.Run, sampled["run_id"])
+        assert run.parameters["sample"] == 120
+        metrics = {x.key: x.value for x in run.metrics}
+    assert metrics["sample_rows"] == 120 and metrics["train_rows"] + metrics["test_rows"] == 120
+    # A dataset larger than the default sample trains on that many rows unless told otherwise.
+    monkeypatch.setattr(datasets, "TRAIN_SAMPLE_ROWS", 200)
+    default = model_run(**args, name="default-sample")
+    whole = model_run(**args, sample=0, name="whole")
+    with Workspace.default().ledger.reader() as s:
+        assert s.get(m.Run, default["run_id"]).parameters["sample"] == 200
+        assert s.get(m.Run, whole["run_id"]).parameters["sample"] == 0

@@ -111,3 +111,31 @@ def test_first_write_removes_stale_staging_files_only(tmp_path):
     store.put_bytes(b"first write of this process")
     assert not os.path.exists(stale) and os.path.exists(fresh)
     assert sorted(os.listdir(store.tmp_dir)) == [".tmp-fresh"]
+
+
+def test_a_file_over_several_hashing_windows_hashes_as_its_bytes(tmp_path):
+    import os
+
+    data = os.urandom(2 * 16 * 1024 * 1024 + 12_345)  # across the 16 MiB mmap windows
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    assert Digest.of_file(path) == Digest.of_bytes(data) == Digest.of_file(path, threads=1)
+    stored = ContentStore(str(tmp_path / "store"), fsync=False).put_file(path)
+    assert stored.digest == Digest.of_bytes(data) and stored.created
+
+
+def test_hashing_a_large_file_keeps_memory_flat(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "large.bin"
+    with open(path, "wb") as fh:
+        for _ in range(24):
+            fh.write(os.urandom(8 * 1024 * 1024))  # 192 MiB
+    probe = (
+        "import resource, sys; from provenflow.digest import Digest; base = resource.getrusage(0).ru_maxrss; "
+        "Digest.of_file(sys.argv[1]); print(resource.getrusage(0).ru_maxrss - base)"
+    )
+    grown_kib = int(subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True,
+                                   check=True).stdout)  # fmt: skip
+    assert grown_kib < 64 * 1024, f"hashing 192 MiB grew the process by {grown_kib / 1024:.0f} MiB"

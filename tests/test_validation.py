@@ -77,3 +77,12 @@ def test_integers_may_become_floats_without_a_type_failure(tmp_path):
     suite = _suite_file(tmp_path / "suite.json", validation.default_suite("t", first))
     later = pd.DataFrame({"n": [1.5, 2.0, 3.0], "s": ["a", "b", "d"]})
     assert validation.validate_dataset(later, suite).success
+
+
+def test_a_suite_generated_from_a_sample_knows_the_gaps_outside_it():
+    from provenflow.validation import default_suite
+
+    sample = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})  # no gaps in the sampled rows
+    suite = default_suite("t", sample, missing={"a": 3, "b": 0})
+    not_null = {e["kwargs"]["column"] for e in suite["expectations"] if e["type"] == "expect_column_values_to_not_be_null"}
+    assert not_null == {"b"}

@@ -187,6 +187,11 @@ def model_run(
         list[str] | None, typer.Option("--param", help="Hyper-parameter key=value (repeatable).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for the split and the estimator.")] = 42,
+    sample: Annotated[
+        int | None,
+        typer.Option(help="Train on this many rows, drawn with --seed (0: every row; default: every row "
+                     "up to 1,000,000, a seeded sample of 1,000,000 above)."),
+    ] = None,
     test_size: Annotated[float, typer.Option(help="Fraction of rows held out for evaluation.")] = 0.25,
     name: Annotated[str | None, typer.Option(help="Model name (default DATASET-TARGET).")] = None,
     features: Annotated[
@@ -223,6 +228,7 @@ def model_run(
             estimator=estimator,
             params=params,
             seed=seed,
+            sample=sample,
             test_size=test_size,
             name=name,
             features=_columns(features),

@@ -1,0 +1,123 @@
+"""The streamed data-run pass: the canonical form does not depend on batch sizes; bounded profile."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from provenflow import datasets, ingest
+from provenflow.errors import DataError
+from tests.conftest import PENGUINS
+
+
+def _table_csv(path, rows: int) -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(rows),
+            "x": rng.normal(size=rows).round(4),
+            "k": rng.integers(0, 5, rows).astype(object),
+            "city": rng.choice(["Oslo", "Lima", "Pune", ""], rows),
+            "day": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, rows), "D"),
+            "flag": rng.choice(["True", "False"], rows),
+            "late": [""] * rows,  # empty in the first block: null type, then a value at the end
+        }
+    )
+    frame["day"] = frame["day"].dt.strftime("%Y-%m-%d")
+    frame.loc[rows - 2, "k"] = 7.5  # an int column that turns float in the last block
+    frame.loc[rows - 1, "late"] = "text"
+    frame.to_csv(path, index=False)
+
+
+def test_same_table_same_hash_whatever_the_batch_size(tmp_path, monkeypatch):
+    # Smaller row groups than the real ones, so regrouping across batches is exercised in a small file.
+    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 1000)
+    source = tmp_path / "t.csv"
+    _table_csv(source, 5000)
+    runs = [ingest.ingest(str(source), str(tmp_path), block_bytes=size) for size in (4096, 20_000, 1 << 24)]
+    assert len({r.digest for r in runs}) == 1
+    assert {r.size for r in runs} == {runs[0].size}
+    back = pd.read_parquet(runs[0].path)
+    assert len(back) == 5000 and str(back["k"].dtype) == "float64" and back["late"].iloc[-1] == "text"
+    assert str(back["day"].dtype) == "str"  # dates stay text, as pandas' read_csv leaves them
+    assert back["city"].isna().sum() == (pd.read_csv(source)["city"].isna()).sum()
+
+
+def test_small_tables_are_profiled_exactly_as_before(tmp_path):
+    table = ingest.ingest(str(PENGUINS), str(tmp_path))
+    frame = datasets.read_table(str(PENGUINS))
+    assert table.profile == datasets.profile_of(frame)
+    assert table.schema == datasets.schema_of(frame)
+    assert table.validated_on == "all rows"
+    pd.testing.assert_frame_equal(pd.read_parquet(table.path), frame)
+
+
+def test_a_table_larger_than_the_sample_gets_exact_counts_and_a_recorded_sample(tmp_path, monkeypatch):
+    source = tmp_path / "t.csv"
+    _table_csv(source, 20_000)
+    table = ingest.ingest(str(source), str(tmp_path), block_bytes=8192, sample_rows=1000)
+    full = pd.read_csv(source)
+    exact = datasets.profile_of(full)
+    profile = table.profile
+    assert table.rows == 20_000 and len(table.sample) == 1000
+    assert table.validated_on == "a seeded sample of 1,000 of 20,000 rows"
+    assert profile["sample"] == {"rows": 1000, "seed": ingest.SAMPLE_SEED}
+    x, exact_x = profile["columns"]["x"], exact["columns"]["x"]
+    assert x["count"] == 20_000 and sum(x["histogram"]["counts"]) == 20_000
+    assert x["mean"] == pytest.approx(exact_x["mean"]) and x["std"] == pytest.approx(exact_x["std"])
+    assert (x["min"], x["max"]) == (exact_x["min"], exact_x["max"])
+    assert x["quantiles"]["0.5"] == pytest.approx(exact_x["quantiles"]["0.5"], abs=0.1)
+    assert profile["columns"]["k"]["values"] == exact["columns"]["k"]["values"]
+    city = profile["columns"]["city"]
+    assert (city["frequencies"], city["missing"]) == (
+        exact["columns"]["city"]["frequencies"],
+        exact["columns"]["city"]["missing"],
+    )
+    ids = profile["columns"]["id"]
+    assert "values" not in ids and ids["count"] == 20_000
+    # The same rows are sampled whatever the batch size.
+    again = ingest.ingest(str(source), str(tmp_path), block_bytes=1 << 20, sample_rows=1000)
+    pd.testing.assert_frame_equal(again.sample, table.sample)
+
+
+def test_parquet_source_index_is_kept_and_batches_do_not_matter(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 700)
+    frame = pd.DataFrame({"id": np.arange(3000) + 10, "v": np.linspace(0, 1, 3000)}).set_index("id")
+    frame.to_parquet(tmp_path / "f.parquet")
+    runs = [
+        ingest.ingest(str(tmp_path / "f.parquet"), str(tmp_path), block_bytes=b) for b in (64 * 300, 1 << 24)
+    ]
+    assert runs[0].digest == runs[1].digest
+    assert list(pd.read_parquet(runs[0].path).columns) == ["id", "v"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"a,b\n", "has a header but no rows"),
+        (b"a,b\n1,2\n3,4,5,6\n", "could not be parsed as CSV"),
+        (b"\xff\xfe\x00garbage\x00\xff\n\x01", "not text in UTF-8|could not be parsed"),
+        (b",b\n1,2\n", "column without a header name"),
+        (b"a,a,b\n1,2,3\n", "duplicate column names: 'a'"),
+    ],
+)
+def test_bad_csv_gets_a_clear_error_and_leaves_no_file(tmp_path, content, message):
+    path = tmp_path / "in" / "bad.csv"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(DataError, match=message):
+        ingest.ingest(str(path), str(work))
+    assert list(work.iterdir()) == []
+
+
+def test_compressed_and_tab_separated_sources_give_the_same_table(tmp_path):
+    import gzip
+
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", None, "z"], "c": [0.5, 1.5, None]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress((tmp_path / "t.csv").read_bytes()))
+    digests = {ingest.ingest(str(tmp_path / n), str(tmp_path)).digest for n in ("t.csv", "t.tsv", "t.csv.gz")}
+    assert len(digests) == 1
