@@ -13,6 +13,7 @@ command -v git >/dev/null || missing+=(git)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v prometheus >/dev/null || missing+=(prometheus)  # scrapes a model server in the metrics test
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -26,3 +27,4 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system cluster on install; the tests run their own, so stop it.
 service postgresql stop >/dev/null 2>&1 || true
 service docker-registry stop >/dev/null 2>&1 || true
+service prometheus stop >/dev/null 2>&1 || true

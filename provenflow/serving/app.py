@@ -1,4 +1,5 @@
-"""The HTTP model server: /predict, /health, /ready, /metadata.
+"""The HTTP model server: /predict, /health, /ready, /metadata, /metrics (Prometheus, ``metrics.py``)
+and the Open Inference Protocol V2 (``v2.py``).
 
 Hot-path choices, each measured: the body is read as bytes and parsed with orjson (a pydantic
 model per row halved throughput); responses are orjson bytes, not FastAPI's encoder; ONNX requests
@@ -43,6 +44,7 @@ import gc
 import hmac
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,6 +57,8 @@ from starlette.concurrency import run_in_threadpool
 
 from provenflow.serving.bundle import LoadedModel
 from provenflow.serving.inputs import Problem, RequestError, parse_request
+from provenflow.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from provenflow.serving.metrics import ServerMetrics
 from provenflow.serving.predictlog import PredictionLog, PredictionLogFull
 from provenflow.serving.runtime import Predictions
 
@@ -77,12 +81,17 @@ def create_app(
     token: str | None,
     max_rows: int = DEFAULT_MAX_ROWS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    metrics_token: str | None = None,
 ) -> FastAPI:
-    """The server for one loaded model. With ``token``, /predict and /metadata need
-    ``Authorization: Bearer <token>``; /health and /ready stay open for probes.
+    """The server for one loaded model. With ``token``, /predict, /metadata and the V2 model
+    endpoints need ``Authorization: Bearer <token>``; /health, /ready and V2's health stay open for
+    probes. /metrics is open (counts only, no inputs or predictions) unless ``metrics_token`` is set:
+    Prometheus scrapes with its own credential, never the prediction token.
     The prediction log is started and closed (flushed) with the app's lifespan."""
     prediction_log = log
     expected = f"Bearer {token}".encode() if token else None
+    expected_metrics = f"Bearer {metrics_token}".encode() if metrics_token else None
+    metrics = ServerMetrics(model, log)
     identity = {"name": model.metadata.name, "version": model.metadata.version, "hash": model.metadata.hash}
     classes = model.classes
     # An fsync per request (~2.6 ms here) must not stall the event loop: then every request goes to the pool.
@@ -110,11 +119,11 @@ def create_app(
         openapi_url=None,
     )
 
-    def authorized(request: Request) -> bool:
-        if expected is None:
+    def authorized(request: Request, wanted: bytes | None = expected) -> bool:
+        if wanted is None:
             return True
         given = request.headers.get("authorization", "").encode()
-        return hmac.compare_digest(given, expected)
+        return hmac.compare_digest(given, wanted)
 
     @app.get("/health")
     async def health() -> Response:
@@ -132,8 +141,20 @@ def create_app(
             return _unauthorized()
         return _json(model.describe())
 
+    @app.get("/metrics")
+    async def prometheus_metrics(request: Request) -> Response:
+        if not authorized(request, expected_metrics):
+            return _unauthorized()
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
     @app.post("/predict")
     async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await _predict(request)
+        metrics.observe("predict", response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _predict(request: Request) -> Response:
         if not authorized(request):
             return _unauthorized()
         request_id = _request_id(request)
@@ -169,6 +190,7 @@ def create_app(
             except PredictionLogFull as exc:
                 logger.error("refusing predictions: %s", exc)
                 return _json({"error": str(exc), "request_id": request_id}, 503)
+        metrics.predicted(predictions)
         return Response(_answer(identity, classes, predictions, request_id), media_type=_JSON)
 
     return app
