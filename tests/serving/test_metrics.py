@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -9,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import REPO
 from tests.services import free_port, unavailable
 from tests.serving.conftest import records_of, start_server
 from tests.serving.test_app import feature_names
@@ -109,6 +111,14 @@ def test_prometheus_scrapes_the_model_server(bundles, recorded, tmp_path):
         # the backlog drains into a segment on a clean shutdown; while serving it holds the 50 rows
         _wait_for(prom_url, "provenflow_prediction_log_buffered_rows + provenflow_prediction_log_written_rows_total",
                   equals(50))  # fmt: skip
+        # the shipped Grafana dashboard's queries are valid PromQL over these series, and return data
+        dashboard = json.loads((REPO / "infra/grafana/provenflow-model-server.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$job", ".*").replace("$instance", ".*")
+                result = _query(prom_url, expr.replace("$__rate_interval", "1m"))
+                if "prediction_value" not in expr:  # a classifier here: no value histogram
+                    assert result, f"{panel['title']}: {expr} returned nothing"
     finally:
         if prometheus is not None:
             prometheus.terminate()
