@@ -7,7 +7,8 @@ Series (all prefixed ``provenflow_``):
     request_duration_seconds{endpoint}             histogram, from the handler's start to the response built
     rows_predicted_total                           rows answered with a prediction
     predictions_total{class}                       classifiers: predicted rows per class
-    prediction_value                               regressors: histogram of predicted values
+    prediction_value                               regressors: histogram of predicted values (buckets only)
+    prediction_values_sum                          regressors: their sum (mean = sum / rows_predicted_total)
     prediction_log_buffered_rows                   rows in write-ahead files not yet in a segment (backlog)
     prediction_log_written_rows_total              rows written into the log's segments
     prediction_log_healthy                         0 while the log cannot write (then /predict answers 503)
@@ -148,6 +149,11 @@ class ServerMetrics:
             histogram = HistogramMetricFamily("provenflow_prediction_value", "Predicted values (regressors)")
             histogram.add_metric([], _cumulative(VALUE_BUCKETS, values.tolist()), value_sum)
             yield histogram
+            # prometheus-client leaves out a histogram's _count and _sum when it has negative buckets:
+            # the count is rows_predicted_total, the sum (for a mean prediction) is this gauge.
+            yield GaugeMetricFamily(
+                "provenflow_prediction_values_sum", "Sum of predicted values (regressors)", value=value_sum
+            )
         if self._log is not None:
             yield GaugeMetricFamily(
                 "provenflow_prediction_log_buffered_rows",

@@ -40,7 +40,7 @@ def model_metadata(model: Any) -> dict[str, Any]:
     """``GET /v2/models/{name}``: the signature as V2 tensors."""
     meta = model.metadata
     outputs = [{"name": "predictions", "datatype": "BYTES" if meta.classes else "FP64", "shape": [-1]}]
-    if meta.classes:  # classifiers answer with probabilities when the estimator has them
+    if meta.classes and getattr(model.predictor, "has_proba", False):  # NearestCentroid, SVC: none
         outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(meta.classes)]})
     return {
         "name": meta.name,

@@ -139,3 +139,48 @@ def test_v2_errors_are_4xx_in_the_v2_shape(fresh, recorded):
     metrics = httpx.get(f"{fresh.url}/metrics").text
     for status, count in {"200": 1, "400": 6, "401": 1, "404": 2, "415": 1}.items():
         assert f'provenflow_requests_total{{endpoint="v2_infer",status="{status}"}} {count}.0' in metrics
+
+
+def test_v2_on_the_scikit_learn_runtime(centroid_server, recorded):
+    """The fallback runtime (no ONNX converter); the metadata lists the outputs the answer has."""
+    meta = httpx.get(f"{centroid_server.url}/v2/models/penguins-centroid").json()
+    assert meta["platform"] == "provenflow-sklearn"
+    frame = recorded.frame[recorded.frame["sex"].notna()].head(4)
+    inputs = [
+        {"name": i["name"], "datatype": i["datatype"], "shape": [4], "data": frame[i["name"]].tolist()}
+        for i in meta["inputs"]
+    ]
+    answer = httpx.post(
+        f"{centroid_server.url}/v2/models/penguins-centroid/versions/1/infer",
+        json={"inputs": inputs, "id": "abc"},
+    )
+    assert answer.status_code == 200, answer.text
+    got = answer.json()
+    assert got["id"] == "abc" and got["model_version"] == "1"
+    assert [o["name"] for o in got["outputs"]] == [o["name"] for o in meta["outputs"]]
+    assert got["outputs"][0]["datatype"] == "BYTES" and got["outputs"][0]["shape"] == [4]
+    assert set(got["outputs"][0]["data"]) <= {"Adelie", "Chinstrap", "Gentoo"}
+
+
+def test_v2_regressor_answers_fp64_like_predict(bundles, recorded, tmp_path):
+    server = start_server(bundles["forest-regressor"], str(tmp_path / "log"))
+    try:
+        meta = httpx.get(f"{server.url}/v2/models/penguins-forest-regressor").json()
+        assert meta["outputs"] == [{"name": "predictions", "datatype": "FP64", "shape": [-1]}]
+        frame = recorded.frame[recorded.frame["sex"].notna()].head(6)
+        inputs = [
+            {"name": i["name"], "datatype": i["datatype"], "shape": [6], "data": frame[i["name"]].tolist()}
+            for i in meta["inputs"]
+        ]
+        got = httpx.post(
+            f"{server.url}/v2/models/penguins-forest-regressor/infer", json={"inputs": inputs}
+        ).json()
+        columns = {i["name"]: i["data"] for i in inputs}
+        want = httpx.post(f"{server.url}/predict", json={"columns": columns}).json()["predictions"]
+        assert got["outputs"][0]["datatype"] == "FP64" and got["outputs"][0]["data"] == want
+        # a regressor's /metrics has the value histogram: 12 rows, all counted
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'provenflow_prediction_value_bucket{le="+Inf"} 12.0' in metrics
+        assert f"provenflow_prediction_values_sum {sum(want) * 2}" in metrics
+    finally:
+        server.stop()
