@@ -88,7 +88,8 @@ def test_prometheus_scrapes_the_model_server(bundles, recorded, tmp_path):
         def equals(value: float):
             return lambda result: float(result[0]["value"][1]) == value
 
-        _wait_for(prom_url, 'provenflow_requests_total{endpoint="predict",status="200"}', equals(41))
+        ok = _wait_for(prom_url, 'provenflow_requests_total{endpoint="predict",status="200"}', equals(41))
+        print("prometheus answered:", ok)
         _wait_for(prom_url, 'provenflow_requests_total{endpoint="predict",status="422"}', equals(3))
         _wait_for(prom_url, 'provenflow_requests_total{endpoint="predict",status="401"}', equals(1))
         _wait_for(prom_url, "provenflow_rows_predicted_total", equals(50))
