@@ -14,6 +14,9 @@ to one of them); each loads the model itself and keeps its own prediction log, i
 write-ahead files (they carry a per-process id, so the processes never write the same file). A
 worker that dies (OOM kill, segfault) is replaced, and the new one recovers the dead one's
 write-ahead file; a worker that exits with an error (a bundle that does not verify) stops the server.
+Each worker also keeps its own /metrics counts and a scrape reaches one worker: for complete
+Prometheus series run one process per container (prometheus-client's multiprocess mode would need
+a shared folder and its own collectors; not done).
 
 ``--log-fsync`` fsyncs every prediction-log record (for machine crashes; a killed process loses
 nothing without it). Write-ahead files of a log in an object store go to the temporary folder:
