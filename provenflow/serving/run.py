@@ -128,7 +128,9 @@ def _serve_one(
 
     model = load_bundle(bundle, use_onnx=options.use_onnx, key=key)
     log = open_log(model, log_url, options, fs) if log_url else None
-    app = create_app(model, log, options.token, max_rows=options.max_rows, metrics_token=options.metrics_token)
+    app = create_app(
+        model, log, options.token, max_rows=options.max_rows, metrics_token=options.metrics_token
+    )
     if loaded is not None:
         os.write(loaded, b".")
         os.close(loaded)
