@@ -17,6 +17,7 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 # The browser tests look at the Prefect UI in headless Chromium (Debian's; never a downloaded one).
 command -v chromium >/dev/null || missing+=(chromium)
+command -v prometheus >/dev/null || missing+=(prometheus)  # scrapes a model server in the metrics test
 command -v go >/dev/null || missing+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator ] || missing+=(golang-github-vmware-govmomi-dev)
 
@@ -39,4 +40,5 @@ apt-get install -y -q --no-install-recommends "${missing[@]}" | { grep -E "^(Get
 # Debian starts a system cluster on install; the tests run their own, so stop it.
 service postgresql stop >/dev/null 2>&1 || true
 service docker-registry stop >/dev/null 2>&1 || true
+service prometheus stop >/dev/null 2>&1 || true
 build_vcsim

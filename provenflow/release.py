@@ -30,7 +30,7 @@ SERVING_PORT = 8080
 # What the model server imports; their dependencies follow, pinned to the host's versions.
 SERVING_PACKAGES = (
     "fastapi", "uvicorn", "orjson", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy",
-    "onnxruntime", "blake3", "fsspec", "pydantic", "pydantic-settings",
+    "onnxruntime", "blake3", "fsspec", "pydantic", "pydantic-settings", "prometheus-client",
 )  # fmt: skip
 
 

@@ -81,6 +81,8 @@ def test_release_deploy_predict_and_swap(project, penguins, docker_client, regis
         assert status == 422 and "bill_length_mm" in json.dumps(problem)
         container = docker_client.containers.get(placed["name"])
         assert container.attrs["Config"]["User"] == "10001"
+        with urllib.request.urlopen(f"{endpoint}/metrics") as response:  # prometheus-client is in the image
+            assert b"provenflow_rows_predicted_total 1.0" in response.read()
 
         # A version that cannot start never replaces the one serving.
         second = model_run(

@@ -1,4 +1,5 @@
-"""The HTTP model server: /predict, /health, /ready, /metadata.
+"""The HTTP model server: /predict, /health, /ready, /metadata, /metrics (Prometheus, ``metrics.py``)
+and the Open Inference Protocol V2 (``v2.py``).
 
 Hot-path choices, each measured: the body is read as bytes and parsed with orjson (a pydantic
 model per row halved throughput); responses are orjson bytes, not FastAPI's encoder; ONNX requests
@@ -43,6 +44,7 @@ import gc
 import hmac
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,8 +57,11 @@ from starlette.concurrency import run_in_threadpool
 
 from provenflow.serving.bundle import LoadedModel
 from provenflow.serving.inputs import Problem, RequestError, parse_request
+from provenflow.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from provenflow.serving.metrics import ServerMetrics
 from provenflow.serving.predictlog import PredictionLog, PredictionLogFull
 from provenflow.serving.runtime import Predictions
+from provenflow.serving.v2 import infer_answer, model_metadata, parse_infer
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +82,17 @@ def create_app(
     token: str | None,
     max_rows: int = DEFAULT_MAX_ROWS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    metrics_token: str | None = None,
 ) -> FastAPI:
-    """The server for one loaded model. With ``token``, /predict and /metadata need
-    ``Authorization: Bearer <token>``; /health and /ready stay open for probes.
+    """The server for one loaded model. With ``token``, /predict, /metadata and the V2 model
+    endpoints need ``Authorization: Bearer <token>``; /health, /ready and V2's health stay open for
+    probes. /metrics is open (counts only, no inputs or predictions) unless ``metrics_token`` is set:
+    Prometheus scrapes with its own credential, never the prediction token.
     The prediction log is started and closed (flushed) with the app's lifespan."""
     prediction_log = log
     expected = f"Bearer {token}".encode() if token else None
+    expected_metrics = f"Bearer {metrics_token}".encode() if metrics_token else None
+    metrics = ServerMetrics(model, log)
     identity = {"name": model.metadata.name, "version": model.metadata.version, "hash": model.metadata.hash}
     classes = model.classes
     # An fsync per request (~2.6 ms here) must not stall the event loop: then every request goes to the pool.
@@ -110,11 +120,11 @@ def create_app(
         openapi_url=None,
     )
 
-    def authorized(request: Request) -> bool:
-        if expected is None:
+    def authorized(request: Request, wanted: bytes | None = expected) -> bool:
+        if wanted is None:
             return True
         given = request.headers.get("authorization", "").encode()
-        return hmac.compare_digest(given, expected)
+        return hmac.compare_digest(given, wanted)
 
     @app.get("/health")
     async def health() -> Response:
@@ -132,8 +142,20 @@ def create_app(
             return _unauthorized()
         return _json(model.describe())
 
+    @app.get("/metrics")
+    async def prometheus_metrics(request: Request) -> Response:
+        if not authorized(request, expected_metrics):
+            return _unauthorized()
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
     @app.post("/predict")
     async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await _predict(request)
+        metrics.observe("predict", response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _predict(request: Request) -> Response:
         if not authorized(request):
             return _unauthorized()
         request_id = _request_id(request)
@@ -151,25 +173,107 @@ def create_app(
         del body  # answer() drops the body once parsed: a 60 MB body is not kept through prediction
         return await run_in_threadpool(answer, bodies, request_id)
 
-    def answer(bodies: list[bytearray], request_id: str) -> Response:
-        """Parse, predict, log and serialize: on the event loop for small ONNX requests, else in a thread."""
+    def answer(bodies: list[bytearray], request_id: str, v2: bool = False) -> Response:
+        """Parse, predict, log and serialize: on the event loop for small ONNX requests, else in a thread.
+        ``v2``: the body and the answer are the Open Inference Protocol's (``v2.py``)."""
+        error = _v2_error if v2 else _error
         try:
-            batch = parse_request(bodies.pop(), model.features, max_rows)
+            if v2:
+                batch, given_id = parse_infer(bodies.pop(), model.features, max_rows)
+            else:
+                batch, given_id = parse_request(bodies.pop(), model.features, max_rows), None
         except RequestError as exc:
-            return _json({**exc.body(), "request_id": request_id}, exc.status)
+            return error(exc.body(), exc.status, request_id)
         try:
             predictions = model.predict(batch)
         except Exception as exc:  # checked input should never get here; say so instead of a bare 500
             logger.exception("prediction failed for request %s", request_id)
             message = f"the model failed on this request ({type(exc).__name__}: {exc})"
-            return _json({"error": message, "request_id": request_id}, 500)
+            return error({"error": message}, 500, request_id)
         if prediction_log is not None:
             try:  # returns once the rows are in the write-ahead file: answered means logged
                 prediction_log.append(request_id, batch, predictions)
             except PredictionLogFull as exc:
                 logger.error("refusing predictions: %s", exc)
-                return _json({"error": str(exc), "request_id": request_id}, 503)
-        return Response(_answer(identity, classes, predictions, request_id), media_type=_JSON)
+                return error({"error": str(exc)}, 503, request_id)
+        metrics.predicted(predictions)
+        if v2:
+            body = infer_answer(identity["name"], identity["version"], predictions, request_id, given_id)
+        else:
+            body = _answer(identity, classes, predictions, request_id)
+        return Response(body, media_type=_JSON, headers={"x-request-id": request_id} if v2 else None)
+
+    # -- Open Inference Protocol (V2) ------------------------------------------------------------
+
+    @app.get("/v2/health/live")
+    async def v2_live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    async def v2_ready() -> Response:
+        ok = prediction_log is None or prediction_log.error is None
+        return _json({"ready": ok}, 200 if ok else 503)
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def v2_metadata(request: Request, name: str, version: str | None = None) -> Response:
+        if not authorized(request):
+            return _unauthorized()
+        if (missing := _v2_missing(name, version)) is not None:
+            return missing
+        return _json(model_metadata(model))
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def v2_model_ready(request: Request, name: str, version: str | None = None) -> Response:
+        if not authorized(request):
+            return _unauthorized()
+        if (missing := _v2_missing(name, version)) is not None:
+            return missing
+        ok = prediction_log is None or prediction_log.error is None
+        return _json({"name": name, "ready": ok}, 200 if ok else 503)
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
+        started = time.perf_counter()
+        response = await _v2_infer(request, name, version)
+        metrics.observe("v2_infer", response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _v2_infer(request: Request, name: str, version: str | None) -> Response:
+        if not authorized(request):
+            return _unauthorized()
+        if (missing := _v2_missing(name, version)) is not None:
+            return missing
+        request_id = _request_id(request)
+        content_type = request.headers.get("content-type")
+        # Triton's and KServe's clients send no Content-Type; anything else but JSON is refused (a
+        # browser's cross-site form or text/plain POST). See SECURITY.md on the missing-header case.
+        if content_type is not None and not _is_json(content_type):
+            return _v2_error(
+                {"error": "send the body as JSON ('Content-Type: application/json')"}, 415, request_id
+            )
+        if request.headers.get("inference-header-content-length") is not None:
+            message = "the binary tensor extension is not supported; send JSON tensors (tritonclient: binary_data=False)"
+            return _v2_error({"error": message}, 400, request_id)
+        try:
+            body = await _body(request, max_body_bytes)
+        except RequestError as exc:
+            return _v2_error(exc.body(), exc.status, request_id, {"connection": "close"})
+        if model.runtime == "onnx" and len(body) <= inline_bytes:
+            return answer([body], request_id, v2=True)
+        bodies = [body]
+        del body
+        return await run_in_threadpool(answer, bodies, request_id, True)
+
+    def _v2_missing(name: str, version: str | None) -> Response | None:
+        if name != identity["name"]:
+            return _json({"error": f"unknown model {name!r}; this server serves {identity['name']!r}"}, 404)
+        if version is not None and version != str(identity["version"]):
+            message = f"model {name!r} has no version {version!r} here; this server serves version {identity['version']}"
+            return _json({"error": message}, 404)
+        return None
 
     return app
 
@@ -221,6 +325,23 @@ def _request_id(request: Request) -> str:
     """The caller's X-Request-ID when it is a sane token, else a fresh one (kept in the prediction log)."""
     given = request.headers.get("x-request-id")
     return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _error(
+    body: dict[str, Any], status: int, request_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    return _json({**body, "request_id": request_id}, status, headers)
+
+
+def _v2_error(
+    body: dict[str, Any], status: int, request_id: str, headers: dict[str, str] | None = None
+) -> Response:
+    """V2's error shape, {"error": message}; a signature problem is a 400 there (422 on /predict)."""
+    return _json(
+        {"error": body["error"]},
+        400 if status == 422 else status,
+        {"x-request-id": request_id, **(headers or {})},
+    )
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

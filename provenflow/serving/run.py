@@ -4,7 +4,8 @@ Container entry (``python -m provenflow.serving --bundle /model --port 8080``) r
 environment variables, the only configuration an image gets at run time:
 
     PROVENFLOW_PREDICTION_LOG_URL   where the prediction log goes (fsspec URL; default ./predictions)
-    PROVENFLOW_SERVE_TOKEN          bearer token for /predict and /metadata (unset: no auth)
+    PROVENFLOW_SERVE_TOKEN          bearer token for /predict, /metadata and /v2/models/... (unset: no auth)
+    PROVENFLOW_METRICS_TOKEN        bearer token for /metrics (unset: open, as Prometheus scrapes expect)
     PROVENFLOW_SIGNING_KEY          optional: check the bundle's seal too, not only its hashes
                                     (the release verified the seal when it exported the bundle)
 
@@ -13,6 +14,9 @@ to one of them); each loads the model itself and keeps its own prediction log, i
 write-ahead files (they carry a per-process id, so the processes never write the same file). A
 worker that dies (OOM kill, segfault) is replaced, and the new one recovers the dead one's
 write-ahead file; a worker that exits with an error (a bundle that does not verify) stops the server.
+Each worker also keeps its own /metrics counts and a scrape reaches one worker: for complete
+Prometheus series run one process per container (prometheus-client's multiprocess mode would need
+a shared folder and its own collectors; not done).
 
 ``--log-fsync`` fsyncs every prediction-log record (for machine crashes; a killed process loses
 nothing without it). Write-ahead files of a log in an object store go to the temporary folder:
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
 
 LOG_URL_ENV = "PROVENFLOW_PREDICTION_LOG_URL"
 TOKEN_ENV = "PROVENFLOW_SERVE_TOKEN"
+METRICS_TOKEN_ENV = "PROVENFLOW_METRICS_TOKEN"
 KEY_ENV = "PROVENFLOW_SIGNING_KEY"
 DEFAULT_LOG_URL = "predictions"
 
@@ -64,6 +69,7 @@ class ServerOptions:
     flush_seconds: float = 10.0
     log_fsync: bool = False
     workers: int = 1
+    metrics_token: str | None = None
 
 
 def serve(
@@ -85,7 +91,10 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="provenflow-bundle-") as tmp:
         bundle = Path(tmp) / "bundle"
         export_bundle(workspace, ref, bundle, onnx=onnx)
-        options = ServerOptions(host=host, port=port, token=token, use_onnx=onnx, workers=workers)
+        options = ServerOptions(
+            host=host, port=port, token=token, use_onnx=onnx, workers=workers,
+            metrics_token=os.environ.get(METRICS_TOKEN_ENV) or None,
+        )  # fmt: skip
         return serve_bundle(bundle, options, workspace.store.root, fs=workspace.store.fs, key=key)
 
 
@@ -119,7 +128,9 @@ def _serve_one(
 
     model = load_bundle(bundle, use_onnx=options.use_onnx, key=key)
     log = open_log(model, log_url, options, fs) if log_url else None
-    app = create_app(model, log, options.token, max_rows=options.max_rows)
+    app = create_app(
+        model, log, options.token, max_rows=options.max_rows, metrics_token=options.metrics_token
+    )
     if loaded is not None:
         os.write(loaded, b".")
         os.close(loaded)
@@ -271,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     options = ServerOptions(
         host=args.host, port=args.port, token=os.environ.get(TOKEN_ENV) or None, use_onnx=not args.no_onnx,
         max_rows=args.max_rows, flush_rows=args.flush_rows, flush_seconds=args.flush_seconds,
-        log_fsync=args.log_fsync, workers=args.workers,
+        log_fsync=args.log_fsync, workers=args.workers, metrics_token=os.environ.get(METRICS_TOKEN_ENV) or None,
     )  # fmt: skip
     if args.workers < 1:
         print(f"Error: --workers must be at least 1, not {args.workers}", file=sys.stderr)

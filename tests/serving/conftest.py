@@ -102,11 +102,16 @@ class Server:
 
 
 def start_server(
-    bundle: Path, log_url: str, token: str | None = None, extra: tuple[str, ...] = (), wait: bool = True
+    bundle: Path,
+    log_url: str,
+    token: str | None = None,
+    extra: tuple[str, ...] = (),
+    wait: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Server:
     """The container's entry point (python -m provenflow.serving) in a subprocess on a free port."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}, **(env or {})}
     env["PROVENFLOW_PREDICTION_LOG_URL"] = log_url
     if token:
         env["PROVENFLOW_SERVE_TOKEN"] = token
