@@ -22,7 +22,6 @@ def test_grid_and_plan():
     drawn = sweep.plan(["a@1"], grid, draws=3, seed=7)
     assert len(drawn) == 3 and drawn == sweep.plan(["a@1"], grid, draws=3, seed=7)
     assert len({tuple(t.params.items()) for t in drawn}) == 3  # no repeats
-    assert sweep.plan(["a@1"], grid, draws=3, seed=8) != drawn or True
     with pytest.raises(TrainingError, match="key=v1,v2"):
         sweep.parse_grid(["max_depth"])
 
@@ -79,3 +78,36 @@ def test_sweep_flow_trains_each_trial_once_then_reuses(project, penguins, capfd)
     wider = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF,
                        grid={"n_estimators": [5, 10, 15], "max_depth": [2, 4]}, cv=3)  # fmt: skip
     assert (wider["trained"], wider["reused"]) == (2, 4)
+
+
+def test_cli_refuses_a_bad_grid_in_one_line(project):
+    from tests.test_cli import pf
+
+    result = pf(project, "sweep", "--dataset", "x@latest", "--target", "y", "--estimator", RF, "--grid", "max_depth")
+    assert result.returncode == 1 and result.stderr.startswith("Error: grid entry 'max_depth'")
+    assert "Traceback" not in result.stderr
+
+
+def test_cross_validate_matches_scikit_learn_folds(project):
+    import pandas as pd
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    from provenflow import training
+    from provenflow.preprocessing import build_pipeline
+    from tests.conftest import PENGUINS
+
+    frame = pd.read_csv(PENGUINS)[["bill_length_mm", "bill_depth_mm", "species"]]
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0)
+    cv = training.cross_validate(frame, "species", tree, 3, 0.25, 4)
+    assert cv == training.cross_validate(frame, "species", tree, 3, 0.25, 4)
+    assert set(cv) >= {"accuracy.cv_mean", "accuracy.cv_std", "f1.cv_mean", "f1.cv_std"}
+    # The same folds of the same training rows as scikit-learn's own cross-validation.
+    x_train, _, y_train, _ = training.split_rows(frame, "species", "classification", 3, 0.25)
+    from provenflow import features
+
+    pipeline = build_pipeline(x_train, features.select(frame, "species", features.FeatureChoice(), None), tree)
+    scores = cross_val_score(pipeline, x_train, y_train, cv=StratifiedKFold(4, shuffle=True, random_state=3))
+    assert cv["accuracy.cv_mean"] == pytest.approx(scores.mean()) and cv["accuracy.cv_std"] == pytest.approx(scores.std())
+    with pytest.raises(TrainingError, match="at least 2 folds"):
+        training.cross_validate(frame, "species", tree, 3, 0.25, 1)
