@@ -3,6 +3,8 @@ server and ledger (trials are ordinary model runs; a re-run reuses them)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import select
 
@@ -111,3 +113,17 @@ def test_cross_validate_matches_scikit_learn_folds(project):
     assert cv["accuracy.cv_mean"] == pytest.approx(scores.mean()) and cv["accuracy.cv_std"] == pytest.approx(scores.std())
     with pytest.raises(TrainingError, match="at least 2 folds"):
         training.cross_validate(frame, "species", tree, 3, 0.25, 1)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_sweep_on_the_process_task_runner(project, penguins):
+    from flows.data_run import data_run
+    from flows.sweep import sweep as sweep_flow
+
+    data_run(name="penguins", source=str(penguins))
+    result = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF,
+                        grid={"n_estimators": [5, 10]}, runner="processes", max_concurrency=2)  # fmt: skip
+    assert (result["trained"], result["failed"]) == (2, [])
+    with Workspace.default().ledger.reader() as s:
+        pids = {s.get(m.Run, r["run_id"]).pid for r in result["leaderboard"]}
+    assert pids and os.getpid() not in pids  # trained in the pool's processes
