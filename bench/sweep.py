@@ -109,7 +109,9 @@ def measure(rows: int, grid: dict, cores: int, dask: bool) -> dict[str, float]:
         frame = table(rows)
         frame.to_csv(csv, index=False)
         times = {"GridSearchCV(n_jobs=-1)": grid_search(frame, grid)}
+        console.print(f"GridSearchCV: {times['GridSearchCV(n_jobs=-1)']:.2f} s")  # a long run shows progress
         times[f"sweep, threads × {cores}"] = tracked(csv, tmp / "local", grid, max_concurrency=cores)
+        console.print(f"sweep, threads: {times[f'sweep, threads × {cores}']:.2f} s")
         if dask:
             from distributed import LocalCluster
 
