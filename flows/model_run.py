@@ -9,7 +9,7 @@ from flows._flow import flow
 from provenflow.features import FeatureChoice
 from provenflow.refs import check_name, safe_name
 from provenflow.ui.names import model_run_name
-from tasks.model import load_dataset, make_estimator, name_run, store_model, train_model
+from tasks.model import cross_validate, load_dataset, make_estimator, name_run, store_model, train_model
 from tasks.workspace import open_workspace
 
 
@@ -39,6 +39,8 @@ def model_run(
     register_version: bool = True,
     # Rows to train on, drawn with SEED (0: every row; None: every row up to datasets.TRAIN_SAMPLE_ROWS).
     sample: int | None = None,
+    cv: int | None = None,
+    trial_key: str | None = None,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
@@ -48,7 +50,9 @@ def model_run(
     FEATURES names the columns to use (default: every column whose role is usable), EXCLUDE leaves
     some out, ROLES overrides column roles ({"zip": "categorical"}); TASK="classification" lets a
     classifier learn a target that looks continuous.
-    With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered."""
+    With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered.
+    CV (K) also records each metric's mean and std over K folds of the training rows; TRIAL_KEY is
+    set by a sweep (provenflow.sweep.trial_key) so a re-run finds this run and reuses it."""
     params = params or {}
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
@@ -57,6 +61,7 @@ def model_run(
         "features": features, "exclude": exclude, "roles": roles, "task": task,
     }  # fmt: skip
     parameters["sample"] = sample
+    parameters.update({k: v for k, v in (("cv", cv), ("trial_key", trial_key)) if v is not None})
     label = name or safe_name(f"{dataset.split('@')[0]}-{target}")
     with provenflow.start(
         label, kind="model", flow="model-run", parameters=parameters, workspace=workspace
@@ -72,8 +77,16 @@ def model_run(
         choice = FeatureChoice.of(features, exclude, roles)
         trained = train_model(frame, target, model, seed, test_size, choice, version.profile, task)
         run.log_metrics(trained.metrics)
+        if cv:
+            run.log_metrics(
+                cross_validate(frame, target, model, seed, test_size, cv, choice, version.profile, task)
+            )
         run.log_metrics(
-            {"train_rows": trained.train_rows, "test_rows": trained.test_rows, "unlabelled_rows": trained.unlabelled_rows}
+            {
+                "train_rows": trained.train_rows,
+                "test_rows": trained.test_rows,
+                "unlabelled_rows": trained.unlabelled_rows,
+            }
         )
         for message in trained.warnings:
             run.warn(message)

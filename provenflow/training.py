@@ -458,3 +458,45 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)
+
+
+def cross_validate(
+    frame: pd.DataFrame,
+    target: str,
+    estimator: Any,
+    seed: int,
+    test_size: float,
+    folds: int,
+    choice: FeatureChoice | None = None,
+    profile: dict | None = None,
+    task: str | None = None,
+) -> dict[str, float]:
+    """Each metric's mean and standard deviation (``<metric>.cv_mean``, ``<metric>.cv_std``) over
+    FOLDS folds of the training rows (the rows ``train_and_evaluate`` fits on; its held-out rows
+    stay unseen), shuffled by SEED: stratified for a classifier, as scikit-learn's own CV does."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    from provenflow.preprocessing import build_pipeline
+
+    if folds < 2:
+        raise TrainingError(f"--cv {folds}: cross-validation needs at least 2 folds")
+    kind = task_of(estimator)
+    selection = features.select(frame, target, choice or FeatureChoice(), profile)
+    columns = list(selection.used)
+    x_train, _, y_train, _ = split_rows(
+        frame[[*columns, target]], target, kind, seed, test_size, forced=task == "classification"
+    )
+    splitter = (StratifiedKFold if kind == "classification" else KFold)(folds, shuffle=True, random_state=seed)
+    scores: list[dict[str, float]] = []
+    for fit_rows, score_rows in splitter.split(x_train, y_train):
+        x_fit, y_fit = x_train.iloc[fit_rows], y_train.iloc[fit_rows]
+        pipeline = build_pipeline(x_fit, selection, clone(estimator))
+        pipeline.fit(x_fit, y_fit)
+        scores.append(evaluate(pipeline, x_train.iloc[score_rows], y_train.iloc[score_rows], kind))
+    out: dict[str, float] = {}
+    for name in scores[0]:
+        values = np.array([s[name] for s in scores if name in s])
+        out[f"{name}.cv_mean"] = float(values.mean())
+        out[f"{name}.cv_std"] = float(values.std())
+    return out

@@ -60,6 +60,21 @@ def train_model(
 
 
 @task(cache_policy=NO_CACHE)
+def cross_validate(
+    frame: pd.DataFrame,
+    target: str,
+    estimator: Any,
+    seed: int,
+    test_size: float,
+    folds: int,
+    choice: FeatureChoice,
+    profile: dict | None,
+    task: str | None,
+) -> dict[str, float]:
+    return training.cross_validate(frame, target, estimator, seed, test_size, folds, choice, profile, task)
+
+
+@task(cache_policy=NO_CACHE)
 def store_model(
     workspace: Workspace, name: str, trained: training.TrainedModel, estimator: str
 ) -> ModelOutput:

@@ -47,6 +47,8 @@ def test_deploy_all_and_run_data_run_on_a_worker(tmp_path):
         # Heartbeats as often as the crash automation expects them (provenflow.prefect_crashes).
         assert model.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
         assert set(model.parameter_openapi_schema["required"]) == {"dataset", "target", "estimator"}
+        sweep = client.read_deployment_by_name("sweep/sweep")  # launchable from the UI with its parameters
+        assert set(sweep.parameter_openapi_schema["required"]) == {"datasets", "target", "estimator", "grid"}
 
     home = tmp_path / "state"
     flow_run = run_deployment(

@@ -250,6 +250,65 @@ def model_run(
     )
 
 
+@app.command()
+def sweep(
+    dataset: Annotated[list[str], typer.Option("--dataset", help="NAME@VERSION or NAME@latest (repeatable).")],
+    target: Annotated[str, typer.Option(help="Column to predict.")],
+    estimator: Annotated[str, typer.Option(help="Import path, e.g. sklearn.ensemble.RandomForestClassifier.")],
+    grid: Annotated[list[str], typer.Option("--grid", help="Hyper-parameter values key=v1,v2,… (repeatable).")],
+    random: Annotated[
+        int | None, typer.Option("--random", help="Draw N combinations of the grid instead of all of them.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the estimators and the random draws.")] = 42,
+    test_size: Annotated[float, typer.Option(help="Fraction of rows held out for evaluation.")] = 0.25,
+    cv: Annotated[int | None, typer.Option("--cv", help="Also record each metric's mean and std over K folds.")] = None,
+    max_concurrency: Annotated[int, typer.Option(help="At most this many trials at once.")] = 2,
+    runner: Annotated[str, typer.Option(help="threads or processes (without --dask).")] = "threads",
+    dask: Annotated[str | None, typer.Option("--dask", help="Run trials on the Dask scheduler at this address.")] = None,
+    dask_block: Annotated[
+        str | None, typer.Option(help="Run trials on the Dask scheduler whose address is in this String block.")
+    ] = None,
+    metric: Annotated[str | None, typer.Option(help="Rank by this metric (default f1/r2, CV mean with --cv).")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default DATASET-TARGET).")] = None,
+    promote_best_to: Annotated[
+        str | None, typer.Option(help="Send the best trial's model through the promotion gate to this alias.")
+    ] = None,
+    auto_approve: Annotated[bool, typer.Option(help="With --promote-best-to: skip the approval in the UI.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One tracked model run per trial (datasets × grid, or --random N draws), trials already done reused
+    (the sweep flow); prints the leaderboard."""
+    from provenflow.sweep import parse_grid
+
+    grid_values = parse_grid(grid)
+    _prefect_ready()
+    from flows.sweep import sweep as flow
+
+    with out.err_console.status(f"sweep: {estimator.rsplit('.', 1)[-1]} over {', '.join(dataset)}…"):
+        result = flow(
+            datasets=dataset, target=target, estimator=estimator, grid=grid_values, random=random, seed=seed,
+            test_size=test_size, cv=cv, max_concurrency=max_concurrency, runner=runner, dask=dask,
+            dask_block=dask_block, metric=metric, name=name, promote_best_to=promote_best_to,
+            auto_approve=auto_approve,
+        )  # fmt: skip
+    if as_json:
+        return out.print_json(result)
+    out.warnings(result["failed"])
+    key = result["metric"]
+    for row in result["leaderboard"]:
+        params = " ".join(f"{k}={v}" for k, v in (row["params"] or {}).items())
+        out.console.print(f"{row['rank']:>3}  {row['metrics'][key]:.4f}  {row['model']}  {row['dataset']}  {params}",
+                          highlight=False)  # fmt: skip
+    out.err_console.print(
+        f"{result['trials']} trials ranked by {key}: {result['trained']} trained, {result['reused']} reused, "
+        f"{len(result['failed'])} failed; sweep run {result['run_id']}"
+        + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
+        highlight=False,
+    )
+    if result["promotion"]:
+        out.promotion(result["promotion"])
+
+
 def _columns(text: str | None) -> list[str] | None:
     return [c.strip() for c in text.split(",") if c.strip()] if text else None
 

@@ -1,0 +1,143 @@
+"""A tracked sweep against scikit-learn's GridSearchCV on the same grid and folds.
+
+24 random-forest trials (2 × 3 × 2 × 2 grid) on a 100k-row table, 3 folds: provenflow's `sweep`
+flow (every trial a recorded model run with cross-validated metrics, its model stored and
+registered) on the local thread task runner, then on a Dask cluster (a LocalCluster of two worker
+processes on this machine), against `GridSearchCV(n_jobs=-1)` on the same training rows and folds,
+recording nothing. Target: the tracked sweep ≤ 1.3× GridSearchCV's wall time. Per-trial overhead:
+(sweep − GridSearchCV) ÷ trials. `--small`: 4 trials on 5k rows, for a quick look.
+
+    PYTHONPATH=. .venv/bin/python bench/sweep.py [--small] [--no-dask]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import console, record, scratch_dir
+
+RF = "sklearn.ensemble.RandomForestClassifier"
+GRID = {"n_estimators": [10, 20], "max_depth": [4, 8, 12], "max_features": ["sqrt", 0.5], "min_samples_leaf": [1, 10]}
+SMALL_GRID = {"n_estimators": [10, 20], "max_depth": [4, 8]}
+SEED, FOLDS, TEST_SIZE = 42, 3, 0.25
+
+
+def table(rows: int) -> pd.DataFrame:
+    rng = np.random.default_rng(SEED)
+    frame = pd.DataFrame({f"x{i}": rng.normal(size=rows).round(5) for i in range(8)})
+    frame["label"] = np.where(frame["x0"] + frame["x1"] * frame["x2"] + rng.normal(scale=0.7, size=rows) > 0, "yes", "no")
+    return frame
+
+
+def use(folder: Path) -> None:
+    """A fresh ledger and store for each side (a second sweep on the same ledger would reuse every trial)."""
+    from provenflow.settings import get_settings
+    from provenflow.workspace import close_all
+
+    close_all()
+    os.environ["PROVENFLOW_LEDGER_URL"] = f"sqlite:///{folder / 'ledger.db'}"
+    os.environ["PROVENFLOW_STORE_URL"] = str(folder / "store")
+    get_settings.cache_clear()
+
+
+def tracked(csv: Path, folder: Path, grid: dict, **options) -> float:
+    from flows.data_run import data_run
+    from flows.sweep import sweep
+
+    use(folder)
+    data_run(name="bench", source=str(csv))
+    started = time.perf_counter()
+    result = sweep(datasets=["bench@latest"], target="label", estimator=RF, grid=grid, cv=FOLDS, seed=SEED,
+                   test_size=TEST_SIZE, **options)  # fmt: skip
+    elapsed = time.perf_counter() - started
+    assert result["trained"] == result["trials"] and not result["failed"], result["failed"]
+    return elapsed
+
+
+def grid_search(frame: pd.DataFrame, grid: dict) -> float:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+
+    x, y = frame.drop(columns=["label"]), frame["label"]
+    x_train, _, y_train, _ = train_test_split(x, y, test_size=TEST_SIZE, random_state=SEED, stratify=y)
+    started = time.perf_counter()
+    search = GridSearchCV(RandomForestClassifier(random_state=SEED), grid, n_jobs=-1,
+                          cv=StratifiedKFold(FOLDS, shuffle=True, random_state=SEED))  # fmt: skip
+    search.fit(x_train, y_train)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="4 trials on 5k rows")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask cluster")
+    args = parser.parse_args()
+    rows, grid = (5_000, SMALL_GRID) if args.small else (100_000, GRID)
+    trials = int(np.prod([len(v) for v in grid.values()]))
+    cores = os.cpu_count() or 1
+
+    from provenflow import server
+
+    prefect = None
+    if server.connect(quiet=True):  # no Prefect server here: a throwaway one (the tests' own helper)
+        import tempfile
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.services import start_prefect_server
+
+        prefect = start_prefect_server(Path(tempfile.mkdtemp(prefix="bench-sweep-prefect-")), None)
+        os.environ["PREFECT_API_URL"] = prefect.api_url
+    try:
+        times = measure(rows, grid, cores, dask=not args.no_dask)
+    finally:
+        if prefect:
+            prefect.stop()
+    report(times, rows, grid, trials, args.small)
+
+
+def measure(rows: int, grid: dict, cores: int, dask: bool) -> dict[str, float]:
+    with scratch_dir("sweep") as tmp:
+        csv = tmp / "table.csv"
+        frame = table(rows)
+        frame.to_csv(csv, index=False)
+        times = {"GridSearchCV(n_jobs=-1)": grid_search(frame, grid)}
+        console.print(f"GridSearchCV: {times['GridSearchCV(n_jobs=-1)']:.2f} s")  # a long run shows progress
+        times[f"sweep, threads × {cores}"] = tracked(csv, tmp / "local", grid, max_concurrency=cores)
+        console.print(f"sweep, threads: {times[f'sweep, threads × {cores}']:.2f} s")
+        if dask:
+            from distributed import LocalCluster
+
+            # Workers are processes started now: they inherit the ledger/store settings and the path.
+            os.environ["PYTHONPATH"] = os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])
+            use(tmp / "dask")
+            with LocalCluster(n_workers=cores, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+                times[f"sweep, Dask {cores} workers"] = tracked(csv, tmp / "dask", grid, dask=cluster.scheduler_address,
+                                                                max_concurrency=cores)  # fmt: skip
+    return times
+
+
+def report(times: dict[str, float], rows: int, grid: dict, trials: int, small: bool) -> None:
+    cores = os.cpu_count() or 1
+    anchor = times["GridSearchCV(n_jobs=-1)"]
+    size = f"{trials} trials, {rows:,} rows, {FOLDS} folds"
+    console.print(f"[bold]sweep vs GridSearchCV: {size}, {cores} cores")
+    console.print(f"{'side':<28} {'wall s':>8} {'÷ GridSearchCV':>15} {'overhead s/trial':>17}")
+    for side, seconds in times.items():
+        ratio = seconds / anchor
+        console.print(f"{side:<28} {seconds:>8.2f} {ratio:>15.2f} {(seconds - anchor) / trials:>17.3f}")
+        if side != "GridSearchCV(n_jobs=-1)":
+            name = f"sweep: {side} ÷ GridSearchCV" + ("" if not small else f" ({size})")
+            record(name, round(ratio, 3), "×", target=None if small else 1.3, better="lower",
+                   note=f"{size}; overhead {(seconds - anchor) / trials:.3f} s/trial")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

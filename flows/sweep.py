@@ -1,0 +1,150 @@
+"""sweep: one tracked model run per trial (datasets × a parameter grid, or seeded random draws from
+it) on a task runner (threads, processes or a Dask cluster), skipping trials already done; the
+sweep is a run whose inputs are its trials' model versions, with a leaderboard."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from prefect.futures import wait
+
+import provenflow
+from flows._flow import flow
+from provenflow import sweep as sweeping
+from provenflow.errors import ProvenflowError
+from tasks.sweep import find_done, key_trials, publish_leaderboard, train_trial, trial_records
+from tasks.workspace import open_workspace
+
+
+@flow(name="sweep", flow_run_name="sweep-{estimator}")
+def sweep(
+    datasets: list[str],
+    target: str,
+    estimator: str,
+    grid: dict[str, list[Any]],
+    random: int | None = None,
+    seed: int = 42,
+    test_size: float = 0.25,
+    cv: int | None = None,
+    max_concurrency: int = 2,
+    runner: str = "threads",
+    dask: str | None = None,
+    dask_block: str | None = None,
+    metric: str | None = None,
+    name: str | None = None,
+    promote_best_to: str | None = None,
+    auto_approve: bool = False,
+    ledger_block: str | None = None,
+    store_block: str | None = None,
+) -> dict:
+    """Train ESTIMATOR once per trial: each of DATASETS × each combination of GRID
+    ({"max_depth": [3, 5]}), or RANDOM combinations drawn with SEED. A trial with the same dataset
+    version, estimator, parameters, seed, folds and code as an earlier completed run is not trained
+    again: that run is reused. At most MAX_CONCURRENCY trials run at once, in RUNNER ("threads" or
+    "processes") or on the Dask cluster at DASK (tcp://host:8786) or in the String block DASK_BLOCK.
+    The leaderboard ranks trials by METRIC; PROMOTE_BEST_TO sends the best through the promote flow."""
+    workspace = open_workspace(ledger_block, store_block)
+    parameters = {
+        "datasets": datasets, "target": target, "estimator": estimator, "grid": grid, "random": random,
+        "seed": seed, "test_size": test_size, "cv": cv, "max_concurrency": max_concurrency, "metric": metric,
+    }  # fmt: skip
+    with provenflow.start(f"sweep-{estimator.rsplit('.', 1)[-1]}", kind="sweep", flow="sweep",
+                          parameters=parameters, workspace=workspace) as run:  # fmt: skip
+        keyed = key_trials(workspace, sweeping.plan(datasets, grid, random, seed), estimator, seed, test_size, cv)
+        done = find_done(workspace, [key for _, key in keyed])
+        for trial, key in keyed:
+            if key in done:
+                print(f"trial {trial.dataset} {trial.params}: reusing run {done[key]} (same data, "
+                      "parameters, seed and code)", file=sys.stderr, flush=True)  # fmt: skip
+        todo = [(trial, key) for trial, key in keyed if key not in done]
+        trained, failed = run_trials(
+            todo, max_concurrency, runner, dask, dask_block,
+            dict(target=target, estimator=estimator, seed=seed, test_size=test_size, cv=cv, name=name,
+                 ledger_block=ledger_block, store_block=store_block),
+        )  # fmt: skip
+        for message in failed:
+            run.warn(message)
+        ids = {**done, **trained}
+        records = trial_records(workspace, [ids[key] for _, key in keyed if key in ids])
+        if not records:
+            raise ProvenflowError(f"every trial of the sweep failed: {failed[0] if failed else 'no trials'}")
+        metric = sweeping.rank_metric(records, metric)
+        board = sweeping.leaderboard(records, metric)
+        publish_leaderboard(board, metric)
+        for record in board:
+            if record["model"]:
+                run.input(record["model"])
+        stored = workspace.store.put_bytes(json.dumps({"metric": metric, "trials": board}, default=str).encode())
+        run.link("output", "file", "leaderboard.json", stored.digest)
+        run.log_metrics({"trials": len(keyed), "trained": len(trained), "reused": len(done),
+                         "failed": len(failed), f"best.{metric}": board[0]["metrics"][metric]})  # fmt: skip
+    promotion = None
+    if promote_best_to:
+        from flows.promote import promote
+
+        promotion = promote(model=board[0]["model"], to=promote_best_to, auto_approve=auto_approve,
+                            ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+    return {
+        "run_id": run.id,
+        "metric": metric,
+        "trials": len(keyed),
+        "trained": len(trained),
+        "reused": len(done),
+        "failed": failed,
+        "leaderboard": board,
+        "best": board[0],
+        "promotion": promotion,
+        "prefect_url": run.prefect_url,
+    }
+
+
+def run_trials(
+    todo: list, limit: int, runner: str, dask: str | None, dask_block: str | None, common: dict
+) -> tuple[dict[str, str], list[str]]:
+    """Submit the trials to the task runner, never more than LIMIT at once; (trial key → run id of
+    those that completed, messages of those that failed)."""
+    if limit < 1:
+        raise ProvenflowError(f"max concurrency {limit} must be at least 1")
+    trained: dict[str, str] = {}
+    failed: list[str] = []
+    pending: dict = {}
+
+    def settle(futures) -> None:
+        for future in futures:
+            trial, key = pending.pop(future)
+            try:
+                trained[key] = future.result()
+            except Exception as exc:  # a trial's failure is recorded by its own run; the sweep goes on
+                failed.append(f"trial {trial.dataset} {trial.params} failed: {str(exc).splitlines()[0][:300]}")
+
+    with task_runner(limit, runner, dask, dask_block) as task_runner_:
+        for trial, key in todo:
+            while len(pending) >= limit:
+                settle(wait(list(pending), timeout=0.5).done)
+            parameters = {"dataset": trial.dataset, "params": trial.params, "trial_key": key, **common}
+            pending[task_runner_.submit(train_trial, parameters)] = (trial, key)
+        while pending:
+            settle(wait(list(pending)).done)
+    return trained, failed
+
+
+def task_runner(limit: int, runner: str, dask: str | None, dask_block: str | None):
+    if dask or dask_block:
+        from prefect_dask import DaskTaskRunner
+
+        if dask_block:
+            from prefect.blocks.system import String
+
+            dask = String.load(dask_block).value
+        return DaskTaskRunner(address=dask)
+    if runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=limit)
+    if runner == "processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=limit)
+    raise ProvenflowError(f"runner {runner!r} is not threads or processes (or give a Dask address)")

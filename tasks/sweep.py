@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from provenflow import sweep
+from provenflow.refs import resolve_dataset
+from provenflow.source import capture_code
+from provenflow.workspace import Workspace
+
+
+@task(cache_policy=NO_CACHE)
+def key_trials(
+    workspace: Workspace, trials: list[sweep.Trial], estimator: str, seed: int, test_size: float, cv: int | None
+) -> list[tuple[sweep.Trial, str]]:
+    """Each trial with its dataset pinned to a version (``@latest`` resolved once, so every trial
+    and a re-run see the same data) and its key."""
+    code = capture_code()
+    code_id = f"{code.commit}+{code.diff_hash}" if code.commit or code.diff_hash else None
+    with workspace.ledger.reader() as session:
+        versions = {d: resolve_dataset(session, d) for d in {t.dataset for t in trials}}
+    return [
+        (
+            sweep.Trial(versions[t.dataset].ref, t.params),
+            sweep.trial_key(versions[t.dataset].hash, estimator, t.params, seed, test_size, cv, code_id),
+        )
+        for t in trials
+    ]
+
+
+@task(cache_policy=NO_CACHE)
+def find_done(workspace: Workspace, keys: list[str]) -> dict[str, str]:
+    with workspace.ledger.reader() as session:
+        return sweep.done_trials(session, keys)
+
+
+@task(cache_policy=NO_CACHE)
+def train_trial(
+    dataset: str, target: str, estimator: str, params: dict[str, Any], seed: int, test_size: float,
+    cv: int | None, trial_key: str, name: str | None, ledger_block: str | None, store_block: str | None,
+) -> str:  # fmt: skip
+    """One trial: an ordinary model run (a sub-flow run), wherever the task runner put this task."""
+    from flows.model_run import model_run
+
+    result = model_run(dataset=dataset, target=target, estimator=estimator, params=params, seed=seed,
+                       test_size=test_size, name=name, cv=cv, trial_key=trial_key,
+                       ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+    return result["run_id"]
+
+
+@task(cache_policy=NO_CACHE)
+def trial_records(workspace: Workspace, run_ids: list[str]) -> list[dict[str, Any]]:
+    with workspace.ledger.reader() as session:
+        return [sweep.trial_record(session, run_id) for run_id in run_ids]
+
+
+@task(cache_policy=NO_CACHE)
+def publish_leaderboard(board: list[dict[str, Any]], metric: str) -> None:
+    rows = [
+        {"rank": r["rank"], metric: r["metrics"].get(metric), "model": r["model"], "dataset": r["dataset"],
+         "params": ", ".join(f"{k}={v}" for k, v in (r["params"] or {}).items()), "run": r["run_id"]}
+        for r in board
+    ]  # fmt: skip
+    create_table_artifact(rows, key="sweep-leaderboard", description=f"Trials ranked by {metric}")

@@ -1,0 +1,129 @@
+"""Sweeps: the pure planning/keying/ranking functions, and the sweep flow against a real Prefect
+server and ledger (trials are ordinary model runs; a re-run reuses them)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import select
+
+from provenflow import sweep
+from provenflow.errors import TrainingError
+from provenflow.ledger import models as m
+from provenflow.workspace import Workspace
+
+RF = "sklearn.ensemble.RandomForestClassifier"
+
+
+def test_grid_and_plan():
+    grid = sweep.parse_grid(["n_estimators=5,10", "max_depth=2,None", "criterion=gini"])
+    assert grid == {"n_estimators": [5, 10], "max_depth": [2, None], "criterion": ["gini"]}
+    trials = sweep.plan(["a@1", "b@2"], grid)
+    assert len(trials) == 8 and trials[0] == sweep.Trial("a@1", {"n_estimators": 5, "max_depth": 2, "criterion": "gini"})
+    drawn = sweep.plan(["a@1"], grid, draws=3, seed=7)
+    assert len(drawn) == 3 and drawn == sweep.plan(["a@1"], grid, draws=3, seed=7)
+    assert len({tuple(t.params.items()) for t in drawn}) == 3  # no repeats
+    with pytest.raises(TrainingError, match="key=v1,v2"):
+        sweep.parse_grid(["max_depth"])
+
+
+def test_trial_key_changes_with_each_ingredient():
+    base = ("h" * 64, RF, {"max_depth": 3}, 1, 0.25, None, "abc+None")
+    key = sweep.trial_key(*base)
+    assert key == sweep.trial_key("h" * 64, RF, {"max_depth": 3}, 1, 0.25, None, "abc+None")
+    for i, other in enumerate(["g" * 64, "x.Y", {"max_depth": 4}, 2, 0.3, 3, "abd+None"]):
+        changed = list(base)
+        changed[i] = other
+        assert sweep.trial_key(*changed) != key
+
+
+def test_leaderboard_ranks_by_direction():
+    records = [{"metrics": {"f1": 0.5, "rmse": 3.0}}, {"metrics": {"f1": 0.9, "rmse": 1.0}}]
+    assert [r["metrics"]["f1"] for r in sweep.leaderboard(records, "f1")] == [0.9, 0.5]
+    assert [r["metrics"]["rmse"] for r in sweep.leaderboard(records, "rmse")] == [1.0, 3.0]
+    assert sweep.rank_metric(records, None) == "f1"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_sweep_flow_trains_each_trial_once_then_reuses(project, penguins, capfd):
+    from flows.data_run import data_run
+    from flows.sweep import sweep as sweep_flow
+
+    ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
+    grid = {"n_estimators": [5, 10], "max_depth": [2, 4]}
+    first = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, cv=3,
+                       max_concurrency=2, promote_best_to="staging", auto_approve=True)  # fmt: skip
+    assert (first["trials"], first["trained"], first["reused"], first["failed"]) == (4, 4, 0, [])
+    assert first["metric"] == "f1.cv_mean"
+    board = first["leaderboard"]
+    assert [r["rank"] for r in board] == [1, 2, 3, 4]
+    scores = [r["metrics"]["f1.cv_mean"] for r in board]
+    assert scores == sorted(scores, reverse=True) and all("f1.cv_std" in r["metrics"] for r in board)
+    assert first["promotion"]["decision"] == "approved" and first["promotion"]["model"] == board[0]["model"]
+
+    with Workspace.default().ledger.reader() as s:
+        run = s.get(m.Run, first["run_id"])
+        assert run.kind == "sweep" and run.state == "completed"
+        inputs = sorted(io.name for io in run.io if io.direction == "input")
+        assert inputs == sorted(r["model"] for r in board)
+        assert all(io.model_version_id for io in run.io if io.direction == "input")
+        trials = s.scalars(select(m.Run).where(m.Run.kind == "model")).all()
+        assert len(trials) == 4 and {t.parameters["dataset"] for t in trials} == {ref}
+        assert all(t.state == "completed" and t.prefect_flow_run_id for t in trials)
+
+    again = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, cv=3)
+    assert (again["trained"], again["reused"]) == (0, 4)
+    assert {r["run_id"] for r in again["leaderboard"]} == {r["run_id"] for r in board}
+    assert "reusing run" in capfd.readouterr().err
+    # A new grid value: only its trials run.
+    wider = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF,
+                       grid={"n_estimators": [5, 10, 15], "max_depth": [2, 4]}, cv=3)  # fmt: skip
+    assert (wider["trained"], wider["reused"]) == (2, 4)
+
+
+def test_cli_refuses_a_bad_grid_in_one_line(project):
+    from tests.test_cli import pf
+
+    result = pf(project, "sweep", "--dataset", "x@latest", "--target", "y", "--estimator", RF, "--grid", "max_depth")
+    assert result.returncode == 1 and result.stderr.startswith("Error: grid entry 'max_depth'")
+    assert "Traceback" not in result.stderr
+
+
+def test_cross_validate_matches_scikit_learn_folds(project):
+    import pandas as pd
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    from provenflow import training
+    from provenflow.preprocessing import build_pipeline
+    from tests.conftest import PENGUINS
+
+    frame = pd.read_csv(PENGUINS)[["bill_length_mm", "bill_depth_mm", "species"]]
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0)
+    cv = training.cross_validate(frame, "species", tree, 3, 0.25, 4)
+    assert cv == training.cross_validate(frame, "species", tree, 3, 0.25, 4)
+    assert set(cv) >= {"accuracy.cv_mean", "accuracy.cv_std", "f1.cv_mean", "f1.cv_std"}
+    # The same folds of the same training rows as scikit-learn's own cross-validation.
+    x_train, _, y_train, _ = training.split_rows(frame, "species", "classification", 3, 0.25)
+    from provenflow import features
+
+    pipeline = build_pipeline(x_train, features.select(frame, "species", features.FeatureChoice(), None), tree)
+    scores = cross_val_score(pipeline, x_train, y_train, cv=StratifiedKFold(4, shuffle=True, random_state=3))
+    assert cv["accuracy.cv_mean"] == pytest.approx(scores.mean()) and cv["accuracy.cv_std"] == pytest.approx(scores.std())
+    with pytest.raises(TrainingError, match="at least 2 folds"):
+        training.cross_validate(frame, "species", tree, 3, 0.25, 1)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_sweep_on_the_process_task_runner(project, penguins):
+    from flows.data_run import data_run
+    from flows.sweep import sweep as sweep_flow
+
+    data_run(name="penguins", source=str(penguins))
+    result = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF,
+                        grid={"n_estimators": [5, 10]}, runner="processes", max_concurrency=2)  # fmt: skip
+    assert (result["trained"], result["failed"]) == (2, [])
+    with Workspace.default().ledger.reader() as s:
+        pids = {s.get(m.Run, r["run_id"]).pid for r in result["leaderboard"]}
+    assert pids and os.getpid() not in pids  # trained in the pool's processes
