@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import prefect.flow_engine as engine_module
+from prefect.events.worker import EventsWorker
+
+FIRST_HEARTBEAT_WAIT = 5.0  # seconds; a slow or absent server delays a run by this at most, once
 
 
 @contextmanager
@@ -27,20 +30,28 @@ def send_heartbeats(engine: Any, join_on_exit: bool = True) -> Generator[None, N
     seconds = max(seconds, engine_module.MINIMUM_HEARTBEAT_INTERVAL)
     resource, related = engine._build_heartbeat_event_template()
     stop = threading.Event()
+    first_sent = threading.Event()
 
     def loop() -> None:
         while not stop.is_set():
             if engine.flow_run and engine.flow_run.state and engine.flow_run.state.is_final():
-                return
+                break
             try:
                 engine._emit_flow_run_heartbeat(resource, related)
+                if not first_sent.is_set():
+                    EventsWorker.instance().wait_until_empty()
             except Exception:
                 engine.logger.debug("Failed to emit heartbeat", exc_info=True)
+            first_sent.set()
             stop.wait(seconds)  # wakes at once when the flow ends
+        first_sent.set()
 
     # The thread sees the caller's SettingsContext (Prefect's own reason: the API URL).
     thread = threading.Thread(target=contextvars.copy_context().run, args=(loop,), daemon=True)
     thread.start()
+    # The crash automation can only end a flow run whose first heartbeat reached the server: wait
+    # (bounded) until it is sent, so a process killed in its first moments is still found.
+    first_sent.wait(FIRST_HEARTBEAT_WAIT)
     try:
         yield
     finally:
