@@ -282,14 +282,17 @@ def start(home: Path | None = None, wait: float = 0.0) -> RunnerStatus:
             cwd=home,
         )  # fmt: skip
     pid_file.write_text(str(process.pid))
-    return _wait_listening(home, wait)
+    return _wait_listening(home, wait, process)
 
 
-def _wait_listening(home: Path, wait: float) -> RunnerStatus:
+def _wait_listening(home: Path, wait: float, process: subprocess.Popen | None = None) -> RunnerStatus:
     deadline = time.monotonic() + wait
     while True:
         current = status(home)
-        if current.running or time.monotonic() >= deadline or _pid(home) is None:
+        # A child just forked still shows its parent's command line until it execs: for the one
+        # we started, ask whether it exited instead.
+        gone = process.poll() is not None if process is not None else _pid(home) is None
+        if current.running or time.monotonic() >= deadline or gone:
             return current
         time.sleep(0.2)
 
