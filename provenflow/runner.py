@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from provenflow.pidfile import live_pid, terminate
+
 # Commands that run flows, and those that read the ledger (SQLAlchemy and the models alone take
 # ~0.3 s to import): the ones worth forking from warm imports.
 COMMANDS = frozenset({
@@ -251,13 +253,7 @@ def _paths(home: Path) -> tuple[Path, Path]:
 
 
 def _pid(home: Path) -> int | None:
-    pid_file, _ = _paths(home)
-    try:
-        pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if b"provenflow.runner" in cmdline else None  # a reused pid is not ours
+    return live_pid(_paths(home)[0], lambda cmdline: b"provenflow.runner" in cmdline)
 
 
 def status(home: Path | None = None) -> RunnerStatus:
@@ -305,14 +301,7 @@ def stop(home: Path | None = None, timeout: float = 10.0) -> bool:
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid(home) is not None:
-        time.sleep(0.05)
-    if _pid(home) is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    terminate(pid, lambda: _pid(home) is not None, timeout)
     pid_file.unlink(missing_ok=True)
     return True
 

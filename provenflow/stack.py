@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provenflow.errors import ConfigError
+from provenflow.pidfile import live_pid, terminate
 from provenflow.settings import get_settings
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]  # where provenflow's prefect.yaml and flows/ live
@@ -206,13 +206,7 @@ def _files(name: str) -> tuple[Path, Path]:
 
 def _pid(name: str) -> int | None:
     pid_file, _ = _files(name)
-    try:
-        pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    # Only our process counts: a stale pid file may name a pid reused since (or a zombie, empty).
-    return pid if cmdline and pid_file.with_suffix(".cmd").read_bytes() == cmdline else None
+    return live_pid(pid_file, lambda cmdline: pid_file.with_suffix(".cmd").read_bytes() == cmdline)
 
 
 def start_background(proc: Background, api: str, timeout: float = 60.0) -> int:
@@ -246,16 +240,7 @@ def stop_background(name: str, timeout: float = 20.0) -> bool:
     pid = _pid(name)
     pid_file, _ = _files(name)
     if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid(name) is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.2)
-        if _pid(name) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        terminate(pid, lambda: _pid(name) is not None, timeout, group=True)
     pid_file.unlink(missing_ok=True)
     pid_file.with_suffix(".cmd").unlink(missing_ok=True)
     return pid is not None
