@@ -116,6 +116,14 @@ def _assert_one_line_ledger_error(proc: subprocess.Popen, cluster: Cluster) -> s
     return lines[0]
 
 
+def _run_states(cluster: Cluster, kind: str | None = None) -> list[str]:
+    import psycopg
+
+    query = "SELECT state FROM runs" + (" WHERE kind = %s" if kind else "")
+    with psycopg.connect(cluster.pg.url("ledger", "postgresql"), autocommit=True) as conn:
+        return [row[0] for row in conn.execute(query, (kind,) if kind else ())]
+
+
 def _succeeds(proc: subprocess.Popen) -> bool:
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-3000:]
@@ -142,12 +150,16 @@ def test_server_stopped_during_a_data_run(cluster, project, big_csv, mode):
 
     cluster.start()
     counts = assert_ledger_consistent(cluster.url)
-    assert counts["runs"] == counts["dataset_versions"] == 0  # nothing half-written
+    assert counts["dataset_versions"] == 0  # nothing half-written
+    # At most the `running` row the run wrote before its work began (when the stop came after it).
+    assert set(_run_states(cluster)) <= {"running"}
 
     again = _cli(project, url, "data-run", "--name", "big", "--source", big_csv.name)
     assert _succeeds(again)
     counts = assert_ledger_consistent(cluster.url)
-    assert counts["runs"] == counts["dataset_versions"] == 1
+    assert counts["dataset_versions"] == 1
+    # The next command saw the stopped run's process gone and marked it crashed.
+    assert sorted(_run_states(cluster)) in (["completed"], ["completed", "crashed"])
 
 
 @pytest.mark.usefixtures("prefect_api")
@@ -164,11 +176,14 @@ def test_server_stopped_during_a_model_run(cluster, project):
     _assert_one_line_ledger_error(run, cluster)
 
     cluster.start()
-    counts = assert_ledger_consistent(cluster.url)
-    assert counts["runs"] == 1  # the data run only
+    assert_ledger_consistent(cluster.url)
+    # The data run, and at most the model run's `running` row: no model, no half record.
+    assert sorted(_run_states(cluster, "model")) in ([], ["running"])
+    assert _run_states(cluster, "data") == ["completed"]
     with_model = _cli(project, cluster.url, *model_args[:-1], "n_estimators=10")
     assert _succeeds(with_model)
-    assert assert_ledger_consistent(cluster.url)["runs"] == 2
+    assert_ledger_consistent(cluster.url)
+    assert sorted(_run_states(cluster, "model")) in (["completed"], ["completed", "crashed"])
 
 
 def test_one_process_survives_a_restart_between_uses(cluster):
