@@ -82,6 +82,10 @@ def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "could not infer format" for format=None
             parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce", utc=True)
+            # A client sending ISO 8601 (2016-01-02) to a model trained on 2016/01/02 means the same day.
+            retry = parsed.isna() & text.notna()
+            if fmt and retry.any():
+                parsed[retry] = pd.to_datetime(text[retry], format="ISO8601", errors="coerce", utc=True)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed

@@ -35,7 +35,8 @@ def current_flow_run() -> FlowRunInfo | None:
     return FlowRunInfo(
         id=str(ctx.flow_run.id),
         flow_name=flow_name,
-        ui_url=flow_run.get_flow_run_ui_url(),
+        # Without a UI (Prefect's ephemeral mode) Prefect builds "None/flow-runs/…": no link then.
+        ui_url=flow_run.get_flow_run_ui_url() if ui_url() else None,
         attempt=ctx.flow_run.run_count or 1,
     )
 

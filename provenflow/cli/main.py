@@ -453,9 +453,8 @@ def deploy(
     if as_json:
         return out.print_json(result)
     out.console.print(result["endpoint"], highlight=False)
-    out.err_console.print(
-        f"{result['model']} ({result['image']}) ready on {target} as {result['name']}", highlight=False
-    )
+    image = f" ({result['image']})" if result.get("image") else ""  # a local deploy runs no image
+    out.err_console.print(f"{result['model']}{image} ready on {target} as {result['name']}", highlight=False)
 
 
 @app.command("drift-check")

@@ -54,7 +54,7 @@ class Feature:
         if self.kind == "numeric":
             return "a number or null (numeric feature)"
         if self.kind == "datetime":
-            written = f" written {self.date_format}" if self.date_format else ""
+            written = f" written {self.date_format} or ISO 8601" if self.date_format else ""
             return f"a date string{written} or null (datetime feature)"
         names = sorted({_JSON_NAMES.get(t, t.__name__) for t in self.category_types})
         return f"{' or '.join(names)} or null (categorical feature)"

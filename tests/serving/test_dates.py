@@ -94,3 +94,17 @@ def test_a_value_that_is_not_a_date_is_refused_by_name(dated):
     problem = response.json()["problems"][0]
     assert problem["field"] == "date" and "date string written %Y/%m/%d" in problem["message"]
     assert json.dumps(problem).count("next tuesday") == 1
+
+
+def test_an_iso_8601_date_means_the_same_day_as_the_training_format(dated):
+    frame, trained, _, server = dated
+    names = [i["name"] for i in trained.signature["inputs"]]
+    rows = frame.dropna(subset=["date"]).head(20)
+    records = records_of(rows, names)
+    iso = [{**r, "date": r["date"].replace("/", "-")} for r in records]
+    answers = [
+        httpx.post(f"{server.url}/predict", json={"records": body}, timeout=30) for body in (records, iso)
+    ]
+    assert [a.status_code for a in answers] == [200, 200], answers[1].text
+    assert answers[1].json()["predictions"] == answers[0].json()["predictions"]
+    assert answers[1].json()["probabilities"] == answers[0].json()["probabilities"]
