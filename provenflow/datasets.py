@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import tempfile
@@ -54,6 +55,30 @@ def _format_of(source: str) -> str:
     )
 
 
+_DELIMITERS = (",", "\t", ";", "|")
+_SNIFF_BYTES = 64 * 1024
+
+
+def delimiter_of(fs, path: str, fmt: str) -> str:
+    """A CSV's field separator: many exports use ';' (decimal commas) or tabs under a .csv name.
+
+    The first of , TAB ; | that splits the header into several columns and every following line of
+    the first 64 KiB into as many; ',' when none does (the parser then says what is wrong)."""
+    if fmt == "tsv":
+        return "\t"
+    with fs.open(path, "rb", compression="infer") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    lines = head.decode("utf-8", errors="replace").splitlines()
+    if len(head) == _SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # cut mid-line
+    lines = [line for line in lines if line.strip()][:200]
+    for delimiter in _DELIMITERS:
+        widths = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
+        if lines and len(widths) == 1 and widths.pop() > 1:
+            return delimiter
+    return ","
+
+
 def _open_source(source: str, credentials: Credentials | None):
     """The filesystem and path of SOURCE, authenticated with CREDENTIALS (or those in its URL, or the
     environment's), after checking that a non-empty file is there."""
@@ -96,7 +121,7 @@ def read_table(source: str, credentials: Credentials | None = None) -> pd.DataFr
     shown = redact(split_url(source)[0])
     try:
         fs, path = _open_source(source, credentials)
-        sep = "\t" if fmt == "tsv" else ","
+        sep = delimiter_of(fs, path, fmt) if fmt != "parquet" else ","
         with fs.open(path, "rb", compression="infer") as fh:
             if fmt == "parquet":
                 _refuse_duplicates(shown, pq.ParquetFile(fh).schema_arrow.names)

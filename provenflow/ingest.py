@@ -92,7 +92,7 @@ def _csv_batches(
         true_values=["True", "TRUE", "true"],
         false_values=["False", "FALSE", "false"],
     )
-    parse = pa_csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
+    parse = pa_csv.ParseOptions(delimiter=datasets.delimiter_of(fs, path, fmt))
     read = pa_csv.ReadOptions(block_size=block_bytes)
     with fs.open(path, "rb", compression="infer") as fh:
         reader = pa_csv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
@@ -457,7 +457,7 @@ def _header(source: str, fmt: str, credentials: Credentials | None) -> list[str]
     with fs.open(path, "rb", compression="infer") as fh:
         reader = pa_csv.open_csv(
             fh,
-            parse_options=pa_csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","),
+            parse_options=pa_csv.ParseOptions(delimiter=datasets.delimiter_of(fs, path, fmt)),
             read_options=pa_csv.ReadOptions(block_size=64 * 1024),
         )
         return reader.schema.names

@@ -121,3 +121,25 @@ def test_compressed_and_tab_separated_sources_give_the_same_table(tmp_path):
     (tmp_path / "t.csv.gz").write_bytes(gzip.compress((tmp_path / "t.csv").read_bytes()))
     digests = {ingest.ingest(str(tmp_path / n), str(tmp_path)).digest for n in ("t.csv", "t.tsv", "t.csv.gz")}
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_csv_file_with_another_separator_is_read_as_its_columns(tmp_path, sep):
+    """Spreadsheet exports in many locales write ';' under a .csv name; statistics packages write tabs."""
+    frame = pd.DataFrame(
+        {"a": [1, 2, 3], "b": ["x, y", None, "z"], "c": [0.5, 1.5, None], "d": ["2020-01-01"] * 3}
+    )
+    frame.to_csv(tmp_path / "comma.csv", index=False)
+    frame.to_csv(tmp_path / "other.csv", index=False, sep=sep)
+    work = str(tmp_path)
+    assert ingest.ingest(str(tmp_path / "other.csv"), work).digest == ingest.ingest(
+        str(tmp_path / "comma.csv"), work
+    ).digest
+    pd.testing.assert_frame_equal(
+        datasets.read_table(str(tmp_path / "other.csv")), datasets.read_table(str(tmp_path / "comma.csv"))
+    )
+
+
+def test_a_one_column_csv_stays_one_column(tmp_path):
+    (tmp_path / "one.csv").write_text("name\nOslo; the capital\nLima\n")
+    assert datasets.read_table(str(tmp_path / "one.csv")).columns.tolist() == ["name"]
