@@ -22,8 +22,8 @@ def data_run(
     """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV or Parquet file.
 
     SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json when the project
-    has one, else the suite the last data run of NAME kept to, else one generated from this data
-    (stored with the run, never written into the source tree). With REGISTER_VERSION off (reproductions)
+    has one, else the suite the last data run of NAME kept to, else (or when SUITE is "new") one
+    generated from this data (stored with the run, never written into the source tree). With REGISTER_VERSION off (reproductions)
     the dataset is stored and linked to the run but no dataset version is added. SOURCE_CREDENTIALS
     names a Prefect Secret block holding ``user:password`` for the source (a URL never holds them).
     """

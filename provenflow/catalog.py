@@ -161,7 +161,8 @@ def _flat(params: dict, prefix: str = "") -> dict:
 
 def default_suite_of(session: Session, dataset: str) -> tuple[str, str] | None:
     """(hash, run id) of the suite the newest completed data run of DATASET was validated against
-    by default (no --suite given): the suite later data runs of that name keep to, on any machine."""
+    by default (no --suite given, or a new one generated with --suite new): the suite later data runs
+    of that name keep to, on any machine."""
     edges = session.scalars(
         select(m.RunIO)
         .join(m.Run)
@@ -174,5 +175,5 @@ def default_suite_of(session: Session, dataset: str) -> tuple[str, str] | None:
         )
         .order_by(m.Run.ended_at.desc())
     )
-    edge = next((e for e in edges if e.run.parameters.get("suite") is None), None)
+    edge = next((e for e in edges if e.run.parameters.get("suite") in (None, "new")), None)
     return (edge.hash, edge.run_id) if edge else None

@@ -107,6 +107,8 @@ class Suite:
     data: bytes
     where: str  # a path, or the run whose recorded suite this is
     created: bool = False  # generated from this run's data
+    # What to do when the data no longer keeps to it (for a suite the user did not choose).
+    remedy: str | None = None
 
     @property
     def content(self) -> dict:
@@ -224,7 +226,8 @@ def validate_dataset(frame: pd.DataFrame, suite: Suite, on: str = "all rows") ->
             f"{len(failed)} of {evaluated} expectations in suite {suite.where!r} failed"
             + ("" if on == "all rows" else f" (validated on {on})")
             + ":\n"
-            + "\n".join(lines),
+            + "\n".join(lines)
+            + (f"\n{suite.remedy}" if suite.remedy else ""),
             failed=failed,
         )
     return report

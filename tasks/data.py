@@ -62,18 +62,24 @@ def choose_suite(
     workspace: Workspace, name: str, frame: pd.DataFrame, suite: str | None, profile: dict | None = None
 ) -> validation.Suite:
     """SUITE if given; else expectations/NAME.json if the project has one; else the suite NAME's last
-    data run kept to (from the store); else one generated from this data. Nothing is written into the
-    source tree, so a run never leaves the code it records dirty."""
-    if suite:
+    data run kept to (from the store); else one generated from this data (also when SUITE is "new").
+    Nothing is written into the source tree, so a run never leaves the code it records dirty."""
+    if suite and suite != "new":
         return validation.read_suite(Path(suite))
     committed = project_root() / "expectations" / f"{name}.json"
-    if committed.exists():
+    if committed.exists() and suite != "new":
         return validation.read_suite(committed)
     with workspace.ledger.reader() as session:
         recorded = catalog.default_suite_of(session, name)
-    if recorded is not None:
+    if recorded is not None and suite != "new":
         digest, run_id = recorded
-        return validation.Suite(workspace.store.read_bytes(Digest(digest)), f"the suite of data run {run_id}")
+        remedy = (
+            f"If {name!r} changed on purpose, run again with --suite new (a suite generated from this "
+            "data, kept by later runs) or --suite FILE."
+        )
+        return validation.Suite(
+            workspace.store.read_bytes(Digest(digest)), f"the suite of data run {run_id}", remedy=remedy
+        )
     copy = get_settings().ensure_home() / "expectations" / f"{name}.json"
     # FRAME may be a sample: which columns have gaps is known from the whole table's PROFILE.
     missing = {c: e["missing"] for c, e in profile["columns"].items()} if profile else None

@@ -76,6 +76,23 @@ def test_the_recorded_suite_holds_without_the_local_copy(repo):
         data_run(name="penguins", source=str(changed))
 
 
+def test_data_that_changed_on_purpose_gets_a_new_suite_when_asked(repo):
+    from flows.data_run import data_run
+
+    first = data_run(name="penguins", source="penguins.csv")
+    (repo / "fewer.csv").write_text(
+        "\n".join(",".join(line.split(",")[:-1]) for line in (repo / "penguins.csv").read_text().splitlines())
+    )
+    with pytest.raises(ValidationFailed, match="run again with --suite new") as refused:
+        data_run(name="penguins", source="fewer.csv")
+    assert "expect_table_columns_to_match_set" in str(refused.value)
+    second = data_run(name="penguins", source="fewer.csv", suite="new")
+    assert second["validation"]["created_suite"]
+    assert _suite_hash(second["run_id"]) != _suite_hash(first["run_id"])
+    third = data_run(name="penguins", source="fewer.csv")  # later runs keep to the new suite
+    assert _suite_hash(third["run_id"]) == _suite_hash(second["run_id"])
+
+
 def test_committed_suite_is_the_default_and_explicit_suite_still_works(repo):
     from flows.data_run import data_run
 

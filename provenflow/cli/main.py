@@ -112,7 +112,8 @@ def data_run(
         str | None,
         typer.Option(
             help="Great Expectations suite JSON (default: expectations/NAME.json if present, else the "
-            "suite NAME's last data run kept to, else one generated from this data)."
+            "suite NAME's last data run kept to, else one generated from this data; 'new': generate one "
+            "from this data even so)."
         ),
     ] = None,
     source_credentials: Annotated[
