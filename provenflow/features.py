@@ -9,7 +9,9 @@ A role is decided once per dataset version from its schema and profile (``column
   the served model takes the date string the user has;
 - identifier (or free text): more than IDENTIFIER_SHARE of the values distinct, or more than
   IDENTIFIER_DISTINCT distinct values: one-hot encoding it would learn the rows by heart, so it is
-  left out, with a notice;
+  left out, with a notice. Whole numbers with many values are one too when the column is named like
+  a key (``id``, ``customer_id``, ``orderId``, ``identifier``, ``index``) or numbers the rows
+  (every value from its minimum to its maximum, once): a model would split on the row order;
 - constant: one value (or none at all): carries nothing, left out.
 
 A model run can override a role (``roles={"zip": "categorical"}``), name the columns to use
@@ -20,6 +22,7 @@ signature, and the run's parameters reproduce it.
 from __future__ import annotations
 
 import datetime
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -114,6 +117,25 @@ def column_roles(profile: dict, frame: pd.DataFrame | None = None) -> dict[str, 
     return roles
 
 
+# Key-like names: whole word, snake_case / kebab suffix or prefix, or camelCase suffix (not "paid").
+_KEY_NAME = re.compile(r"(?i)^(id|ids|identifier|index|key|uuid|guid|obs|row_?(id|num|number))$|[_\W]id$|^id[_\W]")
+_CAMEL_KEY = re.compile(r"[a-z0-9](Id|ID)$")
+MIN_NUMBERED_ROWS = 50
+
+
+def _numeric_identifier(name: str, entry: dict) -> str | None:
+    """Why a numeric column is a key or a row number, or None when it is a number."""
+    whole = str(entry.get("dtype", "")).startswith(("int", "uint"))
+    if not whole or "values" in entry or entry.get("min") is None:  # "values": few distinct ones
+        return None
+    if _KEY_NAME.search(name) or _CAMEL_KEY.search(name):
+        return "whole numbers named like a key"
+    count, span = int(entry.get("count", 0)), entry["max"] - entry["min"] + 1
+    if count >= MIN_NUMBERED_ROWS and not entry.get("missing") and span == count:
+        return f"numbers the rows: every whole number from {entry['min']:g} to {entry['max']:g}"
+    return None
+
+
 def _role(name: str, entry: dict, values: pd.Series | None) -> ColumnRole:
     dtype, count = str(entry.get("dtype", "")), int(entry.get("count", 0))
     if count == 0:
@@ -127,6 +149,9 @@ def _role(name: str, entry: dict, values: pd.Series | None) -> ColumnRole:
             return ColumnRole(name, "constant", f"always {entry['min']:g}")
         if set(entry.get("values") or {}) == {"0.0", "1.0"}:
             return ColumnRole(name, "boolean", "0/1")
+        key = _numeric_identifier(name, entry)
+        if key:
+            return ColumnRole(name, "identifier", f"{key}; give --role {name}=numeric to use it")
         return ColumnRole(name, "numeric", "numbers")
     distinct = int(entry.get("distinct", 0))
     if distinct == 2 and set(entry.get("frequencies") or {}) <= {"True", "False"}:

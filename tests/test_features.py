@@ -202,3 +202,38 @@ def test_a_datetime_column_from_parquet_trains_and_takes_strings():
     assert trained.metrics["accuracy"] > 0.95
     served = pd.DataFrame({"when": ["2016-08-01", "2016-02-01"], "x": [0.0, 0.0]})
     assert trained.pipeline.predict(served).tolist() == ["late", "early"]
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "role"),
+    [
+        ("customer_id", [7 * i + 3 for i in range(60)], "identifier"),  # named like a key
+        ("orderId", list(range(1000, 1060)), "identifier"),
+        (
+            "identifier",
+            [5, 9, 2, 40, 33, 8, 71, 12, 64, 23, 90, 17, 55, 31, 77, 48, 26, 99, 3, 11, 42],
+            "identifier",
+        ),
+        ("c", list(range(60))[::-1], "identifier"),  # every number from 0 to 59 once: a row number
+        ("c", list(range(30)), "numeric"),  # too few rows to tell a row number from a measurement
+        ("paid", [7 * i + 3 for i in range(60)], "numeric"),  # ends in "id", is not a key
+        ("age", [18 + i % 50 for i in range(60)], "numeric"),  # a dense range, but with repeats
+        ("customer_id", [1, 2, 3] * 20, "numeric"),  # few distinct values: a code, not a key
+    ],
+)
+def test_whole_number_keys_and_row_numbers_are_identifiers(name, values, role):
+    frame = pd.DataFrame({name: values})
+    found = features.column_roles(datasets.profile_of(frame))[name]
+    assert found.role == role, found.why if hasattr(found, "why") else found
+
+
+def test_an_identifier_can_still_be_used_as_a_number_when_asked():
+    frame = pd.DataFrame(
+        {"store_id": [7 * i + 3 for i in range(60)], "x": [0.5, 1.5, 2.5] * 20, "y": ["a", "b"] * 30}
+    )
+    profile = datasets.profile_of(frame)
+    assert (
+        features.select(frame, "y", FeatureChoice.of(), profile).left_out["store_id"].startswith("identifier")
+    )
+    chosen = features.select(frame, "y", FeatureChoice.of(roles={"store_id": "numeric"}), profile)
+    assert chosen.used == {"store_id": "numeric", "x": "numeric"}
