@@ -85,7 +85,13 @@ def resolve_model(session: Session, ref: str) -> m.ModelVersion:
 
 
 def resolve_run(session: Session, run_id: str) -> m.Run:
+    """A run by id or unique id prefix, or the run that produced ``dataset@version`` / ``model@version``."""
     run_id = run_id.strip()
+    if "@" in run_id:
+        version = resolve_any(session, run_id)
+        if version.run_id is None:
+            raise RefError(f"{run_id!r} has no recorded run (it was deleted)")
+        return session.get(m.Run, version.run_id)
     row = session.get(m.Run, run_id)
     if row is not None:
         return row

@@ -63,6 +63,7 @@ def test_run_records_everything_in_one_go(workspace, tmp_path):
     assert summary.environment["packages"] > 10 and summary.environment["python"]
     with workspace.ledger.reader() as s:
         row = resolve_run(s, run.id[:8])
+        assert resolve_run(s, summary.outputs[0]["name"]).id == run.id  # the run that made features@…
         assert row.parameters == {"lr": 0.1, "layers": [3, 4]}
         assert len(row.metrics) == 1001
         assert row.user and row.host and row.ended_at >= row.started_at

@@ -316,7 +316,10 @@ def _columns(text: str | None) -> list[str] | None:
 
 @app.command()
 def reproduce(
-    run_id: Annotated[str, typer.Argument(help="The run to reproduce (id or unique prefix).")],
+    run_id: Annotated[
+        str,
+        typer.Argument(help="The run to reproduce: its id (or a unique prefix), or the MODEL@VERSION or DATASET@VERSION it made."),
+    ],
     code: Annotated[
         str, typer.Option(help="recorded: the run's commit + diff; current: the project as it is now.")
     ] = "recorded",
