@@ -76,6 +76,13 @@ def test_cli_end_to_end(project):
     human = pf(project, "lineage", "penguins-species@2")
     assert human.returncode == 0 and "upstream of" in human.stdout and ref in human.stdout
 
+    table = pf(project, "runs", "list")  # not a terminal: rich lays it out at 80 columns
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert sum("penguins-species " in line for line in lines) == 2  # names whole, not folded
+    assert sum("accuracy=" in line for line in lines) == 2
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

@@ -495,6 +495,12 @@ def drift_check(
 # -- reading the ledger -------------------------------------------------------------------
 
 
+def _headline_metrics(metrics: dict, count: int = 3) -> list[tuple[str, object]]:
+    """The first COUNT metrics that say how good a run is; row counts only when there is nothing else."""
+    scores = [(k, v) for k, v in metrics.items() if not k.endswith("_rows")]
+    return (scores or list(metrics.items()))[:count]
+
+
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
@@ -509,20 +515,23 @@ def runs_list(
         rows = catalog.list_runs(session, limit=limit, kind=kind)
     if as_json:
         return out.print_json(rows)
+    from rich.markup import escape
+
+    # Fits 80 columns: the kind under the name, metrics one per line, the time without its year.
     out.table(
         "runs",
-        ["id", "kind", "name", "state", "started", "metrics"],
+        ["id", "run", "state", "started", "metrics"],
         [
             [
                 r["id"][:8],
-                r["kind"],
-                r["name"],
+                f"{escape(r['name'])}\n[dim]{r['kind']}[/dim]",
                 r["state"],
-                r["started_at"][:19],
-                ", ".join(f"{k}={out.fmt(v)}" for k, v in list(r["metrics"].items())[:3]),
+                r["started_at"][5:16].replace("T", " "),
+                "\n".join(f"{k}={out.fmt(v)}" for k, v in _headline_metrics(r["metrics"])),
             ]
             for r in rows
         ],
+        keep_whole=("id", "state", "started"),
     )
 
 

@@ -29,10 +29,11 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+def table(title: str, columns: list[str], rows: list[list[Any]], keep_whole: tuple[str, ...] = ()) -> None:
+    """KEEP_WHOLE columns (short ones: ids, states, times) are never wrapped; the others fold."""
     t = Table(title=title, title_justify="left")
     for column in columns:
-        t.add_column(column, overflow="fold")
+        t.add_column(column, overflow="fold", no_wrap=column in keep_whole)
     for row in rows:
         t.add_row(*(fmt(v) for v in row))
     console.print(t)
