@@ -110,6 +110,24 @@ class Browser:
         )
         assert found, f"no button {label!r} on the page"
 
+    def choose(self, value: str) -> None:
+        """Pick VALUE in the (native) select that offers it, as a user's click would: with a change event."""
+        found = self.evaluate(
+            "(() => { const s = [...document.querySelectorAll('select')].find(s => [...s.options]"
+            f".some(o => o.value === {json.dumps(value)})); if (!s) return false; s.value = {json.dumps(value)};"
+            " s.dispatchEvent(new Event('change', {bubbles: true})); return true; })()"
+        )
+        assert found, f"no select offers {value!r}"
+
+    def type_into(self, *texts: str, within: str = ".p-modal") -> None:
+        """Type TEXTS into the text fields inside WITHIN, in the order they appear (input events fire)."""
+        filled = self.evaluate(
+            f"(() => {{ const areas = document.querySelector({json.dumps(within)}).querySelectorAll('textarea, input[type=text]');"
+            f" const texts = {json.dumps(list(texts))}; texts.forEach((t, i) => {{ areas[i].value = t;"
+            " areas[i].dispatchEvent(new Event('input', {bubbles: true})); }); return areas.length; })()"
+        )
+        assert filled >= len(texts), f"{filled} text fields for {len(texts)} texts"
+
     def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         data = self.send("Page.captureScreenshot", format="png")["data"]

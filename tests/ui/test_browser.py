@@ -5,6 +5,7 @@ Screenshots land in tests/.screenshots/ (git-ignored)."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
@@ -147,9 +148,18 @@ def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # 
         assert browser.evaluate("document.body.innerText").count(
             "Approver"
         )  # still the form: nothing decided
-    finally:
-        resume_flow_run(
-            paused, run_input={"decision": "reject", "approver": "Grace Hopper", "comment": "browser test"}
-        )
+        # Decided in the form, as a reviewer does it.
+        browser.choose("reject")
+        browser.type_into("Grace Hopper", "browser test")
+        browser.screenshot("approval-form-filled")
+        browser.click("Submit")
         worker.join(timeout=120)
-    assert result["decision"] == "rejected" and result["by"] == "Grace Hopper"
+    finally:
+        if worker.is_alive():  # the form failed: end the run so the test does not hang
+            with contextlib.suppress(Exception):
+                resume_flow_run(
+                    paused, run_input={"decision": "reject", "approver": "-", "comment": "cleanup"}
+                )
+            worker.join(timeout=120)
+    assert result["decision"] == "rejected" and result["by"] == "Grace Hopper", result
+    assert _flow_run_state(paused).name == "Rejected"
