@@ -82,6 +82,7 @@ def drift_monitor(
         "features": result.to_dict()["features"],
         "prediction": result.to_dict()["prediction"],
         "skipped_segments": list(skipped),
+        "not_compared": monitored.dates,
         "report": report_uri,
         "report_url": report_url(report) if report else None,
         "report_id": report_id,

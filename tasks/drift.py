@@ -25,6 +25,7 @@ class Monitored:
     version: int
     ref: str
     features: list[str]
+    dates: list[str]  # date inputs: not compared (new dates are not drift)
     profile: dict
     target_profile: dict | None
     training_dataset: str
@@ -46,6 +47,7 @@ def load_reference(workspace: Workspace, model: str) -> Monitored:
             ref=version.ref,
             # Dates move forward by nature: new dates are not drift, so date inputs are not compared.
             features=[c["name"] for c in version.signature["inputs"] if c["kind"] != "datetime"],
+            dates=[c["name"] for c in version.signature["inputs"] if c["kind"] == "datetime"],
             profile=dataset.profile,
             target_profile=dataset.profile["columns"].get(target),
             training_dataset=dataset.ref,

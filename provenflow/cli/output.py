@@ -58,7 +58,7 @@ def run_detail(run: dict) -> None:
         f"flow: {run['flow']}   started: {run['started_at']}   ended: {run['ended_at']}   by {run.get('user')}@{run.get('host')}"
     )
     if run.get("prefect_url"):
-        console.print(f"Prefect: {run['prefect_url']}")
+        console.print(f"Prefect: {run['prefect_url']}", highlight=False, soft_wrap=True)  # a link stays whole
     code = run["code"]
     dirty = {True: f"dirty (diff {str(code['diff_hash'])[:12]})", False: "clean", None: "unknown"}[
         code["dirty"]
@@ -265,5 +265,9 @@ def drift(result: dict) -> None:
         console.print(
             f"[yellow]skipped unreadable segments:[/yellow] {', '.join(result['skipped_segments'])}"
         )
+    if result.get("not_compared"):
+        console.print(f"not compared (dates move on by nature): {', '.join(result['not_compared'])}")
     if result["report"]:
-        console.print(f"report: {result.get('report_url') or result['report']}", highlight=False)
+        console.print(
+            f"report: {result.get('report_url') or result['report']}", highlight=False, soft_wrap=True
+        )
