@@ -280,6 +280,12 @@ class PredictionLog:
     def buffered_rows(self) -> int:
         return self._buffered
 
+    def buffered_requests(self) -> dict[str, int]:
+        """Request id → rows of what this process answered but has not yet written as a segment."""
+        with self._lock:
+            wals = [*self._sealed, *([self._wal] if self._wal else [])]
+            return {c.request_id: c.rows for wal in wals for c in wal.chunks}
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> PredictionLog:
