@@ -26,7 +26,7 @@ import io
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -212,13 +212,14 @@ class LoggedIds:
     _seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def refresh(self) -> None:
+    def refresh(self, progress: Callable[[str, int, int], None] | None = None) -> None:
+        """Read the segments not read yet; ``progress(step, done, total)`` after each one."""
         if not self.fs.exists(self.folder):
             return
         with self._lock:
-            for path in sorted(p for p in self.fs.ls(self.folder, detail=False) if _is_segment(p)):
-                if path in self._seen:
-                    continue
+            paths = sorted(p for p in self.fs.ls(self.folder, detail=False) if _is_segment(p))
+            new = [p for p in paths if p not in self._seen]
+            for done, path in enumerate(new, 1):
                 try:
                     with self.fs.open(path, "rb") as fh:
                         ids = pq.read_table(fh, columns=["request_id"]).column("request_id").to_pandas()
@@ -226,6 +227,8 @@ class LoggedIds:
                     continue  # an unreadable segment: the monitor names it; its rows count as unknown
                 self._add(ids.value_counts().items())
                 self._seen.add(path)
+                if progress is not None:
+                    progress("prediction log segments", done, len(new))
 
     def add(self, counts: Mapping[str, int]) -> None:
         with self._lock:
