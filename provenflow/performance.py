@@ -317,8 +317,11 @@ def markdown(ref: str, result: QualityResult, estimates: list[dict[str, float] |
         row = [f"{w.start:%Y-%m-%d %H:%M} – {w.end:%Y-%m-%d %H:%M}", str(w.predictions), str(w.labelled), shown,
                f"{result.training:.4f}"]  # fmt: skip
         if estimates is not None:
-            estimate = (estimates[i] or {}).get(metric)
-            row.append(f"{estimate:.4f}" if estimate is not None else "—")
+            estimate = estimates[i] or {}
+            shown = f"{estimate[metric]:.4f}" if estimate.get(metric) is not None else "—"
+            if estimate.get(f"{metric}_low") is not None and estimate.get(f"{metric}_high") is not None:
+                shown += f" ({estimate[f'{metric}_low']:.4f}–{estimate[f'{metric}_high']:.4f})"
+            row.append(shown)
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"Degraded below {result.threshold:.4f}" if metric not in LOWER_IS_BETTER
               else f"Degraded above {result.threshold:.4f}"]  # fmt: skip

@@ -99,8 +99,17 @@ def test_verdicts_decayed_ok_and_not_enough_labels():
     assert result.verdict == "degraded" and result.decided == 1 and result.judged.labelled == 400
     assert result.windows[2].labelled == 50 and result.windows[2].predictions == 300
     assert result.windows[0].predictions == 0 and result.windows[0].metrics == {}
-    text = markdown("m@1", result, estimates=[None, {"accuracy": 0.71}, {"accuracy": 0.93}])
-    assert "estimated accuracy" in text and "0.7100" in text and "degraded" in text
+    text = markdown(
+        "m@1",
+        result,
+        estimates=[None, {"accuracy": 0.71}, {"accuracy": 0.93, "accuracy_low": 0.9, "accuracy_high": 0.95}],
+    )
+    assert (
+        "estimated accuracy" in text
+        and "0.7100" in text
+        and "0.9300 (0.9000–0.9500)" in text
+        and "degraded" in text
+    )
 
     ok_preds, ok_labels = classified(400, 0.9, seed=5, start=UNTIL - timedelta(hours=2))
     fine = assess(ok_preds, ok_labels, training, "classification", ["a", "b", "c"], policy, UNTIL)

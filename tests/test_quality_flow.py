@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,6 +20,7 @@ from provenflow.datasets import read_table
 from provenflow.ledger import models as m
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS, REPO
+from tests.test_cli import pf
 from tests.test_drift_flow import deployed  # noqa: F401 (the fixture: penguins-sex@production served locally)
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -109,6 +111,10 @@ def test_labels_then_decay_emits_the_event_and_no_decay_does_not(deployed, prefe
         reports = s.query(m.QualityReport).order_by(m.QualityReport.id).all()
         assert [r.status for r in reports] == ["not enough labels", "ok", "degraded"]
         assert reports[-1].labelled_rows == 300 and reports[-1].realized == decayed["realized"]["value"]
+
+    shown = pf(Path.cwd(), "quality-check", "penguins-sex@production", "--policy-block", "penguins-sex-quality")
+    assert shown.returncode == 0, shown.stderr
+    assert "degraded" in shown.stdout and "realized accuracy" in shown.stdout and "300" in shown.stdout
 
 
 def test_performance_event_fires_the_retrain_trigger(project, prefect_api):

@@ -489,6 +489,25 @@ def drift_check(
     out.drift(result)
 
 
+@app.command("quality-check")
+def quality_check(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME@VERSION.")],
+    policy_block: Annotated[
+        str | None, typer.Option(help="A provenflow-performance-policy block (default: accuracy, drop 0.05, 200 rows).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Realized performance from the labels that arrived, against training (the quality-monitor flow)."""
+    _prefect_ready()
+    from flows.quality_monitor import quality_monitor as flow
+
+    with out.err_console.status(f"checking {model}'s realized performance…"):
+        result = flow(model=model, policy_block=policy_block)
+    if as_json:
+        return out.print_json(result)
+    out.quality(result)
+
+
 @app.command()
 def feedback(
     model: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS whose served rows the labels are for.")],

@@ -266,3 +266,20 @@ def drift(result: dict) -> None:
         )
     if result["report"]:
         console.print(f"report: {result.get('report_url') or result['report']}", highlight=False)
+
+
+def quality(result: dict) -> None:
+    colour = {"degraded": "red", "ok": "green"}.get(result["verdict"], "yellow")
+    console.print(f"[bold {colour}]{result['verdict']}[/bold {colour}]  {result['model']}: {result['reason']}",
+                  highlight=False)  # fmt: skip
+    metric = result["metric"]
+    rows = []
+    for i, w in enumerate(reversed(result["windows"])):
+        value = w["metrics"].get(metric)
+        shown = f"{value['value']:.4f}" + (f" ({value['low']:.4f}–{value['high']:.4f})" if value["low"] is not None
+                                          else "") if value else "—"  # fmt: skip
+        estimate = ((result.get("estimates") or [None] * len(result["windows"]))[::-1][i] or {}).get(metric)
+        rows.append([f"{w['start'][:16]} – {w['end'][11:16]}", w["predictions"], w["labelled"], shown,
+                     fmt(estimate) if estimate is not None else "—"])  # fmt: skip
+    table(f"realized {metric} (training {result['training']:.4f})",
+          ["window", "predictions", "labelled", f"realized {metric} (CI)", f"estimated {metric}"], rows)  # fmt: skip
