@@ -23,6 +23,7 @@ The model server imports this module: no Prefect, no SQLAlchemy here.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import threading
 import uuid
@@ -42,6 +43,7 @@ from fsspec.implementations.local import LocalFileSystem
 from provenflow.errors import ProvenflowError
 from provenflow.serving.predictlog import _is_segment, _write_local
 
+log = logging.getLogger(__name__)
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 _ROW_ID = re.compile(r"^(?P<request_id>[A-Za-z0-9._:-]{1,128}):(?P<row>\d{1,9})$")
 SOURCES = ("http", "cli", "python")
@@ -316,8 +318,11 @@ def read_feedback(
         return pd.DataFrame(columns=columns)
     frames = []
     for path in sorted(p for p in fs.ls(folder, detail=False) if _is_segment(p)):
-        with fs.open(path, "rb") as fh:
-            frames.append(pq.read_table(fh).to_pandas())
+        try:
+            with fs.open(path, "rb") as fh:
+                frames.append(pq.read_table(fh).to_pandas())
+        except (pa.ArrowException, OSError, ValueError) as exc:  # damaged in the store: say so, go on
+            log.warning("skipping feedback segment %s: it cannot be read as Parquet (%s)", path, exc)
     if not frames:
         return pd.DataFrame(columns=columns)
     frame = pd.concat(frames, ignore_index=True)  # segments sort by the time they were received
