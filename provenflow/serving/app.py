@@ -230,9 +230,9 @@ def create_app(
             body = await _body(request, max_body_bytes)
         except RequestError as exc:
             return _json(exc.body(), exc.status, {"connection": "close"})
-        return await run_in_threadpool(store_feedback, body)
+        return await run_in_threadpool(store_feedback, body, prediction_log, logged_ids)
 
-    def store_feedback(body: bytearray) -> Response:
+    def store_feedback(body: bytearray, log: PredictionLog, known: fb.LoggedIds) -> Response:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -245,13 +245,12 @@ def create_app(
             labels = fb.normalize(fb.labels_from_records(records), classes)
         except fb.FeedbackError as exc:
             return _json({"error": str(exc)}, 400)
-        assert prediction_log is not None and logged_ids is not None
-        buffered = prediction_log.buffered_requests()  # before the segments: a row moving between is in one
+        buffered = log.buffered_requests()  # before the segments: a row moving between is in one
         try:
-            logged_ids.refresh()
-            unknown = logged_ids.unknown(labels, buffered)
-            stored = fb.write_feedback(prediction_log.fs, feedback_folder, labels, "http", unknown)
-        except OSError as exc:
+            known.refresh()
+            unknown = known.unknown(labels, buffered)
+            stored = fb.write_feedback(log.fs, feedback_folder, labels, "http", unknown)
+        except Exception as exc:  # the store (local disk, S3) failed: nothing was acknowledged
             logger.error("could not store feedback: %s", exc)
             return _json(
                 {"error": f"the labels could not be stored ({type(exc).__name__}: {exc}); send them again"},

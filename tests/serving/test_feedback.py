@@ -97,5 +97,10 @@ def test_bad_feedback_gets_a_one_line_error(bundles, tmp_path):
         assert sent < 200 * MB
         assert big.status_code == 413 and "limit" in big.json()["error"]
         assert httpx.get(f"{server.url}/health").status_code == 200
+
+        # The store cannot take the segment (a file where its folder belongs): 503, nothing acknowledged.
+        (tmp_path / "store" / "feedback").write_text("in the way")
+        answer = httpx.post(url, json={"id": "abc:0", "label": "Adelie"})
+        assert answer.status_code == 503 and "could not be stored" in answer.json()["error"], answer.text
     finally:
         server.stop()
