@@ -135,48 +135,79 @@ def _codes(
             np.fromiter((index[v] for v in predicted), np.int64, len(predicted)), len(seen))  # fmt: skip
 
 
-def _f1(y: np.ndarray, p: np.ndarray, k: int, positive: int | None) -> float:
-    tp = np.bincount(y[y == p], minlength=k).astype(float)
-    fp = np.bincount(p, minlength=k) - tp
-    fn = np.bincount(y, minlength=k) - tp
+# A bootstrap resample is a weight per row (how often it was drawn), so every metric below takes
+# weights ``w`` (all ones: the plain value); ROC AUC then sorts each class's scores once per window,
+# not once per resample (measured: 10,000 rows, 500 resamples, ~20 s with a sort each).
+
+
+def _f1(y: np.ndarray, p: np.ndarray, w: np.ndarray, k: int, positive: int | None) -> float:
+    hit = y == p
+    tp = np.bincount(y[hit], weights=w[hit], minlength=k)
+    fp = np.bincount(p, weights=w, minlength=k) - tp
+    fn = np.bincount(y, weights=w, minlength=k) - tp
     denominator = 2 * tp + fp + fn
     scores = np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0)
     if positive is not None:
         return float(scores[positive])
-    present = (np.bincount(y, minlength=k) + np.bincount(p, minlength=k)) > 0  # scikit-learn's macro labels
-    return float(scores[present].mean())
+    present = (np.bincount(y, weights=w, minlength=k) + np.bincount(p, weights=w, minlength=k)) > 0
+    return float(scores[present].mean())  # scikit-learn's macro: over the labels present
 
 
-def _auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """Mann-Whitney: the chance a positive row scores above a negative one (ties count half)."""
-    from scipy.stats import rankdata
+@dataclass(frozen=True)
+class _Sorted:
+    """One class's scores in order, with their tie groups: Mann-Whitney in O(n) for any weights."""
 
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    order: np.ndarray
+    group: np.ndarray  # tie group of each position in ``order``
+    groups: int
+
+    @classmethod
+    def of(cls, score: np.ndarray) -> _Sorted:
+        order = np.argsort(score, kind="mergesort")
+        ordered = score[order]
+        group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
+        return cls(order, group, int(group[-1]) + 1 if len(group) else 0)
+
+    def auc(self, positive: np.ndarray, w: np.ndarray) -> float:
+        """The chance a positive row scores above a negative one, ties counting half."""
+        wp = np.where(positive, w, 0.0)[self.order]
+        wn = np.where(positive, 0.0, w)[self.order]
+        pos = np.bincount(self.group, weights=wp, minlength=self.groups)
+        neg = np.bincount(self.group, weights=wn, minlength=self.groups)
+        total_pos, total_neg = pos.sum(), neg.sum()
+        if total_pos == 0 or total_neg == 0:
+            return float("nan")
+        below = np.cumsum(neg) - neg
+        return float(np.sum(pos * (below + neg / 2)) / (total_pos * total_neg))
 
 
 def _classification(
-    y: np.ndarray, p: np.ndarray, proba: np.ndarray | None, k: int, n_classes: int, auc: bool = True
+    y: np.ndarray, p: np.ndarray, w: np.ndarray, k: int, n_classes: int, sorted_proba: list[_Sorted] | None
 ) -> dict:
-    out = {"accuracy": float(np.mean(y == p)), "f1": _f1(y, p, k, n_classes - 1 if n_classes == 2 else None)}
+    n = w.sum()
+    out = {"accuracy": float(np.sum(w[y == p]) / n),
+           "f1": _f1(y, p, w, k, n_classes - 1 if n_classes == 2 else None)}  # fmt: skip
     # As training: ROC AUC only when every class occurs among the labels (and no other value does).
-    if auc and proba is not None and len(np.unique(y)) == n_classes and int(y.max()) < n_classes:
+    counts = np.bincount(y, weights=w, minlength=k)
+    if sorted_proba is not None and (counts[:n_classes] > 0).all() and not (counts[n_classes:] > 0).any():
         if n_classes == 2:
-            out["roc_auc"] = _auc(y == 1, proba[:, 1])
+            out["roc_auc"] = sorted_proba[1].auc(y == 1, w)
         else:
-            out["roc_auc"] = float(np.mean([_auc(y == c, proba[:, c]) for c in range(n_classes)]))
+            out["roc_auc"] = float(np.mean([sorted_proba[c].auc(y == c, w) for c in range(n_classes)]))
     return out
 
 
-def _regression(y: np.ndarray, p: np.ndarray) -> dict:
+def _regression(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> dict:
+    n = w.sum()
     error = y - p
-    total = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1 - float(np.sum(error**2)) / total if total > 0 else float("nan")
-    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error))), "r2": r2}
+    mean = np.sum(w * y) / n
+    total = float(np.sum(w * (y - mean) ** 2))
+    r2 = 1 - float(np.sum(w * error**2)) / total if total > 0 else float("nan")
+    return {
+        "rmse": float(np.sqrt(np.sum(w * error**2) / n)),
+        "mae": float(np.sum(w * np.abs(error)) / n),
+        "r2": r2,
+    }
 
 
 def realized(
@@ -184,16 +215,15 @@ def realized(
     seed: int = 0, intervals: frozenset[str] | None = None,
 ) -> dict[str, Interval]:  # fmt: skip
     """Each metric on the labelled rows (``label`` beside the logged ``prediction`` and ``proba_*``),
-    with its bootstrap percentile interval (only for the metrics in ``intervals``, if given: ROC AUC
-    costs a sort per resample)."""
+    with its bootstrap percentile interval (only for the metrics in ``intervals``, if given)."""
     if joined.empty:
         return {}
     if task == "regression":
         y = joined["label"].to_numpy(np.float64)
         p = joined["prediction"].to_numpy(np.float64)
 
-        def score(rows: np.ndarray, auc: bool = True) -> dict:
-            return _regression(y[rows], p[rows])
+        def score(w: np.ndarray, auc: bool = True) -> dict:
+            return _regression(y, p, w)
     else:
         names = [str(c) for c in classes or []]
         y, p, k = _codes(
@@ -201,20 +231,22 @@ def realized(
         )
         columns = [f"proba_{c}" for c in names]
         proba = joined[columns].to_numpy(np.float64) if names and all(c in joined for c in columns) else None
-        if proba is not None and np.isnan(proba).any():
-            proba = None
+        ranked = (
+            None
+            if proba is None or np.isnan(proba).any()
+            else [_Sorted.of(proba[:, c]) for c in range(len(names))]
+        )
 
-        def score(rows: np.ndarray, auc: bool = True) -> dict:
-            return _classification(
-                y[rows], p[rows], None if proba is None else proba[rows], k, len(names), auc
-            )
+        def score(w: np.ndarray, auc: bool = True) -> dict:
+            return _classification(y, p, w, k, len(names), ranked if auc else None)
 
-    everything = np.arange(len(joined))
-    point = score(everything)
+    n = len(joined)
+    point = score(np.ones(n))
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in point if intervals is None or name in intervals}
     for _ in range(resamples if draws else 0):
-        for name, value in score(rng.choice(everything, size=len(everything)), "roc_auc" in draws).items():
+        weights = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
+        for name, value in score(weights, "roc_auc" in draws).items():
             if name in draws and np.isfinite(value):
                 draws[name].append(value)
     tail = (1 - confidence) / 2 * 100

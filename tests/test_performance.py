@@ -54,6 +54,12 @@ def test_classification_scores_equal_scikit_learns(classes):
     auc = (skm.roc_auc_score(clean["label"], proba[:, 1]) if len(classes) == 2
            else skm.roc_auc_score(clean["label"], proba, multi_class="ovr", average="macro", labels=list(classes)))  # fmt: skip
     assert got["roc_auc"].value == pytest.approx(auc)
+    # Many ties (probabilities rounded to one decimal): ties count half, as in scikit-learn.
+    tied = clean.assign(**{f"proba_{c}": clean[f"proba_{c}"].round(1) for c in classes})
+    proba = tied[[f"proba_{c}" for c in classes]].to_numpy()
+    auc = (skm.roc_auc_score(tied["label"], proba[:, 1]) if len(classes) == 2
+           else np.mean([skm.roc_auc_score(tied["label"] == c, proba[:, i]) for i, c in enumerate(classes)]))  # fmt: skip
+    assert realized(tied, "classification", list(classes), resamples=0)["roc_auc"].value == pytest.approx(auc)
 
 
 def test_regression_scores_equal_scikit_learns():
