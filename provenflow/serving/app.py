@@ -247,8 +247,7 @@ def create_app(
             return _json({"error": str(exc)}, 400)
         buffered = log.buffered_requests()  # before the segments: a row moving between is in one
         try:
-            known.refresh()
-            unknown = known.unknown(labels, buffered)
+            unknown = known.check(labels, buffered)
             stored = fb.write_feedback(log.fs, feedback_folder, labels, "http", unknown)
         except Exception as exc:  # the store (local disk, S3) failed: nothing was acknowledged
             logger.error("could not store feedback: %s", exc)

@@ -242,6 +242,15 @@ class LoggedIds:
             if n > rows.get(rid, 0):
                 rows[rid] = int(n)
 
+    def check(self, labels: pd.DataFrame, extra: Mapping[str, int] | None = None) -> np.ndarray:
+        """``unknown``, listing the log folder only when an id is not among the rows read so far
+        (a busy log has thousands of segments; labels mostly name rows already seen)."""
+        unknown = self.unknown(labels, extra)
+        if unknown.any():
+            self.refresh()
+            unknown = self.unknown(labels, extra)
+        return unknown
+
     def unknown(self, labels: pd.DataFrame, extra: Mapping[str, int] | None = None) -> np.ndarray:
         """A mask over ``labels``: True where no logged prediction has that request id and row."""
         extra = extra or {}
