@@ -58,8 +58,10 @@ def read_labelled(
     from provenflow.serving.feedback import read_feedback
     from provenflow.serving.predictlog import read_predictions
 
+    # What scoring needs, not the inputs: a week of a busy model's log is mostly its inputs.
+    wanted = {"request_id", "row", "time", "prediction", *(f"proba_{c}" for c in model.classes or [])}
     predictions, skipped = read_predictions(
-        workspace.store.url, model.name, model.version, since=since, until=until
+        workspace.store.url, model.name, model.version, since=since, until=until, columns=wanted
     )
     return predictions, read_feedback(workspace.store.url, model.name, model.version), skipped
 
