@@ -660,7 +660,8 @@ def read_predictions(
 ) -> tuple[pd.DataFrame, list[str]]:
     """The logged predictions of one model version with ``since <= time < until``, and the
     segments skipped because they could not be read (each named in a warning). ``columns``: read
-    only those of each segment's columns (where it has them), e.g. no inputs for a quality check."""
+    only those of each segment's columns (where it has them; ``time`` always, for the window), e.g. no
+    inputs for a quality check."""
     fs, folder = fsspec.core.url_to_fs(log_folder(store_url, model_name, version), **(storage_options or {}))
     try:  # rows a killed server answered but had not yet written as a segment
         recover(fs, folder, wal_folder(fs, folder))
