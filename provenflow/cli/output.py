@@ -272,14 +272,23 @@ def quality(result: dict) -> None:
     colour = {"degraded": "red", "ok": "green"}.get(result["verdict"], "yellow")
     console.print(f"[bold {colour}]{result['verdict']}[/bold {colour}]  {result['model']}: {result['reason']}",
                   highlight=False)  # fmt: skip
-    metric = result["metric"]
+    metric, estimates = result["metric"], result.get("estimates")
+    head = ["window from", "predictions", "labelled", f"realized {metric} (CI)"]
+    if estimates is not None:
+        head.append(f"estimated {metric}")
     rows = []
-    for i, w in enumerate(reversed(result["windows"])):
+    for i in reversed(range(len(result["windows"]))):  # newest first; windows without traffic left out
+        w = result["windows"][i]
+        if not w["predictions"] and not w["labelled"]:
+            continue
         value = w["metrics"].get(metric)
-        shown = f"{value['value']:.4f}" + (f" ({value['low']:.4f}–{value['high']:.4f})" if value["low"] is not None
-                                          else "") if value else "—"  # fmt: skip
-        estimate = ((result.get("estimates") or [None] * len(result["windows"]))[::-1][i] or {}).get(metric)
-        rows.append([f"{w['start'][:16]} – {w['end'][11:16]}", w["predictions"], w["labelled"], shown,
-                     fmt(estimate) if estimate is not None else "—"])  # fmt: skip
-    table(f"realized {metric} (training {result['training']:.4f})",
-          ["window", "predictions", "labelled", f"realized {metric} (CI)", f"estimated {metric}"], rows)  # fmt: skip
+        shown = "—"
+        if value:
+            shown = f"{value['value']:.4f}" + (
+                f" ({value['low']:.4f}–{value['high']:.4f})" if value["low"] is not None else ""
+            )
+        row = [w["start"][:16].replace("T", " "), w["predictions"], w["labelled"], shown]
+        if estimates is not None:
+            row.append((estimates[i] or {}).get(metric))
+        rows.append(row)
+    table(f"realized {metric} (training {result['training']:.4f})", head, rows)
