@@ -20,9 +20,13 @@ from typing import TYPE_CHECKING, Any
 from provenflow.errors import ProvenflowError
 
 if TYPE_CHECKING:
+    from provenflow.feedback import FeedbackResult
     from provenflow.tracking import Run, RunSummary
+    from provenflow.workspace import Workspace
 
-__all__ = ["ProvenflowError", "Run", "RunSummary", "end", "input", "metric", "output", "parameter", "start"]
+__all__ = [
+    "ProvenflowError", "Run", "RunSummary", "end", "feedback", "input", "metric", "output", "parameter", "start",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -61,3 +65,28 @@ def metric(key: str, value: float, step: int | None = None) -> None:
 def end() -> RunSummary:
     """End the active run and write it to the ledger."""
     return _active().end()
+
+
+def feedback(
+    model: str,
+    labels: Any,
+    *,
+    label: str = "label",
+    id: str = "id",
+    request_id: str = "request_id",
+    row: str = "row",
+    workspace: Workspace | None = None,
+) -> FeedbackResult:
+    """Store ground-truth labels for MODEL's served rows (``NAME@VERSION`` or ``NAME@ALIAS``).
+
+    LABELS: a DataFrame, a CSV/Parquet path, or records such as ``{"id": "<request_id>:<row>",
+    "label": "Adelie"}`` (the ids /predict answered). The result counts the ids the prediction
+    log does not hold (``unknown``); they are stored anyway, never silently dropped::
+
+        pf.feedback("penguins-sex@production", [{"id": "3f2a...:0", "label": "female"}])
+    """
+    from provenflow.feedback import Columns, record_feedback
+    from provenflow.workspace import Workspace
+
+    columns = Columns(label=label, id=id, request_id=request_id, row=row)
+    return record_feedback(workspace or Workspace.default(), model, labels, columns, source="python")

@@ -45,7 +45,7 @@ from provenflow.pidfile import live_pid, terminate
 # ~0.3 s to import): the ones worth forking from warm imports.
 COMMANDS = frozenset({
     "data-run", "model-run", "reproduce", "promote", "drift-check", "release", "deploy",
-    "runs", "datasets", "models", "lineage", "compare",
+    "runs", "datasets", "models", "lineage", "compare", "quality-check", "feedback",
 })  # fmt: skip
 _PRELOAD = (
     "provenflow.cli.main",
@@ -58,6 +58,7 @@ _PRELOAD = (
     "flows.reproduce",
     "flows.promote",
     "flows.drift_monitor",
+    "flows.quality_monitor",
     "great_expectations",
     "sklearn.linear_model",
     "sklearn.ensemble",

@@ -122,6 +122,7 @@ def register_blocks() -> list[str]:
     from blocks.drift import DriftPolicy
     from blocks.kubernetes import KubernetesTarget
     from blocks.ledger import LedgerDatabase
+    from blocks.performance import PerformancePolicy
     from blocks.registry import ContainerRegistry
     from blocks.store import ArtifactStore
     from blocks.vsphere import VSphereWorkerPool
@@ -133,6 +134,7 @@ def register_blocks() -> list[str]:
         ContainerRegistry,
         DriftPolicy,
         VSphereWorkerPool,
+        PerformancePolicy,
     ]
     for block in types:
         block.register_type_and_schema()

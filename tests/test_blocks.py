@@ -10,11 +10,15 @@ from pydantic import SecretStr
 from blocks.drift import DriftPolicy
 from blocks.kubernetes import KubernetesTarget
 from blocks.ledger import LedgerDatabase
+from blocks.performance import PerformancePolicy
 from blocks.registry import ContainerRegistry
 from blocks.store import ArtifactStore
 from blocks.vsphere import VSphereWorkerPool
 
-BLOCKS = [ArtifactStore, LedgerDatabase, KubernetesTarget, ContainerRegistry, DriftPolicy, VSphereWorkerPool]
+BLOCKS = [
+    ArtifactStore, LedgerDatabase, KubernetesTarget, ContainerRegistry, DriftPolicy, VSphereWorkerPool,
+    PerformancePolicy,
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("block", BLOCKS)

@@ -130,6 +130,8 @@ def test_help_lists_every_command(project):
         "up",
         "down",
         "demo",
+        "feedback",
+        "quality-check",
     ):
         assert command in result.stdout
 

@@ -37,6 +37,7 @@ def test_deploy_all_and_run_data_run_on_a_worker(tmp_path):
     with get_client(sync_client=True) as client:
         names = {d.name for d in client.read_deployments()}
         assert {"data-run", "model-run", "reproduce", "promote", "release", "deploy", "drift-monitor-penguins-sex",
+                "quality-monitor-penguins-sex",
                 "retrain", "provision-workers", "model-run-vsphere", "model-run-kubernetes"} <= names  # fmt: skip
         assert (
             client.read_deployment_by_name("model-run/model-run-kubernetes").work_pool_name

@@ -27,6 +27,7 @@ SLUGS = {
     "provenflow-kubernetes-target",
     "provenflow-container-registry",
     "provenflow-drift-policy",
+    "provenflow-performance-policy",
     "provenflow-vsphere-worker-pool",
 }
 
@@ -85,8 +86,11 @@ def test_retrain_automation_and_crash_automation_exist(client):
     triggers = [
         a for a in automations if any(getattr(x, "deployment_id", None) == retrain.id for x in a.actions)
     ]
-    assert len(triggers) == 1 and triggers[0].enabled
-    assert "provenflow.model.drift-detected" in triggers[0].trigger.expect
+    # One automation per trigger in prefect.yaml: drift, and a decay of realized performance.
+    assert len(triggers) == 2 and all(t.enabled for t in triggers)
+    assert {e for t in triggers for e in t.trigger.expect} == {
+        "provenflow.model.drift-detected", "provenflow.model.performance-degraded",
+    }  # fmt: skip
     assert any(a.name.startswith("provenflow: crash") for a in automations)
 
 

@@ -492,6 +492,63 @@ def drift_check(
     out.drift(result)
 
 
+@app.command("quality-check")
+def quality_check(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME@VERSION.")],
+    policy_block: Annotated[
+        str | None, typer.Option(help="A provenflow-performance-policy block (default: accuracy, drop 0.05, 200 rows).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Realized performance from the labels that arrived, against training (the quality-monitor flow)."""
+    _prefect_ready()
+    from flows.quality_monitor import quality_monitor as flow
+
+    with out.err_console.status(f"checking {model}'s realized performance…"):
+        result = flow(model=model, policy_block=policy_block)
+    if as_json:
+        return out.print_json(result)
+    out.quality(result)
+
+
+@app.command()
+def feedback(
+    model: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS whose served rows the labels are for.")],
+    source: Annotated[Path, typer.Option("--source", help="CSV or Parquet file: a label per served row.")],
+    label_column: Annotated[str, typer.Option(help="Column holding the true label.")] = "label",
+    id_column: Annotated[str, typer.Option(help="Column holding row ids '<request_id>:<row>'.")] = "id",
+    request_id_column: Annotated[
+        str, typer.Option(help="Column holding request ids (with --row-column, instead of row ids).")
+    ] = "request_id",
+    row_column: Annotated[str, typer.Option(help="Column holding the row number within its request.")] = "row",
+    as_json: JsonOpt = False,
+) -> None:
+    """Store ground-truth labels for served predictions (append-only; the latest label for a row wins)."""
+    from rich.progress import Progress
+
+    from provenflow.feedback import Columns, record_feedback
+
+    columns = Columns(label=label_column, id=id_column, request_id=request_id_column, row=row_column)
+    with Progress(console=out.err_console, transient=True, disable=not out.err_console.is_terminal) as bar:
+        task = bar.add_task(f"reading {source.name}", total=None)
+
+        def advance(step: str, done: int, total: int) -> None:
+            bar.update(task, description=f"checking ids: {step}", completed=done, total=total)
+
+        result = record_feedback(_workspace(), model, source, columns, source="cli", progress=advance)
+    if as_json:
+        return out.print_json(result.to_dict())
+    out.console.print(f"stored {result.stored} labels for {result.model}", highlight=False)
+    if result.unknown:
+        shown = ", ".join(result.unknown_ids)
+        more = " …" if result.unknown > len(result.unknown_ids) else ""
+        out.err_console.print(
+            f"[yellow]{result.unknown} ids have no logged prediction[/yellow] (stored anyway; check them): "
+            f"{shown}{more}",
+            highlight=False,
+        )
+
+
 # -- reading the ledger -------------------------------------------------------------------
 
 

@@ -271,3 +271,29 @@ def drift(result: dict) -> None:
         console.print(
             f"report: {result.get('report_url') or result['report']}", highlight=False, soft_wrap=True
         )
+
+
+def quality(result: dict) -> None:
+    colour = {"degraded": "red", "ok": "green"}.get(result["verdict"], "yellow")
+    console.print(f"[bold {colour}]{result['verdict']}[/bold {colour}]  {result['model']}: {result['reason']}",
+                  highlight=False)  # fmt: skip
+    metric, estimates = result["metric"], result.get("estimates")
+    head = ["window from", "predictions", "labelled", f"realized {metric} (CI)"]
+    if estimates is not None:
+        head.append(f"estimated {metric}")
+    rows = []
+    for i in reversed(range(len(result["windows"]))):  # newest first; windows without traffic left out
+        w = result["windows"][i]
+        if not w["predictions"] and not w["labelled"]:
+            continue
+        value = w["metrics"].get(metric)
+        shown = "—"
+        if value:
+            shown = f"{value['value']:.4f}" + (
+                f" ({value['low']:.4f}–{value['high']:.4f})" if value["low"] is not None else ""
+            )
+        row = [w["start"][:16].replace("T", " "), w["predictions"], w["labelled"], shown]
+        if estimates is not None:
+            row.append((estimates[i] or {}).get(metric))
+        rows.append(row)
+    table(f"realized {metric} (training {result['training']:.4f})", head, rows)

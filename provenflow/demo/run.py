@@ -1,7 +1,8 @@
 """The end-to-end demo on the bundled Palmer penguins data (CC0, from the palmerpenguins package):
 a data run, three model runs with different estimators and parameters, lineage and a comparison;
 then the best model promoted, deployed (a local server process), sent production traffic, checked
-for drift before and after the traffic shifts, and retrained, gated, promoted and redeployed. All
+for drift, labels sent back and realized accuracy checked against training, checked for drift again
+after the traffic shifts, and retrained, gated, promoted and redeployed. All
 recorded in the ledger and visible in the Prefect UI."""
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def _production_story(console: Console, best_ref: str, source: Path, ui_url: str
     from flows.deploy import deploy
     from flows.drift_monitor import drift_monitor
     from flows.promote import promote
+    from flows.quality_monitor import quality_monitor
     from provenflow.cli import output
     from provenflow.datasets import read_table
 
@@ -123,6 +125,15 @@ def _production_story(console: Console, best_ref: str, source: Path, ui_url: str
     console.rule("6. drift check on traffic like the training data")
     output.drift(drift_monitor(model="penguins-sex@production", since=started))
 
+    console.rule("7. labels arrive: realized accuracy against training")
+    # Penguins whose sex was checked later: their predictions, then the truth, by the ids /predict gave.
+    checked = read_table(str(DATA)).dropna(subset=["sex"]).sample(n=300, replace=True, random_state=3)
+    ids = _send(endpoint, checked.drop(columns=["sex"]))
+    stored = _feedback(endpoint, ids, checked["sex"].tolist())
+    console.print(f"POST /feedback: {stored['stored']} labels stored, {stored['unknown']} with an unknown id")
+    time.sleep(2)
+    output.quality(quality_monitor(model="penguins-sex@production"))
+
     shifted_at = datetime.now(UTC)
     shifted = features.sample(n=600, replace=True, random_state=2)
     shifted["body_mass_g"] += 900  # heavier penguins: a shift in one feature
@@ -132,11 +143,11 @@ def _production_story(console: Console, best_ref: str, source: Path, ui_url: str
     fresh["body_mass_g"] += 900
     fresh.to_csv(source, index=False)
     time.sleep(2)
-    console.rule("7. drift check on shifted traffic")
+    console.rule("8. drift check on shifted traffic")
     report = drift_monitor(model="penguins-sex@production", since=shifted_at)
     output.drift(report)
 
-    console.rule("8. Prefect retrains: drift event → retrain deployment → worker")
+    console.rule("9. Prefect retrains: drift event → retrain deployment → worker")
     console.print(
         "The drift event fired the retrain deployment's trigger (prefect.yaml); the worker runs it: "
         "retrain on the newest data, gate, promote, redeploy."
@@ -185,16 +196,30 @@ def _wait_for_retrain(after, on_state, timeout: float = 600.0):
     )
 
 
-def _send(endpoint: str, frame) -> None:
-    """Production-like traffic: batches of 100 rows to /predict."""
+def _send(endpoint: str, frame) -> list[str]:
+    """Production-like traffic: batches of 100 rows to /predict; the row ids the server answered."""
+    import json
+
+    ids = []
+    for start in range(0, len(frame), 100):
+        records = json.loads(frame.iloc[start : start + 100].to_json(orient="records"))
+        ids += _post(f"{endpoint}/predict", {"records": records})["ids"]
+    return ids
+
+
+def _feedback(endpoint: str, ids: list[str], labels: list) -> dict:
+    """The true labels of served rows, named by their row ids."""
+    return _post(
+        f"{endpoint}/feedback", {"labels": [{"id": i, "label": y} for i, y in zip(ids, labels, strict=True)]}
+    )
+
+
+def _post(url: str, payload: dict) -> dict:
     import json
     import urllib.request
 
-    for start in range(0, len(frame), 100):
-        records = json.loads(frame.iloc[start : start + 100].to_json(orient="records"))
-        body = json.dumps({"records": records}).encode()
-        request = urllib.request.Request(
-            f"{endpoint}/predict", data=body, headers={"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())

@@ -266,3 +266,29 @@ class DriftReport(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     model_version: Mapped[ModelVersion] = relationship()
+
+
+class QualityReport(Base):
+    """One quality check of a deployed model version: its logged predictions joined with the labels
+    that arrived later, the realized metric of the window judged, against the training run's."""
+
+    __tablename__ = "quality_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # of the window judged
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    labelled_rows: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(32))  # degraded | ok | not enough labels
+    degraded: Mapped[bool] = mapped_column(Boolean)
+    metric: Mapped[str] = mapped_column(String(32))
+    realized: Mapped[float | None] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
+    training: Mapped[float] = mapped_column(Float)
+    windows: Mapped[list] = mapped_column(JSON)  # every window of the check: rows, labelled rows, metrics
+    details: Mapped[dict | None] = mapped_column(JSON)  # policy, threshold, reason, estimates
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    model_version: Mapped[ModelVersion] = relationship()

@@ -55,6 +55,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from provenflow.serving import feedback as fb
 from provenflow.serving.bundle import LoadedModel
 from provenflow.serving.inputs import Problem, RequestError, parse_request
 from provenflow.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -95,6 +96,10 @@ def create_app(
     metrics = ServerMetrics(model, log)
     identity = {"name": model.metadata.name, "version": model.metadata.version, "hash": model.metadata.hash}
     classes = model.classes
+    logged_ids = (
+        fb.LoggedIds(prediction_log.fs, prediction_log.folder) if prediction_log is not None else None
+    )
+    feedback_folder = fb.beside(prediction_log.folder) if prediction_log is not None else ""
     # An fsync per request (~2.6 ms here) must not stall the event loop: then every request goes to the pool.
     inline_bytes = 0 if prediction_log is not None and prediction_log.fsync else INLINE_BYTES
 
@@ -203,6 +208,55 @@ def create_app(
             body = _answer(identity, classes, predictions, request_id)
         return Response(body, media_type=_JSON, headers={"x-request-id": request_id} if v2 else None)
 
+    @app.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        """Ground-truth labels for answered rows (``feedback.py``): stored append-only beside the
+        prediction log; ids with no logged prediction are stored too and counted as ``unknown``."""
+        started = time.perf_counter()
+        response = await _feedback(request)
+        metrics.observe("feedback", response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _feedback(request: Request) -> Response:
+        if not authorized(request):
+            return _unauthorized()
+        if prediction_log is None or logged_ids is None:
+            return _json(
+                {"error": "this server keeps no prediction log, so labels have nothing to join"}, 409
+            )
+        if not _is_json(request.headers.get("content-type")):
+            return _json({"error": "send the labels as JSON with 'Content-Type: application/json'"}, 415)
+        try:
+            body = await _body(request, max_body_bytes)
+        except RequestError as exc:
+            return _json(exc.body(), exc.status, {"connection": "close"})
+        return await run_in_threadpool(store_feedback, body, prediction_log, logged_ids)
+
+    def store_feedback(body: bytearray, log: PredictionLog, known: fb.LoggedIds) -> Response:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _json({"error": f"the body is not valid JSON: {exc}"}, 400)
+        records = payload.get("labels", [payload]) if isinstance(payload, dict) else None
+        if not isinstance(records, list):
+            message = 'send {"id": "<request_id>:<row>", "label": ...} or {"labels": [...]}'
+            return _json({"error": message}, 400)
+        try:
+            labels = fb.normalize(fb.labels_from_records(records), classes)
+        except fb.FeedbackError as exc:
+            return _json({"error": str(exc)}, 400)
+        buffered = log.buffered_requests()  # before the segments: a row moving between is in one
+        try:
+            unknown = known.check(labels, buffered)
+            stored = fb.write_feedback(log.fs, feedback_folder, labels, "http", unknown)
+        except Exception as exc:  # the store (local disk, S3) failed: nothing was acknowledged
+            logger.error("could not store feedback: %s", exc)
+            return _json(
+                {"error": f"the labels could not be stored ({type(exc).__name__}: {exc}); send them again"},
+                503,
+            )
+        return _json({"model": identity, **stored.to_dict()})
+
     # -- Open Inference Protocol (V2) ------------------------------------------------------------
 
     @app.get("/v2/health/live")
@@ -280,6 +334,7 @@ def create_app(
 
 def _answer(identity: dict, classes: list[Any] | None, predictions: Predictions, request_id: str) -> bytes:
     out: dict[str, Any] = {"model": identity, "predictions": _plain_list(predictions.labels)}
+    out["ids"] = fb.row_ids(request_id, len(predictions.labels))  # what POST /feedback names rows by
     if predictions.probabilities is not None:
         # orjson writes C-ordered arrays only; HistGradientBoosting's probabilities are not.
         out["probabilities"] = np.ascontiguousarray(predictions.probabilities, dtype=np.float64)

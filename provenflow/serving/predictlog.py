@@ -56,6 +56,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -279,6 +280,12 @@ class PredictionLog:
     @property
     def buffered_rows(self) -> int:
         return self._buffered
+
+    def buffered_requests(self) -> dict[str, int]:
+        """Request id → rows of what this process answered but has not yet written as a segment."""
+        with self._lock:
+            wals = [*self._sealed, *([self._wal] if self._wal else [])]
+            return {c.request_id: c.rows for wal in wals for c in wal.chunks}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -649,9 +656,12 @@ def read_predictions(
     since: datetime | None = None,
     until: datetime | None = None,
     storage_options: dict | None = None,
+    columns: Collection[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The logged predictions of one model version with ``since <= time < until``, and the
-    segments skipped because they could not be read (each named in a warning)."""
+    segments skipped because they could not be read (each named in a warning). ``columns``: read
+    only those of each segment's columns (where it has them; ``time`` always, for the window), e.g. no
+    inputs for a quality check."""
     fs, folder = fsspec.core.url_to_fs(log_folder(store_url, model_name, version), **(storage_options or {}))
     try:  # rows a killed server answered but had not yet written as a segment
         recover(fs, folder, wal_folder(fs, folder))
@@ -666,7 +676,13 @@ def read_predictions(
             continue
         try:
             with fs.open(path, "rb") as fh:
-                frames.append(pq.read_table(fh).to_pandas())
+                if columns is None:
+                    frames.append(pq.read_table(fh).to_pandas())
+                else:
+                    present = pq.ParquetFile(fh).schema_arrow.names
+                    fh.seek(0)
+                    wanted = [c for c in present if c in columns or c == "time"]  # time: the window
+                    frames.append(pq.read_table(fh, columns=wanted).to_pandas())
         except (pa.ArrowException, OSError, ValueError) as exc:
             shown = fs.unstrip_protocol(path) if not isinstance(fs, LocalFileSystem) else path
             log.warning("skipping prediction log segment %s: it cannot be read as Parquet (%s)", shown, exc)

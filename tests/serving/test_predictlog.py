@@ -52,6 +52,16 @@ def test_close_writes_everything_in_one_segment(tmp_path):
     assert frame["island"].isna().sum() == 5  # one missing island in each 3-row request
 
 
+def test_reader_reads_only_the_columns_asked_for(tmp_path):
+    """The quality monitor reads predictions without their inputs; a column a segment lacks is no error."""
+    with open_log(tmp_path) as log:
+        log.append("req0", *batch(4))
+    frame, _ = read_predictions(
+        str(tmp_path), "m/odel", 3, columns={"request_id", "row", "prediction", "proba_z"}
+    )
+    assert list(frame.columns) == ["request_id", "row", "time", "prediction"] and len(frame) == 4
+
+
 def test_flush_by_size_and_by_time(tmp_path):
     log = open_log(tmp_path, flush_rows=10, flush_seconds=0.2).start()
     try:
