@@ -5,7 +5,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import release
+from provenflow import flows_image, release
 from provenflow.serving.bundle import BundleMetadata, export_bundle
 from provenflow.workspace import Workspace
 
@@ -31,3 +31,16 @@ def build_image(
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
 def push_image(image: str, auth: dict | None) -> release.PushedImage:
     return release.push_image(release.docker_client(), image, auth)
+
+
+@task(cache_policy=NO_CACHE)
+def build_flows_image(
+    plan: flows_image.FlowsImagePlan, wheels: Path, base_image: str, image: str, labels: dict, scratch: Path
+) -> release.BuiltImage:
+    context = flows_image.build_context(plan, wheels, base_image, scratch / "context")
+    return release.build_image(release.docker_client(), context, image, labels, base_image)
+
+
+@task(cache_policy=NO_CACHE)
+def image_python(base_image: str) -> str:
+    return flows_image.image_python(release.docker_client(), base_image)

@@ -227,6 +227,25 @@ class Release(Base):
     model_version: Mapped[ModelVersion] = relationship()
 
 
+class FlowsImage(Base):
+    """An image of the project and its locked dependencies that runs flow runs (the Kubernetes work pool's)."""
+
+    __tablename__ = "flows_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image: Mapped[str] = mapped_column(String(1024))  # repository:tag
+    digest: Mapped[str] = mapped_column(String(128))  # sha256:…
+    reference: Mapped[str] = mapped_column(String(1024))  # repository@sha256:… (what work pools use)
+    base_image: Mapped[str | None] = mapped_column(String(1024))
+    code_commit: Mapped[str | None] = mapped_column(String(64))
+    code_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    # sha256 of the pinned requirements (name==version, one a line) installed in the image.
+    requirements_hash: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict | None] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class Deployment(Base):
     """A model version running somewhere: a Docker container or a Kubernetes Deployment."""
 
