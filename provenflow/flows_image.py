@@ -187,3 +187,14 @@ def build_context(plan_: FlowsImagePlan, wheels: Path, base_image: str, dest: Pa
     (dest / "requirements.txt").write_text("\n".join(plan_.requirements) + "\n")
     (dest / "Dockerfile").write_text(DOCKERFILE.format(base=base_image, project=PROJECT_DIR, user=SERVING_USER))
     return dest
+
+
+def last_reference(workspace) -> str | None:
+    """The newest recorded flows image, by digest (repository@sha256:…); None when none was built."""
+    from sqlalchemy import select
+
+    from provenflow.ledger import models as m
+
+    newest = select(m.FlowsImage.reference).order_by(m.FlowsImage.created_at.desc(), m.FlowsImage.id.desc())
+    with workspace.ledger.reader() as session:
+        return session.scalars(newest.limit(1)).first()

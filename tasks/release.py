@@ -16,8 +16,8 @@ def export_model_bundle(workspace: Workspace, model: str, dest: Path, onnx: bool
 
 
 @task(cache_policy=NO_CACHE, retries=1)
-def collect_wheels(cache: Path) -> Path:
-    return release.collect_wheels(cache)
+def collect_wheels(cache: Path, requirements: list[str] | None = None) -> Path:
+    return release.collect_wheels(cache, requirements)
 
 
 @task(cache_policy=NO_CACHE)
