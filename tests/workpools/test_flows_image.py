@@ -173,12 +173,9 @@ def test_flows_image_runs_a_kubernetes_flow_run(
         cwd=REPO, capture_output=True, text=True, timeout=300, env=os.environ.copy(),
     )  # fmt: skip
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    flow_run = run_deployment(
-        "model-run/model-run-kubernetes",
-        parameters={"dataset": dataset, "target": "species", "estimator": "sklearn.ensemble.RandomForestClassifier",
-                    "params": {"n_estimators": 20}, "seed": 3},  # fmt: skip
-        timeout=0,
-    )
+    parameters = {"dataset": dataset, "target": "species", "estimator": "sklearn.ensemble.RandomForestClassifier",
+                  "params": {"n_estimators": 20}, "seed": 3}  # fmt: skip
+    flow_run = run_deployment("model-run/model-run-kubernetes", parameters=parameters, timeout=0)
 
     job = render_job_for(flow_run.id)
     validate_manifest(job)
@@ -191,7 +188,8 @@ def test_flows_image_runs_a_kubernetes_flow_run(
     started = time.monotonic()
     code, logs, spec = run_job_container(docker_client, job, secrets, shared_store, timeout=900)
     run_seconds = time.monotonic() - started
-    shown = {k: v for k, v in spec["environment"].items() if k not in ("PROVENFLOW_SIGNING_KEY", "PROVENFLOW_LEDGER_URL")}
+    shown = {k: v for k, v in spec["environment"].items() if k not in (
+        "PROVENFLOW_SIGNING_KEY", "PROVENFLOW_LEDGER_URL")}
     print(json.dumps({"image": spec["image"], "entrypoint": spec["entrypoint"], "command": spec["command"],
                       "env": shown, "build_seconds": round(build_seconds, 1),
                       "run_seconds": round(run_seconds, 1)}, indent=1))  # fmt: skip
