@@ -421,7 +421,8 @@ def release(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build a container image of a model version without network inside the build, push it, record its digest."""
+    """Build a container image of a model version (or with --flows the Kubernetes pool's flows image) without network
+    inside the build, push it, record its digest."""
     if flows == (model is not None):
         raise typer.BadParameter("give a MODEL to release, or --flows for the flows image (not both)")
     _prefect_ready()
