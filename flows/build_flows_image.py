@@ -49,7 +49,7 @@ def build_flows_image(
             labels = core.labels(plan, code.commit, code.dirty)
             wheels = collect_wheels(get_settings().cache_dir / "wheels", plan.requirements)
             image = core.image_name(repository, plan.version, code.commit, code.dirty)
-            built = build_image(plan, wheels, base_image, image, labels, scratch)
+            built = build_image(plan, wheels, base_image, image, labels, scratch, code.commit, code.dirty)
             pushed = push_image(image, auth)
             if code.dirty:
                 run.warn("the image holds uncommitted changes of the project", level="notice")

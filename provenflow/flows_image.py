@@ -11,6 +11,7 @@ the wheels out of the final image's layers.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tomllib
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from provenflow.environment import capture_environment
 from provenflow.release import SERVING_USER, ReleaseError
+from provenflow.source import CODE_STAMP
 
 # Where prefect.yaml's `pull: *pull_in_image` step sets the working directory of a flow run.
 PROJECT_DIR = "/opt/provenflow/project"
@@ -173,8 +175,11 @@ USER {user}
 """
 
 
-def build_context(plan_: FlowsImagePlan, wheels: Path, base_image: str, dest: Path) -> Path:
-    """The folder docker builds from: Dockerfile, wheels, the project's flows and code."""
+def build_context(
+    plan_: FlowsImagePlan, wheels: Path, base_image: str, dest: Path, commit: str | None, dirty: bool | None
+) -> Path:
+    """The folder docker builds from: Dockerfile, wheels, the project's flows and code, stamped with its
+    COMMIT (the image has no git; runs in it record the commit from the stamp: provenflow/source.py)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(wheels, dest / "wheels")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".provenflow")
@@ -184,6 +189,7 @@ def build_context(plan_: FlowsImagePlan, wheels: Path, base_image: str, dest: Pa
             shutil.copytree(source, dest / "project" / part, ignore=ignore)
         else:
             shutil.copy2(source, dest / "project" / part)
+    (dest / "project" / CODE_STAMP).write_text(json.dumps({"commit": commit, "dirty": dirty}))
     (dest / "requirements.txt").write_text("\n".join(plan_.requirements) + "\n")
     (dest / "Dockerfile").write_text(DOCKERFILE.format(base=base_image, project=PROJECT_DIR, user=SERVING_USER))
     return dest

@@ -35,9 +35,10 @@ def push_image(image: str, auth: dict | None) -> release.PushedImage:
 
 @task(cache_policy=NO_CACHE)
 def build_flows_image(
-    plan: flows_image.FlowsImagePlan, wheels: Path, base_image: str, image: str, labels: dict, scratch: Path
+    plan: flows_image.FlowsImagePlan, wheels: Path, base_image: str, image: str, labels: dict, scratch: Path,
+    commit: str | None, dirty: bool | None,
 ) -> release.BuiltImage:
-    context = flows_image.build_context(plan, wheels, base_image, scratch / "context")
+    context = flows_image.build_context(plan, wheels, base_image, scratch / "context", commit, dirty)
     return release.build_image(release.docker_client(), context, image, labels, base_image)
 
 

@@ -42,7 +42,7 @@ def test_build_context_holds_the_project_not_caches(plan, tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     (wheels / "requirements.txt").write_text("\n".join(plan.requirements))
-    context = flows_image.build_context(plan, wheels, "base:1", tmp_path / "context")
+    context = flows_image.build_context(plan, wheels, "base:1", tmp_path / "context", "c" * 40, False)
     project = context / "project"
     for part in ("flows/model_run.py", "flows/_flow.py", "tasks/model.py", "provenflow/tracking.py",
                  "blocks/registry.py", "prefect.yaml", "deployments/kubernetes-base-job-template.json"):  # fmt: skip
@@ -54,6 +54,11 @@ def test_build_context_holds_the_project_not_caches(plan, tmp_path):
     assert "FROM base:1 AS install" in dockerfile and "COPY --from=install /opt/venv /opt/venv" in dockerfile
     assert f"WORKDIR {flows_image.PROJECT_DIR}" in dockerfile and "USER 10001" in dockerfile
     assert flows_image.PROJECT_DIR in (project / "prefect.yaml").read_text()
+    # No git in the image: a run started in it records the commit it was built from.
+    from provenflow.source import capture_code
+
+    code = capture_code(cwd=project / "flows")
+    assert (code.commit, code.dirty) == ("c" * 40, False)
 
 
 def test_image_name_says_version_and_commit():

@@ -202,6 +202,8 @@ def test_flows_image_runs_a_kubernetes_flow_run(
     with Workspace.default().ledger.reader() as session:
         run = session.get(m.Run, str(flow_run.id))
         assert run is not None and run.state == "completed" and run.kind == "model"
+        # The code it ran is the image's: no git there, the commit comes from the image's stamp.
+        assert (run.code_commit, run.code_dirty) == (built["code_commit"], built["code_dirty"])
         version = session.query(m.ModelVersion).filter_by(run_id=run.id).one()
         image = session.query(m.FlowsImage).one()
     assert version.name == "penguins-species"
