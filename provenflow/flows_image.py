@@ -175,6 +175,27 @@ USER {user}
 """
 
 
+def project_files(project: Path) -> list[str]:
+    """The files of the project's parts that go into the image: in a git checkout only tracked ones (as they
+    are in the working tree), so an untracked file (a local .env, a notebook's output) never ships."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", *PROJECT_PARTS], cwd=project,
+                                capture_output=True, check=False)  # fmt: skip
+    except FileNotFoundError:
+        listed = None
+    if listed is not None and listed.returncode == 0 and listed.stdout:
+        return [f for f in listed.stdout.decode().split("\0") if f and (project / f).is_file()]
+    found = []
+    for part in PROJECT_PARTS:
+        path = project / part
+        candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        found += [str(p.relative_to(project)) for p in candidates
+                  if "__pycache__" not in p.parts and ".provenflow" not in p.parts and p.suffix != ".pyc"]  # fmt: skip
+    return found
+
+
 def build_context(
     plan_: FlowsImagePlan, wheels: Path, base_image: str, dest: Path, commit: str | None, dirty: bool | None
 ) -> Path:
@@ -182,13 +203,10 @@ def build_context(
     COMMIT (the image has no git; runs in it record the commit from the stamp: provenflow/source.py)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(wheels, dest / "wheels")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".provenflow")
-    for part in PROJECT_PARTS:
-        source = plan_.project / part
-        if source.is_dir():
-            shutil.copytree(source, dest / "project" / part, ignore=ignore)
-        else:
-            shutil.copy2(source, dest / "project" / part)
+    for relative in project_files(plan_.project):
+        target = dest / "project" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(plan_.project / relative, target)
     (dest / "project" / CODE_STAMP).write_text(json.dumps({"commit": commit, "dirty": dirty}))
     (dest / "requirements.txt").write_text("\n".join(plan_.requirements) + "\n")
     (dest / "Dockerfile").write_text(DOCKERFILE.format(base=base_image, project=PROJECT_DIR, user=SERVING_USER))

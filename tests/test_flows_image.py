@@ -48,6 +48,7 @@ def test_build_context_holds_the_project_not_caches(plan, tmp_path):
                  "blocks/registry.py", "prefect.yaml", "deployments/kubernetes-base-job-template.json"):  # fmt: skip
         assert (project / part).is_file(), part
     assert not list(project.rglob("__pycache__")) and not list(project.rglob("*.pyc"))
+
     assert (context / "requirements.txt").read_text().split() == plan.requirements
     dockerfile = (context / "Dockerfile").read_text()
     # The wheels stay in the first stage; the flow runs find the project where prefect.yaml's pull step looks.
@@ -78,3 +79,21 @@ def test_last_reference_is_the_newest_recorded(workspace):
                                      reference="r/f@sha256:" + digest * 64, requirements_hash="0" * 64,
                                      created_at=now - timedelta(minutes=minutes)))  # fmt: skip
     assert flows_image.last_reference(workspace) == "r/f@sha256:" + "2" * 64
+
+
+def test_only_tracked_files_of_a_checkout_go_into_the_image(tmp_path):
+    import subprocess
+
+    for part in flows_image.PROJECT_PARTS:
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        if part.endswith((".yaml", ".toml")):
+            (tmp_path / part).write_text("x")
+        else:
+            (tmp_path / part).mkdir()
+            (tmp_path / part / "__init__.py").write_text("")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+    (tmp_path / "flows" / ".env").write_text("PASSWORD=hunter2")  # untracked: stays out
+    (tmp_path / "flows" / "__init__.py").write_text("# changed, tracked: goes in as it is now")
+    files = flows_image.project_files(tmp_path)
+    assert "flows/__init__.py" in files and "prefect.yaml" in files and "flows/.env" not in files
