@@ -59,13 +59,14 @@ def serving_requirements() -> list[str]:
     return [f"{p}=={installed[p]}" for p in SERVING_PACKAGES]
 
 
-def collect_wheels(cache: Path) -> Path:
-    """Wheels for the serving packages and their dependencies, pinned to this environment's versions.
+def collect_wheels(cache: Path, requirements: list[str] | None = None) -> Path:
+    """Wheels for REQUIREMENTS (default: the serving packages) and their dependencies, pinned to this
+    environment's versions.
 
     Downloaded (or built) on the host once per set of versions and kept in ``cache``; the image
     build then needs no network at all.
     """
-    requirements = serving_requirements()
+    requirements = requirements or serving_requirements()
     key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
     folder = cache / key
     if (folder / "requirements.txt").exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,9 @@ from provenflow.digest import Digest
 
 # Untracked files larger than this are left out of the recorded diff (they are usually data).
 UNTRACKED_LIMIT = 1024 * 1024
+# In an image built from a checkout (the flows image, provenflow/flows_image.py) there is no git: this file
+# at the project's root says which commit the code is, and whether the tree had uncommitted changes.
+CODE_STAMP = ".provenflow-code.json"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,18 @@ def current_code_file() -> Path | None:
     return Path(script)
 
 
+def _stamped(cwd: Path) -> tuple[str | None, bool | None]:
+    for folder in (cwd, *cwd.parents):
+        stamp = folder / CODE_STAMP
+        if stamp.is_file():
+            try:
+                recorded = json.loads(stamp.read_text())
+            except (OSError, ValueError):
+                return None, None
+            return recorded.get("commit"), recorded.get("dirty")
+    return None, None
+
+
 def capture_code(cwd: Path | None = None, code_file: Path | None = None) -> CodeState:
     cwd = (cwd or Path.cwd()).resolve()
     code_file = code_file or current_code_file()
@@ -59,9 +75,9 @@ def capture_code(cwd: Path | None = None, code_file: Path | None = None) -> Code
     try:
         top = _git(["rev-parse", "--show-toplevel"], cwd)
     except FileNotFoundError:
-        return CodeState(None, None, None, str(code_file) if code_file else None, file_hash)
-    if top.returncode != 0:
-        return CodeState(None, None, None, str(code_file) if code_file else None, file_hash)
+        top = None
+    if top is None or top.returncode != 0:
+        return CodeState(*_stamped(cwd), None, str(code_file) if code_file else None, file_hash)
     root = Path(top.stdout.decode().strip())
     rel_file = None
     if code_file:

@@ -144,10 +144,12 @@ def register_blocks() -> list[str]:
 def create_pools() -> list[dict]:
     from prefect.client.orchestration import get_client
 
+    from provenflow.flows_image import last_reference
     from provenflow.workers.pools import default_pools, ensure_pools
+    from provenflow.workspace import Workspace
 
     with get_client(sync_client=True) as client:
-        return ensure_pools(client, default_pools())
+        return ensure_pools(client, default_pools(image=last_reference(Workspace.default())))
 
 
 def deploy_all(api: str) -> None:

@@ -68,17 +68,16 @@ def trial_key(dataset_hash: str, estimator: str, params: dict[str, Any], seed: i
 
 def done_trials(session, keys: Sequence[str]) -> dict[str, str]:
     """trial key → id of the latest completed model run recorded with that key."""
-    wanted = set(keys)
-    rows = session.execute(
-        select(m.Run.id, m.Run.parameters)
-        .where(m.Run.kind == "model", m.Run.state == "completed")
-        .order_by(m.Run.started_at)
-    )
+    wanted = sorted(set(keys))
     found: dict[str, str] = {}
-    for run_id, parameters in rows:
-        key = (parameters or {}).get("trial_key")
-        if key in wanted:
-            found[key] = run_id
+    for start in range(0, len(wanted), 500):  # an indexed IN, in chunks below any driver's bound-parameter limit
+        rows = session.execute(
+            select(m.Run.trial_key, m.Run.id)
+            .where(m.Run.trial_key.in_(wanted[start : start + 500]), m.Run.kind == "model",
+                   m.Run.state == "completed")
+            .order_by(m.Run.started_at)
+        )  # fmt: skip
+        found.update((key, run_id) for key, run_id in rows)
     return found
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import release
+from provenflow import flows_image, release
 from provenflow.serving.bundle import BundleMetadata, export_bundle
 from provenflow.workspace import Workspace
 
@@ -16,8 +16,8 @@ def export_model_bundle(workspace: Workspace, model: str, dest: Path, onnx: bool
 
 
 @task(cache_policy=NO_CACHE, retries=1)
-def collect_wheels(cache: Path) -> Path:
-    return release.collect_wheels(cache)
+def collect_wheels(cache: Path, requirements: list[str] | None = None) -> Path:
+    return release.collect_wheels(cache, requirements)
 
 
 @task(cache_policy=NO_CACHE)
@@ -31,3 +31,17 @@ def build_image(
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3)
 def push_image(image: str, auth: dict | None) -> release.PushedImage:
     return release.push_image(release.docker_client(), image, auth)
+
+
+@task(cache_policy=NO_CACHE)
+def build_flows_image(
+    plan: flows_image.FlowsImagePlan, wheels: Path, base_image: str, image: str, labels: dict, scratch: Path,
+    commit: str | None, dirty: bool | None,
+) -> release.BuiltImage:
+    context = flows_image.build_context(plan, wheels, base_image, scratch / "context", commit, dirty)
+    return release.build_image(release.docker_client(), context, image, labels, base_image)
+
+
+@task(cache_policy=NO_CACHE)
+def image_python(base_image: str) -> str:
+    return flows_image.image_python(release.docker_client(), base_image)

@@ -410,7 +410,7 @@ def serve(
 
 @app.command()
 def release(
-    model: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")],
+    model: Annotated[str | None, typer.Argument(help="NAME@VERSION or NAME@ALIAS.")] = None,
     registry: Annotated[str, typer.Option(help="Registry host:port to push to.")] = "127.0.0.1:5000",
     registry_block: Annotated[
         str | None, typer.Option(help="A provenflow-container-registry block instead.")
@@ -418,10 +418,20 @@ def release(
     base_image: Annotated[
         str, typer.Option(help="Base image (see infra/serving/make-base-image.sh).")
     ] = "provenflow/serving-base:bookworm",
+    flows: Annotated[
+        bool,
+        typer.Option("--flows", help="Instead of a model: the flows image of the Kubernetes work pool "
+                     "(this checkout and its locked dependencies)."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build a container image of a model version without network inside the build, push it, record its digest."""
+    """Build a container image of a model version (or with --flows the Kubernetes pool's flows image) without network
+    inside the build, push it, record its digest."""
+    if flows == (model is not None):
+        raise typer.BadParameter("give a MODEL to release, or --flows for the flows image (not both)")
     _prefect_ready()
+    if flows:
+        return _release_flows(registry, registry_block, base_image, as_json)
     from flows.release import release as flow
 
     with out.err_console.status(f"releasing {model}: bundle, wheels, image, push…"):
@@ -431,6 +441,21 @@ def release(
     out.console.print(result["reference"], highlight=False)
     out.err_console.print(
         f"{result['model']} served by {result['runtime']}; image {result['image']}", highlight=False
+    )
+
+
+def _release_flows(registry: str, registry_block: str | None, base_image: str, as_json: bool) -> None:
+    from flows.build_flows_image import build_flows_image
+
+    with out.err_console.status("building the flows image: wheels, image, push…"):
+        result = build_flows_image(registry=registry, registry_block=registry_block, base_image=base_image)
+    if as_json:
+        return out.print_json(result)
+    out.console.print(result["reference"], highlight=False)
+    out.err_console.print(
+        f"flows image {result['image']} ({len(result['requirements'])} pinned dependencies); "
+        "`provenflow pools create` makes it the Kubernetes work pool's image",
+        highlight=False,
     )
 
 

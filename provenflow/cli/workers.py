@@ -116,7 +116,10 @@ def create(
     kubernetes: Annotated[str, typer.Option(help="Name of the Kubernetes pool.")] = "provenflow-kubernetes",
     image: Annotated[
         str | None,
-        typer.Option(help="Default image of Kubernetes flow runs (a provenflow release, by digest)."),
+        typer.Option(
+            help="Default image of Kubernetes flow runs, by digest (default: the last one `provenflow release "
+            "--flows` recorded in the ledger)."
+        ),
     ] = None,
     namespace: Annotated[str | None, typer.Option(help="Default namespace of Kubernetes flow runs.")] = None,
     template: Annotated[
@@ -143,6 +146,12 @@ def create(
     _prefect_ready()
     from prefect.client.orchestration import get_client
 
+    if image is None and "kubernetes" not in skipped:
+        from provenflow.flows_image import last_reference
+        from provenflow.workspace import Workspace
+
+        if image := last_reference(Workspace.default()):
+            out.err_console.print(f"Kubernetes flow runs use the last flows image, {image}", highlight=False)
     specs = default_pools(
         process=None if "process" in skipped else process,
         vsphere=None if "vsphere" in skipped else vsphere,

@@ -17,7 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 
 class Base(DeclarativeBase):
@@ -64,8 +64,17 @@ class Run(Base):
     prefect_url: Mapped[str | None] = mapped_column(String(1024))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # parameters["trial_key"] of a sweep's model run (provenflow.sweep), as a column so a sweep finds the
+    # trials already done with an index instead of reading every run's parameters. Set with parameters.
+    trial_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
     environment: Mapped[Environment | None] = relationship()
+
+    @validates("parameters")
+    def _keep_trial_key(self, _key: str, parameters: dict | None) -> dict | None:
+        key = (parameters or {}).get("trial_key")
+        self.trial_key = key if isinstance(key, str) else None
+        return parameters
     metrics: Mapped[list[Metric]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="Metric.id"
     )
@@ -225,6 +234,25 @@ class Release(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     model_version: Mapped[ModelVersion] = relationship()
+
+
+class FlowsImage(Base):
+    """An image of the project and its locked dependencies that runs flow runs (the Kubernetes work pool's)."""
+
+    __tablename__ = "flows_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image: Mapped[str] = mapped_column(String(1024))  # repository:tag
+    digest: Mapped[str] = mapped_column(String(128))  # sha256:…
+    reference: Mapped[str] = mapped_column(String(1024))  # repository@sha256:… (what work pools use)
+    base_image: Mapped[str | None] = mapped_column(String(1024))
+    code_commit: Mapped[str | None] = mapped_column(String(64))
+    code_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    # sha256 of the pinned requirements (name==version, one a line) installed in the image.
+    requirements_hash: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict | None] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class Deployment(Base):

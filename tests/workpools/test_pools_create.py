@@ -66,3 +66,28 @@ def test_skip_names_the_known_pools(bad):
     assert isinstance(result.exception, PoolError) and "expected process, vsphere or kubernetes" in str(
         result.exception
     )
+
+
+def test_pools_create_defaults_to_the_last_recorded_flows_image(prefect_api, project):
+    from datetime import UTC, datetime
+
+    from prefect.client.orchestration import get_client
+
+    from provenflow.cli.workers import pools_app
+    from provenflow.ledger import models as m
+    from provenflow.workspace import Workspace
+
+    recorded = "127.0.0.1:5000/provenflow/flows@sha256:" + "4" * 64
+    with Workspace.default().ledger.transaction() as session:
+        session.add(m.FlowsImage(image="127.0.0.1:5000/provenflow/flows:0.1.0-x", digest="sha256:" + "4" * 64,
+                                 reference=recorded, requirements_hash="0" * 64, created_at=datetime.now(UTC)))  # fmt: skip
+    names = ["--kubernetes", "t-kubernetes-recorded", "--skip", "process", "--skip", "vsphere"]
+    result = CliRunner().invoke(pools_app, ["create", *names])
+    assert result.exit_code == 0, result.output
+    assert f"the last flows image, {recorded}" in result.output
+    with get_client(sync_client=True) as client:
+        template = client.read_work_pool("t-kubernetes-recorded").base_job_template
+    assert template == load_kubernetes_template(image=recorded)
+    # --image still wins.
+    result = CliRunner().invoke(pools_app, ["create", *names, "--image", IMAGE, "--json"])
+    assert json.loads(result.stdout)[0]["action"] == "updated"
