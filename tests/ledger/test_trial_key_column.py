@@ -1,4 +1,4 @@
-"""runs.trial_key (migration 0009): a sweep finds the trials already done by an indexed column, and a ledger
+"""runs.trial_key (migration 0010): a sweep finds the trials already done by an indexed column, and a ledger
 upgraded from 0008 keeps finding the trials recorded before it (filled from their parameters)."""
 
 from __future__ import annotations

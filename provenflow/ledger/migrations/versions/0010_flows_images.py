@@ -1,16 +1,16 @@
 """flows_images: the images of the project that run flow runs (the Kubernetes work pool's), by digest;
 runs.trial_key: a sweep's trial key as an indexed column (filled from the parameters of runs recorded before)
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
