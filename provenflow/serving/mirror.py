@@ -66,9 +66,7 @@ class Mirror:
         if parts.scheme != "http" or not parts.hostname:
             from provenflow.errors import ConfigError
 
-            raise ConfigError(
-                f"{URL_ENV}={url!r} is not an http://host:port URL of the challenger's server"
-            )
+            raise ConfigError(f"{URL_ENV}={url!r} is not an http://host:port URL of the challenger's server")
         self.url = url
         self._host = parts.hostname
         self._port = parts.port or 80

@@ -136,7 +136,12 @@ def _serve_one(
     log = open_log(model, log_url, options, fs) if log_url else None
     mirror = Mirror.from_env(options.shadow_url) if options.shadow_url else None
     app = create_app(
-        model, log, options.token, max_rows=options.max_rows, metrics_token=options.metrics_token, mirror=mirror
+        model,
+        log,
+        options.token,
+        max_rows=options.max_rows,
+        metrics_token=options.metrics_token,
+        mirror=mirror,
     )
     if loaded is not None:
         os.write(loaded, b".")
