@@ -95,6 +95,24 @@ def _report(
     }
 
 
+def current_shadow(workspace: Workspace, production_version: str) -> str | None:
+    """The challenger (NAME@VERSION) that the newest ready deployment of ``production_version``
+    mirrors to, as the deploy flow recorded it; None when it mirrors to none."""
+    from sqlalchemy import select
+
+    from provenflow.ledger import models as m
+    from provenflow.refs import resolve_model
+
+    with workspace.ledger.reader() as session:
+        version = resolve_model(session, production_version)
+        rows = session.scalars(
+            select(m.Deployment)
+            .where(m.Deployment.model_version_id == version.id, m.Deployment.state == "ready")
+            .order_by(m.Deployment.id.desc())
+        )
+        return next(((row.details or {}).get("shadow") for row in rows if (row.details or {}).get("shadow")), None)
+
+
 def shadow_agreement(
     workspace: Workspace,
     production_version: str,
