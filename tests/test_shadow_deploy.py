@@ -1,0 +1,156 @@
+"""deploy --shadow-of end to end: local servers (and Kubernetes manifests on the fake API server),
+traffic, both prediction logs, `provenflow shadow-report`, and promotion gated on agreement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import httpx
+import numpy as np
+import pytest
+
+from provenflow.datasets import read_table
+from provenflow.ledger import models as m
+from provenflow.serving.predictlog import read_predictions
+from provenflow.workspace import Workspace
+from tests.conftest import PENGUINS
+from tests.services import CLI
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def train_two(penguins) -> tuple[str, str]:
+    """penguins-species@1 (a forest) as production, @2 (a logistic regression) as challenger."""
+    from flows.data_run import data_run
+    from flows.model_run import model_run
+    from flows.promote import promote
+
+    ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
+    for estimator, params in (("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30}),
+                              ("sklearn.linear_model.LogisticRegression", {"max_iter": 1000})):  # fmt: skip
+        model_run(dataset=ref, target="species", estimator=estimator, params=params, seed=1)
+    promote(model="penguins-species@1", to="production", auto_approve=True)
+    promote(model="penguins-species@2", to="challenger", auto_approve=True)
+    return "penguins-species@production", "penguins-species@challenger"
+
+
+def mixed_records(n: int, seed: int) -> list[dict]:
+    """Columns drawn independently: rows where two different models disagree now and then."""
+    frame = read_table(str(PENGUINS)).drop(columns=["species"])
+    rng = np.random.default_rng(seed)
+    for column in frame.columns:
+        frame[column] = rng.permutation(frame[column].to_numpy())
+    return json.loads(frame.head(n).to_json(orient="records"))
+
+
+def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, penguins):
+    from flows.deploy import deploy
+    from flows.promote import promote
+    from provenflow.deploy.local import servers_folder, stop
+
+    production, challenger = train_two(penguins)
+    placed = deploy(model=challenger, target="local", shadow_of=production)
+    try:
+        assert placed["model"] == "penguins-species@1" and placed["name"] == "provenflow-penguins-species"
+        shadow = placed["shadow"]
+        assert (
+            shadow["model"] == "penguins-species@2" and shadow["name"] == "provenflow-penguins-species-shadow"
+        )
+        assert placed["details"]["shadow_url"] == shadow["endpoint"]
+
+        since = datetime.now(UTC)
+        records = mixed_records(120, seed=5)
+        answered = []
+        with httpx.Client(timeout=30) as client:
+            for i in range(0, 120, 4):
+                answer = client.post(f"{placed['endpoint']}/predict", json={"records": records[i : i + 4]})
+                assert answer.status_code == 200
+                answered.append(answer.json()["request_id"])
+            deadline = time.monotonic() + 60
+            while 'provenflow_shadow_requests_total{outcome="mirrored"} 30.0' not in (
+                text := client.get(f"{placed['endpoint']}/metrics").text
+            ):
+                assert time.monotonic() < deadline, text
+                time.sleep(0.2)
+        time.sleep(2.5)  # local deployments flush their prediction logs every second
+        store = Workspace.default().store.url
+        logs = [read_predictions(store, "penguins-species", v, since=since)[0] for v in (1, 2)]
+        assert [set(log["request_id"]) for log in logs] == [set(answered)] * 2
+
+        done = subprocess.run([CLI, "shadow-report", production, "--json"], capture_output=True, text=True,
+                              cwd=project, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["challenger"] == "penguins-species@2" and report["matched"] == 120
+        by_key = logs[1].set_index(["request_id", "row"])["prediction"]
+        same = [
+            p == by_key[(r, w)]
+            for r, w, p in logs[0][["request_id", "row", "prediction"]].itertuples(index=False)
+        ]
+        assert report["agreement"] == pytest.approx(sum(same) / len(same))
+        assert 0 < report["agreement"] < 1, "the rows should make the models disagree now and then"
+
+        # The gate: the challenger's agreement with production, as a row of the promotion's gate.
+        # Metric tolerances wide open: only the agreement can hold the candidate back.
+        loose = {"accuracy": 1.0, "f1": 1.0, "roc_auc": 1.0}
+        strict = promote(model="penguins-species@2", to="production", auto_approve=True,
+                         require_agreement=report["agreement"] + 0.01, tolerances=loose)  # fmt: skip
+        outcome = strict
+        row = next(r for r in outcome["gate"]["rows"] if r["metric"] == "shadow_agreement")
+        assert row["ok"] is False and row["candidate"] == pytest.approx(report["agreement"])
+        assert outcome["decision"] == "rejected" and outcome["comment"].startswith("shadow_agreement")
+        with Workspace.default().ledger.reader() as s:
+            holder = s.query(m.ModelAlias).filter_by(name="penguins-species", alias="production").one()
+            assert holder.model_version.version == 1
+        passed = promote(model="penguins-species@2", to="production", auto_approve=True,
+                         require_agreement=report["agreement"], tolerances=loose)  # fmt: skip
+        assert passed["decision"] == "approved"
+        assert next(r for r in passed["gate"]["rows"] if r["metric"] == "shadow_agreement")["ok"] is True
+    finally:
+        for name in ("provenflow-penguins-species", "provenflow-penguins-species-shadow"):
+            stop(servers_folder() / name)
+
+
+def test_a_model_cannot_shadow_itself(project, penguins):
+    from flows.deploy import deploy
+    from provenflow.deploy.errors import DeployError
+
+    production, _ = train_two(penguins)
+    with pytest.raises(DeployError, match="same version"):
+        deploy(model="penguins-species@1", target="local", shadow_of=production)
+
+
+def test_kubernetes_production_gets_the_challengers_service_url(project, penguins, tmp_path):
+    from blocks.kubernetes import KubernetesTarget
+    from flows.deploy import deploy
+    from provenflow.refs import resolve_model
+    from tests.k8s.fake_apiserver import FakeKubernetes
+
+    production, challenger = train_two(penguins)
+    with Workspace.default().ledger.transaction() as s:  # releases as the release flow records them
+        for ref, digit in ((production, "a"), (challenger, "b")):
+            version = resolve_model(s, ref)
+            reference = f"registry.local:5000/provenflow/penguins-species@sha256:{digit * 64}"
+            s.add(m.Release(model_version_id=version.id, image="x", digest=f"sha256:{digit * 64}", reference=reference,
+                            labels={"io.provenflow.model.hash": version.hash}, created_at=datetime.now(UTC)))  # fmt: skip
+    with FakeKubernetes(ready_delay=0.1, deadline_delay=0.3) as fake:
+        kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+        KubernetesTarget(
+            namespace="models", kubeconfig_path=str(kubeconfig), readiness_timeout_seconds=10
+        ).save("fake-cluster", overwrite=True)
+        placed = deploy(model=challenger, target="kubernetes", kubernetes_block="fake-cluster", timeout=20,
+                        shadow_of=production)  # fmt: skip
+        service = "http://provenflow-penguins-species-shadow.models.svc.cluster.local:80"
+        assert placed["shadow"]["endpoint"] == service
+        objects = {d["metadata"]["name"]: d for d in fake.list("deployments", "models")}
+        assert set(objects) == {"provenflow-penguins-species", "provenflow-penguins-species-shadow"}
+        envs = {name: {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+                for name, d in objects.items()}  # fmt: skip
+        assert envs["provenflow-penguins-species"]["PROVENFLOW_SHADOW_URL"] == service
+        assert "PROVENFLOW_SHADOW_URL" not in envs["provenflow-penguins-species-shadow"]
+        images = {n: d["spec"]["template"]["spec"]["containers"][0]["image"] for n, d in objects.items()}
+        assert images["provenflow-penguins-species"].endswith("a" * 64)
+        assert images["provenflow-penguins-species-shadow"].endswith("b" * 64)
