@@ -92,6 +92,11 @@ def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, 
         ]
         assert report["agreement"] == pytest.approx(sum(same) / len(same))
         assert 0 < report["agreement"] < 1, "the rows should make the models disagree now and then"
+        shown = subprocess.run([CLI, "shadow-report", production, "penguins-species@challenger"], capture_output=True,
+                               text=True, cwd=project, timeout=120)  # fmt: skip
+        assert (
+            shown.returncode == 0 and "120 of 120 production rows answered by both (100.0%)" in shown.stderr
+        )
 
         # The gate: the challenger's agreement with production, as a row of the promotion's gate.
         # Metric tolerances wide open: only the agreement can hold the candidate back.
@@ -121,6 +126,13 @@ def test_a_model_cannot_shadow_itself(project, penguins):
     production, _ = train_two(penguins)
     with pytest.raises(DeployError, match="same version"):
         deploy(model="penguins-species@1", target="local", shadow_of=production)
+    done = subprocess.run(
+        [CLI, "shadow-report", production], capture_output=True, text=True, cwd=project, timeout=120
+    )
+    assert done.returncode == 1 and done.stderr.startswith(
+        "Error: no deployment of penguins-species@production"
+    )
+    assert "Traceback" not in done.stderr
 
 
 def test_kubernetes_production_gets_the_challengers_service_url(project, penguins, tmp_path):
