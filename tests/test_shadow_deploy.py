@@ -18,6 +18,7 @@ from provenflow.serving.predictlog import read_predictions
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS
 from tests.services import CLI
+from tests.test_release_deploy import docker_client, registry  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -166,3 +167,42 @@ def test_kubernetes_production_gets_the_challengers_service_url(project, penguin
         images = {n: d["spec"]["template"]["spec"]["containers"][0]["image"] for n, d in objects.items()}
         assert images["provenflow-penguins-species"].endswith("a" * 64)
         assert images["provenflow-penguins-species-shadow"].endswith("b" * 64)
+
+
+def test_docker_production_mirrors_to_a_challenger_container(project, penguins, docker_client, registry):  # noqa: F811
+    from flows.deploy import deploy
+    from flows.release import release
+    from provenflow.deploy.docker import SHADOW_NETWORK
+
+    production, challenger = train_two(penguins)
+    for ref in (production, challenger):
+        release(model=ref, registry=registry)
+    names = ("provenflow-penguins-species", "provenflow-penguins-species-shadow")
+    try:
+        since = datetime.now(UTC)
+        placed = deploy(model=challenger, target="docker", shadow_of=production, timeout=90)
+        assert placed["details"]["shadow_url"] == "http://provenflow-penguins-species-shadow:8080"
+        answered = []
+        with httpx.Client(timeout=30) as client:
+            for i in range(0, 40, 4):
+                answer = client.post(
+                    f"{placed['endpoint']}/predict", json={"records": mixed_records(40, 9)[i : i + 4]}
+                )
+                assert answer.status_code == 200
+                answered.append(answer.json()["request_id"])
+            deadline = time.monotonic() + 60
+            while 'provenflow_shadow_requests_total{outcome="mirrored"} 10.0' not in (
+                text := client.get(f"{placed['endpoint']}/metrics").text
+            ):
+                assert time.monotonic() < deadline, text
+                time.sleep(0.5)
+        for name in names:  # a clean stop writes the last prediction-log segment
+            docker_client.containers.get(name).stop(timeout=30)
+        store = Workspace.default().store.url
+        logs = [read_predictions(store, "penguins-species", v, since=since)[0] for v in (1, 2)]
+        assert [set(log["request_id"]) for log in logs] == [set(answered)] * 2
+        assert SHADOW_NETWORK in docker_client.containers.get(names[1]).attrs["NetworkSettings"]["Networks"]
+    finally:
+        for name in names:
+            for c in docker_client.containers.list(all=True, filters={"name": f"^{name}(-next)?$"}):
+                c.remove(force=True)
