@@ -70,8 +70,16 @@ def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, 
                 answer = client.post(f"{placed['endpoint']}/predict", json={"records": records[i : i + 4]})
                 assert answer.status_code == 200
                 answered.append(answer.json()["request_id"])
+            # The Open Inference Protocol's requests are mirrored too (by model name: both are penguins-species).
+            meta = client.get(f"{placed['endpoint']}/v2/models/penguins-species").json()
+            tensors = [{"name": i["name"], "shape": [2], "datatype": i["datatype"],
+                        "data": [r[i["name"]] for r in records[:2]]} for i in meta["inputs"]]  # fmt: skip
+            v2 = client.post(f"{placed['endpoint']}/v2/models/penguins-species/versions/1/infer",
+                             json={"inputs": tensors}, headers={"x-request-id": "v2-request"})  # fmt: skip
+            assert v2.status_code == 200, v2.text
+            answered.append("v2-request")
             deadline = time.monotonic() + 60
-            while 'provenflow_shadow_requests_total{outcome="mirrored"} 30.0' not in (
+            while 'provenflow_shadow_requests_total{outcome="mirrored"} 31.0' not in (
                 text := client.get(f"{placed['endpoint']}/metrics").text
             ):
                 assert time.monotonic() < deadline, text
@@ -85,7 +93,7 @@ def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, 
                               cwd=project, timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)
-        assert report["challenger"] == "penguins-species@2" and report["matched"] == 120
+        assert report["challenger"] == "penguins-species@2" and report["matched"] == 122
         by_key = logs[1].set_index(["request_id", "row"])["prediction"]
         same = [
             p == by_key[(r, w)]
@@ -96,7 +104,7 @@ def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, 
         shown = subprocess.run([CLI, "shadow-report", production, "penguins-species@challenger"], capture_output=True,
                                text=True, cwd=project, timeout=120)  # fmt: skip
         assert (
-            shown.returncode == 0 and "120 of 120 production rows answered by both (100.0%)" in shown.stderr
+            shown.returncode == 0 and "122 of 122 production rows answered by both (100.0%)" in shown.stderr
         )
 
         # The gate: the challenger's agreement with production, as a row of the promotion's gate.

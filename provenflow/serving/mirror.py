@@ -154,7 +154,7 @@ class Mirror:
                 outcome = "mirrored" if 200 <= status < 300 else "rejected"
             except TimeoutError:
                 outcome = "timeout"
-            except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+            except Exception as exc:  # refused, reset, a broken answer: a sender must never die of it
                 logger.debug("mirroring %s to %s failed: %s", item.request_id, self.url, exc)
                 outcome = "failed"
             if outcome in ("timeout", "failed") and connection is not None:

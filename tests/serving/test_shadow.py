@@ -118,6 +118,27 @@ def test_both_servers_log_the_same_request_ids_and_the_report_matches_the_answer
     assert sum(w["matched"] for w in report["windows"]) == 60
 
 
+def test_the_callers_token_goes_with_the_copy(bundles, recorded, tmp_path):  # noqa: F811
+    challenger = start_server(bundles["logistic"], str(tmp_path / "challenger"), token="same-token")
+    production = start_server(
+        bundles["forest"], str(tmp_path / "production"), token="same-token",
+        env={"PROVENFLOW_SHADOW_URL": challenger.url},
+    )  # fmt: skip
+    try:
+        rows = records_of(recorded.frame.head(2), feature_names(bundles["forest"]))
+        auth = {"authorization": "Bearer same-token"}
+        assert (
+            httpx.post(f"{production.url}/predict", json={"records": rows}, headers=auth).status_code == 200
+        )
+        assert (
+            httpx.post(f"{production.url}/predict", json={"records": rows}).status_code == 401
+        )  # not mirrored
+        assert wait_counts(production.url, lambda c: c["mirrored"] == 1)["rejected"] == 0
+    finally:
+        production.stop()
+        challenger.stop()
+
+
 def test_compare_predictions_pairs_rows_and_leaves_out_reused_ids():
     import pandas as pd
 
