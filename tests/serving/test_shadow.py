@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from provenflow.serving.predictlog import read_predictions
-from provenflow.shadow import compare_predictions, shadow_agreement
+from provenflow.shadow import shadow_agreement
 from tests.serving.conftest import bundles, recorded, records_of, start_server  # noqa: F401 (fixtures)
 from tests.serving.test_app import feature_names
 
@@ -137,28 +137,3 @@ def test_the_callers_token_goes_with_the_copy(bundles, recorded, tmp_path):  # n
     finally:
         production.stop()
         challenger.stop()
-
-
-def test_compare_predictions_pairs_rows_and_leaves_out_reused_ids():
-    import pandas as pd
-
-    t0 = pd.Timestamp("2026-11-29T10:00:00Z")
-    production = pd.DataFrame({
-        "request_id": ["a", "a", "b", "c", "c", "d"], "row": [0, 1, 0, 0, 0, 0],
-        "time": [t0, t0, t0 + pd.Timedelta(minutes=70), t0, t0, t0],
-        "prediction": ["x", "y", "x", "x", "x", "y"], "proba_x": [0.9, 0.2, 0.6, 0.5, 0.5, 0.1],
-        "proba_y": [0.1, 0.8, 0.4, 0.5, 0.5, 0.9],
-    })  # fmt: skip
-    challenger = pd.DataFrame({
-        "request_id": ["a", "a", "b", "c"], "row": [0, 1, 0, 0], "time": [t0] * 4,
-        "prediction": ["x", "x", "y", "x"], "proba_x": [0.7, 0.6, 0.4, 0.5], "proba_y": [0.3, 0.4, 0.6, 0.5],
-    })  # fmt: skip
-    report = compare_predictions(production, challenger)
-    # c/0 twice in production: ambiguous; d never reached the challenger.
-    assert report["ambiguous_rows"] == 2 and report["matched"] == 3 and report["coverage"] == 0.5
-    assert report["agreement"] == pytest.approx(1 / 3)
-    assert report["mean_abs_proba_difference"] == pytest.approx((0.2 + 0.4 + 0.2) / 3)
-    assert [(w["start"], w["matched"], w["agreement"]) for w in report["windows"]] == [
-        ("2026-11-29T10:00:00+00:00", 2, 0.5),
-        ("2026-11-29T11:00:00+00:00", 1, 0.0),
-    ]
