@@ -11,6 +11,10 @@ header, and read and discard the answers. Nothing the challenger does reaches pr
   closed), the queue fills, and what does not fit is dropped and counted, never buffered without
   bound (``max_requests`` bodies and ``max_bytes`` bytes at most).
 
+The body is kept, not copied, from its arrival until it is sent: with a shadow, a big batch's body
+stays in memory through its own prediction (the server without one drops it once parsed), and what
+waits in the queue is bounded by ``max_bytes``. Only answered (200) requests are mirrored.
+
 HTTP/1.1 by h11 (uvicorn's own protocol library, so the image needs nothing more) over asyncio
 streams, one keep-alive connection per sender task.
 """
