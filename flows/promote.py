@@ -14,7 +14,7 @@ import provenflow
 from flows._flow import flow
 from provenflow import registry
 from provenflow.ledger import models as m
-from tasks.registry import score_on_holdout, wait_for_approval
+from tasks.registry import score_on_holdout, shadow_agreement, wait_for_approval
 from tasks.workspace import open_workspace
 
 
@@ -28,6 +28,7 @@ def promote(
     comment: str | None = None,
     approval_timeout: int = 3600,
     approval_poll_seconds: int = 5,
+    require_agreement: float | None = None,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
@@ -37,6 +38,8 @@ def promote(
     candidate must not be worse than the holder by more than TOLERANCES (metric → allowed drop,
     0.01 by default). Then the flow run pauses for an approval in the Prefect UI, unless
     AUTO_APPROVE. Approvals and rejections are recorded with who, when, why and the metric diff.
+    REQUIRE_AGREEMENT (e.g. 0.9): the candidate must also have run as the holder's shadow challenger
+    and agreed with its predictions on at least that fraction of the rows both answered.
     """
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
@@ -45,6 +48,7 @@ def promote(
         "auto_approve": auto_approve,
         "tolerances": tolerances,
         "dataset": dataset,
+        "require_agreement": require_agreement,
     }
     with provenflow.start(f"promote-{model}", kind="promotion", flow="promote", parameters=parameters,
                           workspace=workspace) as run:  # fmt: skip
@@ -57,6 +61,12 @@ def promote(
         gate = registry.metric_gate(
             scores.candidate_metrics, scores.holder_metrics, tolerances, scores.holder, scores.dataset
         )
+        if require_agreement is not None:
+            if scores.holder is None:  # say so before any logs are read
+                gate = registry.agreement_gate(gate, {}, require_agreement)
+            report = shadow_agreement(workspace, scores.holder, scores.candidate)
+            gate = registry.agreement_gate(gate, report, require_agreement)
+            run.log_metrics({"shadow.agreement": report["agreement"], "shadow.rows": report["matched"]})
         run.log_metrics({f"candidate.{k}": v for k, v in scores.candidate_metrics.items()})
         run.log_metrics({f"holder.{k}": v for k, v in (scores.holder_metrics or {}).items()})
         if not gate.passed:

@@ -90,6 +90,26 @@ def metric_gate(
     return GateResult(all(r["ok"] for r in rows), holder_ref, dataset, rows)
 
 
+def agreement_gate(gate: GateResult, report: dict, minimum: float) -> GateResult:
+    """Add the shadow gate to ``gate``: the candidate, deployed as the holder's shadow challenger
+    (``provenflow deploy CANDIDATE --shadow-of HOLDER``), agreed with the holder's predictions on at
+    least ``minimum`` of the rows both answered (``shadow.shadow_agreement``'s ``report``). It shows
+    as one more row of the gate's table, so the approval form shows it too."""
+    if not 0.0 < minimum <= 1.0:
+        raise PromotionError(f"the required agreement {minimum} is not a fraction in (0, 1]; e.g. 0.9")
+    if gate.holder is None:
+        raise PromotionError("no model holds this alias yet: there is no production to agree with")
+    if not report.get("matched"):
+        raise PromotionError(
+            f"no rows answered by both {report.get('production')} and its shadow {report.get('challenger')}; "
+            f"deploy the candidate with --shadow-of {gate.holder} and send traffic first"
+        )
+    agreement = report["agreement"]
+    row = {"metric": "shadow_agreement", "candidate": agreement, "holder": 1.0, "change": agreement - 1.0,
+           "tolerance": round(1.0 - minimum, 6), "ok": agreement >= minimum, "rows": report["matched"]}  # fmt: skip
+    return GateResult(gate.passed and row["ok"], gate.holder, gate.dataset, [*gate.rows, row])
+
+
 def check_alias(alias: str) -> str:
     check_name(alias, "alias")
     if alias == "latest" or alias.isdigit():

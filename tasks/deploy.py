@@ -14,11 +14,20 @@ from provenflow.workspace import Workspace
 
 @task(cache_policy=NO_CACHE)
 def run_on_docker(
-    workspace: Workspace, reference: str, name: str, port: int | None, env: dict, labels: dict, timeout: float
+    workspace: Workspace,
+    reference: str,
+    name: str,
+    port: int | None,
+    env: dict,
+    labels: dict,
+    timeout: float,
+    network: str | None = None,
 ) -> docker_target.DockerDeployment:
     env = {"PROVENFLOW_PREDICTION_LOG_URL": docker_target.CONTAINER_STORE, **env}
     volumes = docker_target.predictions_mount(Path(workspace.store.root)) if workspace.store.local else {}
-    return docker_target.deploy(docker_client(), reference, name, port, env, volumes, labels, timeout)
+    return docker_target.deploy(
+        docker_client(), reference, name, port, env, volumes, labels, timeout, network
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -44,7 +53,13 @@ def run_on_kubernetes(
 
 @task(cache_policy=NO_CACHE)
 def run_locally(
-    workspace: Workspace, model: str, model_hash: str, name: str, port: int | None, timeout: float
+    workspace: Workspace,
+    model: str,
+    model_hash: str,
+    name: str,
+    port: int | None,
+    timeout: float,
+    env: dict[str, str] | None = None,
 ) -> local_target.LocalDeployment:
     """Export the bundle of MODEL (an exact NAME@VERSION) under .provenflow/deployments/NAME/ and
     serve it from a background process."""
@@ -55,4 +70,4 @@ def run_locally(
     if not (bundle / "metadata.json").exists():
         shutil.rmtree(bundle, ignore_errors=True)
         export_bundle(workspace, model, bundle)
-    return local_target.deploy(bundle, folder, name, workspace.store.url, port, timeout, model_hash)
+    return local_target.deploy(bundle, folder, name, workspace.store.url, port, timeout, model_hash, env)

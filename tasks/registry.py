@@ -113,3 +113,11 @@ def _take_back_expired_pause(why: str) -> None:
 
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(flow_run.get_id(), Running(message=why), force=True)
+
+
+@task(cache_policy=NO_CACHE)
+def shadow_agreement(workspace: Workspace, production: str, challenger: str) -> dict:
+    """How often CHALLENGER, shadowing PRODUCTION, agreed with it (all logged rows)."""
+    from provenflow.shadow import shadow_agreement as agreement
+
+    return agreement(workspace, production, challenger)

@@ -357,6 +357,13 @@ def promote(
         str | None, typer.Option(help="Score on this dataset's held-out rows instead of the candidate's.")
     ] = None,
     comment: Annotated[str | None, typer.Option(help="Why; recorded with the decision.")] = None,
+    require_agreement: Annotated[
+        float | None,
+        typer.Option(
+            help="Also require this agreement (0-1) with the holder while the candidate ran as its shadow "
+            "(deploy --shadow-of)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Move an alias to a model version behind a metric gate and an approval (the promote flow)."""
@@ -376,6 +383,7 @@ def promote(
         tolerances=tolerances or None,
         dataset=dataset,
         comment=comment,
+        require_agreement=require_agreement,
     )
     if as_json:
         out.print_json(result)
@@ -469,6 +477,13 @@ def deploy(
     kubernetes_block: Annotated[
         str | None, typer.Option(help="A provenflow-kubernetes-target block.")
     ] = None,
+    shadow_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Deploy MODEL as a shadow challenger of this version (e.g. NAME@production), which is "
+            "redeployed (on --port) to mirror its requests to MODEL."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the newest release of a model version on Docker or Kubernetes; wait until it is ready."""
@@ -478,12 +493,18 @@ def deploy(
     from flows.deploy import deploy as flow
 
     with out.err_console.status(f"deploying {model} to {target}…"):
-        result = flow(model=model, target=target, port=port, kubernetes_block=kubernetes_block)
+        result = flow(model=model, target=target, port=port, kubernetes_block=kubernetes_block, shadow_of=shadow_of)
     if as_json:
         return out.print_json(result)
     out.console.print(result["endpoint"], highlight=False)
     image = f" ({result['image']})" if result.get("image") else ""  # a local deploy runs no image
     out.err_console.print(f"{result['model']}{image} ready on {target} as {result['name']}", highlight=False)
+    if shadow := result.get("shadow"):
+        out.err_console.print(
+            f"mirroring its requests to the shadow {shadow['model']} ({shadow['name']}, {shadow['endpoint']}); "
+            f"compare them with `provenflow shadow-report {result['model']} {shadow['model']}`",
+            highlight=False,
+        )
 
 
 @app.command("drift-check")
@@ -572,6 +593,56 @@ def feedback(
             f"{shown}{more}",
             highlight=False,
         )
+
+
+@app.command("shadow-report")
+def shadow_report(
+    production: Annotated[str, typer.Argument(help="The production model, NAME@ALIAS or NAME@VERSION.")],
+    challenger: Annotated[
+        str | None,
+        typer.Argument(help="Its shadow challenger; default: the one its deployment mirrors to."),
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Start of the window (ISO time); default: all.")] = None,
+    window: Annotated[int, typer.Option(help="Minutes per row of the report.", min=1)] = 60,
+    as_json: JsonOpt = False,
+) -> None:
+    """How often a shadow challenger agrees with production, from their two prediction logs."""
+    from datetime import UTC, datetime, timedelta
+
+    from provenflow.errors import ConfigError
+    from provenflow.shadow import current_shadow, shadow_agreement
+
+    start = None
+    if since:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise typer.BadParameter(f"--since {since!r} is not an ISO time such as 2026-11-29T10:00") from None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    workspace = _workspace()
+    challenger = challenger or current_shadow(workspace, production)
+    if challenger is None:
+        raise ConfigError(
+            f"no deployment of {production} mirrors to a shadow; name the challenger "
+            f"(provenflow shadow-report {production} NAME@VERSION) or deploy one with --shadow-of {production}"
+        )
+    report = shadow_agreement(workspace, production, challenger, since=start, window=timedelta(minutes=window))
+    if as_json:
+        return out.print_json(report)
+    spread = "mean_abs_proba_difference" if "mean_abs_proba_difference" in report else "mean_abs_difference"
+    out.table(
+        f"{report['production']} vs shadow {report['challenger']}",
+        ["window start", "rows", "agreement", spread.replace("_", " ")],
+        [[w["start"][:16], w["matched"], w["agreement"], w.get(spread)] for w in report["windows"]],
+    )
+    coverage = "n/a" if report["coverage"] is None else f"{report['coverage']:.1%}"
+    out.err_console.print(
+        f"{report['matched']} of {report['production_rows']} production rows answered by both ({coverage}); "
+        f"agreement {out.fmt(report['agreement'])}"
+        + (f"; {report['ambiguous_rows']} rows with reused request ids left out" if report["ambiguous_rows"] else ""),
+        highlight=False,
+    )
+    out.warnings([{"level": "warning", "message": f"unreadable segment {s}"} for s in report["skipped_segments"]])
 
 
 # -- reading the ledger -------------------------------------------------------------------

@@ -17,6 +17,8 @@ from provenflow.probe import answers_ok
 from provenflow.release import SERVING_PORT, SERVING_USER
 
 CONTAINER_STORE = "/store"
+# A production container reaches its shadow challenger by name on this user-defined network.
+SHADOW_NETWORK = "provenflow-shadow"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,15 @@ def predictions_mount(store_root: Path) -> dict:
     return {str(folder): {"bind": f"{CONTAINER_STORE}/predictions", "mode": "rw"}}
 
 
+def _network(client: Any, name: str) -> None:
+    from docker.errors import NotFound
+
+    try:
+        client.networks.get(name)
+    except NotFound:
+        client.networks.create(name, driver="bridge", labels={"io.provenflow.purpose": "shadow"})
+
+
 def deploy(
     client: Any,
     image: str,
@@ -74,7 +85,11 @@ def deploy(
     volumes: dict,
     labels: dict[str, str],
     timeout: float = 90.0,
+    network: str | None = None,
 ) -> DockerDeployment:
+    """Start ``image`` as container ``name`` (replacing the one of that name once it is ready). With
+    ``network``, the container joins that user-defined network (made if missing) with ``name`` as its
+    alias from the start, so other containers there reach it by name during and after the swap."""
     from docker.errors import APIError, NotFound
 
     try:
@@ -90,11 +105,16 @@ def deploy(
         pass
     if old is not None and port:
         old.stop(timeout=10)  # the fixed host port must be free for the new container
+    networking = {}
+    if network:
+        _network(client, network)
+        networking = {"network": network,
+                      "networking_config": {network: client.api.create_endpoint_config(aliases=[name])}}  # fmt: skip
     try:
         container = client.containers.run(
             image, name=candidate_name, detach=True, environment=env, volumes=volumes, labels=labels,
             ports={f"{SERVING_PORT}/tcp": ("127.0.0.1", port) if port else ("127.0.0.1", None)},
-            restart_policy={"Name": "unless-stopped"}, user=str(SERVING_USER),
+            restart_policy={"Name": "unless-stopped"}, user=str(SERVING_USER), **networking,
         )  # fmt: skip
     except APIError as exc:
         if old is not None and port:

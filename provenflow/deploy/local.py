@@ -96,7 +96,14 @@ def _serves(endpoint: str, model_hash: str) -> bool:
 
 
 def deploy(
-    bundle: Path, folder: Path, name: str, log_url: str, port: int | None, timeout: float, model_hash: str
+    bundle: Path,
+    folder: Path,
+    name: str,
+    log_url: str,
+    port: int | None,
+    timeout: float,
+    model_hash: str,
+    env: dict[str, str] | None = None,
 ) -> LocalDeployment:
     folder.mkdir(parents=True, exist_ok=True)
     if port and not _port_free(port):
@@ -107,7 +114,7 @@ def deploy(
             )
         stop(folder)  # our own previous server holds the fixed port: it has to make way
     port = port or _free_port()
-    env = {**os.environ, "PROVENFLOW_PREDICTION_LOG_URL": log_url}
+    env = {**os.environ, **(env or {}), "PROVENFLOW_PREDICTION_LOG_URL": log_url}
     with open(folder / "server.log", "ab") as log:
         process = subprocess.Popen(
             # Short flushes: a local deployment is for trying things, where a drift check right after

@@ -60,6 +60,7 @@ from provenflow.serving.bundle import LoadedModel
 from provenflow.serving.inputs import Problem, RequestError, parse_request
 from provenflow.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from provenflow.serving.metrics import ServerMetrics
+from provenflow.serving.mirror import Mirror
 from provenflow.serving.predictlog import PredictionLog, PredictionLogFull
 from provenflow.serving.runtime import Predictions
 from provenflow.serving.v2 import infer_answer, model_metadata, parse_infer
@@ -84,16 +85,18 @@ def create_app(
     max_rows: int = DEFAULT_MAX_ROWS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     metrics_token: str | None = None,
+    mirror: Mirror | None = None,
 ) -> FastAPI:
     """The server for one loaded model. With ``token``, /predict, /metadata and the V2 model
     endpoints need ``Authorization: Bearer <token>``; /health, /ready and V2's health stay open for
     probes. /metrics is open (counts only, no inputs or predictions) unless ``metrics_token`` is set:
     Prometheus scrapes with its own credential, never the prediction token.
-    The prediction log is started and closed (flushed) with the app's lifespan."""
+    The prediction log is started and closed (flushed) with the app's lifespan. With ``mirror``, every
+    answered prediction request is also queued for a shadow challenger (``mirror.py``), never awaited."""
     prediction_log = log
     expected = f"Bearer {token}".encode() if token else None
     expected_metrics = f"Bearer {metrics_token}".encode() if metrics_token else None
-    metrics = ServerMetrics(model, log)
+    metrics = ServerMetrics(model, log, mirror)
     identity = {"name": model.metadata.name, "version": model.metadata.version, "hash": model.metadata.hash}
     classes = model.classes
     logged_ids = (
@@ -107,6 +110,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if prediction_log is not None:
             prediction_log.start()
+        if mirror is not None:
+            await mirror.start()
         # Everything loaded so far (libraries, the model, the app) lives as long as the server: out of
         # the collector's sight, a full collection scans only what requests left behind (~80 ms -> ~0).
         gc.collect()
@@ -114,6 +119,8 @@ def create_app(
         try:
             yield
         finally:
+            if mirror is not None:
+                await mirror.stop()
             if prediction_log is not None:
                 await run_in_threadpool(prediction_log.close)
 
@@ -172,11 +179,17 @@ def create_app(
             body = await _body(request, max_body_bytes)
         except RequestError as exc:  # too big: answer and close, leaving the rest of the body unread
             return _json({**exc.body(), "request_id": request_id}, exc.status, {"connection": "close"})
+        # The shadow challenger gets the same body, kept (not copied) until it is sent.
+        kept = body if mirror is not None else None
         if model.runtime == "onnx" and len(body) <= inline_bytes:
-            return answer([body], request_id)
-        bodies = [body]
-        del body  # answer() drops the body once parsed: a 60 MB body is not kept through prediction
-        return await run_in_threadpool(answer, bodies, request_id)
+            response = answer([body], request_id)
+        else:
+            bodies = [body]
+            del body  # answer() drops the body once parsed: a 60 MB body is not kept through prediction
+            response = await run_in_threadpool(answer, bodies, request_id)
+        if kept is not None and response.status_code == 200:
+            mirror.offer("/predict", kept, request_id, request.headers.get("authorization"))
+        return response
 
     def answer(bodies: list[bytearray], request_id: str, v2: bool = False) -> Response:
         """Parse, predict, log and serialize: on the event loop for small ONNX requests, else in a thread.
@@ -315,11 +328,17 @@ def create_app(
             body = await _body(request, max_body_bytes)
         except RequestError as exc:
             return _v2_error(exc.body(), exc.status, request_id, {"connection": "close"})
+        kept = body if mirror is not None else None
         if model.runtime == "onnx" and len(body) <= inline_bytes:
-            return answer([body], request_id, v2=True)
-        bodies = [body]
-        del body
-        return await run_in_threadpool(answer, bodies, request_id, True)
+            response = answer([body], request_id, v2=True)
+        else:
+            bodies = [body]
+            del body
+            response = await run_in_threadpool(answer, bodies, request_id, True)
+        if kept is not None and response.status_code == 200:
+            # By name only: the challenger serves another version of the model.
+            mirror.offer(f"/v2/models/{name}/infer", kept, request_id, request.headers.get("authorization"))
+        return response
 
     def _v2_missing(name: str, version: str | None) -> Response | None:
         if name != identity["name"]:

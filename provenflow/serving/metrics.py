@@ -12,6 +12,9 @@ Series (all prefixed ``provenflow_``):
     prediction_log_buffered_rows                   rows in write-ahead files not yet in a segment (backlog)
     prediction_log_written_rows_total              rows written into the log's segments
     prediction_log_healthy                         0 while the log cannot write (then /predict answers 503)
+    shadow_requests_total{outcome}                 with a shadow challenger (``mirror.py``): copies mirrored,
+                                                   rejected, failed, timeout, dropped (queue full)
+    shadow_queued_requests                         copies waiting to be sent to the challenger
 
 The counts are plain integers under one lock, turned into metric families by prometheus-client
 at scrape time (a collector on this app's own registry, so several apps in one process never share
@@ -37,6 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 if TYPE_CHECKING:
     from provenflow.serving.bundle import LoadedModel
+    from provenflow.serving.mirror import Mirror
     from provenflow.serving.predictlog import PredictionLog
     from provenflow.serving.runtime import Predictions
 
@@ -51,7 +55,7 @@ VALUE_BUCKETS = tuple(sorted([-b for b in _POSITIVE] + [0.0] + _POSITIVE))
 class ServerMetrics:
     """The counts one server process keeps, and their Prometheus exposition."""
 
-    def __init__(self, model: LoadedModel, log: PredictionLog | None) -> None:
+    def __init__(self, model: LoadedModel, log: PredictionLog | None, mirror: Mirror | None = None) -> None:
         meta = model.metadata
         self._info = {
             "name": meta.name,
@@ -60,6 +64,7 @@ class ServerMetrics:
             "runtime": model.runtime,
         }
         self._log = log
+        self._mirror = mirror
         self._lock = threading.Lock()  # requests run on the event loop and in the thread pool
         self._requests: dict[tuple[str, str], int] = {}
         self._latency: dict[str, list] = {}  # endpoint -> [per-bucket counts (last: +Inf), sum]
@@ -166,6 +171,18 @@ class ServerMetrics:
             yield GaugeMetricFamily(
                 "provenflow_prediction_log_healthy", "1 while the prediction log writes, 0 while it cannot",
                 value=0 if self._log.error is not None else 1,
+            )  # fmt: skip
+        if self._mirror is not None:
+            family = CounterMetricFamily(
+                "provenflow_shadow_requests", "Copies of answered requests for the shadow challenger, by outcome",
+                labels=["outcome"],
+            )  # fmt: skip
+            for outcome, count in self._mirror.counts().items():
+                family.add_metric([outcome], count)
+            yield family
+            yield GaugeMetricFamily(
+                "provenflow_shadow_queued_requests", "Copies waiting to be sent to the shadow challenger",
+                value=self._mirror.queued,
             )  # fmt: skip
 
 

@@ -1,11 +1,14 @@
 """Running the server: ``serve()`` for ``provenflow serve``, and the container image's entry point.
 
-Container entry (``python -m provenflow.serving --bundle /model --port 8080``) reads three
+Container entry (``python -m provenflow.serving --bundle /model --port 8080``) reads these
 environment variables, the only configuration an image gets at run time:
 
     PROVENFLOW_PREDICTION_LOG_URL   where the prediction log goes (fsspec URL; default ./predictions)
     PROVENFLOW_SERVE_TOKEN          bearer token for /predict, /metadata and /v2/models/... (unset: no auth)
     PROVENFLOW_METRICS_TOKEN        bearer token for /metrics (unset: open, as Prometheus scrapes expect)
+    PROVENFLOW_SHADOW_URL           optional: http://host:port of a shadow challenger's server; every
+                                    answered request is mirrored there, never awaited (mirror.py);
+                                    PROVENFLOW_SHADOW_QUEUE and _TIMEOUT tune it (1000 copies, 5 s)
     PROVENFLOW_SIGNING_KEY          optional: check the bundle's seal too, not only its hashes
                                     (the release verified the seal when it exported the bundle)
 
@@ -43,6 +46,8 @@ from typing import TYPE_CHECKING
 from provenflow.errors import ProvenflowError
 from provenflow.serving.app import DEFAULT_MAX_ROWS, create_app
 from provenflow.serving.bundle import LoadedModel, export_bundle, load_bundle
+from provenflow.serving.mirror import URL_ENV as SHADOW_URL_ENV
+from provenflow.serving.mirror import Mirror
 from provenflow.serving.predictlog import PredictionLog
 from provenflow.signing import SigningKey, parse_key
 
@@ -70,6 +75,7 @@ class ServerOptions:
     log_fsync: bool = False
     workers: int = 1
     metrics_token: str | None = None
+    shadow_url: str | None = None
 
 
 def serve(
@@ -93,7 +99,7 @@ def serve(
         export_bundle(workspace, ref, bundle, onnx=onnx)
         options = ServerOptions(
             host=host, port=port, token=token, use_onnx=onnx, workers=workers,
-            metrics_token=os.environ.get(METRICS_TOKEN_ENV) or None,
+            metrics_token=os.environ.get(METRICS_TOKEN_ENV) or None, shadow_url=os.environ.get(SHADOW_URL_ENV) or None,
         )  # fmt: skip
         return serve_bundle(bundle, options, workspace.store.root, fs=workspace.store.fs, key=key)
 
@@ -134,8 +140,14 @@ def _serve_one(
 
     threadpool_limits(1)
     log = open_log(model, log_url, options, fs) if log_url else None
+    mirror = Mirror.from_env(options.shadow_url) if options.shadow_url else None
     app = create_app(
-        model, log, options.token, max_rows=options.max_rows, metrics_token=options.metrics_token
+        model,
+        log,
+        options.token,
+        max_rows=options.max_rows,
+        metrics_token=options.metrics_token,
+        mirror=mirror,
     )
     if loaded is not None:
         os.write(loaded, b".")
@@ -149,6 +161,7 @@ def _serve_one(
     print(
         f"serving {model.metadata.ref} ({model.metadata.hash[:12]}) with {model.runtime} on "
         f"http://{options.host}:{options.port}{worker}"
+        + (f"; mirroring to the shadow {options.shadow_url}" if options.shadow_url else "")
         + (f"; scikit-learn because {model.runtime_reason}" if model.runtime_reason else ""),
         file=sys.stderr,
         flush=True,
@@ -289,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host, port=args.port, token=os.environ.get(TOKEN_ENV) or None, use_onnx=not args.no_onnx,
         max_rows=args.max_rows, flush_rows=args.flush_rows, flush_seconds=args.flush_seconds,
         log_fsync=args.log_fsync, workers=args.workers, metrics_token=os.environ.get(METRICS_TOKEN_ENV) or None,
+        shadow_url=os.environ.get(SHADOW_URL_ENV) or None,
     )  # fmt: skip
     if args.workers < 1:
         print(f"Error: --workers must be at least 1, not {args.workers}", file=sys.stderr)
