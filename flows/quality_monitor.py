@@ -14,7 +14,15 @@ from flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.performance import markdown
 from provenflow.prefect_context import artifact_key
-from tasks.quality import emit_degraded_event, estimate, judge, load_model, load_policy, read_labelled
+from tasks.quality import (
+    compare_challenger,
+    emit_degraded_event,
+    estimate,
+    judge,
+    load_model,
+    load_policy,
+    read_labelled,
+)
 from tasks.workspace import open_workspace
 
 
@@ -41,6 +49,7 @@ def quality_monitor(
         predictions, labels, skipped = read_labelled(workspace, watched, since, until)
         result = judge(watched, predictions, labels, policy, until)
         estimates = estimate(workspace, watched, predictions, result)
+        shadow = compare_challenger(workspace, watched, labels, policy, since, until)
         judged, summary = result.judged, result.to_dict()
         realized = summary["realized"] or {}
         run.log_metrics({"labelled_rows": summary["labelled"], **({f"realized.{result.metric}": realized["value"]}
@@ -53,14 +62,14 @@ def quality_monitor(
             windows=summary["windows"], created_at=datetime.now(UTC), run_id=run.id,
             details={"threshold": result.threshold, "reason": result.reason, "policy": repr(policy),
                      "unmatched_labels": result.unmatched_labels, "skipped_segments": skipped,
-                     "estimates": estimates},
+                     "estimates": estimates, "shadow": shadow},
         )  # fmt: skip
         run.record(lambda session: session.add(row))
     with workspace.ledger.reader() as session:
         report_id = session.scalar(select(m.QualityReport.id).where(m.QualityReport.run_id == run.id))
-    create_markdown_artifact(key=artifact_key("quality", watched.name), markdown=markdown(watched.ref, result, estimates),
+    create_markdown_artifact(key=artifact_key("quality", watched.name), markdown=markdown(watched.ref, result, estimates, shadow),
                              description=f"realized {result.metric} of {watched.ref}: {result.verdict}")  # fmt: skip
     if result.degraded:
         emit_degraded_event(watched, result, report_id)
-    return {"model": watched.ref, **summary, "estimates": estimates, "skipped_segments": skipped,
+    return {"model": watched.ref, **summary, "estimates": estimates, "shadow": shadow, "skipped_segments": skipped,
             "report_id": report_id, "run_id": run.id}  # fmt: skip

@@ -331,9 +331,15 @@ def assess(
     return QualityResult(policy.metric, reference, threshold, verdict, result, decided, unmatched, reason)
 
 
-def markdown(ref: str, result: QualityResult, estimates: list[dict[str, float] | None] | None = None) -> str:
+def markdown(
+    ref: str,
+    result: QualityResult,
+    estimates: list[dict[str, float] | None] | None = None,
+    shadow: dict[str, Any] | None = None,
+) -> str:
     """The ``quality-<model>`` artifact: one row per window, newest first; the estimated column only
-    when an estimator ran (``estimates``, one per window)."""
+    when an estimator ran (``estimates``, one per window); a shadow challenger's agreement and realized
+    metric under it when production mirrors to one (``tasks.quality.compare_challenger``)."""
     metric = result.metric
     head = ["window", "predictions", "labelled rows", f"realized {metric} ± CI", f"training {metric}"]
     if estimates is not None:
@@ -359,4 +365,14 @@ def markdown(ref: str, result: QualityResult, estimates: list[dict[str, float] |
               else f"Degraded above {result.threshold:.4f}"]  # fmt: skip
     lines[-1] += (f" ({result.unmatched_labels} labels have no logged prediction in these windows)."
                   if result.unmatched_labels else ".")  # fmt: skip
+    if shadow:
+        agreement = "—" if shadow["agreement"] is None else f"{shadow['agreement']:.1%}"
+        realized = shadow["realized"]
+        shown = f"{realized['value']:.4f} ({realized['low']:.4f}–{realized['high']:.4f})" if realized else "—"
+        judged = result.judged.metrics.get(metric) if result.judged else None
+        lines += ["", f"## Shadow challenger {shadow['challenger']}", "",
+                  f"| rows both answered | agreement | labelled rows | its realized {metric} | production's |",
+                  "|---|---|---|---|---|",
+                  f"| {shadow['matched']} | {agreement} | {shadow['labelled']} | {shown} | "
+                  f"{f'{judged.value:.4f}' if judged else '—'} |"]  # fmt: skip
     return "\n".join(lines)

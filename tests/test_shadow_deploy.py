@@ -107,6 +107,21 @@ def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, 
             shown.returncode == 0 and "122 of 122 production rows answered by both (100.0%)" in shown.stderr
         )
 
+        # The quality monitor reports the challenger too. Labelling every row with production's own
+        # prediction makes production's realized accuracy 1 and the challenger's its agreement.
+        import provenflow as pf
+        from blocks.performance import PerformancePolicy
+        from flows.quality_monitor import quality_monitor
+
+        labels = logs[0][["request_id", "row", "prediction"]].rename(columns={"prediction": "label"})
+        assert pf.feedback(production, labels).stored == len(labels)
+        PerformancePolicy(min_labelled_rows=50).save("shadow-test-policy", overwrite=True)
+        quality = quality_monitor(model=production, policy_block="shadow-test-policy")
+        assert quality["realized"]["value"] == 1.0
+        assert quality["shadow"]["challenger"] == "penguins-species@2" and quality["shadow"]["matched"] == 122
+        assert quality["shadow"]["agreement"] == pytest.approx(report["agreement"])
+        assert quality["shadow"]["realized"]["value"] == pytest.approx(report["agreement"])
+
         # The gate: the challenger's agreement with production, as a row of the promotion's gate.
         # Metric tolerances wide open: only the agreement can hold the candidate back.
         loose = {"accuracy": 1.0, "f1": 1.0, "roc_auc": 1.0}
