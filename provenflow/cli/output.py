@@ -266,3 +266,28 @@ def drift(result: dict) -> None:
         )
     if result["report"]:
         console.print(f"report: {result.get('report_url') or result['report']}", highlight=False)
+
+
+def performance(result: dict) -> None:
+    console.print(
+        f"{result['model']}: {result['rows']} logged rows since {(result['since'] or '')[:19]}",
+        highlight=False,
+    )
+    estimated = result["estimated"]
+    if estimated is None:
+        console.print(
+            f"estimated performance: [yellow]not available[/yellow]: {result['reason']}", highlight=False
+        )
+        return
+    rows = [
+        [
+            "accuracy",
+            fmt(estimated["accuracy"]),
+            f"{fmt(estimated['accuracy_low'])} – {fmt(estimated['accuracy_high'])}",
+        ],
+        ["accuracy if the labels' mix moved", fmt(estimated["accuracy_label_shift"]), ""],
+        ["f1", fmt(estimated["f1"]), ""],
+    ]
+    if "roc_auc" in estimated:
+        rows.append(["roc_auc", fmt(estimated["roc_auc"]), ""])
+    table("estimated performance (before labels)", ["metric", "estimate", "band"], rows)
