@@ -242,7 +242,7 @@ def estimate(reference: Reference, proba: np.ndarray, predicted: np.ndarray) -> 
     prior, relabelled = prior_shifted(calibrated, reference_prior)
     label_shifted = expected_accuracy(relabelled, predicted)
     spread = float(np.std(reference.predicted == reference.label))
-    error = SAMPLING_ERROR_RANGE * spread / np.sqrt(len(proba))
+    error = SAMPLING_ERROR_RANGE * spread / float(np.sqrt(len(proba)))
     out = {
         "accuracy": accuracy,
         "accuracy_low": max(0.0, min(accuracy, label_shifted) - error),
