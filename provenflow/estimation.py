@@ -260,12 +260,11 @@ def estimate(reference: Reference, proba: np.ndarray, predicted: np.ndarray) -> 
 def window_of(reference: Reference, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(raw probabilities, predicted class indices) of the prediction log's rows that have them."""
     columns = [f"proba_{c}" for c in reference.classes]
-    missing = [c for c in columns if c not in predictions.columns]
+    missing = [c for c in [*columns, "prediction"] if c not in predictions.columns]
     if missing:
         raise EstimationUnavailable(
-            f"the prediction log has no {', '.join(missing)} column(s): the server logged no "
-            "probabilities for these rows (an ONNX graph or a model without predict_proba), so "
-            "nothing can be estimated from them"
+            f"the prediction log has no {', '.join(missing)} column(s): no predictions with "
+            "probabilities were logged for these rows, so nothing can be estimated from them"
         )
     index = {c: i for i, c in enumerate(reference.classes)}
     predicted = predictions["prediction"].astype(str).map(index).fillna(-1)
@@ -332,7 +331,9 @@ def estimate_for(
     "roc_auc"}`` (``roc_auc`` left out when a class is expected in no row), or None when there is
     nothing to estimate: a regressor, a version whose run recorded no held-out probabilities
     (trained before this existed, or without ``predict_proba``), a log without probabilities, or
-    no usable rows. ``load_reference`` + ``estimate`` say why instead of returning None."""
+    no usable rows. ``load_reference`` + ``estimate`` say why instead of returning None. A recorded
+    reference whose stored object is missing or damaged raises (``StoreError``/``IntegrityError``):
+    that is damage to repair, not a model without an estimate."""
     try:
         reference = load_reference(workspace, model_version)
         proba, predicted = window_of(reference, predictions)
