@@ -327,8 +327,10 @@ def estimate_for(
     ``prediction`` and one ``proba_<class>`` column per class, as ``read_predictions`` returns it).
 
     ``model_version`` is a ledger ``ModelVersion`` row (e.g. what ``resolve_model`` returned) or a
-    ``NAME@VERSION|ALIAS`` ref. Returns ``{"accuracy", "accuracy_low", "accuracy_high", "f1",
-    "roc_auc"}`` (``roc_auc`` left out when a class is expected in no row), or None when there is
+    ``NAME@VERSION|ALIAS`` ref. Returns ``{"accuracy", "accuracy_low", "accuracy_high",
+    "accuracy_label_shift", "label_shift", "f1", "roc_auc"}`` as ``estimate`` describes them (compare
+    realized accuracy with ``accuracy_low``/``accuracy_high``, not with ``accuracy`` alone; ``roc_auc``
+    is left out when a class is expected in no row), or None when there is
     nothing to estimate: a regressor, a version whose run recorded no held-out probabilities
     (trained before this existed, or without ``predict_proba``), a log without probabilities, or
     no usable rows. ``load_reference`` + ``estimate`` say why instead of returning None. A recorded
