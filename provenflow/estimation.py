@@ -40,7 +40,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -49,8 +49,15 @@ from provenflow.errors import DataError, EstimationUnavailable
 
 if TYPE_CHECKING:
     from provenflow.digest import Digest
-    from provenflow.ledger import models as m
     from provenflow.workspace import Workspace
+
+
+class Versioned(Protocol):
+    """A model version by its ``NAME@N`` ref: a ledger ``ModelVersion``, the drift monitor's ``Monitored``."""
+
+    @property
+    def ref(self) -> str: ...
+
 
 CALIBRATION_KIND = "calibration"  # the kind of a model run's edge to its reference
 # At most this many held-out rows are kept (drawn with the run's seed): isotonic calibration needs
@@ -281,7 +288,7 @@ def store_reference(workspace: Workspace, reference: Reference) -> Digest:
     return workspace.store.put_bytes(reference.to_bytes()).digest
 
 
-def load_reference(workspace: Workspace, version: m.ModelVersion | str) -> Reference:
+def load_reference(workspace: Workspace, version: Versioned | str) -> Reference:
     """The reference of a model version (a ledger row, or a ``NAME@VERSION|ALIAS`` ref) from the
     run(s) that produced its bytes; ``EstimationUnavailable`` saying why when there is none."""
     from sqlalchemy import select
@@ -291,7 +298,8 @@ def load_reference(workspace: Workspace, version: m.ModelVersion | str) -> Refer
     from provenflow.refs import resolve_model
 
     with workspace.ledger.reader() as session:
-        row = resolve_model(session, version) if isinstance(version, str) else version
+        # By its ref, so a row from a closed session or the drift monitor's ``Monitored`` works too.
+        row = resolve_model(session, version if isinstance(version, str) else version.ref)
         ref, task, model_hash, version_id = row.ref, row.task, row.hash, row.id
         if task != "classification":
             raise EstimationUnavailable(
@@ -321,13 +329,13 @@ def load_reference(workspace: Workspace, version: m.ModelVersion | str) -> Refer
 
 
 def estimate_for(
-    workspace: Workspace, model_version: m.ModelVersion | str, predictions: pd.DataFrame
+    workspace: Workspace, model_version: Versioned | str, predictions: pd.DataFrame
 ) -> dict[str, float] | None:
     """Estimated performance of ``predictions`` (the prediction log's frame of one model version:
     ``prediction`` and one ``proba_<class>`` column per class, as ``read_predictions`` returns it).
 
-    ``model_version`` is a ledger ``ModelVersion`` row (e.g. what ``resolve_model`` returned) or a
-    ``NAME@VERSION|ALIAS`` ref. Returns ``{"accuracy", "accuracy_low", "accuracy_high",
+    ``model_version`` is a ``NAME@VERSION|ALIAS`` ref, or anything with that ``ref``: a ledger
+    ``ModelVersion`` row (what ``resolve_model`` returns), the drift monitor's ``Monitored``. Returns ``{"accuracy", "accuracy_low", "accuracy_high",
     "accuracy_label_shift", "label_shift", "f1", "roc_auc"}`` as ``estimate`` describes them (compare
     realized accuracy with ``accuracy_low``/``accuracy_high``, not with ``accuracy`` alone; ``roc_auc``
     is left out when a class is expected in no row), or None when there is
