@@ -85,7 +85,7 @@ class Reference:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        classes = np.array(self.classes, dtype=object)
+        classes = np.array([*self.classes, None], dtype=object)  # label -1: a class the model never learnt
         columns: dict[str, Any] = {"label": classes[self.label], "prediction": classes[self.predicted]}
         columns.update({f"proba_{c}": self.proba[:, i] for i, c in enumerate(self.classes)})
         table = pa.table(columns).replace_schema_metadata(
@@ -108,7 +108,7 @@ class Reference:
             classes=classes,
             proba=frame[[f"proba_{c}" for c in classes]].to_numpy(dtype=np.float64),
             predicted=frame["prediction"].map(index).to_numpy(dtype=np.int64),
-            label=frame["label"].map(index).to_numpy(dtype=np.int64),
+            label=frame["label"].map(index).fillna(-1).to_numpy(dtype=np.int64),
             model_hash=meta["model_hash"],
         )
 
@@ -132,7 +132,8 @@ def reference_of(
         classes=tuple(classes),
         proba=np.asarray(pipeline.predict_proba(features), dtype=np.float64),
         predicted=np.asarray(predicted, dtype=np.int64),
-        label=np.asarray([index[str(c)] for c in _plain_classes(labels.to_numpy())], dtype=np.int64),
+        # A held-out class absent from the training rows (too rare to stratify) is -1: always wrong.
+        label=np.asarray([index.get(str(c), -1) for c in _plain_classes(labels.to_numpy())], dtype=np.int64),
         model_hash=model_hash,
     )
 
@@ -245,7 +246,8 @@ def estimate(reference: Reference, proba: np.ndarray, predicted: np.ndarray) -> 
         raise DataError("no logged predictions to estimate from; widen the window (--since)")
     calibrated = calibrate(fit_calibrators(reference), proba)
     accuracy = expected_accuracy(calibrated, predicted)
-    reference_prior = np.bincount(reference.label, minlength=len(reference.classes)) / len(reference.label)
+    known = reference.label[reference.label >= 0]
+    reference_prior = np.bincount(known, minlength=len(reference.classes)) / max(len(known), 1)
     prior, relabelled = prior_shifted(calibrated, reference_prior)
     label_shifted = expected_accuracy(relabelled, predicted)
     spread = float(np.std(reference.predicted == reference.label))

@@ -311,7 +311,10 @@ def train_and_evaluate(
         ) from None
     from provenflow.estimation import reference_of
 
-    reference = reference_of(pipeline, x_test, y_test, model_hash="", seed=seed)
+    try:
+        reference = reference_of(pipeline, x_test, y_test, model_hash="", seed=seed)
+    except (AttributeError, ValueError, TypeError):  # predict_proba refused: no estimate, still a model
+        reference = None
     unlabelled = int(frame[target].isna().sum())
     warnings, notices = _findings(
         target, kind, selection, (x_train, x_test, y_train, y_test), unlabelled, seed

@@ -169,6 +169,24 @@ def test_multiclass_estimate_and_reference_bytes():
         estimation.window_of(reference, log.drop(columns=["proba_mid"]))
 
 
+def test_a_held_out_class_the_model_never_learnt_counts_as_wrong():
+    """A class too rare to stratify can land only in the held-out rows: the model cannot predict it,
+    so its rows are always wrong; they are kept (label -1) rather than failing the model run."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
+    y = np.where(x["a"] > 0, "yes", "no")
+    model = LogisticRegression().fit(x, y)
+    labels = pd.Series(y).where(np.arange(400) != 7, "rare")
+    reference = estimation.reference_of(model, x, labels, model_hash="m")
+    assert reference.label[7] == -1 and (reference.label >= 0).sum() == 399
+    again = Reference.from_bytes(reference.to_bytes())
+    assert np.array_equal(again.label, reference.label)
+    estimate = estimation.estimate(again, model.predict_proba(x), (model.predict(x) == "yes").astype(int))
+    assert 0.9 < estimate["accuracy"] <= 1.0
+
+
 # -- end to end: model run → reference in the ledger → served model → logged predictions → estimate
 
 
