@@ -15,11 +15,11 @@ estimate a window of production predictions:
    training; several classes: macro) from the expected true/false positives and false negatives;
    ROC AUC with the calibrated probabilities as soft labels over the raw scores (macro one-vs-rest).
 3. Label shift: the same calibrated probabilities re-weighted to the class prior that EM finds
-   for the window (Saerens et al. 2002) give a second accuracy, the one to expect if the classes'
-   mix moved rather than the inputs.
-4. Sampling error, from the reference: a window of n rows has accuracy sampling error
-   σ_ref / √n, σ_ref being the spread of the reference's correct/incorrect indicator;
-   ``accuracy_low``/``accuracy_high`` span both accuracies ± 3 of them (3: NannyML's band).
+   for the window (Saerens et al. 2002) give a second reading of each metric, the one to expect if
+   the classes' mix moved rather than the inputs.
+4. Sampling error, from the reference: each metric's spread over bootstrap samples of the
+   reference, scaled to the window's size (√(sample/n)); ``<metric>_low``/``<metric>_high`` span
+   both readings ± 3 of them (3: NannyML's band).
 
 What it can and cannot see (tests/test_estimation.py shows each): CBPE follows covariate shift
 (inputs move to where the model is less sure, within the inputs it was trained on: its
@@ -64,6 +64,7 @@ CALIBRATION_KIND = "calibration"  # the kind of a model run's edge to its refere
 # thousands, not millions, and the object stays a few MB.
 REFERENCE_ROWS = 100_000
 SAMPLING_ERROR_RANGE = 3.0  # the band is the estimate ± this many sampling errors (as NannyML)
+BOOTSTRAP_ROWS = 5_000  # reference rows per bootstrap sample of the sampling errors
 _META = b"provenflow"
 
 
@@ -230,39 +231,64 @@ def prior_shifted(
     return prior, weighted / np.maximum(weighted.sum(axis=1, keepdims=True), 1e-12)
 
 
+def _metrics(truth: np.ndarray, proba: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """accuracy, f1 and roc_auc from class probabilities ``truth`` (expected, or one-hot labels:
+    then these are the realized metrics, as ``provenflow.training.evaluate`` scores them)."""
+    out = {"accuracy": expected_accuracy(truth, predicted), "f1": expected_f1(truth, predicted)}
+    auc = expected_roc_auc(truth, proba)
+    if auc is not None:
+        out["roc_auc"] = auc
+    return out
+
+
+def sampling_errors(reference: Reference, rows: int, draws: int = 30) -> dict[str, float]:
+    """Each metric's sampling error on a window of ROWS rows: its spread over bootstrap samples of
+    the reference (labels known), scaled from the sample size to ROWS by √(size/ROWS). Seeded: the
+    same reference and size give the same errors."""
+    size = min(len(reference.label), BOOTSTRAP_ROWS)
+    onehot = np.zeros_like(reference.proba)
+    known = reference.label >= 0
+    onehot[np.flatnonzero(known), reference.label[known]] = 1.0
+    rng = np.random.default_rng(0)
+    samples: dict[str, list[float]] = {}
+    for _ in range(draws):
+        pick = rng.integers(0, len(reference.label), size)
+        for name, value in _metrics(onehot[pick], reference.proba[pick], reference.predicted[pick]).items():
+            samples.setdefault(name, []).append(value)
+    scale = np.sqrt(size / rows)
+    return {name: float(np.std(values) * scale) for name, values in samples.items()}
+
+
 def estimate(reference: Reference, proba: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """Estimated performance of a window of logged rows (raw ``proba`` in ``reference.classes``
-    order, ``predicted`` as class indices):
+    order, ``predicted`` as class indices), for each of ``accuracy``, ``f1`` and ``roc_auc``:
 
-    - ``accuracy``, ``f1``, ``roc_auc``: CBPE, which assumes the inputs moved but not what they
-      mean (covariate shift);
-    - ``accuracy_label_shift``: the accuracy if instead the classes' prior moved (``prior_shifted``);
-      ``label_shift``: how far that prior is from the reference's (total variation, 0 to 1);
-    - ``accuracy_low``/``accuracy_high``: both accuracies ± SAMPLING_ERROR_RANGE sampling errors of
-      a window this size. Without labels the two kinds of shift cannot be told apart, so the band
-      spans both: under a label shift it widens rather than claim the model is as good as before.
+    - ``<metric>``: CBPE, which assumes the inputs moved but not what they mean (covariate shift);
+    - ``<metric>_label_shift``: the same if instead the classes' prior moved (``prior_shifted``);
+    - ``<metric>_low``/``<metric>_high``: both readings ± SAMPLING_ERROR_RANGE sampling errors of a
+      window this size. Without labels the two kinds of shift cannot be told apart, so the band spans
+      both: under a label shift it widens rather than claim the model is as good as before;
+
+    and ``label_shift``: how far the window's class prior is from the reference's (total variation,
+    0 to 1). ``roc_auc`` is left out when a class is expected in no row.
     """
     if len(proba) == 0:
         raise DataError("no logged predictions to estimate from; widen the window (--since)")
     calibrated = calibrate(fit_calibrators(reference), proba)
-    accuracy = expected_accuracy(calibrated, predicted)
     known = reference.label[reference.label >= 0]
     reference_prior = np.bincount(known, minlength=len(reference.classes)) / max(len(known), 1)
     prior, relabelled = prior_shifted(calibrated, reference_prior)
-    label_shifted = expected_accuracy(relabelled, predicted)
-    spread = float(np.std(reference.predicted == reference.label))
-    error = SAMPLING_ERROR_RANGE * spread / float(np.sqrt(len(proba)))
-    out = {
-        "accuracy": accuracy,
-        "accuracy_low": max(0.0, min(accuracy, label_shifted) - error),
-        "accuracy_high": min(1.0, max(accuracy, label_shifted) + error),
-        "accuracy_label_shift": label_shifted,
-        "label_shift": float(np.abs(prior - reference_prior).sum() / 2),
-        "f1": expected_f1(calibrated, predicted),
-    }
-    auc = expected_roc_auc(calibrated, proba)
-    if auc is not None:
-        out["roc_auc"] = auc
+    covariate, label = _metrics(calibrated, proba, predicted), _metrics(relabelled, proba, predicted)
+    errors = sampling_errors(reference, len(proba))
+    out: dict[str, float] = {}
+    for name, value in covariate.items():
+        other = label.get(name, value)
+        error = SAMPLING_ERROR_RANGE * errors.get(name, 0.0)
+        out[name] = value
+        out[f"{name}_low"] = max(0.0, min(value, other) - error)
+        out[f"{name}_high"] = min(1.0, max(value, other) + error)
+        out[f"{name}_label_shift"] = other
+    out["label_shift"] = float(np.abs(prior - reference_prior).sum() / 2)
     return out
 
 
@@ -337,15 +363,16 @@ def estimate_for(
     ``prediction`` and one ``proba_<class>`` column per class, as ``read_predictions`` returns it).
 
     ``model_version`` is a ``NAME@VERSION|ALIAS`` ref, or anything with that ``ref``: a ledger
-    ``ModelVersion`` row (what ``resolve_model`` returns), the drift monitor's ``Monitored``. Returns ``{"accuracy", "accuracy_low", "accuracy_high",
-    "accuracy_label_shift", "label_shift", "f1", "roc_auc"}`` as ``estimate`` describes them (compare
-    realized accuracy with ``accuracy_low``/``accuracy_high``, not with ``accuracy`` alone; ``roc_auc``
-    is left out when a class is expected in no row), or None when there is
-    nothing to estimate: a regressor, a version whose run recorded no held-out probabilities
-    (trained before this existed, or without ``predict_proba``), a log without probabilities, or
-    no usable rows. ``load_reference`` + ``estimate`` say why instead of returning None. A recorded
-    reference whose stored object is missing or damaged raises (``StoreError``/``IntegrityError``):
-    that is damage to repair, not a model without an estimate."""
+    ``ModelVersion`` row (what ``resolve_model`` returns), the drift monitor's ``Monitored``.
+
+    Returns, for METRIC in accuracy, f1 and roc_auc: ``METRIC``, ``METRIC_low``, ``METRIC_high``,
+    ``METRIC_label_shift``; and ``label_shift`` (see ``estimate``). Compare a realized metric with
+    its low–high band, not with the point estimate alone; ``roc_auc*`` is left out when a class is
+    expected in no row. None when there is nothing to estimate: a regressor, a version whose run
+    recorded no held-out probabilities (trained before this existed, or without ``predict_proba``),
+    a log without probabilities, or no usable rows; ``load_reference`` and ``window_of`` say why
+    instead. A recorded reference whose stored object is missing or damaged raises
+    (``StoreError``/``IntegrityError``): that is damage to repair, not a model without an estimate."""
     try:
         reference = load_reference(workspace, model_version)
         proba, predicted = window_of(reference, predictions)

@@ -112,8 +112,16 @@ def test_a_label_shift_is_not_reported_as_stability(seed):
     the band spans both readings: its low end falls below the held-out accuracy, so nothing the
     estimate reports says "as good as before". The reverse mix (5 %) raises the realized accuracy
     while CBPE alone reads a fall; the band covers it too."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
     model, reference, held_out = fit(prior_world, seed)
-    estimate, realized = scored(model, reference, *prior_world(WINDOW, production(seed, 0), positive=0.95))
+    x, y = prior_world(WINDOW, production(seed, 0), positive=0.95)
+    estimate, realized = scored(model, reference, x, y)
+    # F1 and ROC AUC get the same two readings and band; the realized ones fall inside it.
+    assert estimate["f1_low"] <= f1_score(y, model.predict(x)) <= estimate["f1_high"]
+    assert (
+        estimate["roc_auc_low"] <= roc_auc_score(y, model.predict_proba(x)[:, 1]) <= estimate["roc_auc_high"]
+    )
     assert held_out - realized > TOLERANCE
     assert estimate["accuracy"] - realized > TOLERANCE, "plain CBPE is blind to this shift (documented)"
     assert abs(estimate["accuracy_label_shift"] - realized) <= TOLERANCE, (estimate, realized)

@@ -281,13 +281,16 @@ def performance(result: dict) -> None:
         return
     rows = [
         [
-            "accuracy",
-            fmt(estimated["accuracy"]),
-            f"{fmt(estimated['accuracy_low'])} – {fmt(estimated['accuracy_high'])}",
-        ],
-        ["accuracy if the labels' mix moved", fmt(estimated["accuracy_label_shift"]), ""],
-        ["f1", fmt(estimated["f1"]), ""],
+            name,
+            fmt(estimated[name]),
+            fmt(estimated[f"{name}_label_shift"]),
+            f"{fmt(estimated[f'{name}_low'])} – {fmt(estimated[f'{name}_high'])}",
+        ]
+        for name in ("accuracy", "f1", "roc_auc")
+        if name in estimated
     ]
-    if "roc_auc" in estimated:
-        rows.append(["roc_auc", fmt(estimated["roc_auc"]), ""])
-    table("estimated performance (before labels)", ["metric", "estimate", "band"], rows)
+    table(
+        "estimated performance (before labels)",
+        ["metric", "estimate", "if the classes' mix moved", "band (low – high)"],
+        rows,
+    )
