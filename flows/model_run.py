@@ -6,10 +6,19 @@ from typing import Any
 
 import provenflow
 from flows._flow import flow
+from provenflow.estimation import CALIBRATION_KIND
 from provenflow.features import FeatureChoice
 from provenflow.refs import check_name, safe_name
 from provenflow.ui.names import model_run_name
-from tasks.model import cross_validate, load_dataset, make_estimator, name_run, store_model, train_model
+from tasks.model import (
+    cross_validate,
+    load_dataset,
+    make_estimator,
+    name_run,
+    store_model,
+    store_reference,
+    train_model,
+)
 from tasks.workspace import open_workspace
 
 
@@ -93,6 +102,10 @@ def model_run(
         for message in trained.notices:
             run.warn(message, level="notice")
         output = store_model(workspace, name, trained, estimator)
+        # Its held-out probabilities, to estimate its accuracy before labels arrive.
+        reference = store_reference(workspace, trained, output)
+        if reference:
+            run.link("output", CALIBRATION_KIND, f"{name} held-out probabilities", reference)
         if register_version:
             run.output(output)
         else:

@@ -6,6 +6,7 @@
     ├── DataError              a data source that is missing, empty or unparsable
     │   └── ValidationFailed   data that breaks its expectation suite
     ├── TrainingError          target column, estimator path, hyper-parameters
+    ├── EstimationUnavailable  provenflow.estimation: no performance estimate for this model or log
     ├── LedgerError            the ledger database: unreachable, restarted, full, busy, newer schema
     │   └── LedgerConflict     a write refused by a constraint (another process wrote the same record)
     ├── StoreError             the content-addressed store
@@ -49,6 +50,10 @@ class ValidationFailed(DataError):
 
 
 class TrainingError(ProvenflowError):
+    pass
+
+
+class EstimationUnavailable(ProvenflowError):
     pass
 
 

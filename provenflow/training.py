@@ -25,6 +25,7 @@ from provenflow.project import project_root
 from provenflow.signing import ModelIdentity, Sealed, SigningKey
 
 if TYPE_CHECKING:
+    from provenflow.estimation import Reference
     from provenflow.store import ContentStore
 
 # The canonical model form: a pickle (protocol 5) of the fitted Pipeline. Two fits with the same
@@ -179,6 +180,9 @@ class TrainedModel:
     unlabelled_rows: int = 0  # rows without a target value: left out of training and evaluation
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # columns left out, and why
+    # A classifier's held-out probabilities, predictions and labels, for estimating its performance
+    # before labels arrive (provenflow.estimation); model_hash is filled in once the model is stored.
+    reference: Reference | None = None
 
 
 # A classification target is a set of classes: up to FEW_CLASSES values always pass; beyond that,
@@ -305,6 +309,12 @@ def train_and_evaluate(
             f"{type(estimator).__name__} trained but could not be scored on the {len(y_test)} held-out rows: "
             f"{_first_line(exc)}; change its hyper-parameters (--param) for this data"
         ) from None
+    from provenflow.estimation import reference_of
+
+    try:
+        reference = reference_of(pipeline, x_test, y_test, model_hash="", seed=seed)
+    except (AttributeError, ValueError, TypeError):  # predict_proba refused: no estimate, still a model
+        reference = None
     unlabelled = int(frame[target].isna().sum())
     warnings, notices = _findings(
         target, kind, selection, (x_train, x_test, y_train, y_test), unlabelled, seed
@@ -328,6 +338,7 @@ def train_and_evaluate(
         unlabelled_rows=unlabelled,
         warnings=warnings,
         notices=notices,
+        reference=reference,
     )
 
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import datasets, training
+from provenflow import datasets, estimation, training
 from provenflow.digest import Digest
 from provenflow.features import FeatureChoice
 from provenflow.ledger import models as m
@@ -91,3 +92,15 @@ def store_model(
         params=trained.params,
         metrics=trained.metrics,
     )
+
+
+@task(cache_policy=NO_CACHE)
+def store_reference(
+    workspace: Workspace, trained: training.TrainedModel, model: ModelOutput
+) -> Digest | None:
+    """A classifier's held-out probabilities, for estimating its performance before labels arrive
+    (None for a model without predict_proba)."""
+    if trained.reference is None:
+        return None
+    reference = dataclasses.replace(trained.reference, model_hash=model.digest.hex)
+    return estimation.store_reference(workspace, reference)

@@ -106,6 +106,7 @@ def test_cli_end_to_end(project):
         ),
         (["runs", "show", "no-such-run"], "no run with id"),
         (["lineage", "ghost@3"], "no dataset or model named 'ghost'"),
+        (["performance", "ghost@3"], "no model named 'ghost'"),
     ],
 )
 def test_cli_errors_are_one_clear_line(project, args, message):
@@ -132,6 +133,7 @@ def test_help_lists_every_command(project):
         "demo",
         "feedback",
         "quality-check",
+        "performance",
     ):
         assert command in result.stdout
 
@@ -184,7 +186,7 @@ def test_serve_command_answers_and_logs(project):
 
 @pytest.mark.parametrize(
     "args",
-    [["promote"], ["drift-check", "m@1", "--since", "yesterday"], ["deploy", "m@1", "--target", "moon"],
+    [["promote"], ["drift-check", "m@1", "--since", "yesterday"], ["performance", "m@1", "--since", "yesterday"], ["deploy", "m@1", "--target", "moon"],
      ["promote", "m@1", "--tolerance", "f1=abc"], ["no-such-command"]],
 )  # fmt: skip
 def test_usage_errors_are_short(project, args):

@@ -83,7 +83,8 @@ def test_data_run_then_model_run_end_to_end(project, penguins):
         assert run.prefect_url.endswith(run.id)
         assert run.parameters["params"] == {"n_estimators": 25}
         assert [(io.direction, io.kind, io.name) for io in run.io] == [
-            ("input", "dataset", ref), ("output", "model", "penguins-species@1")]  # fmt: skip
+            ("input", "dataset", ref), ("output", "calibration", "penguins-species held-out probabilities"),
+            ("output", "model", "penguins-species@1")]  # fmt: skip
         model = s.scalars(select(m.ModelVersion)).one()
         assert model.hash == result["model"]["hash"]
         assert Digest.of_bytes(Workspace.default().store.read_bytes(Digest(model.hash))).hex == model.hash

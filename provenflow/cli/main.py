@@ -645,6 +645,35 @@ def shadow_report(
     out.warnings([{"level": "warning", "message": f"unreadable segment {s}"} for s in report["skipped_segments"]])
 
 
+@app.command()
+def performance(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME@VERSION.")],
+    since: Annotated[
+        str | None, typer.Option(help="Start of the window (ISO time); default: the last 24 hours.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A classifier's performance on its logged predictions, estimated before labels arrive (CBPE)."""
+    from datetime import UTC, datetime, timedelta
+
+    from provenflow.estimation import estimated_performance
+
+    until = datetime.now(UTC)
+    start = until - timedelta(days=1)
+    if since:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise typer.BadParameter(
+                f"--since {since!r} is not an ISO time such as 2026-11-29T10:00"
+            ) from None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    result = estimated_performance(_workspace(), model, since=start, until=until)
+    if as_json:
+        return out.print_json(result)
+    out.performance(result)
+
+
 # -- reading the ledger -------------------------------------------------------------------
 
 

@@ -297,3 +297,31 @@ def quality(result: dict) -> None:
             row.append((estimates[i] or {}).get(metric))
         rows.append(row)
     table(f"realized {metric} (training {result['training']:.4f})", head, rows)
+
+
+def performance(result: dict) -> None:
+    console.print(
+        f"{result['model']}: {result['rows']} logged rows since {(result['since'] or '')[:19]}",
+        highlight=False,
+    )
+    estimated = result["estimated"]
+    if estimated is None:
+        console.print(
+            f"estimated performance: [yellow]not available[/yellow]: {result['reason']}", highlight=False
+        )
+        return
+    rows = [
+        [
+            name,
+            fmt(estimated[name]),
+            fmt(estimated[f"{name}_label_shift"]),
+            f"{fmt(estimated[f'{name}_low'])} – {fmt(estimated[f'{name}_high'])}",
+        ]
+        for name in ("accuracy", "f1", "roc_auc")
+        if name in estimated
+    ]
+    table(
+        "estimated performance (before labels)",
+        ["metric", "estimate", "if the classes' mix moved", "band (low – high)"],
+        rows,
+    )
