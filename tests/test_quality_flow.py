@@ -3,7 +3,6 @@ a decay that emits the event (read back through Prefect's events API), and the r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -106,7 +105,12 @@ def test_labels_then_decay_emits_the_event_and_no_decay_does_not(deployed, prefe
 
     text = quality_artifact()
     assert "degraded" in text and "realized accuracy ± CI" in text
-    assert ("estimated accuracy" in text) == (importlib.util.find_spec("provenflow.estimation") is not None)
+    assert "estimated accuracy" in text  # CBPE, from the model run's held-out probabilities
+    judged = next(i for i, w in enumerate(calm["windows"]) if w["start"] == calm["window"]["start"])
+    estimate = calm["estimates"][judged]
+    # Labels do not move an estimate; the served rows are mostly rows the model trained on, so it is
+    # only asked to be a plausible accuracy, with its band around it.
+    assert 0.6 < estimate["accuracy_low"] <= estimate["accuracy"] <= estimate["accuracy_high"] <= 1
     with Workspace.default().ledger.reader() as s:
         reports = s.query(m.QualityReport).order_by(m.QualityReport.id).all()
         assert [r.status for r in reports] == ["not enough labels", "ok", "degraded"]
