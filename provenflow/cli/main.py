@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from provenflow.cli import output as out
 from provenflow.cli.workers import pools_app, workers_app
 from provenflow.errors import ProvenflowError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 app = typer.Typer(
     help="provenflow: tracked data and model runs on Prefect.",
@@ -507,6 +510,19 @@ def deploy(
         )
 
 
+def _since(since: str | None) -> datetime | None:
+    """--since as an aware time (UTC when it names no zone); None when not given."""
+    from datetime import UTC, datetime
+
+    if not since:
+        return None
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        raise typer.BadParameter(f"--since {since!r} is not an ISO time such as 2026-11-29T10:00") from None
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
 @app.command("drift-check")
 def drift_check(
     model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME@VERSION.")],
@@ -517,17 +533,8 @@ def drift_check(
     as_json: JsonOpt = False,
 ) -> None:
     """Compare a model's logged predictions with its training profile (the drift-monitor flow)."""
-    from datetime import UTC, datetime
 
-    start = None
-    if since:
-        try:
-            start = datetime.fromisoformat(since)
-        except ValueError:
-            raise typer.BadParameter(
-                f"--since {since!r} is not an ISO time such as 2026-11-29T10:00"
-            ) from None
-        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    start = _since(since)
     _prefect_ready()
     from flows.drift_monitor import drift_monitor as flow
 
@@ -607,18 +614,12 @@ def shadow_report(
     as_json: JsonOpt = False,
 ) -> None:
     """How often a shadow challenger agrees with production, from their two prediction logs."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from provenflow.errors import ConfigError
     from provenflow.shadow import current_shadow, shadow_agreement
 
-    start = None
-    if since:
-        try:
-            start = datetime.fromisoformat(since)
-        except ValueError:
-            raise typer.BadParameter(f"--since {since!r} is not an ISO time such as 2026-11-29T10:00") from None
-        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    start = _since(since)
     workspace = _workspace()
     challenger = challenger or current_shadow(workspace, production)
     if challenger is None:
@@ -659,15 +660,7 @@ def performance(
     from provenflow.estimation import estimated_performance
 
     until = datetime.now(UTC)
-    start = until - timedelta(days=1)
-    if since:
-        try:
-            start = datetime.fromisoformat(since)
-        except ValueError:
-            raise typer.BadParameter(
-                f"--since {since!r} is not an ISO time such as 2026-11-29T10:00"
-            ) from None
-        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    start = _since(since) or until - timedelta(days=1)
     result = estimated_performance(_workspace(), model, since=start, until=until)
     if as_json:
         return out.print_json(result)
