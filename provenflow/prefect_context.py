@@ -51,6 +51,22 @@ def artifact_key(*parts: str) -> str:
     return key
 
 
+def emit_model_event(event: str, name: str, ref: str, version: int, payload: dict) -> None:
+    """A Prefect event about model NAME (resource ``provenflow.model.NAME``): what prefect.yaml's
+    retrain trigger matches on."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event=event,
+        resource={
+            "prefect.resource.id": f"provenflow.model.{name}",
+            "prefect.resource.name": ref,
+            "provenflow.model.version": str(version),
+        },
+        payload=payload,
+    )
+
+
 def publish_markdown(markdown: str, key: str | None, description: str) -> None:
     """A markdown artifact on the current flow run (a new version of KEY when given)."""
     from prefect.artifacts import create_markdown_artifact

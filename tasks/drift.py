@@ -95,16 +95,14 @@ def emit_drift_event(
     model: Monitored, result: DriftResult, report_id: int | None, report_uri: str | None
 ) -> None:
     """``provenflow.model.drift-detected``: the retrain deployment's trigger in prefect.yaml matches it."""
-    from prefect.events import emit_event
+    from provenflow.prefect_context import emit_model_event
 
-    emit_event(
-        event="provenflow.model.drift-detected",
-        resource={
-            "prefect.resource.id": f"provenflow.model.{model.name}",
-            "prefect.resource.name": model.ref,
-            "provenflow.model.version": str(model.version),
-        },
-        payload={
+    emit_model_event(
+        "provenflow.model.drift-detected",
+        model.name,
+        model.ref,
+        model.version,
+        {
             "model": model.ref,
             "report_id": str(report_id) if report_id is not None else "",
             "rows": result.rows,

@@ -136,18 +136,16 @@ def compare_challenger(
 
 def emit_degraded_event(model: Watched, result: QualityResult, report_id: int | None) -> None:
     """``provenflow.model.performance-degraded``: prefect.yaml's retrain deployment has a trigger for it."""
-    from prefect.events import emit_event
+    from provenflow.prefect_context import emit_model_event
 
     judged = result.judged
     realized = judged.metrics[result.metric] if judged else None
-    emit_event(
-        event="provenflow.model.performance-degraded",
-        resource={
-            "prefect.resource.id": f"provenflow.model.{model.name}",
-            "prefect.resource.name": model.ref,
-            "provenflow.model.version": str(model.version),
-        },
-        payload={
+    emit_model_event(
+        "provenflow.model.performance-degraded",
+        model.name,
+        model.ref,
+        model.version,
+        {
             "model": model.ref,
             "report_id": str(report_id) if report_id is not None else "",
             "metric": result.metric,
