@@ -119,12 +119,12 @@ def down() -> dict[str, object]:
 
 def register_blocks() -> list[str]:
     """Register provenflow's block types (idempotent), so the Blocks catalog lists them."""
-    from blocks.drift import DriftPolicy
-    from blocks.kubernetes import KubernetesTarget
-    from blocks.ledger import LedgerDatabase
-    from blocks.registry import ContainerRegistry
-    from blocks.store import ArtifactStore
-    from blocks.vsphere import VSphereWorkerPool
+    from provenflow.blocks.drift import DriftPolicy
+    from provenflow.blocks.kubernetes import KubernetesTarget
+    from provenflow.blocks.ledger import LedgerDatabase
+    from provenflow.blocks.registry import ContainerRegistry
+    from provenflow.blocks.store import ArtifactStore
+    from provenflow.blocks.vsphere import VSphereWorkerPool
 
     types = [
         ArtifactStore,

@@ -125,7 +125,7 @@ def data_run(
     A user:password@ in a --source URL is moved into a Prefect Secret block before the flow runs;
     the flow gets the URL without it and the block's name."""
     _prefect_ready()
-    from flows.data_run import data_run as flow
+    from provenflow.flows.data_run import data_run as flow
 
     source, source_credentials = _keep_credentials(source, source_credentials)
     with out.err_console.status(f"data run {name}: read, validate, store…"):
@@ -165,7 +165,7 @@ def _keep_credentials(source: str, block: str | None) -> tuple[str, str | None]:
         )
     from rich.markup import escape
 
-    from blocks.credentials import keep_credentials
+    from provenflow.blocks.credentials import keep_credentials
 
     block = keep_credentials(url, credentials)
     out.err_console.print(
@@ -219,7 +219,7 @@ def model_run(
     params: dict[str, Any] = dict(parse_param(p) for p in param or [])
     roles = parse_roles(role or [])
     _prefect_ready()
-    from flows.model_run import model_run as flow
+    from provenflow.flows.model_run import model_run as flow
 
     with out.err_console.status(f"model run: train {estimator.rsplit('.', 1)[-1]} on {dataset}…"):
         result = flow(
@@ -282,7 +282,7 @@ def sweep(
 
     grid_values = parse_grid(grid)
     _prefect_ready()
-    from flows.sweep import sweep as flow
+    from provenflow.flows.sweep import sweep as flow
 
     with out.err_console.status(f"sweep: {estimator.rsplit('.', 1)[-1]} over {', '.join(dataset)}…"):
         result = flow(
@@ -325,7 +325,7 @@ def reproduce(
     if code not in ("recorded", "current"):
         raise typer.BadParameter("--code is 'recorded' or 'current'")
     _prefect_ready()
-    from flows.reproduce import reproduce as flow
+    from provenflow.flows.reproduce import reproduce as flow
 
     with out.err_console.status(f"reproducing run {run_id}…"):
         result = flow(run_id=run_id, code=code)
@@ -363,7 +363,7 @@ def promote(
     except (TypeError, ValueError):
         raise typer.BadParameter("--tolerance takes METRIC=NUMBER, e.g. f1=0.01") from None
     _prefect_ready()
-    from flows.promote import promote as flow
+    from provenflow.flows.promote import promote as flow
 
     result = flow(
         model=model,
@@ -418,7 +418,7 @@ def release(
 ) -> None:
     """Build a container image of a model version without network inside the build, push it, record its digest."""
     _prefect_ready()
-    from flows.release import release as flow
+    from provenflow.flows.release import release as flow
 
     with out.err_console.status(f"releasing {model}: bundle, wheels, image, push…"):
         result = flow(model=model, registry=registry, registry_block=registry_block, base_image=base_image)
@@ -446,7 +446,7 @@ def deploy(
     if target not in ("docker", "kubernetes", "local"):
         raise typer.BadParameter("--target is docker, kubernetes or local")
     _prefect_ready()
-    from flows.deploy import deploy as flow
+    from provenflow.flows.deploy import deploy as flow
 
     with out.err_console.status(f"deploying {model} to {target}…"):
         result = flow(model=model, target=target, port=port, kubernetes_block=kubernetes_block)
@@ -480,7 +480,7 @@ def drift_check(
             ) from None
         start = start if start.tzinfo else start.replace(tzinfo=UTC)
     _prefect_ready()
-    from flows.drift_monitor import drift_monitor as flow
+    from provenflow.flows.drift_monitor import drift_monitor as flow
 
     with out.err_console.status(f"checking {model} for drift…"):
         result = flow(model=model, since=start, policy_block=policy_block)

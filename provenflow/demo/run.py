@@ -38,8 +38,8 @@ def main() -> None:
     if notice:
         console.print(notice)
 
-    from flows.data_run import data_run
-    from flows.model_run import model_run
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
     from provenflow import catalog
     from provenflow.cli import output
     from provenflow.lineage import lineage
@@ -103,9 +103,9 @@ def _production_story(console: Console, best_ref: str, source: Path, ui_url: str
     import time
     from datetime import UTC, datetime
 
-    from flows.deploy import deploy
-    from flows.drift_monitor import drift_monitor
-    from flows.promote import promote
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.drift_monitor import drift_monitor
+    from provenflow.flows.promote import promote
     from provenflow.cli import output
     from provenflow.datasets import read_table
 
