@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 import provenflow
 from provenflow.blocks.credentials import secret_values
-from provenflow.flows._flow import flow
 from provenflow.deploy.errors import DeployError
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_model, safe_name
 from provenflow.tasks.deploy import run_locally, run_on_docker, run_on_kubernetes

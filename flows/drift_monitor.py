@@ -9,14 +9,21 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 
 import provenflow
-from provenflow.flows._flow import flow
 from provenflow.drift import DriftPolicy
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.prefect_context import artifact_key
 from provenflow.reports import report_url
-from provenflow.ui.drift_card import drift_markdown
-from provenflow.tasks.drift import check, drift_pictures, emit_drift_event, load_reference, read_window, write_report
+from provenflow.tasks.drift import (
+    check,
+    drift_pictures,
+    emit_drift_event,
+    load_reference,
+    read_window,
+    write_report,
+)
 from provenflow.tasks.workspace import open_workspace
+from provenflow.ui.drift_card import drift_markdown
 
 
 @flow(name="drift-monitor", flow_run_name="drift-{model}")

@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import provenflow
-from provenflow.flows._flow import flow
 from provenflow.features import FeatureChoice
+from provenflow.flows._flow import flow
 from provenflow.refs import check_name, safe_name
-from provenflow.ui.names import model_run_name
-from provenflow.tasks.model import cross_validate, load_dataset, make_estimator, name_run, store_model, train_model
+from provenflow.tasks.model import (
+    cross_validate,
+    load_dataset,
+    make_estimator,
+    name_run,
+    store_model,
+    train_model,
+)
 from provenflow.tasks.workspace import open_workspace
+from provenflow.ui.names import model_run_name
 
 
 def _run_name() -> str:

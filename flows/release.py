@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import provenflow
-from provenflow.flows._flow import flow
 from provenflow import release as core
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_model
 from provenflow.settings import get_settings

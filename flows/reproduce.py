@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import provenflow
-from provenflow.flows._flow import flow
 from provenflow import reproduce as core
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.project import project_root
 from provenflow.tasks.reproduce import checkout_code, compare_results, load_recorded_run, rerun, verify_inputs

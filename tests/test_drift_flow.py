@@ -44,11 +44,11 @@ def drift_events(api: str, since: datetime) -> list[dict]:
 @pytest.fixture
 def deployed(project, penguins):
     """penguins-sex@production running as a local server process."""
+    from provenflow.deploy.local import stop
     from provenflow.flows.data_run import data_run
     from provenflow.flows.deploy import deploy
     from provenflow.flows.model_run import model_run
     from provenflow.flows.promote import promote
-    from provenflow.deploy.local import stop
     from provenflow.settings import get_settings
 
     ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]

@@ -38,10 +38,10 @@ def main() -> None:
     if notice:
         console.print(notice)
 
-    from provenflow.flows.data_run import data_run
-    from provenflow.flows.model_run import model_run
     from provenflow import catalog
     from provenflow.cli import output
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
     from provenflow.lineage import lineage
     from provenflow.settings import get_settings
 
@@ -103,11 +103,11 @@ def _production_story(console: Console, best_ref: str, source: Path, ui_url: str
     import time
     from datetime import UTC, datetime
 
+    from provenflow.cli import output
+    from provenflow.datasets import read_table
     from provenflow.flows.deploy import deploy
     from provenflow.flows.drift_monitor import drift_monitor
     from provenflow.flows.promote import promote
-    from provenflow.cli import output
-    from provenflow.datasets import read_table
 
     console.rule(f"5. promote {best_ref} to production and deploy it")
     decision = promote(model=best_ref, to="production", auto_approve=True, comment="best of the demo runs")

@@ -261,8 +261,8 @@ def test_credentials_from_a_secret_block_or_netrc(project, prefect_api, data_ser
 def test_a_flow_called_with_a_credential_is_refused_before_prefect_sees_it(
     project, prefect_api, data_server, marker
 ):
-    from provenflow.flows.data_run import data_run
     from provenflow.errors import ConfigError
+    from provenflow.flows.data_run import data_run
 
     since = _now()
     with pytest.raises(ConfigError, match="parameter 'source' of flow 'data-run' holds user-info") as refused:
@@ -334,8 +334,8 @@ def test_a_server_token_goes_by_secret_block_not_by_env(project, prefect_api, ma
     from prefect.blocks.system import Secret
 
     from provenflow.blocks.credentials import secret_values
-    from provenflow.flows.deploy import deploy
     from provenflow.errors import ConfigError
+    from provenflow.flows.deploy import deploy
 
     since = _now()
     with pytest.raises(
