@@ -854,6 +854,27 @@ def up(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def init(as_json: JsonOpt = False) -> None:
+    """Add provenflow's deployments (and their work pools) to this Prefect project's prefect.yaml,
+    created if absent; the project's own entries stay as they are. Safe to run again."""
+    from provenflow.prefect_project import init as add_deployments
+    from provenflow.settings import get_settings
+
+    report = add_deployments(Path.cwd())
+    get_settings().ensure_home()  # .provenflow/ (git-ignored): the ledger, the store, the server
+    if as_json:
+        return out.print_json(report.as_dict())
+    what = "created" if report.created else "updated" if report.added else "unchanged"
+    out.console.print(
+        f"prefect.yaml {what}: {len(report.added)} provenflow deployments added, "
+        f"{len(report.kept)} already there.\n"
+        "Next: provenflow up (a server, work pools, all of prefect.yaml, a worker)\n"
+        "or, on your own server: provenflow pools create; prefect deploy --all",
+        highlight=False,
+    )
+
+
+@app.command()
 def down(as_json: JsonOpt = False) -> None:
     """Stop what `up` started and the model servers `deploy --target local` started: worker, server."""
     from provenflow import stack
