@@ -147,6 +147,25 @@ def _wait(client, flow_run_id, timeout: float = 300):
     raise AssertionError(f"flow run {flow_run_id} did not finish within {timeout:.0f} s: {run.state}")
 
 
+def test_no_code_imports_top_level_flows_tasks_or_blocks():
+    """Those names are the user's project's: provenflow's own code says provenflow.flows etc."""
+    import re
+
+    pattern = re.compile(r"^\s*(from|import)\s+(flows|tasks|blocks)\b", re.MULTILINE)
+    found = [
+        f"{path.relative_to(REPO)}: {match.group(0).strip()}"
+        for folder in ("provenflow", "flows", "tasks", "blocks", "tests", "bench")
+        for path in (REPO / folder).rglob("*.py")
+        if path != Path(__file__)
+        for match in pattern.finditer(path.read_text())
+    ]
+    assert found == []
+    import yaml
+
+    entrypoints = [d["entrypoint"] for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]]
+    assert all(e.startswith("provenflow.flows.") for e in entrypoints), entrypoints
+
+
 def test_installed_provenflow_has_no_top_level_flows_tasks_or_blocks(team):
     _, _, site = team
     assert {p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith(".dist-info")} >= {"provenflow"}
