@@ -55,9 +55,7 @@ THEIR_FILES = {
         "    return [v for v in values if v >= floor]\n"
     ),
     "blocks/mine.py": (
-        "from prefect.blocks.core import Block\n\n\n"
-        "class Floor(Block):\n"
-        "    value: int = 2\n"
+        "from prefect.blocks.core import Block\n\n\nclass Floor(Block):\n    value: int = 2\n"
     ),
     "flows/etl.py": (
         "import json\n"
@@ -128,7 +126,9 @@ def team(tmp_path_factory):
 
 
 def _run(root: Path, env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _pf(root: Path, env: dict, *args: str, timeout: float = 600) -> dict:
@@ -162,13 +162,14 @@ def test_no_code_imports_top_level_flows_tasks_or_blocks():
     assert found == []
     import yaml
 
-    entrypoints = [d["entrypoint"] for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]]
+    entrypoints = [
+        d["entrypoint"] for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    ]
     assert all(e.startswith("provenflow.flows.") for e in entrypoints), entrypoints
 
 
 def test_installed_provenflow_has_no_top_level_flows_tasks_or_blocks(team):
     _, _, site = team
-    assert {p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith(".dist-info")} >= {"provenflow"}
     assert not {"flows", "tasks", "blocks"} & {p.name for p in site.iterdir()}
     assert (site / "provenflow" / "flows" / "model_run.py").is_file()
     assert (site / "provenflow" / "prefect.yaml").is_file()
