@@ -251,3 +251,48 @@ def test_model_run_reproduce_and_serve_in_their_project(team):
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
     assert response.status == 200 and answer["predictions"] == ["Gentoo"]
+
+
+INDENTED = """\
+name: team
+deployments:
+  - name: etl
+    entrypoint: flows/etl.py:etl
+    tags:
+      - nightly
+
+# Where our workers find the code.
+pull:
+  - prefect.deployments.steps.set_working_directory:
+      directory: /srv/team
+"""
+
+
+def test_init_fits_their_style_and_keeps_what_follows_their_list(tmp_path):
+    import yaml
+
+    from provenflow.prefect_project import init, provenflow_deployments
+
+    (tmp_path / "prefect.yaml").write_text(INDENTED)
+    init(tmp_path)
+    text = (tmp_path / "prefect.yaml").read_text()
+    head, tail = INDENTED.split("\n\n")
+    assert text.startswith(head + "\n  # provenflow's deployments") and text.endswith("\n\n" + tail)
+    assert "\n  - name: model-run\n" in text and "\n      - provenflow\n" in text  # their indentation
+    loaded = yaml.safe_load(text)
+    assert loaded["deployments"] == [yaml.safe_load(INDENTED)["deployments"][0], *provenflow_deployments()]
+    assert loaded["pull"] == yaml.safe_load(INDENTED)["pull"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("deployments: [unclosed\n", "is not valid YAML"), ("deployments:\n  etl: {}\n", "must be a list")],
+)
+def test_init_refuses_a_file_it_cannot_extend_and_leaves_it_alone(tmp_path, text, says):
+    from provenflow.errors import ConfigError
+    from provenflow.prefect_project import init
+
+    (tmp_path / "prefect.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=says):
+        init(tmp_path)
+    assert (tmp_path / "prefect.yaml").read_text() == text
