@@ -102,7 +102,9 @@ def _load_plain(path: Path) -> dict:
     try:
         return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML ({exc}); fix it and try again") from exc
+        raise ConfigError(
+            f"{path} is not valid YAML ({' '.join(str(exc).split())}); fix it and try again"
+        ) from exc
 
 
 def _load_positions(text: str, path: Path) -> Any:
@@ -114,7 +116,9 @@ def _load_positions(text: str, path: Path) -> Any:
     try:
         document = YAML().load(text)
     except YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML ({exc}); fix it and try again") from exc
+        raise ConfigError(
+            f"{path} is not valid YAML ({' '.join(str(exc).split())}); fix it and try again"
+        ) from exc
     document = CommentedMap() if document is None else document
     deployments = document.get("deployments") if hasattr(document, "get") else None
     if not hasattr(document, "get") or not isinstance(deployments, list | type(None)):
