@@ -71,7 +71,8 @@ def init(root: Path) -> InitReport:
         import yaml
 
         # Never write a file that says anything else than theirs plus ours.
-        if (yaml.safe_load(edited) or {}).get("deployments") != [*_plain(theirs), *missing]:
+        before, after = yaml.safe_load(text) or {}, yaml.safe_load(edited) or {}
+        if after != {**before, "deployments": [*(before.get("deployments") or []), *missing]}:
             raise ConfigError(
                 f"could not add provenflow's deployments to {path} without changing its own; add the "
                 f"entries of {PACKAGED} to its `deployments` list by hand"
@@ -81,19 +82,6 @@ def init(root: Path) -> InitReport:
 
 
 # -- YAML -------------------------------------------------------------------------------------------
-
-
-def _plain(document: Any) -> Any:
-    """A ruamel document as plain Python, as yaml.safe_load reads it."""
-    import yaml
-
-    if not document:
-        return []
-    from ruamel.yaml import YAML
-
-    out = io.StringIO()
-    YAML().dump(document, out)
-    return yaml.safe_load(out.getvalue())
 
 
 def _load_plain(path: Path) -> dict:
