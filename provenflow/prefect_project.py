@@ -71,7 +71,11 @@ def init(root: Path) -> InitReport:
         import yaml
 
         # Never write a file that says anything else than theirs plus ours.
-        before, after = yaml.safe_load(text) or {}, yaml.safe_load(edited) or {}
+        before = yaml.safe_load(text) or {}
+        try:
+            after = yaml.safe_load(edited)
+        except yaml.YAMLError:  # e.g. their list is in flow style, `[{…}]`: ours cannot follow as text
+            after = None
         if after != {**before, "deployments": [*(before.get("deployments") or []), *missing]}:
             raise ConfigError(
                 f"could not add provenflow's deployments to {path} without changing its own; add the "

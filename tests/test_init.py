@@ -286,7 +286,11 @@ def test_init_fits_their_style_and_keeps_what_follows_their_list(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "says"),
-    [("deployments: [unclosed\n", "is not valid YAML"), ("deployments:\n  etl: {}\n", "must be a list")],
+    [
+        ("deployments: [unclosed\n", "is not valid YAML"),
+        ("deployments:\n  etl: {}\n", "must be a list"),
+        ("deployments: [{name: etl, entrypoint: flows/etl.py:etl}]\n", "add the entries of .* by hand"),
+    ],
 )
 def test_init_refuses_a_file_it_cannot_extend_and_leaves_it_alone(tmp_path, text, says):
     from provenflow.errors import ConfigError
