@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: demo test services lint bench
 
 # pip prints a line per package (and a bar per download): the first install takes a few minutes.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@echo "[1/3] creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "[2/3] upgrading pip"

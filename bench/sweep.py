@@ -49,8 +49,8 @@ def use(folder: Path) -> None:
 
 
 def tracked(csv: Path, folder: Path, grid: dict, **options) -> float:
-    from flows.data_run import data_run
-    from flows.sweep import sweep
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.sweep import sweep
 
     use(folder)
     data_run(name="bench", source=str(csv))

@@ -14,7 +14,7 @@ class DriftPolicy(Block):
 
     Example:
         ```python
-        from blocks.drift import DriftPolicy
+        from provenflow.blocks.drift import DriftPolicy
 
         policy = DriftPolicy.load("BLOCK_NAME").policy()
         ```

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
-from blocks._config import core_config
+from provenflow.blocks._config import core_config
 from provenflow.deploy.kubernetes_config import KubernetesTargetConfig, api_client_for
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ class KubernetesTarget(Block):
 
     Example:
         ```python
-        from blocks.kubernetes import KubernetesTarget
+        from provenflow.blocks.kubernetes import KubernetesTarget
 
         target = KubernetesTarget.load("BLOCK_NAME")
         api_client = target.get_api_client()

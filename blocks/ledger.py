@@ -14,7 +14,7 @@ class LedgerDatabase(Block):
 
     Example:
         ```python
-        from blocks.ledger import LedgerDatabase
+        from provenflow.blocks.ledger import LedgerDatabase
 
         ledger = LedgerDatabase.load("BLOCK_NAME").get_ledger()
         ```

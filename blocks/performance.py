@@ -15,7 +15,7 @@ class PerformancePolicy(Block):
 
     Example:
         ```python
-        from blocks.performance import PerformancePolicy
+        from provenflow.blocks.performance import PerformancePolicy
 
         policy = PerformancePolicy.load("BLOCK_NAME").policy()
         ```

@@ -11,7 +11,7 @@ class ContainerRegistry(Block):
 
     Example:
         ```python
-        from blocks.registry import ContainerRegistry
+        from provenflow.blocks.registry import ContainerRegistry
 
         registry = ContainerRegistry.load("BLOCK_NAME")
         ```

@@ -13,7 +13,7 @@ class ArtifactStore(Block):
 
     Example:
         ```python
-        from blocks.store import ArtifactStore
+        from provenflow.blocks.store import ArtifactStore
 
         store = ArtifactStore.load("BLOCK_NAME").get_store()
         ```

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, model_validator
 
-from blocks._config import core_config
+from provenflow.blocks._config import core_config
 from provenflow.workers.config import VSphereWorkerPoolConfig
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ class VSphereWorkerPool(Block):
 
     Example:
         ```python
-        from blocks.vsphere import VSphereWorkerPool
+        from provenflow.blocks.vsphere import VSphereWorkerPool
 
         pool = VSphereWorkerPool.load("BLOCK_NAME")
         with pool.connect() as session:

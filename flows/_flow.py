@@ -13,7 +13,7 @@ from typing import Any
 
 from prefect.flows import Flow
 
-from flows import _heartbeats
+from provenflow.flows import _heartbeats
 from provenflow.redact import refuse_credentials
 
 _heartbeats.install()  # no 1 s wait at the end of each flow run, heartbeats kept

@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import provenflow
-from flows._flow import flow
 from provenflow import flows_image as core
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.release import DEFAULT_BASE_IMAGE
 from provenflow.settings import get_settings
 from provenflow.source import capture_code
-from tasks.release import build_flows_image as build_image
-from tasks.release import collect_wheels, image_python, push_image
-from tasks.workspace import open_workspace
+from provenflow.tasks.release import build_flows_image as build_image
+from provenflow.tasks.release import collect_wheels, image_python, push_image
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="build-flows-image", flow_run_name="build-flows-image")
@@ -35,7 +35,7 @@ def build_flows_image(
     workspace = open_workspace(ledger_block, store_block)
     auth, repository = None, f"{registry.rstrip('/')}/{core.REPOSITORY}"
     if registry_block:
-        from blocks.registry import ContainerRegistry
+        from provenflow.blocks.registry import ContainerRegistry
 
         block = ContainerRegistry.load(registry_block)
         auth, repository = block.auth_config(), block.repository("flows")

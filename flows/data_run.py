@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import provenflow
-from flows._flow import flow
+from provenflow.flows._flow import flow
 from provenflow.refs import check_name, resolve_dataset
-from tasks.data import choose_suite, ingest_source, store_source, store_suite, validate_frame
-from tasks.workspace import open_workspace
+from provenflow.tasks.data import choose_suite, ingest_source, store_source, store_suite, validate_frame
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="data-run", flow_run_name="data-{name}")

@@ -8,16 +8,16 @@ from typing import Literal
 from sqlalchemy import select
 
 import provenflow
-from blocks.credentials import secret_values
-from flows._flow import flow
+from provenflow.blocks.credentials import secret_values
 from provenflow.deploy import docker as docker_target
 from provenflow.deploy.errors import DeployError
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_model, safe_name
 from provenflow.release import SERVING_PORT
 from provenflow.serving.mirror import URL_ENV as SHADOW_URL_ENV
-from tasks.deploy import run_locally, run_on_docker, run_on_kubernetes
-from tasks.workspace import open_workspace
+from provenflow.tasks.deploy import run_locally, run_on_docker, run_on_kubernetes
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="deploy", flow_run_name="deploy-{model}-to-{target}")

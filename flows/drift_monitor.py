@@ -9,14 +9,21 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 
 import provenflow
-from flows._flow import flow
 from provenflow.drift import DriftPolicy
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.prefect_context import artifact_key
 from provenflow.reports import report_url
+from provenflow.tasks.drift import (
+    check,
+    drift_pictures,
+    emit_drift_event,
+    load_reference,
+    read_window,
+    write_report,
+)
+from provenflow.tasks.workspace import open_workspace
 from provenflow.ui.drift_card import drift_markdown
-from tasks.drift import check, drift_pictures, emit_drift_event, load_reference, read_window, write_report
-from tasks.workspace import open_workspace
 
 
 @flow(name="drift-monitor", flow_run_name="drift-{model}")
@@ -33,7 +40,7 @@ def drift_monitor(
     workspace = open_workspace(ledger_block, store_block)
     policy = DriftPolicy()
     if policy_block:
-        from blocks.drift import DriftPolicy as PolicyBlock
+        from provenflow.blocks.drift import DriftPolicy as PolicyBlock
 
         policy = PolicyBlock.load(policy_block).policy()
     until = datetime.now(UTC)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import provenflow
-from flows._flow import flow
 from provenflow.estimation import CALIBRATION_KIND
 from provenflow.features import FeatureChoice
+from provenflow.flows._flow import flow
 from provenflow.refs import check_name, safe_name
-from provenflow.ui.names import model_run_name
-from tasks.model import (
+from provenflow.tasks.model import (
     cross_validate,
     load_dataset,
     make_estimator,
@@ -19,7 +18,8 @@ from tasks.model import (
     store_reference,
     train_model,
 )
-from tasks.workspace import open_workspace
+from provenflow.tasks.workspace import open_workspace
+from provenflow.ui.names import model_run_name
 
 
 def _run_name() -> str:

@@ -11,11 +11,11 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 import provenflow
-from flows._flow import flow
 from provenflow import registry
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
-from tasks.registry import score_on_holdout, shadow_agreement, wait_for_approval
-from tasks.workspace import open_workspace
+from provenflow.tasks.registry import score_on_holdout, shadow_agreement, wait_for_approval
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="promote", flow_run_name="promote-{model}-to-{to}")

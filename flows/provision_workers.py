@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flows._flow import flow
-from tasks.workers import load_worker_pool, scale_worker_vms
+from provenflow.flows._flow import flow
+from provenflow.tasks.workers import load_worker_pool, scale_worker_vms
 
 
 @flow(name="provision-workers", flow_run_name="provision-workers-{pool_block}")

@@ -10,11 +10,11 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import select
 
 import provenflow
-from flows._flow import flow
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.performance import markdown
 from provenflow.prefect_context import artifact_key
-from tasks.quality import (
+from provenflow.tasks.quality import (
     compare_challenger,
     emit_degraded_event,
     estimate,
@@ -23,7 +23,7 @@ from tasks.quality import (
     load_policy,
     read_labelled,
 )
-from tasks.workspace import open_workspace
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="quality-monitor", flow_run_name="quality-{model}")

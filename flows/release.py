@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import provenflow
-from flows._flow import flow
 from provenflow import release as core
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_model
 from provenflow.settings import get_settings
-from tasks.release import build_image, collect_wheels, export_model_bundle, push_image
-from tasks.workspace import open_workspace
+from provenflow.tasks.release import build_image, collect_wheels, export_model_bundle, push_image
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="release", flow_run_name="release-{model}")
@@ -34,7 +34,7 @@ def release(
     workspace = open_workspace(ledger_block, store_block)
     auth, repository_of = None, lambda name: f"{registry.rstrip('/')}/provenflow/{name.lower()}"
     if registry_block:
-        from blocks.registry import ContainerRegistry
+        from provenflow.blocks.registry import ContainerRegistry
 
         block = ContainerRegistry.load(registry_block)
         auth, repository_of = block.auth_config(), block.repository

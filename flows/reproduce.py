@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import provenflow
-from flows._flow import flow
 from provenflow import reproduce as core
+from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.project import project_root
-from tasks.reproduce import checkout_code, compare_results, load_recorded_run, rerun, verify_inputs
-from tasks.workspace import open_workspace
+from provenflow.tasks.reproduce import checkout_code, compare_results, load_recorded_run, rerun, verify_inputs
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="reproduce", flow_run_name="reproduce-{run_id}")

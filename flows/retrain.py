@@ -7,17 +7,17 @@ from __future__ import annotations
 from sqlalchemy import select
 
 import provenflow
-from flows._flow import flow
-from flows.data_run import data_run
-from flows.deploy import deploy
-from flows.model_run import model_run
-from flows.promote import promote
-from flows.release import release
 from provenflow import registry
 from provenflow.digest import Digest
+from provenflow.flows._flow import flow
+from provenflow.flows.data_run import data_run
+from provenflow.flows.deploy import deploy
+from provenflow.flows.model_run import model_run
+from provenflow.flows.promote import promote
+from provenflow.flows.release import release
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_model
-from tasks.workspace import open_workspace
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="retrain", flow_run_name="retrain-{model}")
@@ -41,7 +41,7 @@ def retrain(
     default the policy's setting, else on), and redeploy where the champion runs."""
     workspace = open_workspace(ledger_block, store_block)
     if policy_block:  # the model's drift policy says where its newest data is and who approves
-        from blocks.drift import DriftPolicy
+        from provenflow.blocks.drift import DriftPolicy
 
         policy = DriftPolicy.load(policy_block)
         if not source:

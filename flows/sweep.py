@@ -11,11 +11,11 @@ from typing import Any
 from prefect.futures import wait
 
 import provenflow
-from flows._flow import flow
 from provenflow import sweep as sweeping
 from provenflow.errors import ProvenflowError
-from tasks.sweep import find_done, key_trials, publish_leaderboard, train_trial, trial_records
-from tasks.workspace import open_workspace
+from provenflow.flows._flow import flow
+from provenflow.tasks.sweep import find_done, key_trials, publish_leaderboard, train_trial, trial_records
+from provenflow.tasks.workspace import open_workspace
 
 
 @flow(name="sweep", flow_run_name="sweep-{estimator}")
@@ -82,7 +82,7 @@ def sweep(
                          "failed": len(failed), f"best.{metric}": board[0]["metrics"][metric]})  # fmt: skip
     promotion = None
     if promote_best_to:
-        from flows.promote import promote
+        from provenflow.flows.promote import promote
 
         promotion = promote(model=board[0]["model"], to=promote_best_to, auto_approve=auto_approve,
                             ledger_block=ledger_block, store_block=store_block)  # fmt: skip

@@ -15,6 +15,7 @@ The package loads its parts on first use, so ``import provenflow`` (and the CLI)
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from provenflow.errors import ProvenflowError
@@ -27,6 +28,33 @@ if TYPE_CHECKING:
 __all__ = [
     "ProvenflowError", "Run", "RunSummary", "end", "feedback", "input", "metric", "output", "parameter", "start",
 ]  # fmt: skip
+
+
+def _mount_source_checkout() -> None:
+    """In the repository, the flows, tasks and blocks sit beside provenflow/ (flows/, tasks/, blocks/);
+    an installed provenflow has them inside it, as provenflow.flows, provenflow.tasks and
+    provenflow.blocks (setup.py maps the folders). Run from a checkout (PYTHONPATH=<repo>, or the
+    repository as the working directory), register the three folders under those same names, so one
+    import works in both. Never as top-level ``flows``, ``tasks``, ``blocks``: those are the user's.
+    Their __init__ files hold a docstring only, so this costs next to nothing."""
+    import importlib.util
+
+    here = os.path.dirname(os.path.realpath(__file__))
+    for name in ("flows", "tasks", "blocks"):
+        folder = os.path.join(os.path.dirname(here), name)
+        init = os.path.join(folder, "__init__.py")
+        qualified = f"{__name__}.{name}"
+        if os.path.exists(os.path.join(here, name)) or not os.path.isfile(init) or qualified in sys.modules:
+            continue  # installed (it is inside provenflow/), or not a checkout, or done
+        spec = importlib.util.spec_from_file_location(qualified, init, submodule_search_locations=[folder])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[qualified] = module
+        spec.loader.exec_module(module)
+        globals()[name] = module
+
+
+_mount_source_checkout()
 
 
 def __getattr__(name: str) -> Any:

@@ -19,9 +19,9 @@ def main() -> None:
 
     server.connect(quiet=True)
     if spec["flow"] == "model-run":
-        from flows.model_run import model_run as flow
+        from provenflow.flows.model_run import model_run as flow
     elif spec["flow"] == "data-run":
-        from flows.data_run import data_run as flow
+        from provenflow.flows.data_run import data_run as flow
     else:
         raise SystemExit(f"cannot replay flow {spec['flow']!r}")
     result = flow(**spec["parameters"])

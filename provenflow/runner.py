@@ -53,12 +53,12 @@ _PRELOAD = (
     "provenflow.lineage",
     "provenflow.verify",
     "provenflow.crashes",
-    "flows.data_run",
-    "flows.model_run",
-    "flows.reproduce",
-    "flows.promote",
-    "flows.drift_monitor",
-    "flows.quality_monitor",
+    "provenflow.flows.data_run",
+    "provenflow.flows.model_run",
+    "provenflow.flows.reproduce",
+    "provenflow.flows.promote",
+    "provenflow.flows.drift_monitor",
+    "provenflow.flows.quality_monitor",
     "great_expectations",
     "sklearn.linear_model",
     "sklearn.ensemble",
@@ -138,12 +138,18 @@ def _address(home: Path) -> str:
 def fingerprint() -> dict:
     """What a forked run inherits and must match the caller's: interpreter, import path, the
     installed packages' state and provenflow's own code (flows/, tasks/, provenflow/)."""
+    import provenflow
+    import provenflow.blocks
+    import provenflow.flows
+    import provenflow.tasks
     from provenflow.environment import environment_key
 
-    code = Path(__file__).resolve().parent.parent
+    code = Path(provenflow.__file__).resolve().parent
     newest = 0
-    for package in ("provenflow", "flows", "tasks", "blocks"):
-        for path in (code / package).rglob("*.py"):
+    # flows/, tasks/ and blocks/ are inside provenflow/ when installed, beside it in a checkout.
+    packages = [provenflow, provenflow.flows, provenflow.tasks, provenflow.blocks]
+    for folder in {Path(p).resolve() for package in packages for p in package.__path__}:
+        for path in folder.rglob("*.py"):
             with contextlib.suppress(OSError):
                 newest = max(newest, path.stat().st_mtime_ns)
     return {

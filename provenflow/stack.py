@@ -20,7 +20,6 @@ from provenflow.errors import ConfigError
 from provenflow.pidfile import live_pid, terminate
 from provenflow.settings import get_settings
 
-SOURCE_ROOT = Path(__file__).resolve().parents[1]  # where provenflow's prefect.yaml and flows/ live
 PROCESS_POOL = "provenflow-process"
 RETRAIN_AUTOMATION = "retrain"  # prefect deploy names a deployment trigger's automation after it
 
@@ -88,7 +87,7 @@ def up(say: Callable[[str], None] = lambda _msg: None) -> UpReport:
         # Deploying imports every flow (~30 s): skip it when prefect.yaml and the flows are as deployed.
         stale = not marker.exists() or marker.read_text() != current
         if stale or not set(_wanted()) <= set(deployments):
-            say("deploying every flow of prefect.yaml")
+            say(f"deploying every flow of {_deploy_file()}")
             deploy_all(api)
             marker.write_text(current)
             deployments, automations = deployments_and_automations()
@@ -119,13 +118,13 @@ def down() -> dict[str, object]:
 
 def register_blocks() -> list[str]:
     """Register provenflow's block types (idempotent), so the Blocks catalog lists them."""
-    from blocks.drift import DriftPolicy
-    from blocks.kubernetes import KubernetesTarget
-    from blocks.ledger import LedgerDatabase
-    from blocks.performance import PerformancePolicy
-    from blocks.registry import ContainerRegistry
-    from blocks.store import ArtifactStore
-    from blocks.vsphere import VSphereWorkerPool
+    from provenflow.blocks.drift import DriftPolicy
+    from provenflow.blocks.kubernetes import KubernetesTarget
+    from provenflow.blocks.ledger import LedgerDatabase
+    from provenflow.blocks.performance import PerformancePolicy
+    from provenflow.blocks.registry import ContainerRegistry
+    from provenflow.blocks.store import ArtifactStore
+    from provenflow.blocks.vsphere import VSphereWorkerPool
 
     types = [
         ArtifactStore,
@@ -152,33 +151,62 @@ def create_pools() -> list[dict]:
         return ensure_pools(client, default_pools(image=last_reference(Workspace.default())))
 
 
+def _project() -> Path:
+    from provenflow.project import project_root
+
+    return project_root()
+
+
+def _deploy_file() -> Path:
+    """The project's prefect.yaml once it holds provenflow's deployments (`provenflow init`), else
+    the one provenflow ships."""
+    from provenflow.prefect_project import deploy_file
+
+    return deploy_file(_project())
+
+
 def deploy_all(api: str) -> None:
-    """`prefect --no-prompt deploy --all` from provenflow's source folder (no network needed)."""
+    """`prefect --no-prompt deploy --all` of the deploy file, from the project folder (where the
+    flow runs then work) and without network."""
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING"}
     log = get_settings().ensure_home() / "deploy.log"
+    file = _deploy_file()
     with open(log, "wb") as out:
         result = subprocess.run(
-            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
-            cwd=SOURCE_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
+            [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(file)],
+            cwd=_project(), env=env, stdout=out, stderr=subprocess.STDOUT, check=False,
         )  # fmt: skip
     if result.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        raise ConfigError(f"deploying {SOURCE_ROOT / 'prefect.yaml'} failed: {' '.join(tail)} (see {log})")
+        raise ConfigError(f"deploying {file} failed: {' '.join(tail)} (see {log})")
 
 
 def _wanted() -> list[str]:
     import yaml
 
-    return [d["name"] for d in yaml.safe_load((SOURCE_ROOT / "prefect.yaml").read_text())["deployments"]]
+    return [d["name"] for d in yaml.safe_load(_deploy_file().read_text())["deployments"]]
 
 
 def _fingerprint() -> str:
-    """Of what a deployment is made of: prefect.yaml and the flows' signatures (their files)."""
+    """Of what a deployment is made of: the deploy file and the flows' signatures (their files):
+    provenflow's, and the project's own that the file names by path."""
     import hashlib
 
+    import yaml
+
+    import provenflow.flows
+
+    file = _deploy_file()
+    own = {
+        _project() / str(d["entrypoint"]).rsplit(":", 1)[0]
+        for d in yaml.safe_load(file.read_text())["deployments"]
+        if ".py:" in str(d.get("entrypoint"))
+    }
+    ours = [path for folder in provenflow.flows.__path__ for path in Path(folder).glob("*.py")]
     digest = hashlib.sha256()
-    for path in [SOURCE_ROOT / "prefect.yaml", *sorted((SOURCE_ROOT / "flows").glob("*.py"))]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in [file, *sorted(ours), *sorted(own)]:
+        if path.is_file():
+            digest.update(str(path).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

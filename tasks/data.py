@@ -20,7 +20,7 @@ from provenflow.workspace import Workspace
 def _credentials(block: str | None) -> Credentials | None:
     if not block:
         return None
-    from blocks.credentials import load_credentials
+    from provenflow.blocks.credentials import load_credentials
 
     return load_credentials(block)
 

@@ -38,7 +38,7 @@ def run_on_kubernetes(
     from provenflow.deploy import kubernetes as k8s
 
     if block:
-        from blocks.kubernetes import KubernetesTarget
+        from provenflow.blocks.kubernetes import KubernetesTarget
 
         target = KubernetesTarget.load(block)
         config, client = target.config(), target.get_api_client()

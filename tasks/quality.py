@@ -45,7 +45,7 @@ def load_model(workspace: Workspace, model: str) -> Watched:
 def load_policy(policy_block: str | None) -> PerformancePolicy:
     if not policy_block:
         return PerformancePolicy()
-    from blocks.performance import PerformancePolicy as PolicyBlock
+    from provenflow.blocks.performance import PerformancePolicy as PolicyBlock
 
     return PolicyBlock.load(policy_block).policy()
 

@@ -43,7 +43,7 @@ def train_trial(
     cv: int | None, trial_key: str, name: str | None, ledger_block: str | None, store_block: str | None,
 ) -> str:  # fmt: skip
     """One trial: an ordinary model run (a sub-flow run), wherever the task runner put this task."""
-    from flows.model_run import model_run
+    from provenflow.flows.model_run import model_run
 
     result = model_run(dataset=dataset, target=target, estimator=estimator, params=params, seed=seed,
                        test_size=test_size, name=name, cv=cv, trial_key=trial_key,

@@ -11,7 +11,7 @@ from provenflow.workers.config import VSphereWorkerPoolConfig
 @task(cache_policy=NO_CACHE)
 def load_worker_pool(block_name: str) -> VSphereWorkerPoolConfig:
     """The VSphereWorkerPool block's settings."""
-    from blocks.vsphere import VSphereWorkerPool
+    from provenflow.blocks.vsphere import VSphereWorkerPool
 
     return VSphereWorkerPool.load(block_name).config()
 

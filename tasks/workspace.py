@@ -18,11 +18,11 @@ def open_workspace(ledger_block: str | None = None, store_block: str | None = No
     settings.ensure_home()
     ledger_url, store_url, storage_options = settings.resolved_ledger_url, settings.resolved_store_url, None
     if ledger_block:
-        from blocks.ledger import LedgerDatabase
+        from provenflow.blocks.ledger import LedgerDatabase
 
         ledger_url = LedgerDatabase.load(ledger_block).url()
     if store_block:
-        from blocks.store import ArtifactStore
+        from provenflow.blocks.store import ArtifactStore
 
         block = ArtifactStore.load(store_block)
         store_url, storage_options = block.url, block.storage_options()

@@ -7,13 +7,13 @@ import re
 import pytest
 from pydantic import SecretStr
 
-from blocks.drift import DriftPolicy
-from blocks.kubernetes import KubernetesTarget
-from blocks.ledger import LedgerDatabase
-from blocks.performance import PerformancePolicy
-from blocks.registry import ContainerRegistry
-from blocks.store import ArtifactStore
-from blocks.vsphere import VSphereWorkerPool
+from provenflow.blocks.drift import DriftPolicy
+from provenflow.blocks.kubernetes import KubernetesTarget
+from provenflow.blocks.ledger import LedgerDatabase
+from provenflow.blocks.performance import PerformancePolicy
+from provenflow.blocks.registry import ContainerRegistry
+from provenflow.blocks.store import ArtifactStore
+from provenflow.blocks.vsphere import VSphereWorkerPool
 
 BLOCKS = [
     ArtifactStore, LedgerDatabase, KubernetesTarget, ContainerRegistry, DriftPolicy, VSphereWorkerPool,
@@ -55,7 +55,7 @@ def test_secrets_stay_out_of_reprs_and_errors():
 def test_flow_uses_ledger_and_store_blocks(prefect_api, project, penguins, postgres, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.data_run import data_run
+    from provenflow.flows.data_run import data_run
     from provenflow.ledger import models as m
     from provenflow.ledger.db import Ledger
 

@@ -143,8 +143,8 @@ def test_serve_command_answers_and_logs(project):
     import time
     import urllib.request
 
-    from flows.data_run import data_run
-    from flows.model_run import model_run
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
     from tests.services import free_port
 
     shutil.copy(PENGUINS, project / "penguins.csv")

@@ -44,11 +44,11 @@ def drift_events(api: str, since: datetime) -> list[dict]:
 @pytest.fixture
 def deployed(project, penguins):
     """penguins-sex@production running as a local server process."""
-    from flows.data_run import data_run
-    from flows.deploy import deploy
-    from flows.model_run import model_run
-    from flows.promote import promote
     from provenflow.deploy.local import stop
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.model_run import model_run
+    from provenflow.flows.promote import promote
     from provenflow.settings import get_settings
 
     ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
@@ -61,7 +61,7 @@ def deployed(project, penguins):
 
 
 def test_same_traffic_no_drift_shifted_traffic_drift_and_an_event(deployed, prefect_api):
-    from flows.drift_monitor import drift_monitor
+    from provenflow.flows.drift_monitor import drift_monitor
 
     features = read_table(str(PENGUINS)).drop(columns=["sex"])
     start = datetime.now(UTC)
@@ -94,7 +94,7 @@ def test_same_traffic_no_drift_shifted_traffic_drift_and_an_event(deployed, pref
 
 
 def test_not_enough_data_and_corrupt_segments(deployed, project):
-    from flows.drift_monitor import drift_monitor
+    from provenflow.flows.drift_monitor import drift_monitor
 
     folder = project / ".provenflow" / "store" / "predictions" / "penguins-sex"
     version = next(folder.iterdir()) if folder.exists() else None
@@ -157,8 +157,8 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
 
 
 def test_retrain_after_drift_promotes_and_redeploys(deployed, project):
-    from flows.drift_monitor import drift_monitor
-    from flows.retrain import retrain
+    from provenflow.flows.drift_monitor import drift_monitor
+    from provenflow.flows.retrain import retrain
     from provenflow.lineage import lineage
     from provenflow.refs import resolve_model
 

@@ -234,10 +234,10 @@ def test_model_run_records_its_reference_and_a_served_model_is_estimated(project
     its transaction); a real server logs predictions; ``estimate_for`` and ``provenflow
     performance`` estimate from them. A regressor, and a version recorded without a reference (as
     every run before this existed), say "not available"."""
-    from flows.data_run import data_run
-    from flows.model_run import model_run
     from provenflow import training
     from provenflow.digest import Digest
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
     from provenflow.ledger import models as m
     from provenflow.serving.predictlog import read_predictions
     from provenflow.tracking import ModelOutput

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def _flows():
-    from flows.data_run import data_run
-    from flows.model_run import model_run
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
 
     return data_run, model_run
 

@@ -6,7 +6,7 @@ import time
 
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-from flows._flow import flow
+from provenflow.flows._flow import flow
 
 
 @flow(name="heartbeat-probe")

@@ -61,8 +61,8 @@ def quality_artifact() -> str:
 
 
 def test_labels_then_decay_emits_the_event_and_no_decay_does_not(deployed, prefect_api):  # noqa: F811
-    from blocks.performance import PerformancePolicy
-    from flows.quality_monitor import quality_monitor
+    from provenflow.blocks.performance import PerformancePolicy
+    from provenflow.flows.quality_monitor import quality_monitor
 
     PerformancePolicy(metric="accuracy", allowed_drop=0.1, min_labelled_rows=100, window_minutes=60,
                       windows=2).save("penguins-sex-quality", overwrite=True)  # fmt: skip

@@ -36,7 +36,7 @@ def _final_state(flow_run_id: str):
 
 
 def test_an_unanswered_approval_times_out_as_such(two_models):
-    from flows.promote import promote
+    from provenflow.flows.promote import promote
 
     good, _ = two_models
     result = promote(model=good, to="production", approval_timeout=1, approval_poll_seconds=1)
@@ -67,8 +67,8 @@ def _logs(flow_run_id: str) -> list[str]:
 
 @pytest.fixture
 def two_models(prefect_api, project, penguins):
-    from flows.data_run import data_run
-    from flows.model_run import model_run
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
 
     ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
     good = model_run(dataset=ref, target="sex", estimator="sklearn.ensemble.RandomForestClassifier",
@@ -78,7 +78,7 @@ def two_models(prefect_api, project, penguins):
 
 
 def test_promotion_with_gate_and_history(two_models):
-    from flows.promote import promote
+    from provenflow.flows.promote import promote
 
     good, weak = two_models
     first = promote(model=good, to="production", auto_approve=True, comment="first release")
@@ -113,7 +113,7 @@ def test_approval_in_the_prefect_ui(two_models, approve):
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.flow_runs import resume_flow_run
 
-    from flows.promote import promote
+    from provenflow.flows.promote import promote
 
     good, _ = two_models
     result: dict = {}
@@ -165,7 +165,7 @@ def test_approval_in_the_prefect_ui(two_models, approve):
 
 
 def test_bad_aliases_and_tolerances_fail_before_any_approval(two_models):
-    from flows.promote import promote
+    from provenflow.flows.promote import promote
 
     good, _ = two_models
     with pytest.raises(registry.PromotionError, match="reads as a version"):

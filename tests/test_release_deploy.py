@@ -48,10 +48,10 @@ def post(url: str, payload: dict) -> tuple[int, dict]:
 
 
 def test_release_deploy_predict_and_swap(project, penguins, docker_client, registry):
-    from flows.data_run import data_run
-    from flows.deploy import deploy
-    from flows.model_run import model_run
-    from flows.release import release
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.model_run import model_run
+    from provenflow.flows.release import release
 
     ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
     first = model_run(dataset=ref, target="species", estimator="sklearn.ensemble.RandomForestClassifier",
@@ -118,10 +118,10 @@ def test_release_deploy_predict_and_swap(project, penguins, docker_client, regis
 def test_deploy_to_kubernetes_through_the_flow(project, penguins, tmp_path):
     from datetime import UTC, datetime
 
-    from blocks.kubernetes import KubernetesTarget
-    from flows.data_run import data_run
-    from flows.deploy import deploy
-    from flows.model_run import model_run
+    from provenflow.blocks.kubernetes import KubernetesTarget
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.model_run import model_run
     from provenflow.ledger import models as m
     from provenflow.refs import resolve_model
     from tests.k8s.fake_apiserver import FakeKubernetes

@@ -45,9 +45,9 @@ def repo(project: Path) -> Path:
 
 
 def flows():
-    from flows.data_run import data_run
-    from flows.model_run import model_run
-    from flows.reproduce import reproduce
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
+    from provenflow.flows.reproduce import reproduce
 
     return data_run, model_run, reproduce
 

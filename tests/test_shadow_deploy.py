@@ -25,9 +25,9 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 def train_two(penguins) -> tuple[str, str]:
     """penguins-species@1 (a forest) as production, @2 (a logistic regression) as challenger."""
-    from flows.data_run import data_run
-    from flows.model_run import model_run
-    from flows.promote import promote
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
+    from provenflow.flows.promote import promote
 
     ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
     for estimator, params in (("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30}),
@@ -48,9 +48,9 @@ def mixed_records(n: int, seed: int) -> list[dict]:
 
 
 def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, penguins):
-    from flows.deploy import deploy
-    from flows.promote import promote
     from provenflow.deploy.local import servers_folder, stop
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.promote import promote
 
     production, challenger = train_two(penguins)
     placed = deploy(model=challenger, target="local", shadow_of=production)
@@ -110,8 +110,8 @@ def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, 
         # The quality monitor reports the challenger too. Labelling every row with production's own
         # prediction makes production's realized accuracy 1 and the challenger's its agreement.
         import provenflow as pf
-        from blocks.performance import PerformancePolicy
-        from flows.quality_monitor import quality_monitor
+        from provenflow.blocks.performance import PerformancePolicy
+        from provenflow.flows.quality_monitor import quality_monitor
 
         labels = logs[0][["request_id", "row", "prediction"]].rename(columns={"prediction": "label"})
         assert pf.feedback(production, labels).stored == len(labels)
@@ -144,8 +144,8 @@ def test_deploy_a_shadow_locally_report_agreement_and_gate_a_promotion(project, 
 
 
 def test_a_model_cannot_shadow_itself(project, penguins):
-    from flows.deploy import deploy
     from provenflow.deploy.errors import DeployError
+    from provenflow.flows.deploy import deploy
 
     production, _ = train_two(penguins)
     with pytest.raises(DeployError, match="same version"):
@@ -160,8 +160,8 @@ def test_a_model_cannot_shadow_itself(project, penguins):
 
 
 def test_kubernetes_production_gets_the_challengers_service_url(project, penguins, tmp_path):
-    from blocks.kubernetes import KubernetesTarget
-    from flows.deploy import deploy
+    from provenflow.blocks.kubernetes import KubernetesTarget
+    from provenflow.flows.deploy import deploy
     from provenflow.refs import resolve_model
     from tests.k8s.fake_apiserver import FakeKubernetes
 
@@ -193,9 +193,9 @@ def test_kubernetes_production_gets_the_challengers_service_url(project, penguin
 
 
 def test_docker_production_mirrors_to_a_challenger_container(project, penguins, docker_client, registry):  # noqa: F811
-    from flows.deploy import deploy
-    from flows.release import release
     from provenflow.deploy.docker import SHADOW_NETWORK
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.release import release
 
     production, challenger = train_two(penguins)
     for ref in (production, challenger):

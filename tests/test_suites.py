@@ -46,7 +46,7 @@ def _suite_hash(run_id: str) -> str:
 
 
 def test_generated_suite_leaves_the_source_tree_clean(repo):
-    from flows.data_run import data_run
+    from provenflow.flows.data_run import data_run
 
     first = data_run(name="penguins", source="penguins.csv")
     assert first["validation"]["created_suite"]
@@ -66,7 +66,7 @@ def test_generated_suite_leaves_the_source_tree_clean(repo):
 
 
 def test_the_recorded_suite_holds_without_the_local_copy(repo):
-    from flows.data_run import data_run
+    from provenflow.flows.data_run import data_run
 
     first = data_run(name="penguins", source="penguins.csv")
     Path(first["validation"]["suite_path"]).unlink()  # e.g. another machine, same ledger and store
@@ -77,7 +77,7 @@ def test_the_recorded_suite_holds_without_the_local_copy(repo):
 
 
 def test_data_that_changed_on_purpose_gets_a_new_suite_when_asked(repo):
-    from flows.data_run import data_run
+    from provenflow.flows.data_run import data_run
 
     first = data_run(name="penguins", source="penguins.csv")
     (repo / "fewer.csv").write_text(
@@ -94,7 +94,7 @@ def test_data_that_changed_on_purpose_gets_a_new_suite_when_asked(repo):
 
 
 def test_committed_suite_is_the_default_and_explicit_suite_still_works(repo):
-    from flows.data_run import data_run
+    from provenflow.flows.data_run import data_run
 
     strict = {"name": "strict", "expectations": [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "sex"}}]}  # fmt: skip
@@ -118,7 +118,7 @@ def test_committed_suite_is_the_default_and_explicit_suite_still_works(repo):
 
 
 def test_a_committed_suite_like_the_demos_records_clean_code(repo):
-    from flows.data_run import data_run
+    from provenflow.flows.data_run import data_run
     from tests.conftest import REPO
 
     (repo / "expectations").mkdir()

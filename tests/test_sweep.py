@@ -47,8 +47,8 @@ def test_leaderboard_ranks_by_direction():
 
 @pytest.mark.usefixtures("prefect_api")
 def test_sweep_flow_trains_each_trial_once_then_reuses(project, penguins, capfd):
-    from flows.data_run import data_run
-    from flows.sweep import sweep as sweep_flow
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.sweep import sweep as sweep_flow
 
     ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]
     grid = {"n_estimators": [5, 10], "max_depth": [2, 4]}
@@ -117,8 +117,8 @@ def test_cross_validate_matches_scikit_learn_folds(project):
 
 @pytest.mark.usefixtures("prefect_api")
 def test_sweep_on_the_process_task_runner(project, penguins):
-    from flows.data_run import data_run
-    from flows.sweep import sweep as sweep_flow
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.sweep import sweep as sweep_flow
 
     data_run(name="penguins", source=str(penguins))
     result = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF,

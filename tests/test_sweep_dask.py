@@ -71,8 +71,8 @@ def _use(ledger_url: str, store: Path, monkeypatch) -> None:
 
 def _sweep(penguins, **options) -> tuple[dict, dict[str, dict], set[int]]:
     """Record penguins in the current ledger, sweep; (result, trial key → metrics, trial run pids)."""
-    from flows.data_run import data_run
-    from flows.sweep import sweep
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.sweep import sweep
     from provenflow.workspace import Workspace
 
     data_run(name="penguins", source=str(penguins))

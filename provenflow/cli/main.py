@@ -129,7 +129,7 @@ def data_run(
     A user:password@ in a --source URL is moved into a Prefect Secret block before the flow runs;
     the flow gets the URL without it and the block's name."""
     _prefect_ready()
-    from flows.data_run import data_run as flow
+    from provenflow.flows.data_run import data_run as flow
 
     source, source_credentials = _keep_credentials(source, source_credentials)
     with out.err_console.status(f"data run {name}: read, validate, store…"):
@@ -169,7 +169,7 @@ def _keep_credentials(source: str, block: str | None) -> tuple[str, str | None]:
         )
     from rich.markup import escape
 
-    from blocks.credentials import keep_credentials
+    from provenflow.blocks.credentials import keep_credentials
 
     block = keep_credentials(url, credentials)
     out.err_console.print(
@@ -223,7 +223,7 @@ def model_run(
     params: dict[str, Any] = dict(parse_param(p) for p in param or [])
     roles = parse_roles(role or [])
     _prefect_ready()
-    from flows.model_run import model_run as flow
+    from provenflow.flows.model_run import model_run as flow
 
     with out.err_console.status(f"model run: train {estimator.rsplit('.', 1)[-1]} on {dataset}…"):
         result = flow(
@@ -286,7 +286,7 @@ def sweep(
 
     grid_values = parse_grid(grid)
     _prefect_ready()
-    from flows.sweep import sweep as flow
+    from provenflow.flows.sweep import sweep as flow
 
     with out.err_console.status(f"sweep: {estimator.rsplit('.', 1)[-1]} over {', '.join(dataset)}…"):
         result = flow(
@@ -332,7 +332,7 @@ def reproduce(
     if code not in ("recorded", "current"):
         raise typer.BadParameter("--code is 'recorded' or 'current'")
     _prefect_ready()
-    from flows.reproduce import reproduce as flow
+    from provenflow.flows.reproduce import reproduce as flow
 
     with out.err_console.status(f"reproducing run {run_id}…"):
         result = flow(run_id=run_id, code=code)
@@ -377,7 +377,7 @@ def promote(
     except (TypeError, ValueError):
         raise typer.BadParameter("--tolerance takes METRIC=NUMBER, e.g. f1=0.01") from None
     _prefect_ready()
-    from flows.promote import promote as flow
+    from provenflow.flows.promote import promote as flow
 
     result = flow(
         model=model,
@@ -443,7 +443,7 @@ def release(
     _prefect_ready()
     if flows:
         return _release_flows(registry, registry_block, base_image, as_json)
-    from flows.release import release as flow
+    from provenflow.flows.release import release as flow
 
     with out.err_console.status(f"releasing {model}: bundle, wheels, image, push…"):
         result = flow(model=model, registry=registry, registry_block=registry_block, base_image=base_image)
@@ -456,7 +456,7 @@ def release(
 
 
 def _release_flows(registry: str, registry_block: str | None, base_image: str, as_json: bool) -> None:
-    from flows.build_flows_image import build_flows_image
+    from provenflow.flows.build_flows_image import build_flows_image
 
     with out.err_console.status("building the flows image: wheels, image, push…"):
         result = build_flows_image(registry=registry, registry_block=registry_block, base_image=base_image)
@@ -493,7 +493,7 @@ def deploy(
     if target not in ("docker", "kubernetes", "local"):
         raise typer.BadParameter("--target is docker, kubernetes or local")
     _prefect_ready()
-    from flows.deploy import deploy as flow
+    from provenflow.flows.deploy import deploy as flow
 
     with out.err_console.status(f"deploying {model} to {target}…"):
         result = flow(model=model, target=target, port=port, kubernetes_block=kubernetes_block, shadow_of=shadow_of)
@@ -536,7 +536,7 @@ def drift_check(
 
     start = _since(since)
     _prefect_ready()
-    from flows.drift_monitor import drift_monitor as flow
+    from provenflow.flows.drift_monitor import drift_monitor as flow
 
     with out.err_console.status(f"checking {model} for drift…"):
         result = flow(model=model, since=start, policy_block=policy_block)
@@ -555,7 +555,7 @@ def quality_check(
 ) -> None:
     """Realized performance from the labels that arrived, against training (the quality-monitor flow)."""
     _prefect_ready()
-    from flows.quality_monitor import quality_monitor as flow
+    from provenflow.flows.quality_monitor import quality_monitor as flow
 
     with out.err_console.status(f"checking {model}'s realized performance…"):
         result = flow(model=model, policy_block=policy_block)
@@ -1036,6 +1036,27 @@ def up(as_json: JsonOpt = False) -> None:
         f"{len(report.pools)} work pools; running: "
         + ", ".join(f"{name} (pid {pid})" for name, pid in report.processes.items())
         + "\nStop everything with: provenflow down",
+        highlight=False,
+    )
+
+
+@app.command()
+def init(as_json: JsonOpt = False) -> None:
+    """Add provenflow's deployments (and their work pools) to this Prefect project's prefect.yaml,
+    created if absent; the project's own entries stay as they are. Safe to run again."""
+    from provenflow.prefect_project import init as add_deployments
+    from provenflow.settings import get_settings
+
+    report = add_deployments(Path.cwd())
+    get_settings().ensure_home()  # .provenflow/ (git-ignored): the ledger, the store, the server
+    if as_json:
+        return out.print_json(report.as_dict())
+    what = "created" if report.created else "updated" if report.added else "unchanged"
+    out.console.print(
+        f"prefect.yaml {what}: {len(report.added)} provenflow deployments added, "
+        f"{len(report.kept)} already there.\n"
+        "Next: provenflow up (a server, work pools, all of prefect.yaml, a worker)\n"
+        "or, on your own server: provenflow pools create; prefect deploy --all",
         highlight=False,
     )
 

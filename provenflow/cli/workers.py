@@ -41,7 +41,7 @@ def _prefect_ready() -> None:
 def _load_config(block_name: str):
     from prefect.exceptions import ObjectNotFound
 
-    from blocks.vsphere import VSphereWorkerPool
+    from provenflow.blocks.vsphere import VSphereWorkerPool
     from provenflow.errors import ConfigError
 
     try:
@@ -70,7 +70,7 @@ def scale(
 ) -> None:
     """Clone or retire worker VMs until COUNT run (the provision-workers flow); idempotent."""
     _prefect_ready()
-    from flows.provision_workers import provision_workers
+    from provenflow.flows.provision_workers import provision_workers
 
     with out.err_console.status(f"scaling {pool_block} to {count if count is not None else 'its count'}…"):
         result = provision_workers(pool_block=pool_block, count=count)

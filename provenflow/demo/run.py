@@ -39,10 +39,10 @@ def main() -> None:
     if notice:
         console.print(notice)
 
-    from flows.data_run import data_run
-    from flows.model_run import model_run
     from provenflow import catalog
     from provenflow.cli import output
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
     from provenflow.lineage import lineage
     from provenflow.settings import get_settings
 
@@ -104,12 +104,12 @@ def _production_story(console: Console, best_ref: str, source: Path, ui_url: str
     import time
     from datetime import UTC, datetime
 
-    from flows.deploy import deploy
-    from flows.drift_monitor import drift_monitor
-    from flows.promote import promote
-    from flows.quality_monitor import quality_monitor
     from provenflow.cli import output
     from provenflow.datasets import read_table
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.drift_monitor import drift_monitor
+    from provenflow.flows.promote import promote
+    from provenflow.flows.quality_monitor import quality_monitor
 
     console.rule(f"5. promote {best_ref} to production and deploy it")
     decision = promote(model=best_ref, to="production", auto_approve=True, comment="best of the demo runs")

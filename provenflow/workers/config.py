@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 # VM names become host names (cloud-init local-hostname): keep them DNS labels.
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PREFECT_NAME = re.compile(r"^[^/%&><]+$")
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CLOUD_INIT_TEMPLATE = REPO / "infra" / "cloud-init" / "worker-user-data.yaml"
+# infra/cloud-init/worker-user-data.yaml, linked into the package so an installed provenflow has it.
+DEFAULT_CLOUD_INIT_TEMPLATE = Path(__file__).resolve().parent / "worker-user-data.yaml"
 
 
 class VSphereWorkerPoolConfig(BaseModel):

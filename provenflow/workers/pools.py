@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provenflow.workers.config import REPO
 from provenflow.workers.errors import PoolError
 
-KUBERNETES_TEMPLATE = REPO / "deployments" / "kubernetes-base-job-template.json"
+# deployments/kubernetes-base-job-template.json, linked into the package so an installed provenflow has it.
+KUBERNETES_TEMPLATE = Path(__file__).resolve().parent / "kubernetes-base-job-template.json"
 PROCESS_POOL, VSPHERE_POOL, KUBERNETES_POOL = (
     "provenflow-process",
     "provenflow-vsphere",

@@ -6,7 +6,7 @@ import pytest
 from kubernetes import client
 from pydantic import SecretStr
 
-from blocks.kubernetes import KubernetesTarget
+from provenflow.blocks.kubernetes import KubernetesTarget
 from provenflow.deploy.kubernetes import KubernetesTargetConfig
 from provenflow.errors import ConfigError
 from tests.k8s.fake_apiserver import FakeKubernetes

@@ -7,7 +7,7 @@ import pkgutil
 
 import pytest
 
-import flows
+import provenflow.flows
 from provenflow.credentials import Credentials, split_url, storage_options
 from provenflow.errors import ConfigError
 from provenflow.redact import credential_in, redact, refuse_credentials
@@ -90,14 +90,14 @@ def test_secret_block_values():
 
 
 def test_every_flow_refuses_credentials():
-    """Each flow in flows/ is built by flows._flow.flow, so none can take a credential as a parameter."""
+    """Each flow in flows/ is built by provenflow.flows._flow.flow, so none can take a credential as a parameter."""
     from prefect.flows import Flow
 
-    from flows._flow import CredentialFreeFlow
+    from provenflow.flows._flow import CredentialFreeFlow
 
     found = []
-    for module in pkgutil.iter_modules(flows.__path__):
-        loaded = importlib.import_module(f"flows.{module.name}")
+    for module in pkgutil.iter_modules(provenflow.flows.__path__):
+        loaded = importlib.import_module(f"provenflow.flows.{module.name}")
         found += [
             obj
             for obj in vars(loaded).values()

@@ -261,8 +261,8 @@ def test_credentials_from_a_secret_block_or_netrc(project, prefect_api, data_ser
 def test_a_flow_called_with_a_credential_is_refused_before_prefect_sees_it(
     project, prefect_api, data_server, marker
 ):
-    from flows.data_run import data_run
     from provenflow.errors import ConfigError
+    from provenflow.flows.data_run import data_run
 
     since = _now()
     with pytest.raises(ConfigError, match="parameter 'source' of flow 'data-run' holds user-info") as refused:
@@ -278,7 +278,7 @@ def test_a_deployment_run_with_a_credential_fails_before_its_body(project, prefe
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
 
-    from flows.data_run import data_run
+    from provenflow.flows.data_run import data_run
 
     with get_client(sync_client=True) as client:
         created = client.create_flow_run(
@@ -333,9 +333,9 @@ def test_registry_credentials_in_an_address_are_refused(project, prefect_api, ma
 def test_a_server_token_goes_by_secret_block_not_by_env(project, prefect_api, marker):
     from prefect.blocks.system import Secret
 
-    from blocks.credentials import secret_values
-    from flows.deploy import deploy
+    from provenflow.blocks.credentials import secret_values
     from provenflow.errors import ConfigError
+    from provenflow.flows.deploy import deploy
 
     since = _now()
     with pytest.raises(
@@ -353,8 +353,8 @@ def test_a_server_token_goes_by_secret_block_not_by_env(project, prefect_api, ma
 def test_retrain_reads_the_source_again_with_its_secret_block(project, prefect_api, data_server, marker):
     """retrain re-reads where the champion's data came from: the clean URL and the Secret block's name
     recorded by that data run, never the password."""
-    from flows.model_run import model_run
-    from flows.retrain import retrain
+    from provenflow.flows.model_run import model_run
+    from provenflow.flows.retrain import retrain
 
     since = _now()
     data = pf(project, "data-run", "--name", "s", "--source", data_server.url(f"{USER}:{marker}"), "--json")

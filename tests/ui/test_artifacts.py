@@ -44,8 +44,8 @@ def _artifact_keys(flow_run_id: str) -> list[str | None]:
 
 @pytest.fixture
 def experiment(project, penguins):
-    from flows.data_run import data_run
-    from flows.model_run import model_run
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
 
     data = data_run(name="penguins", source=str(penguins))["dataset"]
     rf = "sklearn.ensemble.RandomForestClassifier"
@@ -87,7 +87,7 @@ def test_run_names_tell_runs_apart(experiment):
 
 
 def test_promotion_writes_the_model_card_not_the_leaderboard(experiment):
-    from flows.promote import promote
+    from provenflow.flows.promote import promote
 
     _, runs = experiment
     board = latest_artifact("leaderboard-penguins-sex")

@@ -58,7 +58,7 @@ def _paused_promotion(result: dict) -> tuple[threading.Thread, str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.sorting import FlowRunSort
 
-    from flows.promote import promote
+    from provenflow.flows.promote import promote
 
     context = contextvars.copy_context()
     worker = threading.Thread(target=context.run, args=(lambda: result.update(
@@ -77,8 +77,8 @@ def _paused_promotion(result: dict) -> tuple[threading.Thread, str]:
 def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # noqa: F811
     from prefect.flow_runs import resume_flow_run
 
-    from flows.drift_monitor import drift_monitor
-    from flows.model_run import model_run
+    from provenflow.flows.drift_monitor import drift_monitor
+    from provenflow.flows.model_run import model_run
 
     ui = prefect_api.removesuffix("/api")
     challenger = model_run(dataset="penguins@latest", target="sex", estimator="sklearn.ensemble.RandomForestClassifier",

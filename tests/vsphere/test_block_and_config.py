@@ -9,7 +9,7 @@ import sys
 import pytest
 from pydantic import SecretStr
 
-from blocks.vsphere import VSphereWorkerPool
+from provenflow.blocks.vsphere import VSphereWorkerPool
 from provenflow.errors import ConfigError
 
 REQUIRED = dict(host="vcenter.example", username="svc-provenflow@vsphere.local", password=SecretStr("hunter2-secret"),

@@ -11,7 +11,7 @@ from tests.vsphere.conftest import FOLDER, PASSWORD, TEMPLATE, USER
 
 
 def _save_block(inventory, name: str, workers: int = 2) -> None:
-    from blocks.vsphere import VSphereWorkerPool
+    from provenflow.blocks.vsphere import VSphereWorkerPool
 
     VSphereWorkerPool(
         host=inventory.host, port=inventory.port, protocol="http", username=USER, password=SecretStr(PASSWORD),
@@ -25,7 +25,7 @@ def test_flow_scales_to_the_blocks_count_and_keeps_the_password_out_of_prefect(p
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.logging.handlers import APILogHandler
 
-    from flows.provision_workers import provision_workers
+    from provenflow.flows.provision_workers import provision_workers
 
     _save_block(inventory, "vsphere-flow-test", workers=2)
     state = provision_workers(pool_block="vsphere-flow-test", return_state=True)

@@ -138,10 +138,10 @@ def test_flows_image_runs_a_kubernetes_flow_run(
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from flows.build_flows_image import build_flows_image
-    from flows.data_run import data_run
     from provenflow.cli.workers import pools_app
     from provenflow.deploy.kubernetes_manifests import validate_manifest
+    from provenflow.flows.build_flows_image import build_flows_image
+    from provenflow.flows.data_run import data_run
     from provenflow.ledger import models as m
     from provenflow.settings import get_settings
     from provenflow.signing import signing_key
