@@ -34,11 +34,31 @@ def is_provenflows(deployment: dict) -> bool:
 
 def deploy_file(root: Path) -> Path:
     """The prefect.yaml `up` deploys in project ROOT: the project's own once it holds provenflow's
-    deployments (`provenflow init`, or provenflow's own repository), else the packaged one."""
+    deployments (`provenflow init`, or provenflow's own repository), else the packaged one with its
+    schedules paused (.provenflow/prefect.yaml): its monitors watch the demo's model, which another
+    project does not have, so they would fail every hour."""
     own = root / "prefect.yaml"
     if own.is_file() and any(is_provenflows(d) for d in _load_plain(own).get("deployments") or []):
         return own
-    return PACKAGED
+    import yaml
+
+    paused = root / ".provenflow" / "prefect.yaml"
+    document = _load_plain(PACKAGED)
+    document["deployments"] = paused_schedules(document.get("deployments") or [])
+    text = yaml.safe_dump(document, sort_keys=False)
+    if not paused.is_file() or paused.read_text() != text:
+        paused.parent.mkdir(parents=True, exist_ok=True)
+        paused.write_text(text)
+    return paused
+
+
+def paused_schedules(deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DEPLOYMENTS with every schedule paused: to be pointed at the user's own model first (its
+    `model` parameter), then switched on in the UI."""
+    return [
+        {**d, "schedules": [{**s, "active": False} for s in d["schedules"]]} if d.get("schedules") else d
+        for d in deployments
+    ]
 
 
 @dataclass
@@ -62,7 +82,7 @@ def init(root: Path) -> InitReport:
     document = _load_positions(text, path)
     theirs = document.get("deployments") or []
     present = {(d.get("name"), d.get("entrypoint")) for d in theirs if hasattr(d, "get")}
-    ours = provenflow_deployments()
+    ours = paused_schedules(provenflow_deployments())  # the monitors watch the demo's model until edited
     missing = [d for d in ours if (d["name"], d["entrypoint"]) not in present]
     kept = [d["name"] for d in ours if (d["name"], d["entrypoint"]) in present]
     if missing:

@@ -187,6 +187,27 @@ def test_init_adds_provenflows_deployments_and_keeps_theirs_byte_for_byte(team):
     assert again["added"] == [] and set(again["kept"]) == set(first["added"])
     assert (root / "prefect.yaml").read_text() == text
     assert (root / ".provenflow" / ".gitignore").is_file()
+    import yaml
+
+    added = {d["name"]: d for d in yaml.safe_load(text)["deployments"] if d["name"] in first["added"]}
+    # The monitors watch the demo's model: paused until pointed at theirs.
+    assert [s["active"] for s in added["drift-monitor-penguins-sex"]["schedules"]] == [False]
+
+
+def test_up_without_init_deploys_provenflows_file_with_its_schedules_paused(tmp_path):
+    import yaml
+
+    from provenflow.prefect_project import PACKAGED, deploy_file
+
+    file = deploy_file(tmp_path)
+    assert file == tmp_path / ".provenflow" / "prefect.yaml"
+    shipped = yaml.safe_load(PACKAGED.read_text())["deployments"]
+    deployed = yaml.safe_load(file.read_text())["deployments"]
+    assert [d["name"] for d in deployed] == [d["name"] for d in shipped]
+    scheduled = [s for d in deployed for s in d.get("schedules") or []]
+    assert scheduled and not any(s["active"] for s in scheduled)
+    assert any(s.get("active", True) for d in shipped for s in d.get("schedules") or [])  # the demo's are on
+    assert deploy_file(PACKAGED.resolve().parent) == PACKAGED.resolve().parent / "prefect.yaml"
 
 
 def test_theirs_and_provenflows_deploy_and_run(team, tmp_path):
