@@ -199,7 +199,7 @@ def _start(timeout: float, on_wait) -> ServerStatus:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ConfigError(f"the Prefect server exited with status {process.returncode}; see {log}")
-        if healthy(current.api_url, timeout=0.5):
+        if healthy(current.api_url):  # 1 s: a loaded server may be slow to answer; a refusal is instant
             _claim(current.api_url)
             check_owner(current.api_url)
             _note_blocks_registered(prefect_home)

@@ -19,6 +19,7 @@ def _pf(project, port: str, *args: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENFLOW_", "PREFECT_"))}
     env["PROVENFLOW_SERVER_PORT"] = port
     result = subprocess.run([CLI, *args], cwd=project, capture_output=True, text=True, env=env, timeout=180)
+    print(f"$ provenflow {' '.join(args)} -> {result.returncode}\n{result.stderr}")  # shown when a test fails
     return result.returncode, result.stdout
 
 
