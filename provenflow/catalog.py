@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session, object_session, selectinload
 
 from provenflow.ledger import models as m
 from provenflow.refs import resolve_run
-from provenflow.reproduce import reproductions_of
 
 
 def _iso(value) -> str | None:
@@ -50,9 +49,17 @@ def run_dict(run: m.Run, full: bool = False) -> dict:
             prefect_flow_run_id=run.prefect_flow_run_id,
             prefect_url=run.prefect_url,
             metric_history={k: v for k, v in _metric_history(run).items() if len(v) > 1},
-            reproductions=reproductions_of(object_session(run), run.id),
+            reproductions=_reproductions(run),
         )
     return out
+
+
+def _reproductions(run: m.Run) -> list:
+    # Imported here: provenflow.reproduce brings the store and environment capture, which the
+    # listings (runs list without the warm runner) need not import.
+    from provenflow.reproduce import reproductions_of
+
+    return reproductions_of(object_session(run), run.id)
 
 
 def last_metrics(run: m.Run) -> dict[str, float]:

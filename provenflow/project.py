@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 
@@ -15,6 +14,8 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def git_root(start: Path | None = None) -> Path | None:
+    import subprocess  # only here: project_root is on the CLI's fast path
+
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--show-toplevel"],

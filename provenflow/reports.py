@@ -107,24 +107,39 @@ def _pid_file() -> Path:
     return get_settings().ensure_home() / "reports.pid"
 
 
-def start(timeout: float = 20.0) -> str:
-    """Start the report server in the background unless one answers; returns its base URL."""
+def launch() -> subprocess.Popen | None:
+    """Start the report server in the background unless one answers, without waiting for it to
+    answer (``start`` waits); None when one answers already."""
     host, port = address()
-    base = f"http://{host}:{port}"
-    if answers_ok(f"{base}/health", 0.5):
-        return base
+    if answers_ok(f"http://{host}:{port}/health", 0.5):
+        return None
     log = get_settings().ensure_home() / "reports.log"
     with open(log, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "provenflow.reports"], stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     _pid_file().write_text(str(process.pid))
+    return process
+
+
+def start(timeout: float = 20.0, launched: subprocess.Popen | None = None) -> str:
+    """Start the report server in the background unless one answers; returns its base URL once it
+    answers. LAUNCHED: the process a ``launch()`` call started already (it starts while the Prefect
+    server does)."""
+    host, port = address()
+    base = f"http://{host}:{port}"
+    process = launched or launch()
+    if process is None:
+        return base
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         if answers_ok(f"{base}/health", 0.5):
             return base
-        time.sleep(0.2)
+        time.sleep(0.05)
+    if answers_ok(f"{base}/health", 0.5):  # LAUNCHED lost the port to one started meanwhile
+        return base
     from provenflow.errors import ConfigError
 
+    log = get_settings().ensure_home() / "reports.log"
     raise ConfigError(f"the report server did not start on {base}; see {log}")
 
 

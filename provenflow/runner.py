@@ -33,13 +33,16 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provenflow.pidfile import live_pid, terminate
+
+if TYPE_CHECKING:
+    import subprocess
 
 # Commands that run flows, and those that read the ledger (SQLAlchemy and the models alone take
 # ~0.3 s to import): the ones worth forking from warm imports.
@@ -47,6 +50,10 @@ COMMANDS = frozenset({
     "data-run", "model-run", "reproduce", "promote", "drift-check", "release", "deploy",
     "runs", "datasets", "models", "lineage", "compare", "quality-check", "feedback",
 })  # fmt: skip
+# Of those, the ones that only read the ledger: they need no Prefect settings of their own unless
+# they connect to Prefect (``server.connect`` refreshes them then), which saves the ~0.1-0.3 s the
+# refresh takes (pydantic-settings re-reads every source, logging is set up again).
+_READERS = frozenset({"runs", "datasets", "models", "lineage", "compare", "server"})
 _PRELOAD = (
     "provenflow.cli.main",
     "provenflow.catalog",
@@ -276,6 +283,8 @@ def start(home: Path | None = None, wait: float = 0.0) -> RunnerStatus:
     current = status(home)
     if current.running or _pid(home) is not None:
         return _wait_listening(home, wait)
+    import subprocess  # not at module level: the client path (runner.submit) stays light
+
     home.mkdir(parents=True, exist_ok=True)
     pid_file, log = _paths(home)
     with open(log, "ab") as out:
@@ -515,7 +524,7 @@ def _run(request: dict, fds: list[int]) -> None:
         os.environ.update(request["env"])
         sys.argv = ["provenflow", *request["argv"]]
         sys.path[0] = request["path0"]  # the caller's script folder, not the runner's ''
-        _fresh_process_state()
+        _fresh_process_state(prefect=command_of(request["argv"]) not in _READERS)
         from provenflow.cli.main import run
 
         try:
@@ -543,8 +552,9 @@ def _run(request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
-def _fresh_process_state() -> None:
-    """What a new process would have had that a fork copied from the runner instead."""
+def _fresh_process_state(prefect: bool = True) -> None:
+    """What a new process would have had that a fork copied from the runner instead; PREFECT:
+    also Prefect's settings from the caller's environment (else left to ``server.connect``)."""
     import numpy as np
 
     from provenflow.settings import get_settings
@@ -554,7 +564,8 @@ def _fresh_process_state() -> None:
     get_settings.cache_clear()  # settings come from the caller's environment
     _fresh_consoles()
     np.random.seed()  # a fresh process draws fresh entropy; Python's `random` reseeds itself at fork
-    refresh_prefect_settings()
+    if prefect:
+        refresh_prefect_settings()
 
 
 def _fresh_consoles() -> None:

@@ -3,10 +3,12 @@ from each other, ordinary Prefect flow runs, and the CLI unchanged when the runn
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -154,3 +156,16 @@ def test_without_a_runner_the_command_runs_in_its_own_process(tmp_path, prefect_
     result = subprocess.run([CLI, "data-run", "--name", "penguins", "--source", "penguins.csv"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_a_listing_is_handed_over_before_the_cli_imports_typer_or_the_ledger(warm):
+    """With the runner up, a listing costs the caller Python's start and a socket, not the CLI's
+    imports: the `provenflow` script hands the command over before typer, rich or SQLAlchemy load."""
+    root, env, _ = warm
+    result = subprocess.run([sys.executable, "-X", "importtime", CLI, "runs", "list", "--json"], cwd=root,
+                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert isinstance(json.loads(result.stdout), list)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "provenflow.runner" in imported
+    assert not imported & {"typer", "rich", "sqlalchemy", "provenflow.cli.output"}

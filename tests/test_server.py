@@ -19,6 +19,7 @@ def _pf(project, port: str, *args: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENFLOW_", "PREFECT_"))}
     env["PROVENFLOW_SERVER_PORT"] = port
     result = subprocess.run([CLI, *args], cwd=project, capture_output=True, text=True, env=env, timeout=180)
+    print(f"$ provenflow {' '.join(args)} -> {result.returncode}\n{result.stderr}")  # shown when a test fails
     return result.returncode, result.stdout
 
 
@@ -106,3 +107,43 @@ def test_each_project_gets_its_own_port(tmp_path, monkeypatch):
         assert get_settings().resolved_server_port == get_settings().resolved_server_port
     get_settings.cache_clear()
     assert len(ports) == 3 and all(4200 <= p < 4300 for p in ports)
+
+
+def _block_type_slugs(api: str) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        return {b.slug for b in client.read_block_types()}
+
+
+def test_a_start_from_stopped_skips_the_block_registration_the_first_start_did(project):
+    """Registering Prefect's block types imports every installed Prefect collection (seconds):
+    once done for this database and these packages, the next start skips it, and the block types
+    and the crash automation are still there. Another set of packages registers them again."""
+    port = str(free_port())
+    marker = project / ".provenflow" / "prefect" / "provenflow-blocks-registered"
+
+    def start() -> tuple[dict, list[bytes]]:
+        code, out = _pf(project, port, "server", "start", "--json")
+        assert code == 0, out
+        status = json.loads(out)
+        return status, open(f"/proc/{status['pid']}/environ", "rb").read().split(b"\0")
+
+    skip = b"PREFECT_SERVER_REGISTER_BLOCKS_ON_START=false"
+    try:
+        first, environ = start()
+        assert skip not in environ and marker.exists()
+        slugs = _block_type_slugs(first["api_url"])
+        assert "secret" in slugs  # one of Prefect's own, registered by its first start
+        _pf(project, port, "server", "stop")
+        again, environ = start()
+        assert skip in environ
+        assert _block_type_slugs(again["api_url"]) == slugs
+        assert [a.trigger.within.total_seconds() for a in _crash_automations(again["api_url"])] == [90]
+        _pf(project, port, "server", "stop")
+        marker.write_text("packages installed since")
+        _, environ = start()
+        assert skip not in environ
+    finally:
+        _pf(project, port, "server", "stop")

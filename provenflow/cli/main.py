@@ -1,9 +1,30 @@
 """The provenflow command line. Heavy libraries (Prefect, scikit-learn, Great Expectations) are
 imported inside the commands that use them, so ``provenflow --help`` answers at once."""
 
+# ruff: noqa: E402
 from __future__ import annotations
 
+import os
 import sys
+
+
+def _forward_early() -> bool:
+    """When the ``provenflow`` script imports this module to call run(), hand a command the warm
+    runner serves over now, before typer and rich are imported (~0.1 s of a 0.3 s answer); exits
+    with the command's status when the runner ran it. Whether the runner was asked."""
+    script = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+    if os.path.basename(script) != "provenflow":
+        return False
+    from provenflow import runner
+
+    code = runner.submit(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    return True
+
+
+_runner_asked = _forward_early()  # the imports below come after it on purpose (ruff: E402 off)
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -53,7 +74,8 @@ def run() -> None:
     """Entry point: turn provenflow's errors into `Error: …` and exit status 1."""
     from provenflow import runner
 
-    code = runner.submit(sys.argv[1:])  # a flow command forked from the warm runner, when it is up
+    # A flow command forked from the warm runner, when it is up (unless asked at import already).
+    code = None if _runner_asked else runner.submit(sys.argv[1:])
     if code is not None:
         sys.exit(code)
     try:
