@@ -692,12 +692,6 @@ def performance(
 # -- reading the ledger -------------------------------------------------------------------
 
 
-def _headline_metrics(metrics: dict, count: int = 3) -> list[tuple[str, object]]:
-    """The first COUNT metrics that say how good a run is; row counts only when there is nothing else."""
-    scores = [(k, v) for k, v in metrics.items() if not k.endswith("_rows")]
-    return (scores or list(metrics.items()))[:count]
-
-
 @runs_app.command("list")
 def runs_list(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
@@ -724,7 +718,7 @@ def runs_list(
                 f"{escape(r['name'])}\n[dim]{r['kind']}[/dim]",
                 r["state"],
                 r["started_at"][5:16].replace("T", " "),
-                "\n".join(f"{k}={out.fmt(v)}" for k, v in _headline_metrics(r["metrics"])),
+                "\n".join(f"{k}={out.fmt(v)}" for k, v in out.headline_metrics(r["metrics"])),
             ]
             for r in rows
         ],

@@ -29,6 +29,12 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def headline_metrics(metrics: dict, count: int = 3) -> list[tuple[str, Any]]:
+    """The first COUNT metrics that say how good a run is; row counts only when there is nothing else."""
+    scores = [(k, v) for k, v in metrics.items() if not k.endswith("_rows")]
+    return (scores or list(metrics.items()))[:count]
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]], keep_whole: tuple[str, ...] = ()) -> None:
     """KEEP_WHOLE columns (short ones: ids, states, times) are never wrapped; the others fold."""
     t = Table(title=title, title_justify="left")
@@ -83,7 +89,7 @@ def run_detail(run: dict) -> None:
 def _run_label(node: dict) -> str:
     code = node["code"]
     commit = (code["commit"] or "no-git")[:10] + ("+dirty" if code["dirty"] else "")
-    metrics = ", ".join(f"{k}={fmt(v)}" for k, v in list(node["metrics"].items())[:4])
+    metrics = ", ".join(f"{k}={fmt(v)}" for k, v in headline_metrics(node["metrics"], 4))
     verdicts = ", ".join(f"{r['verdict']} ({r['rerun_id'][:8]})" for r in node.get("reproductions", []))
     if verdicts:
         metrics += f"  [magenta]reproduced: {verdicts}[/magenta]"
