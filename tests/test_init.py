@@ -292,7 +292,7 @@ pull:
 def test_init_fits_their_style_and_keeps_what_follows_their_list(tmp_path):
     import yaml
 
-    from provenflow.prefect_project import init, provenflow_deployments
+    from provenflow.prefect_project import init, paused_schedules, provenflow_deployments
 
     (tmp_path / "prefect.yaml").write_text(INDENTED)
     init(tmp_path)
@@ -301,7 +301,8 @@ def test_init_fits_their_style_and_keeps_what_follows_their_list(tmp_path):
     assert text.startswith(head + "\n  # provenflow's deployments") and text.endswith("\n\n" + tail)
     assert "\n  - name: model-run\n" in text and "\n      - provenflow\n" in text  # their indentation
     loaded = yaml.safe_load(text)
-    assert loaded["deployments"] == [yaml.safe_load(INDENTED)["deployments"][0], *provenflow_deployments()]
+    ours = paused_schedules(provenflow_deployments())
+    assert loaded["deployments"] == [yaml.safe_load(INDENTED)["deployments"][0], *ours]
     assert loaded["pull"] == yaml.safe_load(INDENTED)["pull"]
 
 
