@@ -49,7 +49,7 @@ def quality_monitor(
         predictions, labels, skipped = read_labelled(workspace, watched, since, until)
         result = judge(watched, predictions, labels, policy, until)
         estimates = estimate(workspace, watched, predictions, result)
-        shadow = compare_challenger(workspace, watched, labels, policy, since, until)
+        shadow = compare_challenger(workspace, watched, predictions, labels, policy, since, until)
         judged, summary = result.judged, result.to_dict()
         realized = summary["realized"] or {}
         run.log_metrics({"labelled_rows": summary["labelled"], **({f"realized.{result.metric}": realized["value"]}

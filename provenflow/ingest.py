@@ -83,7 +83,7 @@ class Ingested:
 
 
 def _csv_batches(
-    source: str, fmt: str, credentials: Credentials | None, block_bytes: int, types: dict[str, pa.DataType]
+    source: str, delimiter: str, credentials: Credentials | None, block_bytes: int, types: dict[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
     fs, path = datasets._open_source(source, credentials)
     convert = pa_csv.ConvertOptions(
@@ -92,7 +92,7 @@ def _csv_batches(
         true_values=["True", "TRUE", "true"],
         false_values=["False", "FALSE", "false"],
     )
-    parse = pa_csv.ParseOptions(delimiter=datasets.delimiter_of(fs, path, fmt))
+    parse = pa_csv.ParseOptions(delimiter=delimiter)
     read = pa_csv.ReadOptions(block_size=block_bytes)
     with fs.open(path, "rb", compression="infer") as fh:
         reader = pa_csv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
@@ -422,16 +422,19 @@ def ingest(
     fmt = datasets._format_of(source)
     shown = redact(split_url(source)[0])
     types: dict[str, pa.DataType] = {}
+    delimiter = None  # sniffed once: a pass that widens a column's type reads the source again
     while True:
         try:
-            return _one_pass(source, fmt, workdir, credentials, block_bytes, sample_rows, types)
+            if delimiter is None and fmt != "parquet":
+                delimiter = datasets.delimiter_of(*datasets._open_source(source, credentials), fmt)
+            return _one_pass(source, fmt, delimiter, workdir, credentials, block_bytes, sample_rows, types)
         except _Widen as widen:
             types.update(widen.types)
         except pa.ArrowInvalid as exc:
             match = _CONVERSION.search(str(exc))
             if fmt == "parquet" or not match:
                 raise _data_error(shown, fmt, exc) from None
-            name = _header(source, fmt, credentials)[int(match.group(1))]
+            name = _header(source, delimiter, credentials)[int(match.group(1))]
             current = types.get(name) or pa.type_for_alias(match.group(2))
             wider = _join(current, _type_of_value(match.group(3)))
             if wider == current:
@@ -452,12 +455,12 @@ def ingest(
             raise _data_error(shown, fmt, exc) from None
 
 
-def _header(source: str, fmt: str, credentials: Credentials | None) -> list[str]:
+def _header(source: str, delimiter: str, credentials: Credentials | None) -> list[str]:
     fs, path = datasets._open_source(source, credentials)
     with fs.open(path, "rb", compression="infer") as fh:
         reader = pa_csv.open_csv(
             fh,
-            parse_options=pa_csv.ParseOptions(delimiter=datasets.delimiter_of(fs, path, fmt)),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
             read_options=pa_csv.ReadOptions(block_size=64 * 1024),
         )
         return reader.schema.names
@@ -477,6 +480,7 @@ def _data_error(shown: str, fmt: str, exc: Exception) -> DataError:
 def _one_pass(
     source: str,
     fmt: str,
+    delimiter: str | None,
     workdir: str,
     credentials: Credentials | None,
     block_bytes: int,
@@ -486,7 +490,7 @@ def _one_pass(
     if fmt == "parquet":
         batches = _parquet_batches(source, credentials, max(1024, block_bytes // 64))
     else:
-        batches = _csv_batches(source, fmt, credentials, block_bytes, types)
+        batches = _csv_batches(source, delimiter, credentials, block_bytes, types)
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=workdir)
     os.close(fd)
     try:

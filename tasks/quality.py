@@ -107,28 +107,26 @@ def estimate(
 
 @task(cache_policy=NO_CACHE)
 def compare_challenger(
-    workspace: Workspace, model: Watched, labels: pd.DataFrame, policy: PerformancePolicy,
-    since: datetime, until: datetime,
+    workspace: Workspace, model: Watched, predictions: pd.DataFrame, labels: pd.DataFrame,
+    policy: PerformancePolicy, since: datetime, until: datetime,
 ) -> dict[str, Any] | None:  # fmt: skip
-    """When MODEL mirrors to a shadow challenger: their agreement over the span, and the challenger's
-    realized performance on the same labels (its log rows carry production's request ids)."""
+    """When MODEL mirrors to a shadow challenger: their agreement over the span (PREDICTIONS are
+    MODEL's, already read), and the challenger's realized performance on the same labels (its log
+    rows carry production's request ids). The challenger's log is read once for both."""
     from provenflow.serving.predictlog import read_predictions
-    from provenflow.shadow import current_shadow, shadow_agreement
+    from provenflow.shadow import compare_predictions, current_shadow
 
     challenger_ref = current_shadow(workspace, model.ref)
     if challenger_ref is None:
         return None
     challenger = load_model.fn(workspace, challenger_ref)
-    agreement = shadow_agreement(
-        workspace, model.ref, challenger.ref, since=since, until=until, window=policy.window
-    )
     wanted = {"request_id", "row", "time", "prediction", *(f"proba_{c}" for c in challenger.classes or [])}
-    predictions, _ = read_predictions(
-        workspace.store.url, challenger.name, challenger.version, since=since, until=until, columns=wanted
+    # No `until`: the challenger answers a mirrored copy after production, so its rows may be later.
+    answers, _ = read_predictions(
+        workspace.store.url, challenger.name, challenger.version, since=since, columns=wanted
     )
-    realized = assess(
-        predictions, labels, challenger.training, challenger.task, challenger.classes, policy, until
-    )
+    agreement = compare_predictions(predictions, answers, policy.window)
+    realized = assess(answers, labels, challenger.training, challenger.task, challenger.classes, policy, until)
     return {"challenger": challenger.ref, "agreement": agreement["agreement"], "matched": agreement["matched"],
             "coverage": agreement["coverage"], "realized": realized.to_dict()["realized"],
             "labelled": realized.to_dict()["labelled"], "metric": realized.metric}  # fmt: skip

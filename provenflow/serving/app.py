@@ -46,7 +46,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -160,12 +160,16 @@ def create_app(
             return _unauthorized()
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
+    async def timed(endpoint: str, handling: Awaitable[Response]) -> Response:
+        """HANDLING's response, its status and duration counted under ENDPOINT (/metrics)."""
+        started = time.perf_counter()
+        response = await handling
+        metrics.observe(endpoint, response.status_code, time.perf_counter() - started)
+        return response
+
     @app.post("/predict")
     async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        response = await _predict(request)
-        metrics.observe("predict", response.status_code, time.perf_counter() - started)
-        return response
+        return await timed("predict", _predict(request))
 
     async def _predict(request: Request) -> Response:
         if not authorized(request):
@@ -225,10 +229,7 @@ def create_app(
     async def feedback(request: Request) -> Response:
         """Ground-truth labels for answered rows (``feedback.py``): stored append-only beside the
         prediction log; ids with no logged prediction are stored too and counted as ``unknown``."""
-        started = time.perf_counter()
-        response = await _feedback(request)
-        metrics.observe("feedback", response.status_code, time.perf_counter() - started)
-        return response
+        return await timed("feedback", _feedback(request))
 
     async def _feedback(request: Request) -> Response:
         if not authorized(request):
@@ -303,10 +304,7 @@ def create_app(
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
-        started = time.perf_counter()
-        response = await _v2_infer(request, name, version)
-        metrics.observe("v2_infer", response.status_code, time.perf_counter() - started)
-        return response
+        return await timed("v2_infer", _v2_infer(request, name, version))
 
     async def _v2_infer(request: Request, name: str, version: str | None) -> Response:
         if not authorized(request):
