@@ -40,6 +40,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -65,6 +66,7 @@ CALIBRATION_KIND = "calibration"  # the kind of a model run's edge to its refere
 REFERENCE_ROWS = 100_000
 SAMPLING_ERROR_RANGE = 3.0  # the band is the estimate ± this many sampling errors (as NannyML)
 BOOTSTRAP_ROWS = 5_000  # reference rows per bootstrap sample of the sampling errors
+BOOTSTRAP_DRAWS = 30
 _META = b"provenflow"
 
 
@@ -79,6 +81,26 @@ class Reference:
     predicted: np.ndarray
     label: np.ndarray
     model_hash: str
+
+    # Fitted once per reference: a monitor estimates several windows with one.
+    @cached_property
+    def calibrators(self) -> list[Any]:
+        return fit_calibrators(self)
+
+    @cached_property
+    def bootstrap_spread(self) -> tuple[int, dict[str, float]]:
+        """(sample size, each metric's spread over seeded bootstrap samples of that size)."""
+        size = min(len(self.label), BOOTSTRAP_ROWS)
+        onehot = np.zeros_like(self.proba)
+        known = self.label >= 0
+        onehot[np.flatnonzero(known), self.label[known]] = 1.0
+        rng = np.random.default_rng(0)
+        samples: dict[str, list[float]] = {}
+        for _ in range(BOOTSTRAP_DRAWS):
+            pick = rng.integers(0, len(self.label), size)
+            for name, value in _metrics(onehot[pick], self.proba[pick], self.predicted[pick]).items():
+                samples.setdefault(name, []).append(value)
+        return size, {name: float(np.std(values)) for name, values in samples.items()}
 
     def to_bytes(self) -> bytes:
         """A Parquet table (``label``, ``prediction``, ``proba_<class>``…; classes as text), readable
@@ -241,22 +263,13 @@ def _metrics(truth: np.ndarray, proba: np.ndarray, predicted: np.ndarray) -> dic
     return out
 
 
-def sampling_errors(reference: Reference, rows: int, draws: int = 30) -> dict[str, float]:
+def sampling_errors(reference: Reference, rows: int) -> dict[str, float]:
     """Each metric's sampling error on a window of ROWS rows: its spread over bootstrap samples of
     the reference (labels known), scaled from the sample size to ROWS by √(size/ROWS). Seeded: the
     same reference and size give the same errors."""
-    size = min(len(reference.label), BOOTSTRAP_ROWS)
-    onehot = np.zeros_like(reference.proba)
-    known = reference.label >= 0
-    onehot[np.flatnonzero(known), reference.label[known]] = 1.0
-    rng = np.random.default_rng(0)
-    samples: dict[str, list[float]] = {}
-    for _ in range(draws):
-        pick = rng.integers(0, len(reference.label), size)
-        for name, value in _metrics(onehot[pick], reference.proba[pick], reference.predicted[pick]).items():
-            samples.setdefault(name, []).append(value)
+    size, spread = reference.bootstrap_spread
     scale = np.sqrt(size / rows)
-    return {name: float(np.std(values) * scale) for name, values in samples.items()}
+    return {name: value * scale for name, value in spread.items()}
 
 
 def estimate(reference: Reference, proba: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -274,7 +287,7 @@ def estimate(reference: Reference, proba: np.ndarray, predicted: np.ndarray) -> 
     """
     if len(proba) == 0:
         raise DataError("no logged predictions to estimate from; widen the window (--since)")
-    calibrated = calibrate(fit_calibrators(reference), proba)
+    calibrated = calibrate(reference.calibrators, proba)
     known = reference.label[reference.label >= 0]
     reference_prior = np.bincount(known, minlength=len(reference.classes)) / max(len(known), 1)
     prior, relabelled = prior_shifted(calibrated, reference_prior)

@@ -84,11 +84,15 @@ def estimate(
     """Estimated performance per window, before labels arrive (``provenflow.estimation``, CBPE), or
     None where that module is not installed: the report then has no estimated column."""
     try:
-        from provenflow.estimation import estimate_for
+        from provenflow import estimation
     except ModuleNotFoundError as exc:
         if exc.name != "provenflow.estimation":
             raise
         return None
+    try:  # once for every window: the held-out rows are read and the calibration fitted once
+        reference = estimation.load_reference(workspace, model.ref)
+    except estimation.EstimationUnavailable:
+        return [None] * len(result.windows)
     out: list[dict[str, float] | None] = []
     for window in result.windows:
         part = predictions
@@ -96,7 +100,10 @@ def estimate(
             part = predictions[(predictions["time"] >= pd.Timestamp(window.start))
                                & (predictions["time"] < pd.Timestamp(window.end))]  # fmt: skip
         try:
-            out.append(estimate_for(workspace, model.ref, part) if len(part) else None)
+            proba, predicted = estimation.window_of(reference, part)
+            out.append(estimation.estimate(reference, proba, predicted) if len(proba) else None)
+        except estimation.EstimationUnavailable:  # e.g. a log without probabilities: no estimate
+            out.append(None)
         except ProvenflowError as exc:  # an estimate is extra information: the realized check goes on
             log.warning(
                 "no performance estimate for %s in %s – %s: %s", model.ref, window.start, window.end, exc
