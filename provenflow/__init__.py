@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from provenflow.errors import ProvenflowError
 
 if TYPE_CHECKING:
-    from provenflow.feedback import FeedbackResult
+    from provenflow.labels import FeedbackResult
     from provenflow.tracking import Run, RunSummary
     from provenflow.workspace import Workspace
 
@@ -113,7 +113,7 @@ def feedback(
 
         pf.feedback("penguins-sex@production", [{"id": "3f2a...:0", "label": "female"}])
     """
-    from provenflow.feedback import Columns, record_feedback
+    from provenflow.labels import Columns, record_feedback
     from provenflow.workspace import Workspace
 
     columns = Columns(label=label, id=id, request_id=request_id, row=row)

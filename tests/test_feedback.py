@@ -54,6 +54,9 @@ def test_cli_and_python_api_store_labels_and_count_unknown_ids(bundles, recorded
         "penguins-forest@1", [{"id": ids[0], "label": "Chinstrap"}], workspace=recorded.workspace
     )
     assert later.stored == 1 and later.unknown == 0
+    # A second call: importing the module behind it must not replace `pf.feedback` on the package.
+    again = pf.feedback("penguins-forest@1", [{"id": ids[1], "label": "Gentoo"}], workspace=recorded.workspace)
+    assert again.stored == 1 and callable(pf.feedback)
     latest = read_feedback(recorded.store_url, "penguins-forest", 1).set_index(["request_id", "row"])["label"]
     assert latest[(rid, 0)] == "Chinstrap" and latest[(rid, 2)] == "Gentoo"
     history = read_feedback(recorded.store_url, "penguins-forest", 1, history=True)

@@ -601,7 +601,7 @@ def feedback(
     """Store ground-truth labels for served predictions (append-only; the latest label for a row wins)."""
     from rich.progress import Progress
 
-    from provenflow.feedback import Columns, record_feedback
+    from provenflow.labels import Columns, record_feedback
 
     columns = Columns(label=label_column, id=id_column, request_id=request_id_column, row=row_column)
     with Progress(console=out.err_console, transient=True, disable=not out.err_console.is_terminal) as bar:
