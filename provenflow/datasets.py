@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 import tempfile
@@ -16,7 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from provenflow import dialect
 from provenflow.credentials import Credentials, split_url, storage_options
+from provenflow.dialect import Dialect
 from provenflow.digest import Digest
 from provenflow.errors import DataError
 from provenflow.redact import redact
@@ -55,28 +56,13 @@ def _format_of(source: str) -> str:
     )
 
 
-_DELIMITERS = (",", "\t", ";", "|")
-_SNIFF_BYTES = 64 * 1024
-
-
-def delimiter_of(fs, path: str, fmt: str) -> str:
-    """A CSV's field separator: many exports use ';' (decimal commas) or tabs under a .csv name.
-
-    The first of , TAB ; | that splits the header into several columns and every following line of
-    the first 64 KiB into as many; ',' when none does (the parser then says what is wrong)."""
-    if fmt == "tsv":
-        return "\t"
+def dialect_of(fs, path: str, fmt: str, shown: str) -> Dialect:
+    """How to read the CSV file at PATH, from its first 64 KiB (dialect.sniff); Parquet has none."""
+    if fmt == "parquet":
+        return Dialect()
     with fs.open(path, "rb", compression="infer") as fh:
-        head = fh.read(_SNIFF_BYTES)
-    lines = head.decode("utf-8", errors="replace").splitlines()
-    if len(head) == _SNIFF_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # cut mid-line
-    lines = [line for line in lines if line.strip()][:200]
-    for delimiter in _DELIMITERS:
-        widths = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
-        if lines and len(widths) == 1 and widths.pop() > 1:
-            return delimiter
-    return ","
+        head = fh.read(dialect.SNIFF_BYTES)
+    return dialect.sniff(head, fmt, shown)
 
 
 def _open_source(source: str, credentials: Credentials | None):
@@ -116,35 +102,40 @@ def read_table(source: str, credentials: Credentials | None = None) -> pd.DataFr
     """Read a CSV, TSV or Parquet file from a path or fsspec URL, with a clear error for bad input.
 
     CREDENTIALS authenticate a URL; a URL's own ``user:password@`` is taken out of it first, so it
-    never reaches fsspec, its messages or anything recorded."""
+    never reaches fsspec, its messages or anything recorded. A CSV file is read in its dialect
+    (separator, encoding, gap markers, decimal mark, header: see read_csv), as a data-run reads it."""
+    return read_csv(source, credentials)[0]
+
+
+def read_csv(source: str, credentials: Credentials | None = None) -> tuple[pd.DataFrame, Dialect]:
+    """read_table's frame and the dialect the file was read in (its notes say what was inferred)."""
     fmt = _format_of(source)
     shown = redact(split_url(source)[0])
+    how = Dialect()
     try:
         fs, path = _open_source(source, credentials)
-        sep = delimiter_of(fs, path, fmt) if fmt != "parquet" else ","
-        with fs.open(path, "rb", compression="infer") as fh:
-            if fmt == "parquet":
+        if fmt == "parquet":
+            with fs.open(path, "rb") as fh:
                 _refuse_duplicates(shown, pq.ParquetFile(fh).schema_arrow.names)
                 fh.seek(0)
                 frame = pd.read_parquet(fh)
-            else:
-                frame = pd.read_csv(fh, sep=sep)
-        # pandas renames a repeated header 'a' to 'a.1' without a word. Only when a name looks like
-        # that, read the header row again as data (same parser, one row; a stream cannot seek back).
-        if fmt != "parquet" and any(_MANGLED.fullmatch(str(c)) for c in frame.columns):
-            with fs.open(path, "rb", compression="infer") as fh:
-                header = pd.read_csv(fh, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
-            _refuse_duplicates(shown, header.iloc[0].tolist())
+        else:
+            frame, how = _read_csv_in(fs, path, dialect_of(fs, path, fmt, shown))
+            # pandas renames a repeated header 'a' to 'a.1' without a word. Only when a name looks like
+            # that, read the header row again as data (same parser, one row; a stream cannot seek back).
+            if how.header and any(_MANGLED.fullmatch(str(c)) for c in frame.columns):
+                with fs.open(path, "rb", compression="infer") as fh:
+                    header = pd.read_csv(
+                        fh, sep=how.delimiter, encoding=how.encoding, skipinitialspace=how.initial_space,
+                        header=None, nrows=1, dtype=str, keep_default_na=False,
+                    )  # fmt: skip
+                _refuse_duplicates(shown, header.iloc[0].tolist())
     except DataError:
         raise
     except pd.errors.EmptyDataError:
         raise DataError(f"{shown!r} has no columns; expected a CSV header and rows") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{shown!r} could not be parsed as CSV: {str(exc).strip()}") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{shown!r} is not text in UTF-8 ({exc.reason} at byte {exc.start}); is it really CSV?"
-        ) from None
     except ImportError as exc:
         raise DataError(f"reading {shown!r} needs a package that is not installed: {exc}") from None
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
@@ -157,7 +148,40 @@ def read_table(source: str, credentials: Credentials | None = None) -> pd.DataFr
     _refuse_duplicates(shown, frame.columns.tolist())
     if any(str(c).startswith("Unnamed: ") for c in frame.columns):
         raise DataError(f"{shown!r} has a column without a header name; every column needs a name")
-    return frame
+    return frame, how
+
+
+def _read_csv_in(fs, path: str, how: Dialect) -> tuple[pd.DataFrame, Dialect]:
+    """The file read with pandas in dialect HOW, settled as the pyarrow reader settles it: a
+    non-UTF-8 byte past the sniffed head moves to the next encoding, and a column that is numeric
+    but for gap markers past the head gets them read as missing."""
+    while True:
+        try:
+            with fs.open(path, "rb", compression="infer") as fh:
+                frame = pd.read_csv(fh, **how.pandas_options())
+        except UnicodeDecodeError:
+            # latin-1 decodes every byte, so this ends.
+            how = how.next_encoding()
+            continue
+        settled = _settle_markers(frame, how)
+        if settled == how:
+            return frame, how
+        how = settled
+
+
+def _settle_markers(frame: pd.DataFrame, how: Dialect) -> Dialect:
+    for name, series in frame.items():
+        if is_numeric(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        values = [str(v) for v in series.dropna().unique()]
+        others = [v for v in values if not dialect.is_number(v, how.decimal_point)]
+        markers = dialect.gap_markers(others) if len(others) < len(values) else None
+        if markers:
+            for marker in sorted(markers):
+                how = how.with_marker(marker, str(name))
+        elif any(str(name) in columns for _, columns in how.markers):
+            how = how.without_column(str(name))  # text after all: its markers are not gaps
+    return how
 
 
 def _refuse_duplicates(shown: str, names: list) -> None:

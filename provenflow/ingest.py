@@ -25,7 +25,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from provenflow import datasets
+from provenflow import datasets, dialect
 from provenflow.credentials import Credentials, split_url
+from provenflow.dialect import FALSE_VALUES, TRUE_VALUES, Dialect
 from provenflow.digest import Digest
 from provenflow.errors import DataError, StoreError
 from provenflow.redact import redact
@@ -77,23 +78,51 @@ class Ingested:
     profile: dict
     sample: pd.DataFrame  # the whole table when rows <= SAMPLE_ROWS
     validated_on: str  # "all rows" or "a seeded sample of N of M rows"
+    # What was inferred about how the file is written (dialect.Dialect.notes): run warnings to show.
+    notes: list[dict] = field(default_factory=list)
 
 
 # -- reading -------------------------------------------------------------------------------
 
 
+def _csv_options(
+    how: Dialect, block_bytes: int, types: dict[str, pa.DataType]
+) -> tuple[pa_csv.ReadOptions, pa_csv.ParseOptions, pa_csv.ConvertOptions]:
+    """pyarrow's options for dialect HOW; a plain file gets exactly the options it always had."""
+    read = {"block_size": block_bytes}
+    if how.encoding != "utf-8":
+        read["encoding"] = how.encoding  # transcoded to UTF-8 as it is read
+    if how.names is not None:
+        read.update(column_names=list(how.names), skip_rows=1 if how.header else 0)
+    convert = {
+        "strings_can_be_null": True,
+        "column_types": types,
+        "true_values": list(TRUE_VALUES),
+        "false_values": list(FALSE_VALUES),
+    }
+    if how.markers or how.initial_space:
+        convert["null_values"] = how.null_values
+    if how.initial_space:
+        convert["true_values"] += [" " + v for v in TRUE_VALUES]
+        convert["false_values"] += [" " + v for v in FALSE_VALUES]
+    if how.decimal_point != ".":
+        convert["decimal_point"] = how.decimal_point
+    return (
+        pa_csv.ReadOptions(**read),
+        pa_csv.ParseOptions(delimiter=how.delimiter),
+        pa_csv.ConvertOptions(**convert),
+    )
+
+
 def _csv_batches(
-    source: str, delimiter: str, credentials: Credentials | None, block_bytes: int, types: dict[str, pa.DataType]
+    source: str,
+    how: Dialect,
+    credentials: Credentials | None,
+    block_bytes: int,
+    types: dict[str, pa.DataType],
 ) -> Iterator[pa.RecordBatch]:
     fs, path = datasets._open_source(source, credentials)
-    convert = pa_csv.ConvertOptions(
-        strings_can_be_null=True,
-        column_types=types,
-        true_values=["True", "TRUE", "true"],
-        false_values=["False", "FALSE", "false"],
-    )
-    parse = pa_csv.ParseOptions(delimiter=delimiter)
-    read = pa_csv.ReadOptions(block_size=block_bytes)
+    read, parse, convert = _csv_options(how, block_bytes, types)
     with fs.open(path, "rb", compression="infer") as fh:
         reader = pa_csv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
         names = reader.schema.names
@@ -105,7 +134,49 @@ def _csv_batches(
         }
         if temporal:  # pandas never parsed dates; keep them text (restart: only one block was read)
             raise _Widen(temporal)
-        yield from reader
+        if any(pa.types.is_binary(f.type) for f in reader.schema):
+            raise _Reencode  # pyarrow keeps bytes that are not UTF-8 as binary in the first block
+        batches = iter(reader)
+        first = next(batches, None)
+        if first is None:
+            return
+        marked = _first_block_markers(first, how, types)
+        if marked != how:  # restart: only one block was read
+            raise _Markers(marked)
+        yield _trimmed(first, how)
+        for batch in batches:
+            yield _trimmed(batch, how)
+
+
+def _first_block_markers(batch: pa.RecordBatch, how: Dialect, types: dict[str, pa.DataType]) -> Dialect:
+    """HOW with the gap markers of the text columns of the first block that are numbers but for
+    them ('?' past the sniffed head); later blocks show theirs as conversion errors."""
+    for name, array in zip(batch.schema.names, batch.columns, strict=True):
+        if name in types or not pa.types.is_string(array.type):
+            continue
+        values = pc.unique(array.drop_null())
+        numbers = pc.match_substring_regex(values, dialect.NUMBER[how.decimal_point])
+        if not len(values) or not pc.any(numbers).as_py():
+            continue
+        markers = dialect.gap_markers(pc.filter(values, pc.invert(numbers)).to_pylist())
+        for marker in sorted(markers or ()):
+            how = how.with_marker(marker, name)
+    return how
+
+
+def _trimmed(batch: pa.RecordBatch, how: Dialect) -> pa.RecordBatch:
+    """A ', '-separated file's text values without the space (pyarrow trims numbers itself; pandas'
+    skipinitialspace trims both), and null where the value then is a null value."""
+    if not how.initial_space:
+        return batch
+    nulls = pa.array(how.null_values, pa.string())
+    arrays = []
+    for array in batch.columns:
+        if pa.types.is_string(array.type):
+            array = pc.utf8_ltrim(array, characters=" ")
+            array = pc.if_else(pc.is_in(array, value_set=nulls), pa.scalar(None, pa.string()), array)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
 
 
 def _parquet_batches(
@@ -157,6 +228,17 @@ def _check_names(source: str, names: list[str]) -> None:
     datasets._refuse_duplicates(shown, names)
     if any(n == "" for n in names):
         raise DataError(f"{shown!r} has a column without a header name; every column needs a name")
+
+
+class _Reencode(Exception):
+    """The source is not text in the dialect's encoding: the pass starts again in the next one."""
+
+
+class _Markers(Exception):
+    """Gap markers were found in the first block: the pass starts again with this dialect."""
+
+    def __init__(self, how: Dialect) -> None:
+        self.how = how
 
 
 class _Widen(Exception):
@@ -422,28 +504,38 @@ def ingest(
     fmt = datasets._format_of(source)
     shown = redact(split_url(source)[0])
     types: dict[str, pa.DataType] = {}
-    delimiter = None  # sniffed once: a pass that widens a column's type reads the source again
+    how = None  # sniffed once; a pass that finds more (a wider type, a marker, an encoding) starts again
     while True:
         try:
-            if delimiter is None and fmt != "parquet":
-                delimiter = datasets.delimiter_of(*datasets._open_source(source, credentials), fmt)
-            return _one_pass(source, fmt, delimiter, workdir, credentials, block_bytes, sample_rows, types)
+            if how is None:
+                how = datasets.dialect_of(*datasets._open_source(source, credentials), fmt, shown)
+            return _one_pass(source, fmt, how, workdir, credentials, block_bytes, sample_rows, types)
         except _Widen as widen:
             types.update(widen.types)
+        except _Markers as found:
+            how = found.how
+        except (_Reencode, UnicodeDecodeError) as exc:
+            how = _next_encoding(shown, how, exc)
         except pa.ArrowInvalid as exc:
+            if fmt != "parquet" and "invalid UTF8" in str(exc):  # a non-UTF-8 byte past the first block
+                how = _next_encoding(shown, how, exc)
+                continue
             match = _CONVERSION.search(str(exc))
             if fmt == "parquet" or not match:
                 raise _data_error(shown, fmt, exc) from None
-            name = _header(source, delimiter, credentials)[int(match.group(1))]
+            name = _header(source, how, credentials)[int(match.group(1))]
             current = types.get(name) or pa.type_for_alias(match.group(2))
-            wider = _join(current, _type_of_value(match.group(3)))
+            value = match.group(3)
+            numeric = pa.types.is_integer(current) or pa.types.is_floating(current)
+            if numeric and how.is_marker(value) and how.with_marker(value, name) != how:
+                how = how.with_marker(value, name)  # '?' for a gap past the first block
+                continue
+            wider = _join(current, _type_of_value(value))
             if wider == current:
                 raise _data_error(shown, fmt, exc) from None
             types[name] = wider
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{shown!r} is not text in UTF-8 ({exc.reason} at byte {exc.start}); is it really CSV?"
-            ) from None
+            if pa.types.is_string(wider):
+                how = how.without_column(name)  # text after all: its markers are not gaps
         except (OSError, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise
@@ -455,15 +547,23 @@ def ingest(
             raise _data_error(shown, fmt, exc) from None
 
 
-def _header(source: str, delimiter: str, credentials: Credentials | None) -> list[str]:
+def _next_encoding(shown: str, how: Dialect, exc: Exception) -> Dialect:
+    """HOW in the next encoding to try (cp1252, then latin-1, which reads any byte)."""
+    following = how.next_encoding()
+    if following is None:
+        raise DataError(
+            f"{shown!r} is not text in UTF-8 or any other encoding ({exc}); is it really CSV?"
+        ) from None
+    return following
+
+
+def _header(source: str, how: Dialect, credentials: Credentials | None) -> list[str]:
+    if how.names is not None:
+        return list(how.names)
     fs, path = datasets._open_source(source, credentials)
+    read, parse, _ = _csv_options(how, 64 * 1024, {})
     with fs.open(path, "rb", compression="infer") as fh:
-        reader = pa_csv.open_csv(
-            fh,
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-            read_options=pa_csv.ReadOptions(block_size=64 * 1024),
-        )
-        return reader.schema.names
+        return pa_csv.open_csv(fh, read_options=read, parse_options=parse).schema.names
 
 
 def _data_error(shown: str, fmt: str, exc: Exception) -> DataError:
@@ -480,7 +580,7 @@ def _data_error(shown: str, fmt: str, exc: Exception) -> DataError:
 def _one_pass(
     source: str,
     fmt: str,
-    delimiter: str | None,
+    how: Dialect,
     workdir: str,
     credentials: Credentials | None,
     block_bytes: int,
@@ -490,7 +590,7 @@ def _one_pass(
     if fmt == "parquet":
         batches = _parquet_batches(source, credentials, max(1024, block_bytes // 64))
     else:
-        batches = _csv_batches(source, delimiter, credentials, block_bytes, types)
+        batches = _csv_batches(source, how, credentials, block_bytes, types)
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=workdir)
     os.close(fd)
     try:
@@ -529,6 +629,7 @@ def _one_pass(
             profile=profile,
             sample=frame,
             validated_on=validated_on,
+            notes=how.notes(),
         )
     except BaseException:
         if writer is not None:
