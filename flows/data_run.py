@@ -36,6 +36,8 @@ def data_run(
     ) as run:
         check_name(name, "dataset")
         table = ingest_source(workspace, name, source, source_credentials)
+        for note in table.notes:  # what was inferred about the file: no header row, its encoding, '?' as missing
+            run.warn(note["message"], level=note["level"])
         expectations = choose_suite(workspace, name, table.sample, suite, table.output.profile)
         report = validate_frame(table.sample, expectations, table.validated_on)
         run.link("input", "suite", expectations.where, store_suite(workspace, expectations))
@@ -70,5 +72,6 @@ def data_run(
             "repaired": dataset.repaired,
         },
         "validation": report.as_dict(),
+        "warnings": run.summary.warnings,
         "prefect_url": run.prefect_url,
     }

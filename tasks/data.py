@@ -30,6 +30,7 @@ class IngestedDataset:
     output: DatasetOutput  # the pending dataset version, its canonical Parquet object already stored
     sample: pd.DataFrame  # what validation sees: every row of a table up to ingest.SAMPLE_ROWS rows
     validated_on: str
+    notes: list[dict]  # how the file was read, where that was inferred (dialect.Dialect.notes)
 
 
 @task(cache_policy=NO_CACHE)
@@ -54,7 +55,7 @@ def ingest_source(
         profile=table.profile,
         source=redact(source),
     )
-    return IngestedDataset(output, table.sample, table.validated_on)
+    return IngestedDataset(output, table.sample, table.validated_on, table.notes)
 
 
 @task(cache_policy=NO_CACHE)

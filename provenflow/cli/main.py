@@ -176,6 +176,7 @@ def data_run(
         + (f"\nPrefect: {result['prefect_url']}" if result.get("prefect_url") else ""),
         highlight=False,
     )
+    out.warnings(result.get("warnings") or [])
 
 
 def _keep_credentials(source: str, block: str | None) -> tuple[str, str | None]:

@@ -1,0 +1,225 @@
+"""CSV files as public data sets write them (issue 10): Windows-1252, '?' for gaps, ', ' separators,
+decimal commas, no header row. The data-run's streamed pyarrow reader (ingest) and the pandas reader
+(datasets.read_table) must read each the same way, and say what they inferred."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from provenflow import datasets, ingest
+from provenflow.errors import DataError
+
+
+def _both(path, tmp_path, **options) -> tuple[pd.DataFrame, ingest.Ingested]:
+    """The table a data-run stores, which must be read_table's frame too, and what ingest said."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    table = ingest.ingest(str(path), str(work), **options)
+    stored = pd.read_parquet(table.path)
+    pd.testing.assert_frame_equal(stored, datasets.read_table(str(path)))
+    return stored, table
+
+
+def _notes(table: ingest.Ingested) -> list[str]:
+    return [n["message"] for n in table.notes]
+
+
+def _adultish(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    age = rng.integers(17, 90, rows)
+    hours = rng.integers(1, 99, rows).astype(object)
+    work = rng.choice(["State-gov", "Private", "Self-emp-not-inc"], rows).astype(object)
+    label = np.where((age > 40) & (rng.random(rows) < 0.8), ">50K", "<=50K")
+    return pd.DataFrame({"age": age, "workclass": work, "hours": hours, "label": label})
+
+
+# -- 1. encodings --------------------------------------------------------------------------------
+
+
+def test_a_windows_1252_export_is_read_as_cp1252(tmp_path):
+    # Kaggle's "Sample Superstore" and Excel's "CSV" save: Windows-1252, not UTF-8.
+    path = tmp_path / "superstore.csv"
+    path.write_bytes(
+        "Customer,City,Sales\nJosé Núñez,Zürich,12.5\nRenée,Köln,3\nA–Z,Paris,1\n".encode("cp1252")
+    )
+    frame, table = _both(path, tmp_path)
+    assert frame["Customer"].tolist() == ["José Núñez", "Renée", "A–Z"]
+    assert frame["City"].tolist() == ["Zürich", "Köln", "Paris"]
+    assert "read as cp1252 (not UTF-8)" in _notes(table)
+
+
+@pytest.mark.parametrize("block_bytes", [16 * 1024, ingest.BLOCK_BYTES])
+def test_a_non_utf8_byte_far_past_the_sniffed_head_moves_to_the_next_encoding(tmp_path, block_bytes):
+    """The first non-UTF-8 byte 300 KiB in: past the sniffed head, and (small blocks) past the
+    first block the reader inferred types from; a byte cp1252 does not define goes on to latin-1."""
+    rows = [f"{i},plain text {i}" for i in range(20_000)]
+    for name, tail, encoding, text in [
+        ("cp.csv", "Café €5".encode("cp1252"), "cp1252", "Café €5"),
+        ("latin.csv", b"caf\xe9 \x81", "latin-1", "café \x81"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(("id,note\n" + "\n".join(rows) + "\n").encode() + b"20000," + tail + b"\n")
+        frame, table = _both(path, tmp_path, block_bytes=block_bytes)
+        assert (
+            len(frame) == 20_001
+            and frame["note"].iloc[-1] == text
+            and frame["note"].iloc[0] == "plain text 0"
+        )
+        assert f"read as {encoding} (not UTF-8)" in _notes(table)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256)) * 4, b"a,b\n1,\x002\n"],
+    ids=["png", "nul"],
+)
+def test_binary_files_are_still_refused_not_read_as_latin1(tmp_path, content):
+    path = tmp_path / "picture.csv"
+    path.write_bytes(content)
+    for read in (lambda: ingest.ingest(str(path), str(tmp_path)), lambda: datasets.read_table(str(path))):
+        with pytest.raises(DataError, match=r"is not text .*binary files.*is it really CSV\?"):
+            read()
+
+
+# -- 2. gap markers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("marker", ["?", "-", "--", ".", "missing", "None"])
+def test_a_gap_marker_in_a_numeric_column_is_read_as_missing(tmp_path, marker):
+    frame = _adultish(300)
+    frame.loc[[3, 50, 299], "hours"] = marker
+    frame.to_csv(tmp_path / "adult.csv", index=False)
+    stored, table = _both(tmp_path / "adult.csv", tmp_path)
+    assert str(stored["hours"].dtype) == "float64" and stored["hours"].isna().sum() == 3
+    assert stored["hours"].dropna().tolist() == frame["hours"].drop([3, 50, 299]).astype(float).tolist()
+    assert f"{marker!r} read as missing (column 'hours'), in every column" in _notes(table)
+
+
+@pytest.mark.parametrize("block_bytes", [16 * 1024, ingest.BLOCK_BYTES])
+def test_a_gap_marker_first_seen_far_past_the_head_is_read_as_missing_too(tmp_path, block_bytes):
+    """'?' first at row 15,000 (~200 KiB in): past the sniffed head; past the first block (small
+    blocks: a conversion error) or inside it (the default: a text column by inference)."""
+    frame = _adultish(20_000)
+    frame.loc[15_000, "hours"] = "?"
+    frame.loc[19_000, "workclass"] = "?"  # a text column: its '?' is missing as well (one marker per file)
+    frame.to_csv(tmp_path / "adult.csv", index=False)
+    stored, table = _both(tmp_path / "adult.csv", tmp_path, block_bytes=block_bytes)
+    assert str(stored["hours"].dtype) == "float64" and stored["hours"].isna().sum() == 1
+    assert stored["workclass"].isna().sum() == 1
+    assert "'?' read as missing (column 'hours'), in every column" in _notes(table)
+
+
+def test_a_text_column_with_a_marker_and_words_keeps_them(tmp_path):
+    """'?' beside numbers only in a column that later holds words: that column is text, '?' a value."""
+    frame = _adultish(20_000)
+    frame["code"] = np.arange(20_000).astype(object)
+    frame.loc[100, "code"] = "?"
+    frame.loc[18_000, "code"] = "A17"
+    frame.to_csv(tmp_path / "codes.csv", index=False)
+    stored, table = _both(tmp_path / "codes.csv", tmp_path, block_bytes=16 * 1024)
+    assert stored["code"].iloc[100] == "?" and stored["code"].iloc[18_000] == "A17"
+    assert not any("read as missing" in n for n in _notes(table))
+
+
+# -- 3. ', ' separators --------------------------------------------------------------------------
+
+
+def test_comma_space_separated_names_and_values_lose_the_space(tmp_path):
+    # UCI adult: '39, State-gov, 77516'. Names came out as ' workclass', values as ' Private'.
+    frame = _adultish(200)
+    frame["flag"] = np.where(frame["age"] > 50, "True", "False")
+    (tmp_path / "adult.csv").write_text(frame.to_csv(index=False).replace(",", ", "))
+    stored, table = _both(tmp_path / "adult.csv", tmp_path)
+    assert stored.columns.tolist() == ["age", "workclass", "hours", "label", "flag"]
+    assert set(stored["workclass"]) == {"State-gov", "Private", "Self-emp-not-inc"}
+    assert str(stored["age"].dtype) == "int64" and str(stored["flag"].dtype) == "bool"
+    assert any("separated by ',' and a space" in n for n in _notes(table))
+
+
+# -- 4. decimal commas ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_decimal_commas_in_semicolon_and_tab_files_are_numbers(tmp_path, sep):
+    rng = np.random.default_rng(1)
+    values = rng.normal(10, 3, 100).round(2)
+    frame = pd.DataFrame({"Datum": ["01.02.2020"] * 100, "Temperatur": values, "n": np.arange(100)})
+    frame.to_csv(tmp_path / "de.csv", index=False, sep=sep, decimal=",")
+    stored, table = _both(tmp_path / "de.csv", tmp_path)
+    assert str(stored["Temperatur"].dtype) == "float64"
+    np.testing.assert_allclose(stored["Temperatur"], values)
+    assert str(stored["n"].dtype) == "int64" and stored["Datum"].iloc[0] == "01.02.2020"
+    assert any("decimal commas" in n and "'Temperatur'" in n for n in _notes(table))
+
+
+def test_a_column_with_decimal_points_rules_out_decimal_commas(tmp_path):
+    (tmp_path / "mixed.csv").write_text("a;b;c\n1,5;2.25;x\n2,5;3.75;y\n")
+    stored, table = _both(tmp_path / "mixed.csv", tmp_path)
+    assert stored["a"].tolist() == ["1,5", "2,5"] and stored["b"].tolist() == [2.25, 3.75]
+    assert not any("decimal commas" in n for n in _notes(table))
+
+
+# -- 5. headerless files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "width"),
+    [
+        # UCI adult.data: ', '-separated, '?' for gaps, no header.
+        (
+            "".join(
+                f"{39 + i % 30}, {['State-gov', 'Private'][i % 2]}, {77516 + i}, {'?' if i == 7 else 40}, "
+                f"{['<=50K', '>50K'][i % 3 == 0]}\n"
+                for i in range(60)
+            ),
+            5,
+        ),
+        # UCI iris.data
+        (
+            "".join(
+                f"5.{i % 10},3.{i % 7},1.4,0.2,Iris-{['setosa', 'virginica'][i % 2]}\n" for i in range(40)
+            ),
+            5,
+        ),
+        # a numeric dump (numpy.savetxt)
+        ("".join(f"{i * 0.5:.3f},{i},{i % 3}\n" for i in range(50)), 3),
+    ],
+    ids=["adult", "iris", "numeric"],
+)
+def test_a_file_without_a_header_row_gets_column_names_and_a_warning(tmp_path, text, width):
+    (tmp_path / "x.data.csv").write_text(text)
+    stored, table = _both(tmp_path / "x.data.csv", tmp_path)
+    assert stored.columns.tolist() == [f"column_{j}" for j in range(1, width + 1)]
+    assert len(stored) == text.count("\n")  # the first line is a row
+    assert str(stored["column_1"].dtype) in ("int64", "float64")
+    if "State-gov" in text:
+        assert set(stored["column_2"]) == {"State-gov", "Private"}
+        assert str(stored["column_4"].dtype) == "float64" and stored["column_4"].isna().sum() == 1
+    warning = [n["message"] for n in table.notes if n["level"] == "warning"]
+    assert len(warning) == 1 and warning[0].startswith("no header row")
+    assert f"column_1..column_{width}" in warning[0] and "add a line of column names" in warning[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "id,2019,2020,name\n1,5,6,x\n2,7,8,y\n3,9,1,x\n",
+        "year,value\n2019,1.5\n2020,2.5\n",
+        "name,2019,2020\nOslo,5,6\nLima,7,8\n",
+        "city,population\nOslo,700000\nLima,9000000\nOslo,700001\n",
+    ],
+)
+def test_a_real_header_is_kept(tmp_path, text):
+    (tmp_path / "h.csv").write_text(text)
+    stored, table = _both(tmp_path / "h.csv", tmp_path)
+    assert stored.columns.tolist() == text.split("\n")[0].split(",")
+    assert _notes(table) == []
+
+
+def test_a_plain_file_gets_no_notes_and_the_default_reading(tmp_path):
+    frame = _adultish(100)
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    stored, table = _both(tmp_path / "plain.csv", tmp_path)
+    assert _notes(table) == [] and stored.columns.tolist() == frame.columns.tolist()
