@@ -15,6 +15,7 @@ and the pass starts again.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -62,8 +63,7 @@ class Dialect:
 
     @property
     def null_values(self) -> list[str]:
-        values = [*ARROW_NULLS, *(m for m, _ in self.markers)]
-        return values + [" " + v for v in values] if self.initial_space else values
+        return [*ARROW_NULLS, *(m for m, _ in self.markers)]
 
     def is_marker(self, value: str) -> bool:
         return value.strip().casefold() in MARKERS
@@ -177,7 +177,10 @@ def sniff(head: bytes, fmt: str, shown: str) -> Dialect:
         head = head[: head.rindex(b"\n") + 1]  # cut mid-line (and maybe mid-character)
     for encoding in ENCODINGS:
         try:
-            text = head.decode("utf-8-sig" if encoding == "utf-8" else encoding)
+            # final=False: a character cut at the end of the head (a line longer than it) is not an error.
+            text = codecs.getincrementaldecoder("utf-8-sig" if encoding == "utf-8" else encoding)().decode(
+                head
+            )
             break
         except UnicodeDecodeError:
             continue
@@ -213,8 +216,6 @@ def sniff(head: bytes, fmt: str, shown: str) -> Dialect:
         for j, value in enumerate(first):
             if kinds[j] == "number" and dialect.is_marker(value):
                 found[j].add(value.strip())
-    elif initial_space:
-        dialect = replace(dialect, names=tuple(first))
     names = dialect.names or tuple(first)
     for j, markers in enumerate(found):
         for marker in sorted(markers):
@@ -228,9 +229,10 @@ def _delimiter(text: str) -> str:
     """The first of , TAB ; | that splits the first row into several columns and every following row
     of the head into as many; ',' when none does (the parser then says what is wrong)."""
     for delimiter in DELIMITERS:
-        widths = {len(row) for row in _rows(text, delimiter, initial_space=False)}
-        if len(widths) == 1 and widths.pop() > 1:
-            return delimiter
+        for initial_space in (False, True):  # '1, "x, y", 2' has 3 fields
+            widths = {len(row) for row in _rows(text, delimiter, initial_space)}
+            if len(widths) == 1 and widths.pop() > 1:
+                return delimiter
     return ","
 
 
@@ -269,9 +271,14 @@ def _decimal_commas(columns: list[list[str]]) -> bool:
 def _looks_like_data(first: list[str], columns: list[list[str]], kinds: list, dialect: Dialect) -> bool:
     """The first row is data, not a header: a field of it is a number, each field is of the kind
     (number or text) of its column below, and where there are text columns, one of its text values
-    comes again below (a header's names do not: 'id,2019,2020,name' and 'year,value' stay headers)."""
+    comes again below (a header's names do not: 'id,2019,2020,name' and 'year,value' stay headers).
+    Consecutive integers ('0,1,2,3' as pandas names a numpy array's columns, '2019,2020') are names."""
     if not any(is_number(v, dialect.decimal_point) for v in first):
         return False
+    if len(first) > 1 and all(re.fullmatch(r"\d+", v.strip()) for v in first):
+        numbers = [int(v) for v in first]
+        if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            return False
     texts = recurring = 0
     for j, value in enumerate(first):
         if j >= len(kinds) or value in ARROW_NULLS or dialect.is_marker(value) or kinds[j] is None:

@@ -138,6 +138,23 @@ def test_comma_space_separated_names_and_values_lose_the_space(tmp_path):
     assert any("separated by ',' and a space" in n for n in _notes(table))
 
 
+@pytest.mark.parametrize("block_bytes", [4096, ingest.BLOCK_BYTES])
+def test_comma_space_separated_quoted_fields_are_read_as_pandas_reads_them(tmp_path, block_bytes):
+    """Quoted fields holding ', ' and '""', runs of spaces, and (small blocks) a separator and its
+    spaces split across two reads of the stream."""
+    rng = np.random.default_rng(2)
+    lines = ["id, name, city, n"]
+    for i in range(5000):
+        pad = " " * int(rng.integers(1, 4))
+        name = rng.choice(['"Smith, John"', '"say ""hi"", then"', "plain", '"  kept, spaces"'])
+        lines.append(f"{i},{pad}{name}, {rng.choice(['Oslo', 'Lima'])},{pad}{int(rng.integers(0, 9))}")
+    (tmp_path / "quoted.csv").write_text("\n".join(lines) + "\n")
+    stored, table = _both(tmp_path / "quoted.csv", tmp_path, block_bytes=block_bytes)
+    assert stored.columns.tolist() == ["id", "name", "city", "n"] and len(stored) == 5000
+    assert set(stored["name"]) == {"Smith, John", 'say "hi", then', "plain", "  kept, spaces"}
+    assert set(stored["city"]) == {"Oslo", "Lima"} and str(stored["n"].dtype) == "int64"
+
+
 # -- 4. decimal commas ---------------------------------------------------------------------------
 
 
@@ -209,6 +226,8 @@ def test_a_file_without_a_header_row_gets_column_names_and_a_warning(tmp_path, t
         "year,value\n2019,1.5\n2020,2.5\n",
         "name,2019,2020\nOslo,5,6\nLima,7,8\n",
         "city,population\nOslo,700000\nLima,9000000\nOslo,700001\n",
+        "0,1,2\n0.5,1.5,2.5\n1.5,2.5,3.5\n",  # pandas' names for a numpy array's columns
+        "2019,2020,2021\n1.5,2.5,3.5\n2.5,3.5,4.5\n",
     ],
 )
 def test_a_real_header_is_kept(tmp_path, text):
@@ -216,6 +235,14 @@ def test_a_real_header_is_kept(tmp_path, text):
     stored, table = _both(tmp_path / "h.csv", tmp_path)
     assert stored.columns.tolist() == text.split("\n")[0].split(",")
     assert _notes(table) == []
+
+
+def test_a_character_cut_at_the_end_of_the_sniffed_head_is_still_utf8(tmp_path):
+    # One line longer than the 64 KiB head, with a two-byte character across its end.
+    long = "x" * (64 * 1024 - len("note\n") - 1) + "é" * 10
+    (tmp_path / "long.csv").write_text(f"note\n{long}\nshort\n", encoding="utf-8")
+    stored, table = _both(tmp_path / "long.csv", tmp_path)
+    assert stored["note"].tolist() == [long, "short"] and _notes(table) == []
 
 
 def test_a_plain_file_gets_no_notes_and_the_default_reading(tmp_path):
