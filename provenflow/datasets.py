@@ -51,14 +51,19 @@ def _format_of(source: str) -> str:
         return "tsv"
     if lower.endswith((".parquet", ".pq")):
         return "parquet"
+    if lower.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if lower.endswith(".json"):
+        return "json"
     raise DataError(
-        f"cannot tell the format of {redact(source)!r}: expected a .csv, .tsv (optionally compressed) or .parquet file"
+        f"cannot tell the format of {redact(source)!r}: expected a .csv, .tsv, .jsonl, .json (optionally "
+        "compressed) or .parquet file"
     )
 
 
 def dialect_of(fs, path: str, fmt: str, shown: str) -> Dialect:
-    """How to read the CSV file at PATH, from its first 64 KiB (dialect.sniff); Parquet has none."""
-    if fmt == "parquet":
+    """How to read the CSV file at PATH, from its first 64 KiB (dialect.sniff); other formats have none."""
+    if fmt not in ("csv", "tsv"):
         return Dialect()
     with fs.open(path, "rb", compression="infer") as fh:
         head = fh.read(dialect.SNIFF_BYTES)
@@ -119,6 +124,12 @@ def read_csv(source: str, credentials: Credentials | None = None) -> tuple[pd.Da
                 _refuse_duplicates(shown, pq.ParquetFile(fh).schema_arrow.names)
                 fh.seek(0)
                 frame = pd.read_parquet(fh)
+        elif fmt in ("json", "jsonl"):
+            from provenflow import jsonl
+
+            table = pa.Table.from_batches(list(jsonl.batches(fs, path, fmt, shown, 8 * 1024 * 1024)))
+            _refuse_duplicates(shown, table.schema.names)
+            frame = table.to_pandas()
         else:
             frame, how = _read_csv_in(fs, path, dialect_of(fs, path, fmt, shown))
             # pandas renames a repeated header 'a' to 'a.1' without a word. Only when a name looks like

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from provenflow import datasets, dialect
+from provenflow import datasets, dialect, jsonl
 from provenflow.credentials import Credentials, split_url
 from provenflow.dialect import FALSE_VALUES, TRUE_VALUES, Dialect
 from provenflow.digest import Digest
@@ -221,6 +221,18 @@ def _first_block_markers(batch: pa.RecordBatch, how: Dialect, types: dict[str, p
         for marker in sorted(markers or ()):
             how = how.with_marker(marker, name)
     return how
+
+
+def _json_batches(
+    source: str, fmt: str, credentials: Credentials | None, block_bytes: int
+) -> Iterator[pa.RecordBatch]:
+    fs, path = datasets._open_source(source, credentials)
+    checked = False
+    for batch in jsonl.batches(fs, path, fmt, redact(split_url(source)[0]), block_bytes):
+        if not checked:
+            _check_names(source, batch.schema.names)
+            checked = True
+        yield batch
 
 
 def _parquet_batches(
@@ -561,11 +573,11 @@ def ingest(
         except (_Reencode, UnicodeDecodeError) as exc:
             how = _next_encoding(shown, how, exc)
         except pa.ArrowInvalid as exc:
-            if fmt != "parquet" and "invalid UTF8" in str(exc):  # a non-UTF-8 byte past the first block
+            if fmt in ("csv", "tsv") and "invalid UTF8" in str(exc):  # a non-UTF-8 byte past the first block
                 how = _next_encoding(shown, how, exc)
                 continue
             match = _CONVERSION.search(str(exc))
-            if fmt == "parquet" or not match:
+            if fmt not in ("csv", "tsv") or not match:
                 raise _data_error(shown, fmt, exc) from None
             name = _header(source, how, credentials)[int(match.group(1))]
             current = types.get(name) or pa.type_for_alias(match.group(2))
@@ -631,6 +643,8 @@ def _one_pass(
 ) -> Ingested:
     if fmt == "parquet":
         batches = _parquet_batches(source, credentials, max(1024, block_bytes // 64))
+    elif fmt in ("json", "jsonl"):
+        batches = _json_batches(source, fmt, credentials, block_bytes)
     else:
         batches = _csv_batches(source, how, credentials, block_bytes, types)
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=workdir)

@@ -149,7 +149,7 @@ def test_comma_space_separated_quoted_fields_are_read_as_pandas_reads_them(tmp_p
         name = rng.choice(['"Smith, John"', '"say ""hi"", then"', "plain", '"  kept, spaces"'])
         lines.append(f"{i},{pad}{name}, {rng.choice(['Oslo', 'Lima'])},{pad}{int(rng.integers(0, 9))}")
     (tmp_path / "quoted.csv").write_text("\n".join(lines) + "\n")
-    stored, table = _both(tmp_path / "quoted.csv", tmp_path, block_bytes=block_bytes)
+    stored, _ = _both(tmp_path / "quoted.csv", tmp_path, block_bytes=block_bytes)
     assert stored.columns.tolist() == ["id", "name", "city", "n"] and len(stored) == 5000
     assert set(stored["name"]) == {"Smith, John", 'say "hi", then', "plain", "  kept, spaces"}
     assert set(stored["city"]) == {"Oslo", "Lima"} and str(stored["n"].dtype) == "int64"
@@ -250,3 +250,75 @@ def test_a_plain_file_gets_no_notes_and_the_default_reading(tmp_path):
     frame.to_csv(tmp_path / "plain.csv", index=False)
     stored, table = _both(tmp_path / "plain.csv", tmp_path)
     assert _notes(table) == [] and stored.columns.tolist() == frame.columns.tolist()
+
+
+# -- 6. JSON sources -----------------------------------------------------------------------------
+
+
+def _iris_records(rows: int) -> list[dict]:
+    rng = np.random.default_rng(4)
+    records = []
+    for i in range(rows):
+        record = {
+            "sepalLength": round(float(rng.normal(5.8, 0.8)), 1),
+            "petalWidth": int(rng.integers(0, 3)),
+            "species": str(rng.choice(["setosa", "versicolor", "virginica"])),
+            "measured": f"2020-01-{1 + i % 28:02d}",
+        }
+        if i == rows - 1:
+            record["petalWidth"] = 1.5  # an integer field that turns float in the last block
+            record["note"] = "late"  # a field first seen in the last record
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("block_bytes", [4096, ingest.BLOCK_BYTES])
+def test_json_lines_and_a_json_array_of_records_give_the_same_table(tmp_path, block_bytes):
+    import json
+
+    records = _iris_records(2000)
+    (tmp_path / "iris.json").write_text(json.dumps(records))
+    (tmp_path / "iris.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    array, _ = _both(tmp_path / "iris.json", tmp_path, block_bytes=block_bytes)
+    lines, _ = _both(tmp_path / "iris.jsonl", tmp_path, block_bytes=block_bytes)
+    pd.testing.assert_frame_equal(array, lines)
+    assert array.columns.tolist() == ["sepalLength", "petalWidth", "species", "measured", "note"]
+    assert len(array) == 2000 and str(array["petalWidth"].dtype) == "float64"
+    assert array["measured"].iloc[0] == "2020-01-01"  # dates stay text, as in a CSV file
+    assert array["note"].isna().sum() == 1999 and array["note"].iloc[-1] == "late"
+    digests = {
+        ingest.ingest(str(tmp_path / n), str(tmp_path), block_bytes=b).digest
+        for n in ("iris.json", "iris.jsonl")
+        for b in (4096, 1 << 20)
+    }
+    assert len(digests) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("obj.json", '{"a": 1}', "holds dict; expected an array of records"),
+        ("bad.json", "[{", "is not valid JSON"),
+        ("nested.jsonl", '{"a": {"b": 1}}\n', "field 'a' holds objects or lists"),
+        ("mixed.jsonl", '{"a": 1}\n{"a": "x"}\n', "field 'a' holds number values in some records and string"),
+        ("empty.json", "[]", "has no records"),
+    ],
+)
+def test_json_that_is_not_a_table_gets_a_clear_error(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    for read in (
+        lambda: ingest.ingest(str(tmp_path / name), str(tmp_path)),
+        lambda: datasets.read_table(str(tmp_path / name)),
+    ):
+        with pytest.raises(DataError, match=message):
+            read()
+
+
+def test_a_json_array_over_the_limit_is_refused_with_the_way_out(tmp_path, monkeypatch):
+    from provenflow import jsonl
+
+    monkeypatch.setattr(jsonl, "JSON_LIMIT", 1000)
+    (tmp_path / "big.json").write_text(json_text := "[" + ",".join('{"a": 1}' for _ in range(200)) + "]")
+    assert len(json_text) > 1000
+    with pytest.raises(DataError, match=r"over 0 MiB, which is read whole; write it as JSON Lines"):
+        ingest.ingest(str(tmp_path / "big.json"), str(tmp_path))
