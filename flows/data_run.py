@@ -1,4 +1,4 @@
-"""data-run: read a CSV/Parquet source, validate it, store a versioned Parquet dataset, record the run."""
+"""data-run: read a CSV/JSON/Parquet source, validate it, store a versioned Parquet dataset, record the run."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def data_run(
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
-    """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV or Parquet file.
+    """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV, JSON
+    (Lines) or Parquet file.
 
     SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json when the project
     has one, else the suite the last data run of NAME kept to, else (or when SUITE is "new") one

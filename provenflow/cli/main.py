@@ -132,7 +132,7 @@ def _settle_crashed(workspace) -> None:
 @app.command("data-run")
 def data_run(
     name: Annotated[str, typer.Option(help="Dataset name.")],
-    source: Annotated[str, typer.Option(help="CSV or Parquet file: a path or fsspec URL.")],
+    source: Annotated[str, typer.Option(help="CSV, JSON Lines, JSON or Parquet file: a path or fsspec URL.")],
     suite: Annotated[
         str | None,
         typer.Option(
