@@ -44,7 +44,8 @@ NUMBER = {
     ",": r"^\s*[-+]?(\d+(,\d*)?|,\d+)([eE][-+]?\d+)?\s*$",
 }
 _NUMBER = {mark: re.compile(pattern) for mark, pattern in NUMBER.items()}
-_COMMA_DECIMAL = re.compile(r"-?\d+,\d+")
+# '1,000' may be a thousands separator (US tab-separated exports): not counted as a decimal comma.
+_COMMA_DECIMAL = re.compile(r"-?\d+,(\d{1,2}|\d{4,})")
 _POINT_DECIMAL = re.compile(r"-?\d+\.(\d{1,2}|\d{4,})")  # 1.234 may be a thousands separator: not counted
 
 
@@ -160,7 +161,12 @@ def gap_markers(non_numbers: Iterable[str]) -> set[str] | None:
 
 def refuse_binary(head: bytes, shown: str) -> None:
     """A file with NUL bytes or many control characters is not text in any encoding (a PNG or a
-    zip renamed .csv): say so, rather than decode it as latin-1."""
+    zip renamed .csv): say so, rather than decode it as latin-1. UTF-16 (NUL bytes too) is named."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(
+            f"{shown!r} is not text in UTF-8 but UTF-16 (its first bytes say so, as in Excel's 'Unicode "
+            "Text' files); save it as 'CSV UTF-8' or convert it with: iconv -f UTF-16 -t UTF-8"
+        )
     nul = head.find(b"\x00")
     controls = sum(head.count(bytes([b])) for b in (*range(1, 9), 11, *range(14, 26), *range(27, 32)))
     if nul >= 0 or controls > max(len(head) // 100, 2):

@@ -83,6 +83,14 @@ def test_binary_files_are_still_refused_not_read_as_latin1(tmp_path, content):
             read()
 
 
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "unicode.csv"
+    path.write_bytes("a\tb\n1\tZürich\n".encode("utf-16"))  # Excel's "Unicode Text": BOM, then UTF-16
+    for read in (lambda: ingest.ingest(str(path), str(tmp_path)), lambda: datasets.read_table(str(path))):
+        with pytest.raises(DataError, match=r"not text in UTF-8 but UTF-16 .*save it as 'CSV UTF-8'"):
+            read()
+
+
 # -- 2. gap markers ------------------------------------------------------------------------------
 
 
@@ -171,10 +179,17 @@ def test_decimal_commas_in_semicolon_and_tab_files_are_numbers(tmp_path, sep):
     assert any("decimal commas" in n and "'Temperatur'" in n for n in _notes(table))
 
 
-def test_a_column_with_decimal_points_rules_out_decimal_commas(tmp_path):
-    (tmp_path / "mixed.csv").write_text("a;b;c\n1,5;2.25;x\n2,5;3.75;y\n")
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("a;b;c\n1,5;2.25;x\n2,5;3.75;y\n", ["1,5", "2,5"]),  # a column with decimal points
+        ("a\tb\n1,000\tx\n25,000\ty\n", ["1,000", "25,000"]),  # thousands commas, not decimals
+    ],
+)
+def test_decimal_points_or_thousands_commas_rule_out_decimal_commas(tmp_path, text, kept):
+    (tmp_path / "mixed.csv").write_text(text)
     stored, table = _both(tmp_path / "mixed.csv", tmp_path)
-    assert stored["a"].tolist() == ["1,5", "2,5"] and stored["b"].tolist() == [2.25, 3.75]
+    assert stored["a"].tolist() == kept
     assert not any("decimal commas" in n for n in _notes(table))
 
 
