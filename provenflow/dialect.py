@@ -55,12 +55,12 @@ class Dialect:
 
     delimiter: str = ","
     encoding: str = "utf-8"
-    initial_space: bool = False  # every field after a separator starts with a space: dropped
+    initial_space: bool = False  # every field after a separator starts with a space: it is dropped
     markers: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (gap marker, numeric columns it was found in)
     decimal_point: str = "."
     decimal_columns: tuple[str, ...] = ()  # the columns that showed decimal commas
     header: bool = True
-    names: tuple[str, ...] | None = None  # set when the header row is missing or its names are cleaned
+    names: tuple[str, ...] | None = None  # column_1..column_N when there is no header row
 
     @property
     def null_values(self) -> list[str]:
@@ -88,10 +88,6 @@ class Dialect:
     def next_encoding(self) -> Dialect | None:
         at = ENCODINGS.index(self.encoding)
         return replace(self, encoding=ENCODINGS[at + 1]) if at + 1 < len(ENCODINGS) else None
-
-    @property
-    def plain(self) -> bool:
-        return self == Dialect(delimiter=self.delimiter)
 
     def notes(self) -> list[dict]:
         """What was inferred, as run warnings ({"level", "message"}) the data-run records and shows."""
@@ -126,8 +122,12 @@ class Dialect:
             )
         if self.decimal_point != ".":
             where = ", ".join(repr(c) for c in self.decimal_columns)
+            plural = "s" if len(self.decimal_columns) > 1 else ""
             notes.append(
-                {"level": "notice", "message": f"decimal commas: '3,14' read as 3.14 (columns {where})"}
+                {
+                    "level": "notice",
+                    "message": f"decimal commas: '3,14' read as 3.14 (column{plural} {where})",
+                }
             )
         return notes
 

@@ -14,6 +14,10 @@ Streaming CSV readers infer types from the first block. A later value the inferr
 hold (``1.5`` in an int64 column) widens that column to the join of both types and the pass starts
 again; the result is the type that fits every value, the same as if the whole file were one block.
 Dates stay strings, as pandas' ``read_csv`` leaves them (feature handling decides what they are).
+
+How a CSV file is written (separator, encoding, gap markers such as '?', decimal commas, a missing
+header row) is sniffed once from its head (dialect.py). What shows only later, a non-UTF-8 byte or a
+'?' in a numeric column, changes the dialect and the pass starts again, as a widening does.
 """
 
 from __future__ import annotations
