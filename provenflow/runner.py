@@ -168,7 +168,8 @@ def fingerprint() -> dict:
 
 
 def _python() -> str:
-    return f"{sys.prefix}:{os.path.realpath(sys.executable)}"  # python and python3 are one interpreter
+    # python and python3 are one interpreter; a venv reached through a symlinked folder is one venv
+    return f"{os.path.realpath(sys.prefix)}:{os.path.realpath(sys.executable)}"
 
 
 # -- the client -----------------------------------------------------------------------------------
