@@ -161,7 +161,7 @@ def fingerprint() -> dict:
                 newest = max(newest, path.stat().st_mtime_ns)
     return {
         "python": _python(),
-        "path": [p for p in sys.path[1:] if p],
+        "path": [os.path.realpath(p) for p in sys.path[1:] if p],
         "packages": environment_key(),
         "code": f"{code}:{newest}",
     }
@@ -203,7 +203,7 @@ def submit(argv: list[str]) -> int | None:
             "cwd": os.getcwd(),
             "env": dict(os.environ),
             "python": _python(),
-            "path": [p for p in sys.path[1:] if p],
+            "path": [os.path.realpath(p) for p in sys.path[1:] if p],
             "path0": sys.path[0] if sys.path else "",
         }
         payload = json.dumps(request).encode()
