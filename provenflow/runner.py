@@ -161,10 +161,15 @@ def fingerprint() -> dict:
                 newest = max(newest, path.stat().st_mtime_ns)
     return {
         "python": _python(),
-        "path": [os.path.realpath(p) for p in sys.path[1:] if p],
+        "path": _import_path(),
         "packages": environment_key(),
         "code": f"{code}:{newest}",
     }
+
+
+def _import_path() -> list[str]:
+    # an entry that is no folder (setuptools' editable finder hook) is compared as it is
+    return [os.path.realpath(p) if os.path.isabs(p) else p for p in sys.path[1:] if p]
 
 
 def _python() -> str:
@@ -203,7 +208,7 @@ def submit(argv: list[str]) -> int | None:
             "cwd": os.getcwd(),
             "env": dict(os.environ),
             "python": _python(),
-            "path": [os.path.realpath(p) for p in sys.path[1:] if p],
+            "path": _import_path(),
             "path0": sys.path[0] if sys.path else "",
         }
         payload = json.dumps(request).encode()
