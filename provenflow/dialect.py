@@ -61,6 +61,7 @@ class Dialect:
     decimal_columns: tuple[str, ...] = ()  # the columns that showed decimal commas
     header: bool = True
     names: tuple[str, ...] | None = None  # column_1..column_N when there is no header row
+    unnamed: tuple[str, ...] = ()  # names given to header fields left empty (R's row names column)
 
     @property
     def null_values(self) -> list[str]:
@@ -99,6 +100,14 @@ class Dialect:
                     "message": f"no header row: the first line is data, so the columns are named "
                     f"column_1..column_{len(self.names)}; add a line of column names at the top of the "
                     "file to name them",
+                }
+            )
+        if self.unnamed:
+            notes.append(
+                {
+                    "level": "notice",
+                    "message": f"the header leaves {len(self.unnamed)} column{'s' if len(self.unnamed) > 1 else ''} "
+                    f"without a name (R's write.csv does so for row names): named {', '.join(self.unnamed)}",
                 }
             )
         if self.encoding != "utf-8":
@@ -142,6 +151,8 @@ class Dialect:
             options["decimal"] = self.decimal_point
         if not self.header:
             options.update(header=None, names=list(self.names or ()))
+        elif self.names is not None:
+            options.update(header=0, names=list(self.names))
         return options
 
 
@@ -215,13 +226,20 @@ def sniff(head: bytes, fmt: str, shown: str) -> Dialect:
         markers = gap_markers(others) if numbers else None
         kinds.append("number" if numbers and markers is not None else "text" if values else None)
         found.append(markers or set())
-    if body and _looks_like_data(first, columns, kinds, dialect):
+    # An empty first field over a column with no gaps is a header's nameless row-names column
+    # (R's '"","1940","1945"'), whatever the other names look like.
+    nameless = any(not first[j].strip() and len(columns[j]) == len(body) for j in range(width))
+    if body and not nameless and _looks_like_data(first, columns, kinds, dialect):
         names = tuple(f"column_{j + 1}" for j in range(width))
         dialect = replace(dialect, header=False, names=names)
         # The first row is data too: a marker there counts (pandas' and pyarrow's null values apply to it).
         for j, value in enumerate(first):
             if kinds[j] == "number" and dialect.is_marker(value):
                 found[j].add(value.strip())
+    elif any(not name.strip() for name in first):
+        names = tuple(name if name.strip() else f"column_{j + 1}" for j, name in enumerate(first))
+        unnamed = tuple(names[j] for j, name in enumerate(first) if not name.strip())
+        dialect = replace(dialect, names=names, unnamed=unnamed)
     names = dialect.names or tuple(first)
     for j, markers in enumerate(found):
         for marker in sorted(markers):

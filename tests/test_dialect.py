@@ -252,6 +252,33 @@ def test_a_real_header_is_kept(tmp_path, text):
     assert _notes(table) == []
 
 
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        # R's write.csv (and so most of Rdatasets): the row names' column has an empty name
+        ('"","mpg","cyl"\n"Mazda RX4",21,6\n"Datsun 710",22.8,4\n', ["column_1", "mpg", "cyl"]),
+        ('"","x","y"\n"1",0.5,"a"\n"2",1.5,"b"\n"3",2.5,"a"\n', ["column_1", "x", "y"]),
+        # a contingency table whose column names are numbers is still a header
+        ('"","1940","1945","1950"\n"Food",22.2,44.5,59.6\n"Health",3.5,5.3,NA\n', ["column_1", "1940", "1945", "1950"]),
+        ('"","0","1","2"\n"0",27,29,10\n"1",59,53,14\n', ["column_1", "0", "1", "2"]),
+        ("a,,c\n1,2,3\n4,5,6\n", ["a", "column_2", "c"]),
+    ],
+)  # fmt: skip
+def test_a_header_field_left_empty_names_its_column_by_position(tmp_path, text, names):
+    (tmp_path / "r.csv").write_text(text)
+    stored, table = _both(tmp_path / "r.csv", tmp_path)
+    assert stored.columns.tolist() == names
+    assert len(stored) == text.count("\n") - 1
+    (note,) = _notes(table)
+    assert "without a name" in note and [n for n in names if n.startswith("column_")][0] in note
+
+
+def test_a_generated_name_that_is_taken_is_a_clear_error(tmp_path):
+    (tmp_path / "r.csv").write_text(",column_1\n1,2\n3,4\n")
+    with pytest.raises(DataError, match="column_1"):
+        _both(tmp_path / "r.csv", tmp_path)
+
+
 def test_a_character_cut_at_the_end_of_the_sniffed_head_is_still_utf8(tmp_path):
     # One line longer than the 64 KiB head, with a two-byte character across its end.
     long = "x" * (64 * 1024 - len("note\n") - 1) + "é" * 10
