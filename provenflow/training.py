@@ -219,6 +219,16 @@ def check_target(labels: pd.Series, target: str, task: str, forced: bool = False
             "sklearn.ensemble.RandomForestRegressor), bin the target into classes first, or say "
             "--task classification (task='classification') if these numbers are classes"
         )
+    if task == "classification" and is_numeric(labels):
+        values = labels.dropna().to_numpy(dtype="float64")
+        fractional = np.unique(values[np.isfinite(values) & (values != np.round(values))])
+        if len(fractional):
+            examples = ", ".join(f"{v:g}" for v in fractional[:3])
+            raise TrainingError(
+                f"target {target!r} has fractional values ({examples}, …) that a classifier cannot take "
+                "as classes; use a regressor (e.g. sklearn.ensemble.RandomForestRegressor), or map the "
+                "values to class names or whole numbers first"
+            )
     if task == "regression" and not pd.api.types.is_numeric_dtype(labels):
         examples = ", ".join(repr(str(v)) for v in labels.drop_duplicates().head(3))
         raise TrainingError(

@@ -270,7 +270,7 @@ def test_a_header_field_left_empty_names_its_column_by_position(tmp_path, text, 
     assert stored.columns.tolist() == names
     assert len(stored) == text.count("\n") - 1
     (note,) = _notes(table)
-    assert "without a name" in note and [n for n in names if n.startswith("column_")][0] in note
+    assert "without a name" in note and next(n for n in names if n.startswith("column_")) in note
 
 
 def test_a_generated_name_that_is_taken_is_a_clear_error(tmp_path):

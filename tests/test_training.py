@@ -177,6 +177,17 @@ def test_classifier_on_a_continuous_target_is_refused(frame):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("task", [None, "classification"])
+def test_classifier_on_a_few_fractional_values_gets_a_clear_error(frame, task):
+    """Four distinct values do not look continuous, but 0.5 is no class sklearn takes (it said
+    'Unknown label type: continuous'), even when the user says the numbers are classes."""
+    frame = frame.assign(grade=frame["flipper_length_mm"].gt(200).map({True: 1.5, False: 0.5}))
+    frame.loc[frame.index[::7], "grade"] = 2.0
+    estimator = training.import_estimator("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 5})
+    with pytest.raises(TrainingError, match=r"target 'grade' has fractional values \(0.5, 1.5, …\).*regressor"):
+        training.train_and_evaluate(frame, "grade", estimator, seed=0, test_size=0.25, task=task)
+
+
 def test_regressor_on_a_text_target_is_refused(frame):
     estimator = training.import_estimator("sklearn.linear_model.Ridge", {})
     with pytest.raises(
