@@ -201,9 +201,9 @@ def create_app(
         error = _v2_error if v2 else _error
         try:
             if v2:
-                batch, given_id = parse_infer(bodies.pop(), model.features, max_rows)
+                batch, given_id = parse_infer(bodies.pop(), model.features, max_rows, model.ignored)
             else:
-                batch, given_id = parse_request(bodies.pop(), model.features, max_rows), None
+                batch, given_id = parse_request(bodies.pop(), model.features, max_rows, model.ignored), None
         except RequestError as exc:
             return error(exc.body(), exc.status, request_id)
         try:

@@ -17,6 +17,7 @@ needs neither SQLAlchemy nor Prefect (the container image has neither).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -116,6 +117,14 @@ class LoadedModel:
     folder: Path
     key: SigningKey | None
     _pipeline: Any = None
+
+    @functools.cached_property
+    def ignored(self) -> frozenset[str]:
+        """Columns of the training table the model does not take (identifiers, leaky or constant
+        columns, the target): a client sending whole rows of that table has them ignored."""
+        signature = self.metadata.signature or {}
+        target = (signature.get("target") or {}).get("name")
+        return frozenset([*(signature.get("left_out") or {}), *([target] if target else [])])
 
     @property
     def pipeline(self) -> Any:

@@ -102,8 +102,14 @@ class Batch:
     rows: int
 
 
-def parse_request(body: bytes | bytearray, features: tuple[Feature, ...], max_rows: int) -> Batch:
+def parse_request(
+    body: bytes | bytearray,
+    features: tuple[Feature, ...],
+    max_rows: int,
+    ignored: frozenset[str] = frozenset(),
+) -> Batch:
     """The request body as a checked batch; raises RequestError naming every bad field and row.
+    ``ignored``: columns a row may carry that the model does not take (``LoadedModel.ignored``).
 
     A records body over ``SLICE_BYTES`` is parsed slice by slice (see ``record_slices``), so the
     GIL is never held for long and only one slice's Python objects exist at a time."""
@@ -113,15 +119,15 @@ def parse_request(body: bytes | bytearray, features: tuple[Feature, ...], max_ro
         )
     if len(body) > SLICE_BYTES:
         strings = string_quotes(body)
-        _refuse_too_many_values(body, strings, features, max_rows)
+        _refuse_too_many_values(body, strings, len(features) + len(ignored), max_rows)
         slices = record_slices(body, strings) if strings is not None else None
         if slices is not None:
-            return _parse_slices(slices, features, max_rows)
+            return _parse_slices(slices, features, max_rows, ignored)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestError([Problem(f"the request body is not valid JSON: {exc}")]) from None
-    raw, rows = _raw_columns(payload, features)
+    raw, rows = _raw_columns(payload, features, ignored)
     _check_rows(rows, max_rows)
     return _checked(raw, rows, features)
 
@@ -136,7 +142,9 @@ def _check_rows(rows: int, max_rows: int) -> None:
         )
 
 
-def _parse_slices(slices: Iterator[tuple[int, bytes]], features: tuple[Feature, ...], max_rows: int) -> Batch:
+def _parse_slices(
+    slices: Iterator[tuple[int, bytes]], features: tuple[Feature, ...], max_rows: int, ignored: frozenset[str]
+) -> Batch:
     parts: list[dict[str, np.ndarray]] = []
     problems: list[Problem] = []
     # One object per distinct category value across slices: 100,000 rows of "Dream" cost one
@@ -153,7 +161,7 @@ def _parse_slices(slices: Iterator[tuple[int, bytes]], features: tuple[Feature, 
         if rows + len(records) > max_rows:
             _check_rows(max_rows + 1, max_rows)  # refuse now: the rest is never parsed
         try:
-            raw, n = _from_records(records, features, "records", offset=rows)
+            raw, n = _from_records(records, features, "records", offset=rows, ignored=ignored)
             columns = _checked(raw, n, features, offset=rows).columns
             for name, column in columns.items():
                 if column.dtype == object:
@@ -199,7 +207,7 @@ def string_quotes(body: bytes | bytearray) -> np.ndarray | None:
 
 
 def _refuse_too_many_values(
-    body: bytes | bytearray, strings: np.ndarray | None, features: tuple[Feature, ...], max_rows: int
+    body: bytes | bytearray, strings: np.ndarray | None, width: int, max_rows: int
 ) -> None:
     """413 before parsing when the body holds more values than ``max_rows`` full rows can: its
     commas outside strings (all commas if strings are unknown) bound the objects a parse would
@@ -211,13 +219,13 @@ def _refuse_too_many_values(
         commas += (
             len(found) if strings is None else int(np.count_nonzero(np.searchsorted(strings, found) % 2 == 0))
         )
-    limit = max_rows * (len(features) + 1)
+    limit = max_rows * (width + 1)
     if commas > limit:
         raise RequestError(
             [
                 Problem(
                     f"the request has {commas} values or more, more than {max_rows} rows of "
-                    f"{len(features)} features can have (this server's limit is {max_rows} rows); split it"
+                    f"{width} columns can have (this server's limit is {max_rows} rows); split it"
                 )
             ],
             status=413,
@@ -274,9 +282,11 @@ def _backslashes_before(body: bytes | bytearray, position: int) -> int:
     return count
 
 
-def _raw_columns(payload: Any, features: tuple[Feature, ...]) -> tuple[dict[str, list], int]:
+def _raw_columns(
+    payload: Any, features: tuple[Feature, ...], ignored: frozenset[str]
+) -> tuple[dict[str, list], int]:
     if isinstance(payload, list):
-        return _from_records(payload, features, "")
+        return _from_records(payload, features, "", ignored=ignored)
     if not isinstance(payload, dict):
         got = _JSON_NAMES.get(type(payload), type(payload).__name__)
         raise RequestError([Problem(f'expected {{"records": [...]}} or {{"columns": {{...}}}}, got {got}')])
@@ -284,11 +294,11 @@ def _raw_columns(payload: Any, features: tuple[Feature, ...]) -> tuple[dict[str,
     if keys == {"records"}:
         if not isinstance(payload["records"], list):
             raise RequestError([Problem("'records' must be a list of objects", field="records")])
-        return _from_records(payload["records"], features, "records")
+        return _from_records(payload["records"], features, "records", ignored=ignored)
     if keys == {"columns"}:
         if not isinstance(payload["columns"], dict):
             raise RequestError([Problem("'columns' must be an object {column: [values]}", field="columns")])
-        return _from_columns(payload["columns"], features)
+        return _from_columns(payload["columns"], features, ignored)
     unknown = sorted(keys - {"records", "columns"})
     if unknown:
         hint = did_you_mean(unknown[0], ["records", "columns"])
@@ -304,7 +314,11 @@ def _raw_columns(payload: Any, features: tuple[Feature, ...]) -> tuple[dict[str,
 
 
 def _from_records(
-    records: list, features: tuple[Feature, ...], where: str, offset: int = 0
+    records: list,
+    features: tuple[Feature, ...],
+    where: str,
+    offset: int = 0,
+    ignored: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, list], int]:
     names = [f.name for f in features]
     expected = set(names)
@@ -316,15 +330,19 @@ def _from_records(
                 Problem(f"row {i} is {got}; expected an object {{column: value}}", field=where or None, row=i)
             )
         elif record.keys() != expected:  # the common case (a well-formed row) costs one set comparison
-            problems.extend(_key_problems(set(record), names, row=i))
+            got = record.keys() - ignored
+            if got != expected:
+                problems.extend(_key_problems(got, names, row=i))
     if problems:
         raise RequestError(problems, total=len(problems))
     return {name: list(map(itemgetter(name), records)) for name in names}, len(records)
 
 
-def _from_columns(columns: dict, features: tuple[Feature, ...]) -> tuple[dict[str, list], int]:
+def _from_columns(
+    columns: dict, features: tuple[Feature, ...], ignored: frozenset[str] = frozenset()
+) -> tuple[dict[str, list], int]:
     expected = {f.name for f in features}
-    problems = _key_problems(set(columns), [f.name for f in features], row=None)
+    problems = _key_problems(columns.keys() - ignored, [f.name for f in features], row=None)
     lengths = {}
     for name, values in columns.items():
         if name in expected and not isinstance(values, list):

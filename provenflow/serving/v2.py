@@ -57,7 +57,10 @@ def model_metadata(model: Any) -> dict[str, Any]:
 
 
 def parse_infer(
-    body: bytes | bytearray, features: tuple[Feature, ...], max_rows: int
+    body: bytes | bytearray,
+    features: tuple[Feature, ...],
+    max_rows: int,
+    ignored: frozenset[str] = frozenset(),
 ) -> tuple[Batch, str | None]:
     """A V2 infer request as a checked batch, and the request's ``id`` (echoed in the answer)."""
     try:
@@ -91,7 +94,7 @@ def parse_infer(
         columns[name] = data
     if problems:
         raise RequestError(problems, 400)
-    raw, rows = _from_columns(columns, features)  # missing and unknown inputs, named
+    raw, rows = _from_columns(columns, features, ignored)  # missing and unknown inputs, named
     _check_rows(rows, max_rows)
     request_id = payload.get("id")
     return _checked(raw, rows, features), request_id if isinstance(request_id, str) else None

@@ -86,6 +86,29 @@ def test_bad_requests_get_422_naming_the_field(forest_server, content, field, me
     assert httpx.get(f"{forest_server.url}/ready").status_code == 200  # and it keeps serving
 
 
+def test_whole_rows_of_the_training_table_are_taken_and_the_columns_it_left_out_ignored(
+    forest_server, bundles, recorded
+):
+    """A client posting rows as the training table has them (the target, an identifier the model
+    left out) gets the answer the model's own columns give; a column the table never had is
+    still refused, with its name."""
+    names = feature_names(bundles["forest"])
+    frame = recorded.frame.head(8)
+    plain = httpx.post(f"{forest_server.url}/predict", json=records_of(frame, names)).json()
+    whole = httpx.post(f"{forest_server.url}/predict", json=records_of(frame, [*names, "species"]))
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["predictions"] == plain["predictions"]
+    rows = records_of(frame, [*names, "species"])
+    columns = {name: [row[name] for row in rows] for name in [*names, "species"]}
+    assert httpx.post(f"{forest_server.url}/predict", json={"columns": columns}).json()["predictions"] == (
+        plain["predictions"]
+    )
+    row = {**records_of(frame, names)[0], "species": "Adelie", "colour": "red"}
+    wrong = httpx.post(f"{forest_server.url}/predict", json=[row])
+    assert wrong.status_code == 422 and wrong.json()["problems"][0]["field"] == "colour"
+    assert [p["field"] for p in wrong.json()["problems"]] == ["colour"]
+
+
 def test_request_id_is_taken_from_the_header(forest_server, bundles, recorded):
     names = feature_names(bundles["forest"])
     answer = httpx.post(

@@ -186,3 +186,19 @@ def test_a_body_with_too_many_values_is_refused_before_parsing(body, monkeypatch
     with pytest.raises(RequestError) as caught:
         parse_request(body, FEATURES, 1000)
     assert caught.value.status == 413 and "split it" in caught.value.summary
+
+
+@pytest.mark.parametrize("rows", [2, 40_000], ids=["small", "sliced"])
+def test_ignored_columns_may_come_with_every_row_and_others_are_still_refused(rows):
+    ignored = frozenset({"passenger_id", "species"})
+    records = [{**GOOD, "passenger_id": i, "species": "Adelie"} for i in range(rows)]
+    body = orjson.dumps({"records": records})
+    assert rows == 2 or len(body) > inputs.SLICE_BYTES
+    batch = parse_request(body, FEATURES, 100_000, ignored)
+    assert set(batch.columns) == {"bill_length_mm", "island"} and batch.rows == rows
+    columns = orjson.dumps({"columns": {"bill_length_mm": [1.0], "island": ["Dream"], "passenger_id": [7]}})
+    assert parse_request(columns, FEATURES, 10, ignored).rows == 1
+    records[-1]["colour"] = "red"
+    with pytest.raises(RequestError) as caught:
+        parse_request(orjson.dumps({"records": records}), FEATURES, 100_000, ignored)
+    assert [p.field for p in caught.value.problems] == ["colour"]
