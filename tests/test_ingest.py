@@ -97,7 +97,7 @@ def test_parquet_source_index_is_kept_and_batches_do_not_matter(tmp_path, monkey
         (b"a,b\n", "has a header but no rows"),
         (b"a,b\n1,2\n3,4,5,6\n", "could not be parsed as CSV"),
         (b"\xff\xfe\x00garbage\x00\xff\n\x01", "not text in UTF-8|could not be parsed"),
-        (b",b\n1,2\n", "column without a header name"),
+        (b",,\n1,2,3\n4,5,6\n", "column without a header name"),  # a header of no names at all
         (b"a,a,b\n1,2,3\n", "duplicate column names: 'a'"),
     ],
 )
