@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from provenflow import datasets, dialect, jsonl
+from provenflow import datasets, dialect, jsonl, parquet_types
 from provenflow.credentials import Credentials, split_url
 from provenflow.dialect import FALSE_VALUES, TRUE_VALUES, Dialect
 from provenflow.digest import Digest
@@ -240,8 +240,10 @@ def _json_batches(
 
 
 def _parquet_batches(
-    source: str, credentials: Credentials | None, batch_rows: int
+    source: str, credentials: Credentials | None, batch_rows: int, converted: dict[str, str]
 ) -> Iterator[pa.RecordBatch]:
+    """The file's rows as batches; CONVERTED gets what was done to a column of a type the models
+    cannot use (``parquet_types.usable``)."""
     fs, path = datasets._open_source(source, credentials)
     with fs.open(path, "rb") as fh:
         parquet = pq.ParquetFile(fh)
@@ -260,7 +262,14 @@ def _parquet_batches(
             for stored in [n for n in columns if _INDEX.fullmatch(n) or n in dict(index)]:
                 columns.pop(stored)  # an index pandas would drop (a default RangeIndex has no column)
             merged = {**front, **columns}
-            arrays = [a.dictionary_decode() if pa.types.is_dictionary(a.type) else a for a in merged.values()]
+            arrays = []
+            for name, array in merged.items():
+                if pa.types.is_dictionary(array.type):
+                    array = array.dictionary_decode()
+                array, what = parquet_types.usable(array)
+                if what is not None:
+                    converted.setdefault(name, what)
+                arrays.append(array)
             offset += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, names=list(merged))
 
@@ -645,8 +654,9 @@ def _one_pass(
     sample_rows: int,
     types: dict[str, pa.DataType],
 ) -> Ingested:
+    converted: dict[str, str] = {}
     if fmt == "parquet":
-        batches = _parquet_batches(source, credentials, max(1024, block_bytes // 64))
+        batches = _parquet_batches(source, credentials, max(1024, block_bytes // 64), converted)
     elif fmt in ("json", "jsonl"):
         batches = _json_batches(source, fmt, credentials, block_bytes)
     else:
@@ -689,7 +699,10 @@ def _one_pass(
             profile=profile,
             sample=frame,
             validated_on=validated_on,
-            notes=how.notes(),
+            notes=[
+                *how.notes(),
+                *({"level": "notice", "message": f"column {name!r}: {what}"} for name, what in converted.items()),
+            ],
         )
     except BaseException:
         if writer is not None:

@@ -132,9 +132,10 @@ def test_a_csv_file_with_another_separator_is_read_as_its_columns(tmp_path, sep)
     frame.to_csv(tmp_path / "comma.csv", index=False)
     frame.to_csv(tmp_path / "other.csv", index=False, sep=sep)
     work = str(tmp_path)
-    assert ingest.ingest(str(tmp_path / "other.csv"), work).digest == ingest.ingest(
-        str(tmp_path / "comma.csv"), work
-    ).digest
+    assert (
+        ingest.ingest(str(tmp_path / "other.csv"), work).digest
+        == ingest.ingest(str(tmp_path / "comma.csv"), work).digest
+    )
     pd.testing.assert_frame_equal(
         datasets.read_table(str(tmp_path / "other.csv")), datasets.read_table(str(tmp_path / "comma.csv"))
     )
@@ -143,3 +144,62 @@ def test_a_csv_file_with_another_separator_is_read_as_its_columns(tmp_path, sep)
 def test_a_one_column_csv_stays_one_column(tmp_path):
     (tmp_path / "one.csv").write_text("name\nOslo; the capital\nLima\n")
     assert datasets.read_table(str(tmp_path / "one.csv")).columns.tolist() == ["name"]
+
+
+def _typed_parquet(path, n: int = 300) -> None:
+    import datetime as dt
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    label = rng.choice(["good", "bad"], n)
+    price = rng.uniform(1, 100, n).round(2)
+    label[price > 60] = "good"
+    table = pa.table(
+        {
+            "price": pa.array([decimal.Decimal(f"{p:.2f}") for p in price], pa.decimal128(10, 2)),
+            "day": pa.array(
+                [dt.date(2020, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 700, n)]
+            ),
+            "wait": pa.array(rng.integers(0, 10**6, n), pa.duration("ms")),
+            "opens": pa.array([dt.time(int(h), 30) for h in rng.integers(0, 24, n)], pa.time64("us")),
+            "tags": pa.array([["a", "b"][: int(k)] for k in rng.integers(0, 3, n)], pa.list_(pa.string())),
+            "where": pa.array([{"x": int(k), "y": "k"} if k else None for k in rng.integers(0, 3, n)]),
+            "label": pa.array(label),
+        }
+    )
+    pq.write_table(table, path)
+
+
+def test_parquet_types_a_model_cannot_use_are_read_as_ones_it_can(tmp_path):
+    """Spark and SQL exports write decimals, dates, durations, times and nested columns: a list or
+    struct crashed the profile (ArrowNotImplementedError), a decimal price and a date were left out
+    as identifiers. Each is now the nearest usable type, with a notice, and trains."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from provenflow import training
+
+    _typed_parquet(tmp_path / "typed.parquet")
+    work = tmp_path / "work"
+    work.mkdir()
+    table = ingest.ingest(str(tmp_path / "typed.parquet"), str(work))
+    frame = pd.read_parquet(table.path)
+    assert frame["price"].dtype == "float64" and frame["price"].iloc[0] == pytest.approx(
+        float(pd.read_parquet(tmp_path / "typed.parquet")["price"].iloc[0])
+    )
+    assert str(frame["day"].dtype).startswith("datetime64")
+    assert frame["wait"].dtype == "float64" and frame["wait"].max() <= 1000
+    assert frame["opens"].dtype == "float64" and set(frame["opens"] % 3600) == {1800.0}
+    assert set(frame["tags"]) == {"[]", '["a"]', '["a","b"]'}
+    assert frame["where"].isna().any() and '{"x":1,"y":"k"}' in set(frame["where"])
+    notes = [n["message"] for n in table.notes]
+    assert "column 'price': decimal128(10, 2) read as float64" in notes and len(notes) == 6
+    model = training.train_and_evaluate(
+        frame, "label", HistGradientBoostingClassifier(max_iter=20), 0, 0.25, profile=table.profile
+    )
+    kinds = {entry["name"]: entry["kind"] for entry in model.signature["inputs"]}
+    assert kinds["price"] == "numeric" and kinds["day"] == "datetime" and kinds["wait"] == "numeric"
+    again = ingest.ingest(str(tmp_path / "typed.parquet"), str(work))
+    assert again.digest == table.digest  # the conversion is deterministic
