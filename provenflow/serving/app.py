@@ -262,6 +262,10 @@ def create_app(
         buffered = log.buffered_requests()  # before the segments: a row moving between is in one
         try:
             unknown = known.check(labels, buffered)
+            if unknown.any():  # maybe answered by another worker, whose rows are not in a segment yet
+                pending = log.pending_requests()
+                known.refresh()
+                unknown = known.unknown(labels, pending)
             stored = fb.write_feedback(log.fs, feedback_folder, labels, "http", unknown)
         except Exception as exc:  # the store (local disk, S3) failed: nothing was acknowledged
             logger.error("could not store feedback: %s", exc)

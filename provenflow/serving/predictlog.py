@@ -287,6 +287,18 @@ class PredictionLog:
             wals = [*self._sealed, *([self._wal] if self._wal else [])]
             return {c.request_id: c.rows for wal in wals for c in wal.chunks}
 
+    def pending_requests(self) -> dict[str, int]:
+        """Request id → rows answered by any server process on this disk (``--workers N``: the
+        siblings too) and not yet in a segment: what their write-ahead files hold."""
+        pending = self.buffered_requests()
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.wal_dir):
+                if name.endswith(".wal"):
+                    with contextlib.suppress(OSError, ValueError, KeyError, orjson.JSONDecodeError):
+                        for request_id, rows in _wal_requests(os.path.join(self.wal_dir, name)).items():
+                            pending[request_id] = max(rows, pending.get(request_id, 0))
+        return pending
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> PredictionLog:
@@ -565,6 +577,29 @@ def _read_wal(fd: int) -> tuple[_Schema, list[_Chunk]]:
             chunks.append(_decode(schema, parts))
             parts = []
     return schema, chunks
+
+
+def _wal_requests(path: str) -> dict[str, int]:
+    """Request id → rows of the complete requests in a write-ahead file another process may be
+    appending to (a tail being written reads as torn, and is left out); no feature is decoded."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    requests: dict[str, int] = {}
+    at, first, rows = 0, True, 0
+    while at + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, at)
+        payload = data[at + _FRAME.size : at + _FRAME.size + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            break
+        at += _FRAME.size + length
+        if first:  # the header
+            first = False
+            continue
+        part = orjson.loads(payload)
+        rows = len(part["y"]) if part["k"] == 0 else rows + len(part["y"])
+        if part["k"] == part["K"] - 1:
+            requests[part["r"]] = rows
+    return requests
 
 
 def _decode(schema: _Schema, parts: list[dict]) -> _Chunk:

@@ -77,6 +77,34 @@ def test_workers_share_the_port_log_separately_and_a_killed_worker_is_replaced(b
     assert len(ids) >= 2, ids
 
 
+def test_a_label_for_a_row_another_worker_answered_moments_ago_is_known(bundles, recorded, tmp_path):  # noqa: F811
+    """Labels reach whichever worker the kernel picks. A row the other worker answered is only in
+    its write-ahead file until its next segment (flushes are an hour apart here): it was reported
+    unknown; now the worker reads its siblings' write-ahead files on a miss."""
+    import json
+
+    names = [
+        i["name"]
+        for i in json.loads((bundles["forest"] / "metadata.json").read_text())["signature"]["inputs"]
+    ]
+    rows = records_of(recorded.frame, names)
+    store = str(tmp_path / "store")
+    server = start_server(bundles["forest"], store, extra=("--workers", "2", "--flush-seconds", "3600"))
+    try:
+        answered = sorted(_post_each_on_a_new_connection(server.url, rows, "sib", 40))
+        for request_id in answered:  # one label a connection, so both workers take some
+            answer = httpx.post(f"{server.url}/feedback", json={"id": f"{request_id}:0", "label": "Adelie"})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["unknown"] == 0, (request_id, answer.json())
+        stranger = httpx.post(f"{server.url}/feedback", json={"id": "nobody:0", "label": "Adelie"}).json()
+        assert stranger["unknown"] == 1 and stranger["unknown_ids"] == ["nobody:0"]
+        late = httpx.post(f"{server.url}/feedback", json={"id": f"{answered[0]}:1", "label": "Adelie"}).json()
+        assert late["unknown"] == 1  # a row past the request's one row
+    finally:
+        err = server.stop()
+    assert server.process.returncode == 0, err
+
+
 def test_workers_with_a_tampered_bundle_exit_1_with_one_error_line(bundles, tmp_path):  # noqa: F811
     import shutil
 
