@@ -555,15 +555,7 @@ def _read_wal(fd: int) -> tuple[_Schema, list[_Chunk]]:
     """The header and the complete requests of a write-ahead file; a torn or damaged tail (a
     process killed mid-write, before it answered) ends the file."""
     with os.fdopen(os.dup(fd), "rb") as fh:
-        data = fh.read()
-    frames, at = [], 0
-    while at + _FRAME.size <= len(data):
-        length, crc = _FRAME.unpack_from(data, at)
-        payload = data[at + _FRAME.size : at + _FRAME.size + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
-            break
-        frames.append(payload)
-        at += _FRAME.size + length
+        frames = _whole_frames(fh.read())
     if not frames:
         raise ValueError("no header")
     schema = _Schema.from_header(frames[0])
@@ -583,23 +575,28 @@ def _wal_requests(path: str) -> dict[str, int]:
     """Request id → rows of the complete requests in a write-ahead file another process may be
     appending to (a tail being written reads as torn, and is left out); no feature is decoded."""
     with open(path, "rb") as fh:
-        data = fh.read()
+        frames = _whole_frames(fh.read())
     requests: dict[str, int] = {}
-    at, first, rows = 0, True, 0
-    while at + _FRAME.size <= len(data):
-        length, crc = _FRAME.unpack_from(data, at)
-        payload = data[at + _FRAME.size : at + _FRAME.size + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
-            break
-        at += _FRAME.size + length
-        if first:  # the header
-            first = False
-            continue
+    rows = 0
+    for payload in frames[1:]:  # after the header
         part = orjson.loads(payload)
         rows = len(part["y"]) if part["k"] == 0 else rows + len(part["y"])
         if part["k"] == part["K"] - 1:
             requests[part["r"]] = rows
     return requests
+
+
+def _whole_frames(data: bytes) -> list[bytes]:
+    """The payloads of a write-ahead file's frames, up to the first torn or damaged one."""
+    frames, at = [], 0
+    while at + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, at)
+        payload = data[at + _FRAME.size : at + _FRAME.size + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            break
+        frames.append(payload)
+        at += _FRAME.size + length
+    return frames
 
 
 def _decode(schema: _Schema, parts: list[dict]) -> _Chunk:
