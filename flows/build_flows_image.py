@@ -12,7 +12,7 @@ import provenflow
 from provenflow import flows_image as core
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
-from provenflow.release import DEFAULT_BASE_IMAGE
+from provenflow.release import DEFAULT_BASE_IMAGE, image_json
 from provenflow.settings import get_settings
 from provenflow.source import capture_code
 from provenflow.tasks.release import build_flows_image as build_image
@@ -62,11 +62,7 @@ def build_flows_image(
         shutil.rmtree(scratch, ignore_errors=True)
     return {
         "run_id": run.id,
-        "image": pushed.image,
-        "digest": pushed.digest,
-        "reference": pushed.reference,
-        "image_id": built.image_id,
-        "base_image": base_image,
+        **image_json(pushed, built, base_image),
         "code_commit": code.commit,
         "code_dirty": code.dirty,
         "requirements": plan.requirements,

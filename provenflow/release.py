@@ -203,13 +203,16 @@ def image_labels(client: Any, reference: str) -> dict[str, str]:
     return client.images.get(reference).labels or {}
 
 
-def release_json(pushed: PushedImage, built: BuiltImage, base_image: str, runtime: str, labels: dict) -> dict:
+def image_json(pushed: PushedImage, built: BuiltImage, base_image: str) -> dict:
+    """What a flow run answers about an image it built and pushed (a model's or the flows image)."""
     return {
         "image": pushed.image,
         "digest": pushed.digest,
         "reference": pushed.reference,
         "image_id": built.image_id,
         "base_image": base_image,
-        "runtime": runtime,
-        "labels": json.loads(json.dumps(labels)),
     }
+
+
+def release_json(pushed: PushedImage, built: BuiltImage, base_image: str, runtime: str, labels: dict) -> dict:
+    return {**image_json(pushed, built, base_image), "runtime": runtime, "labels": json.loads(json.dumps(labels))}
