@@ -1,4 +1,4 @@
-"""Estimated vs. realized accuracy (provenflow.estimation, CBPE) on the synthetic shifts of
+"""Estimated vs. realized accuracy (provenflow.monitoring.estimation, CBPE) on the synthetic shifts of
 tests/test_estimation.py, as a Markdown table (the figures in README's "Estimated performance").
 
     PYTHONPATH=. .venv/bin/python bench/estimation.py      # ~1 min on 2 cores
@@ -14,7 +14,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provenflow import estimation
+from provenflow.monitoring import estimation
 from tests.test_estimation import (
     SEEDS,
     WINDOW,

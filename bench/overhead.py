@@ -126,7 +126,7 @@ class Project:
 
     def runner(self, call: str) -> None:
         code = f"from pathlib import Path; from provenflow import runner; print(runner.{call})"
-        # check=False: code from before the runner (measuring "before") has no provenflow.runner
+        # check=False: code from before the runner (measuring "before") has no provenflow.platform.runner
         subprocess.run([PYTHON, "-c", code], cwd=self.root, env=self.env, check=False, capture_output=True)
 
     def seed_runs(self, total: int) -> None:

@@ -36,9 +36,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    from provenflow import training
+    from provenflow.data.ingest import ingest
     from provenflow.errors import ProvenflowError
-    from provenflow.ingest import ingest
+    from provenflow.modeling import training
 
     files = sorted(p for p in args.folder.rglob("*.csv") if not p.name.startswith("._"))[:: args.every]
     read = trained = 0

@@ -47,9 +47,10 @@ PENGUINS = ROOT / "provenflow" / "demo" / "penguins.csv"
 def make_bundle(folder: Path) -> tuple[Path, list[dict]]:
     """Train and record a 100-tree forest with the core API, export its bundle; return rows to send."""
     import provenflow
-    from provenflow import datasets, training
+    from provenflow.data import datasets
+    from provenflow.modeling import training
     from provenflow.serving import export_bundle
-    from provenflow.tracking import DatasetOutput, ModelOutput
+    from provenflow.tracking.run import DatasetOutput, ModelOutput
     from provenflow.workspace import Workspace
 
     workspace = Workspace.open(f"sqlite:///{folder}/ledger.db", str(folder / "store"), fsync=False)

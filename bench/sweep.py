@@ -84,7 +84,7 @@ def main() -> None:
     trials = int(np.prod([len(v) for v in grid.values()]))
     cores = os.cpu_count() or 1
 
-    from provenflow import server
+    from provenflow.platform import server
 
     prefect = None
     if server.connect(quiet=True):  # no Prefect server here: a throwaway one (the tests' own helper)

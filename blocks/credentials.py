@@ -12,7 +12,7 @@ import re
 
 from prefect.blocks.system import Secret
 
-from provenflow.credentials import Credentials
+from provenflow.data.credentials import Credentials
 from provenflow.errors import ConfigError
 
 

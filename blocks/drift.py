@@ -6,7 +6,7 @@ from typing import ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from provenflow.drift import DriftPolicy as Policy
+from provenflow.monitoring.drift import DriftPolicy as Policy
 
 
 class DriftPolicy(Block):

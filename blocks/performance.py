@@ -6,7 +6,7 @@ from typing import ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from provenflow.performance import PerformancePolicy as Policy
+from provenflow.monitoring.performance import PerformancePolicy as Policy
 
 
 class PerformancePolicy(Block):

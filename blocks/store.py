@@ -5,7 +5,7 @@ from typing import ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from provenflow.store import ContentStore
+from provenflow.storage.store import ContentStore
 
 
 class ArtifactStore(Block):

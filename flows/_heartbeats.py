@@ -4,7 +4,7 @@ Prefect 3.9's heartbeat thread (``prefect.flow_engine._send_heartbeats``) sleeps
 the engine joins it at the end of every sync flow run: each run waited up to 1 s (0.9 s measured)
 for nothing. This is the same context manager with the sleep replaced by ``Event.wait``, so the
 join returns as soon as the flow ends, while heartbeats still go out every
-``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds for the crash automation (provenflow.prefect_crashes).
+``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds for the crash automation (provenflow.platform.prefect_crashes).
 """
 
 from __future__ import annotations

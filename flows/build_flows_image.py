@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import provenflow
-from provenflow import flows_image as core
+from provenflow.deploy import flows_image as core
+from provenflow.deploy.release import DEFAULT_BASE_IMAGE, image_json
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
-from provenflow.release import DEFAULT_BASE_IMAGE, image_json
 from provenflow.settings import get_settings
-from provenflow.source import capture_code
 from provenflow.tasks.release import build_flows_image as build_image
 from provenflow.tasks.release import collect_wheels, image_python, push_image
 from provenflow.tasks.workspace import open_workspace
+from provenflow.tracking.source import capture_code
 
 
 @flow(name="build-flows-image", flow_run_name="build-flows-image")

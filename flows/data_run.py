@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import provenflow
 from provenflow.flows._flow import flow
-from provenflow.refs import check_name, resolve_dataset
+from provenflow.ledger.refs import check_name, resolve_dataset
 from provenflow.tasks.data import choose_suite, ingest_source, store_source, store_suite, validate_frame
 from provenflow.tasks.workspace import open_workspace
 

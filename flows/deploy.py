@@ -11,10 +11,10 @@ import provenflow
 from provenflow.blocks.credentials import secret_values
 from provenflow.deploy import docker as docker_target
 from provenflow.deploy.errors import DeployError
+from provenflow.deploy.release import SERVING_PORT
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
-from provenflow.refs import resolve_model, safe_name
-from provenflow.release import SERVING_PORT
+from provenflow.ledger.refs import resolve_model, safe_name
 from provenflow.serving.mirror import URL_ENV as SHADOW_URL_ENV
 from provenflow.tasks.deploy import run_locally, run_on_docker, run_on_kubernetes
 from provenflow.tasks.workspace import open_workspace

@@ -9,11 +9,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 
 import provenflow
-from provenflow.drift import DriftPolicy
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
-from provenflow.prefect_context import artifact_key
-from provenflow.reports import report_url
+from provenflow.monitoring.drift import DriftPolicy
+from provenflow.monitoring.reports import report_url
 from provenflow.tasks.drift import (
     check,
     drift_pictures,
@@ -23,6 +22,7 @@ from provenflow.tasks.drift import (
     write_report,
 )
 from provenflow.tasks.workspace import open_workspace
+from provenflow.tracking.prefect_context import artifact_key
 from provenflow.ui.drift_card import drift_markdown
 
 

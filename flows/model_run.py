@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import provenflow
-from provenflow.estimation import CALIBRATION_KIND
-from provenflow.features import FeatureChoice
+from provenflow.data.features import FeatureChoice
 from provenflow.flows._flow import flow
-from provenflow.refs import check_name, safe_name
+from provenflow.ledger.refs import check_name, safe_name
+from provenflow.monitoring.estimation import CALIBRATION_KIND
 from provenflow.tasks.model import (
     cross_validate,
     load_dataset,
@@ -61,7 +61,7 @@ def model_run(
     classifier learn a target that looks continuous.
     With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered.
     CV (K) also records each metric's mean and std over K folds of the training rows; TRIAL_KEY is
-    set by a sweep (provenflow.sweep.trial_key) so a re-run finds this run and reuses it."""
+    set by a sweep (provenflow.modeling.sweep.trial_key) so a re-run finds this run and reuses it."""
     params = params or {}
     workspace = open_workspace(ledger_block, store_block)
     parameters = {

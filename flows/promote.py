@@ -11,9 +11,9 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 import provenflow
-from provenflow import registry
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
+from provenflow.modeling import registry
 from provenflow.tasks.registry import score_on_holdout, shadow_agreement, wait_for_approval
 from provenflow.tasks.workspace import open_workspace
 

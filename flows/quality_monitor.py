@@ -12,8 +12,7 @@ from sqlalchemy import select
 import provenflow
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
-from provenflow.performance import markdown
-from provenflow.prefect_context import artifact_key
+from provenflow.monitoring.performance import markdown
 from provenflow.tasks.quality import (
     compare_challenger,
     emit_degraded_event,
@@ -24,6 +23,7 @@ from provenflow.tasks.quality import (
     read_labelled,
 )
 from provenflow.tasks.workspace import open_workspace
+from provenflow.tracking.prefect_context import artifact_key
 
 
 @flow(name="quality-monitor", flow_run_name="quality-{model}")

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import provenflow
-from provenflow import release as core
+from provenflow.deploy import release as core
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
-from provenflow.refs import resolve_model
+from provenflow.ledger.refs import resolve_model
 from provenflow.settings import get_settings
 from provenflow.tasks.release import build_image, collect_wheels, export_model_bundle, push_image
 from provenflow.tasks.workspace import open_workspace

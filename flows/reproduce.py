@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import provenflow
-from provenflow import reproduce as core
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
+from provenflow.modeling import reproduce as core
 from provenflow.project import project_root
 from provenflow.tasks.reproduce import checkout_code, compare_results, load_recorded_run, rerun, verify_inputs
 from provenflow.tasks.workspace import open_workspace

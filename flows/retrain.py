@@ -7,7 +7,6 @@ from __future__ import annotations
 from sqlalchemy import select
 
 import provenflow
-from provenflow import registry
 from provenflow.digest import Digest
 from provenflow.flows._flow import flow
 from provenflow.flows.data_run import data_run
@@ -16,7 +15,8 @@ from provenflow.flows.model_run import model_run
 from provenflow.flows.promote import promote
 from provenflow.flows.release import release
 from provenflow.ledger import models as m
-from provenflow.refs import resolve_model
+from provenflow.ledger.refs import resolve_model
+from provenflow.modeling import registry
 from provenflow.tasks.workspace import open_workspace
 
 

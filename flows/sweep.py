@@ -11,9 +11,9 @@ from typing import Any
 from prefect.futures import wait
 
 import provenflow
-from provenflow import sweep as sweeping
 from provenflow.errors import ProvenflowError
 from provenflow.flows._flow import flow
+from provenflow.modeling import sweep as sweeping
 from provenflow.tasks.sweep import find_done, key_trials, publish_leaderboard, train_trial, trial_records
 from provenflow.tasks.workspace import open_workspace
 

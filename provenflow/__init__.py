@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from provenflow.errors import ProvenflowError
 
 if TYPE_CHECKING:
-    from provenflow.labels import FeedbackResult
-    from provenflow.tracking import Run, RunSummary
+    from provenflow.monitoring.labels import FeedbackResult
+    from provenflow.tracking.run import Run, RunSummary
     from provenflow.workspace import Workspace
 
 __all__ = [
@@ -59,14 +59,14 @@ _mount_source_checkout()
 
 def __getattr__(name: str) -> Any:
     if name in ("Run", "RunSummary", "start"):
-        from provenflow import tracking
+        from provenflow.tracking import run as tracking
 
         return getattr(tracking, name)
     raise AttributeError(f"module 'provenflow' has no attribute {name!r}")
 
 
 def _active() -> Run:
-    from provenflow.tracking import active_run
+    from provenflow.tracking.run import active_run
 
     return active_run()
 
@@ -113,7 +113,7 @@ def feedback(
 
         pf.feedback("penguins-sex@production", [{"id": "3f2a...:0", "label": "female"}])
     """
-    from provenflow.labels import Columns, record_feedback
+    from provenflow.monitoring.labels import Columns, record_feedback
     from provenflow.workspace import Workspace
 
     columns = Columns(label=label, id=id, request_id=request_id, row=row)

@@ -6,14 +6,14 @@
     ├── DataError              a data source that is missing, empty or unparsable
     │   └── ValidationFailed   data that breaks its expectation suite
     ├── TrainingError          target column, estimator path, hyper-parameters
-    ├── EstimationUnavailable  provenflow.estimation: no performance estimate for this model or log
+    ├── EstimationUnavailable  provenflow.monitoring.estimation: no performance estimate for this model or log
     ├── LedgerError            the ledger database: unreachable, restarted, full, busy, newer schema
     │   └── LedgerConflict     a write refused by a constraint (another process wrote the same record)
     ├── StoreError             the content-addressed store
     │   └── IntegrityError     an object whose bytes no longer match its hash
-    │       └── SignatureError a model version without a valid seal (provenflow.signing)
-    ├── ReproductionError      provenflow.reproduce: a run that cannot be re-run
-    ├── PromotionError         provenflow.registry: aliases and the metric gate
+    │       └── SignatureError a model version without a valid seal (provenflow.modeling.signing)
+    ├── ReproductionError      provenflow.modeling.reproduce: a run that cannot be re-run
+    ├── PromotionError         provenflow.modeling.registry: aliases and the metric gate
     ├── DeployError            provenflow.deploy.errors: ManifestInvalid, RolloutFailed
     └── WorkerError            provenflow.workers.errors: vSphere worker VMs and work pools
 

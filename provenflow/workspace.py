@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from provenflow.ledger.db import Ledger
 from provenflow.settings import get_settings
-from provenflow.store import ContentStore
+from provenflow.storage.store import ContentStore
 
 _open: dict[tuple[str, str, str], Workspace] = {}
 

@@ -7,13 +7,14 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import catalog, datasets, ingest, validation
-from provenflow.credentials import Credentials
+from provenflow.data import datasets, ingest, validation
+from provenflow.data.credentials import Credentials
 from provenflow.digest import Digest
 from provenflow.project import project_root
 from provenflow.redact import redact
 from provenflow.settings import get_settings
-from provenflow.tracking import DatasetOutput
+from provenflow.tracking import catalog
+from provenflow.tracking.run import DatasetOutput
 from provenflow.workspace import Workspace
 
 

@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from provenflow.deploy import docker as docker_target
 from provenflow.deploy import local as local_target
-from provenflow.release import docker_client
+from provenflow.deploy.release import docker_client
 from provenflow.workspace import Workspace
 
 

@@ -10,9 +10,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from provenflow.digest import Digest
-from provenflow.drift import DriftPolicy, DriftResult, check_drift
 from provenflow.ledger import models as m
-from provenflow.refs import resolve_model
+from provenflow.ledger.refs import resolve_model
+from provenflow.monitoring.drift import DriftPolicy, DriftResult, check_drift
 from provenflow.workspace import Workspace
 
 
@@ -74,7 +74,7 @@ def write_report(workspace: Workspace, model: Monitored, window: pd.DataFrame) -
     """The Evidently HTML report, on a bounded sample, kept in the store (None if there is no data)."""
     if window.empty:
         return None
-    from provenflow.drift_report import evidently_report
+    from provenflow.monitoring.drift_report import evidently_report
 
     with tempfile.TemporaryDirectory(prefix="provenflow-drift-") as tmp:
         path = evidently_report(None, model.profile, window[model.features], Path(tmp) / "drift.html")
@@ -95,7 +95,7 @@ def emit_drift_event(
     model: Monitored, result: DriftResult, report_id: int | None, report_uri: str | None
 ) -> None:
     """``provenflow.model.drift-detected``: the retrain deployment's trigger in prefect.yaml matches it."""
-    from provenflow.prefect_context import emit_model_event
+    from provenflow.tracking.prefect_context import emit_model_event
 
     emit_model_event(
         "provenflow.model.drift-detected",

@@ -7,12 +7,14 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import datasets, estimation, training
+from provenflow.data import datasets
+from provenflow.data.features import FeatureChoice
 from provenflow.digest import Digest
-from provenflow.features import FeatureChoice
 from provenflow.ledger import models as m
-from provenflow.refs import resolve_dataset
-from provenflow.tracking import ModelOutput
+from provenflow.ledger.refs import resolve_dataset
+from provenflow.modeling import training
+from provenflow.monitoring import estimation
+from provenflow.tracking.run import ModelOutput
 from provenflow.workspace import Workspace
 
 
@@ -36,7 +38,7 @@ def name_run(name: str) -> None:
     """Rename the flow run once its dataset version is known (the run list then tells runs apart)."""
     from prefect.runtime import flow_run
 
-    from provenflow.prefect_context import rename_flow_run
+    from provenflow.tracking.prefect_context import rename_flow_run
 
     rename_flow_run(flow_run.get_id(), name)
 

@@ -10,8 +10,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from provenflow.errors import ProvenflowError
-from provenflow.performance import PerformancePolicy, QualityResult, assess
-from provenflow.refs import resolve_model
+from provenflow.ledger.refs import resolve_model
+from provenflow.monitoring.performance import PerformancePolicy, QualityResult, assess
 from provenflow.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,12 @@ def judge(
 def estimate(
     workspace: Workspace, model: Watched, predictions: pd.DataFrame, result: QualityResult
 ) -> list[dict[str, float] | None] | None:
-    """Estimated performance per window, before labels arrive (``provenflow.estimation``, CBPE), or
+    """Estimated performance per window, before labels arrive (``provenflow.monitoring.estimation``, CBPE), or
     None where that module is not installed: the report then has no estimated column."""
     try:
-        from provenflow import estimation
+        from provenflow.monitoring import estimation
     except ModuleNotFoundError as exc:
-        if exc.name != "provenflow.estimation":
+        if exc.name != "provenflow.monitoring.estimation":
             raise
         return None
     try:  # once for every window: the held-out rows are read and the calibration fitted once
@@ -120,8 +120,8 @@ def compare_challenger(
     """When MODEL mirrors to a shadow challenger: their agreement over the span (PREDICTIONS are
     MODEL's, already read), and the challenger's realized performance on the same labels (its log
     rows carry production's request ids). The challenger's log is read once for both."""
+    from provenflow.monitoring.shadow import compare_predictions, current_shadow
     from provenflow.serving.predictlog import read_predictions
-    from provenflow.shadow import compare_predictions, current_shadow
 
     challenger_ref = current_shadow(workspace, model.ref)
     if challenger_ref is None:
@@ -141,7 +141,7 @@ def compare_challenger(
 
 def emit_degraded_event(model: Watched, result: QualityResult, report_id: int | None) -> None:
     """``provenflow.model.performance-degraded``: prefect.yaml's retrain deployment has a trigger for it."""
-    from provenflow.prefect_context import emit_model_event
+    from provenflow.tracking.prefect_context import emit_model_event
 
     judged = result.judged
     realized = judged.metrics[result.metric] if judged else None

@@ -8,10 +8,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.input import RunInput
 from pydantic import Field
 
-from provenflow import datasets, registry, training
+from provenflow.data import datasets
 from provenflow.digest import Digest
 from provenflow.ledger import models as m
-from provenflow.refs import resolve_dataset, resolve_model
+from provenflow.ledger.refs import resolve_dataset, resolve_model
+from provenflow.modeling import registry, training
 from provenflow.workspace import Workspace
 
 
@@ -118,6 +119,6 @@ def _take_back_expired_pause(why: str) -> None:
 @task(cache_policy=NO_CACHE)
 def shadow_agreement(workspace: Workspace, production: str, challenger: str) -> dict:
     """How often CHALLENGER, shadowing PRODUCTION, agreed with it (all logged rows)."""
-    from provenflow.shadow import shadow_agreement as agreement
+    from provenflow.monitoring.shadow import shadow_agreement as agreement
 
     return agreement(workspace, production, challenger)

@@ -5,7 +5,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import flows_image, release
+from provenflow.deploy import flows_image, release
 from provenflow.serving.bundle import BundleMetadata, export_bundle
 from provenflow.workspace import Workspace
 

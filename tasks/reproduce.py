@@ -6,11 +6,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_API_URL
 
-from provenflow import datasets, reproduce, training
+from provenflow.data import datasets
 from provenflow.digest import Digest
+from provenflow.ledger.refs import resolve_model
+from provenflow.modeling import reproduce, training
+from provenflow.modeling.reproduce import RecordedRun
 from provenflow.project import project_root
-from provenflow.refs import resolve_model
-from provenflow.reproduce import RecordedRun
 from provenflow.settings import get_settings
 from provenflow.workspace import Workspace
 

@@ -6,9 +6,9 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from provenflow import sweep
-from provenflow.refs import resolve_dataset
-from provenflow.source import capture_code
+from provenflow.ledger.refs import resolve_dataset
+from provenflow.modeling import sweep
+from provenflow.tracking.source import capture_code
 from provenflow.workspace import Workspace
 
 

@@ -8,8 +8,8 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-from provenflow import crashes
 from provenflow.ledger import models as m
+from provenflow.tracking import crashes
 
 
 def _running(workspace, pid: int, identity: str | None, host: str | None = None) -> str:

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from provenflow import datasets
+from provenflow.data import datasets
 from provenflow.errors import DataError
-from provenflow.store import ContentStore
+from provenflow.storage.store import ContentStore
 from tests.conftest import PENGUINS
 
 
@@ -94,7 +94,7 @@ def test_a_column_named_like_a_renamed_duplicate_is_fine(tmp_path):
 def test_a_seeded_sample_reads_the_same_rows_a_row_group_at_a_time(tmp_path, monkeypatch):
     import numpy as np
 
-    from provenflow import ingest
+    from provenflow.data import ingest
 
     monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 50)
     source = tmp_path / "t.csv"

@@ -45,7 +45,7 @@ def test_deploy_all_and_run_data_run_on_a_worker(tmp_path):
         )
         model = client.read_deployment_by_name("model-run/model-run")
         assert model.parameters == {"seed": 42, "test_size": 0.25}
-        # Heartbeats as often as the crash automation expects them (provenflow.prefect_crashes).
+        # Heartbeats as often as the crash automation expects them (provenflow.platform.prefect_crashes).
         assert model.job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
         assert set(model.parameter_openapi_schema["required"]) == {"dataset", "target", "estimator"}
         sweep = client.read_deployment_by_name("sweep/sweep")  # launchable from the UI with its parameters

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenflow import datasets, ingest
+from provenflow.data import datasets, ingest
 from provenflow.errors import DataError
 
 
@@ -357,7 +357,7 @@ def test_json_that_is_not_a_table_gets_a_clear_error(tmp_path, name, content, me
 
 
 def test_a_json_array_over_the_limit_is_refused_with_the_way_out(tmp_path, monkeypatch):
-    from provenflow import jsonl
+    from provenflow.data import jsonl
 
     monkeypatch.setattr(jsonl, "JSON_LIMIT", 1000)
     (tmp_path / "big.json").write_text(json_text := "[" + ",".join('{"a": 1}' for _ in range(200)) + "]")

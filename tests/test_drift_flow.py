@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from provenflow.datasets import read_table
+from provenflow.data.datasets import read_table
 from provenflow.ledger import models as m
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS, REPO
@@ -159,8 +159,8 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
 def test_retrain_after_drift_promotes_and_redeploys(deployed, project):
     from provenflow.flows.drift_monitor import drift_monitor
     from provenflow.flows.retrain import retrain
-    from provenflow.lineage import lineage
-    from provenflow.refs import resolve_model
+    from provenflow.ledger.refs import resolve_model
+    from provenflow.tracking.lineage import lineage
 
     features = read_table(str(PENGUINS)).drop(columns=["sex"])
     shifted = features.sample(n=600, replace=True, random_state=5)

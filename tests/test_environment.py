@@ -6,7 +6,7 @@ import json
 import shutil
 import time
 
-from provenflow.environment import capture_environment, environment_key
+from provenflow.tracking.environment import capture_environment, environment_key
 
 
 def _install(site, name: str, version: str) -> None:
@@ -53,7 +53,7 @@ def test_an_unchanged_environment_is_read_from_the_cache_file(tmp_path):
     assert data["key"] == environment_key(paths)
     data["packages"] = ["from-the-cache==1"]
     entry.write_text(json.dumps(data))
-    from provenflow import environment
+    from provenflow.tracking import environment
 
     environment._memory.clear()
     assert capture_environment(paths, cache).packages == ("from-the-cache==1",)

@@ -1,4 +1,4 @@
-"""Estimated performance before labels arrive (provenflow.estimation, CBPE): what it sees, what it
+"""Estimated performance before labels arrive (provenflow.monitoring.estimation, CBPE): what it sees, what it
 cannot, and the whole path from a model run to a served model's logged predictions.
 
 The synthetic worlds know their truth: ``covariate_world`` draws inputs, then labels from a fixed
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenflow import estimation
-from provenflow.estimation import Reference
+from provenflow.monitoring import estimation
+from provenflow.monitoring.estimation import Reference
 
 WINDOW = 2_000  # rows per production window
 TOLERANCE = 0.03  # |estimated − realized| accuracy allowed on a window of WINDOW rows
@@ -234,13 +234,13 @@ def test_model_run_records_its_reference_and_a_served_model_is_estimated(project
     its transaction); a real server logs predictions; ``estimate_for`` and ``provenflow
     performance`` estimate from them. A regressor, and a version recorded without a reference (as
     every run before this existed), say "not available"."""
-    from provenflow import training
     from provenflow.digest import Digest
     from provenflow.flows.data_run import data_run
     from provenflow.flows.model_run import model_run
     from provenflow.ledger import models as m
+    from provenflow.modeling import training
     from provenflow.serving.predictlog import read_predictions
-    from provenflow.tracking import ModelOutput
+    from provenflow.tracking.run import ModelOutput
     from provenflow.workspace import Workspace
     from tests.services import CLI
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.utils import all_estimators
 
-from provenflow import training
-from provenflow.datasets import read_table
+from provenflow.data.datasets import read_table
+from provenflow.modeling import training
 from tests.conftest import PENGUINS
 from tests.mixed_table import mixed_table
 

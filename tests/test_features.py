@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenflow import data_checks, datasets, features, training
+from provenflow.data import data_checks, datasets, features
+from provenflow.data.features import FeatureChoice
 from provenflow.errors import TrainingError
-from provenflow.features import FeatureChoice
+from provenflow.modeling import training
 from tests.conftest import PENGUINS
 from tests.mixed_table import mixed_table
 
@@ -146,7 +147,7 @@ def test_task_classification_lets_a_classifier_take_a_continuous_target():
 
 
 def test_date_features_are_deterministic_and_take_strings_or_datetimes():
-    from provenflow.preprocessing import DateFeatures
+    from provenflow.modeling.preprocessing import DateFeatures
 
     text = pd.DataFrame({"d": ["2012/01/01", "2012/03/01", None, "garbage"]})
     parts = DateFeatures({"d": "%Y/%m/%d"}).fit(text).transform(text)
@@ -169,7 +170,7 @@ def test_date_features_are_deterministic_and_take_strings_or_datetimes():
 def test_the_preprocessing_follows_the_estimator(estimator, sparse, scaler):
     import scipy.sparse
 
-    from provenflow.preprocessing import build_pipeline
+    from provenflow.modeling.preprocessing import build_pipeline
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(

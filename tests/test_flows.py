@@ -309,7 +309,7 @@ def test_parquet_index_and_odd_columns_survive(project):
 
 
 def test_model_run_on_a_seeded_sample_records_the_rows_it_used(project, penguins, monkeypatch):
-    from provenflow import datasets
+    from provenflow.data import datasets
 
     data_run, model_run = _flows()
     ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]

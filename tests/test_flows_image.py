@@ -8,7 +8,7 @@ from importlib.metadata import version
 import pytest
 from packaging.requirements import Requirement
 
-from provenflow import flows_image
+from provenflow.deploy import flows_image
 from provenflow.ledger import models as m
 
 
@@ -56,7 +56,7 @@ def test_build_context_holds_the_project_not_caches(plan, tmp_path):
     assert f"WORKDIR {flows_image.PROJECT_DIR}" in dockerfile and "USER 10001" in dockerfile
     assert flows_image.PROJECT_DIR in (project / "prefect.yaml").read_text()
     # No git in the image: a run started in it records the commit it was built from.
-    from provenflow.source import capture_code
+    from provenflow.tracking.source import capture_code
 
     code = capture_code(cwd=project / "flows")
     assert (code.commit, code.dirty) == ("c" * 40, False)

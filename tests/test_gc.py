@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from provenflow import gc
 from provenflow.digest import Digest
 from provenflow.ledger import models as m
+from provenflow.storage import gc
 
 
 def _age(path: str, seconds: float) -> None:

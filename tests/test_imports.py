@@ -14,8 +14,8 @@ def _modules_after(statement: str) -> set[str]:
 
 def test_core_does_not_import_prefect_or_heavy_libraries():
     loaded = _modules_after(
-        "import provenflow, provenflow.tracking, provenflow.lineage, provenflow.catalog, "
-        "provenflow.datasets, provenflow.validation, provenflow.training, provenflow.server"
+        "import provenflow, provenflow.tracking.run, provenflow.tracking.lineage, provenflow.tracking.catalog, "
+        "provenflow.data.datasets, provenflow.data.validation, provenflow.modeling.training, provenflow.platform.server"
     )
     assert not [m for m in HEAVY if m in loaded]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenflow import datasets, ingest
+from provenflow.data import datasets, ingest
 from provenflow.errors import DataError
 from tests.conftest import PENGUINS
 
@@ -179,7 +179,7 @@ def test_parquet_types_a_model_cannot_use_are_read_as_ones_it_can(tmp_path):
     as identifiers. Each is now the nearest usable type, with a notice, and trains."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from provenflow import training
+    from provenflow.modeling import training
 
     _typed_parquet(tmp_path / "typed.parquet")
     work = tmp_path / "work"

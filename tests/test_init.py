@@ -197,7 +197,7 @@ def test_init_adds_provenflows_deployments_and_keeps_theirs_byte_for_byte(team):
 def test_up_without_init_deploys_provenflows_file_with_its_schedules_paused(tmp_path):
     import yaml
 
-    from provenflow.prefect_project import PACKAGED, deploy_file
+    from provenflow.platform.prefect_project import PACKAGED, deploy_file
 
     file = deploy_file(tmp_path)
     assert file == tmp_path / ".provenflow" / "prefect.yaml"
@@ -292,7 +292,7 @@ pull:
 def test_init_fits_their_style_and_keeps_what_follows_their_list(tmp_path):
     import yaml
 
-    from provenflow.prefect_project import init, paused_schedules, provenflow_deployments
+    from provenflow.platform.prefect_project import init, paused_schedules, provenflow_deployments
 
     (tmp_path / "prefect.yaml").write_text(INDENTED)
     init(tmp_path)
@@ -316,7 +316,7 @@ def test_init_fits_their_style_and_keeps_what_follows_their_list(tmp_path):
 )
 def test_init_refuses_a_file_it_cannot_extend_and_leaves_it_alone(tmp_path, text, says):
     from provenflow.errors import ConfigError
-    from provenflow.prefect_project import init
+    from provenflow.platform.prefect_project import init
 
     (tmp_path / "prefect.yaml").write_text(text)
     with pytest.raises(ConfigError, match=says):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from provenflow.performance import PerformanceError, PerformancePolicy, assess, markdown, realized
+from provenflow.monitoring.performance import PerformanceError, PerformancePolicy, assess, markdown, realized
 
 UNTIL = datetime(2026, 11, 29, 12, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from provenflow.datasets import read_table
+from provenflow.data.datasets import read_table
 from provenflow.ledger import models as m
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS, REPO

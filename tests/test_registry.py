@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from provenflow import registry
 from provenflow.errors import RefError
-from provenflow.refs import resolve_model
+from provenflow.ledger.refs import resolve_model
+from provenflow.modeling import registry
 from provenflow.workspace import Workspace
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from provenflow.deploy.errors import RolloutFailed
-from provenflow.lineage import lineage
-from provenflow.release import DEFAULT_BASE_IMAGE
+from provenflow.deploy.release import DEFAULT_BASE_IMAGE
+from provenflow.tracking.lineage import lineage
 from provenflow.workspace import Workspace
 from tests import services
 from tests.conftest import REPO
@@ -123,7 +123,7 @@ def test_deploy_to_kubernetes_through_the_flow(project, penguins, tmp_path):
     from provenflow.flows.deploy import deploy
     from provenflow.flows.model_run import model_run
     from provenflow.ledger import models as m
-    from provenflow.refs import resolve_model
+    from provenflow.ledger.refs import resolve_model
     from tests.k8s.fake_apiserver import FakeKubernetes
 
     ref = data_run(name="penguins", source=str(penguins))["dataset"]["ref"]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from provenflow.ledger import models as m
-from provenflow.reports import make_server, report_url
+from provenflow.monitoring.reports import make_server, report_url
 from provenflow.workspace import Workspace, close_all
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from provenflow.digest import Digest
 from provenflow.ledger import models as m
-from provenflow.reproduce import ReproductionError
+from provenflow.modeling.reproduce import ReproductionError
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS
 
@@ -152,7 +152,7 @@ def test_different_package_version_is_reported(repo):
 
 
 def test_lineage_lists_reproductions_and_refusals(repo):
-    from provenflow.lineage import lineage
+    from provenflow.tracking.lineage import lineage
 
     data_run, model_run, reproduce = flows()
     ref = data_run(name="penguins", source="penguins.csv")["dataset"]["ref"]

@@ -1,6 +1,6 @@
 """reproduce.compare on recorded values: an old data run, re-run by a newer provenflow."""
 
-from provenflow.reproduce import Edge, RecordedRun, compare
+from provenflow.modeling.reproduce import Edge, RecordedRun, compare
 
 
 def _run(dataset_hash: str, metrics: dict) -> RecordedRun:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 import provenflow
-from provenflow import catalog
 from provenflow.errors import ProvenflowError
 from provenflow.ledger import models as m
-from provenflow.report import run_card_markdown
+from provenflow.tracking import catalog
+from provenflow.tracking.report import run_card_markdown
 
 
 def test_warnings_are_recorded_and_shown(workspace):

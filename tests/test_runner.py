@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from provenflow import runner
 from provenflow.ledger import models as m
+from provenflow.platform import runner
 from tests.conftest import PENGUINS
 from tests.test_cli import CLI as _CLI
 
@@ -167,5 +167,5 @@ def test_a_listing_is_handed_over_before_the_cli_imports_typer_or_the_ledger(war
     assert result.returncode == 0, result.stderr[-2000:]
     assert isinstance(json.loads(result.stdout), list)
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
-    assert "provenflow.runner" in imported
+    assert "provenflow.platform.runner" in imported
     assert not imported & {"typer", "rich", "sqlalchemy", "provenflow.cli.output"}

@@ -7,8 +7,8 @@ import os
 import subprocess
 import time
 
-from provenflow import server
-from provenflow.probe import answers_ok
+from provenflow.platform import server
+from provenflow.platform.probe import answers_ok
 from provenflow.settings import get_settings
 from tests.conftest import PENGUINS
 from tests.services import free_port
@@ -27,7 +27,7 @@ def _crash_automations(api: str) -> list:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from provenflow.prefect_crashes import AUTOMATION_NAME
+    from provenflow.platform.prefect_crashes import AUTOMATION_NAME
 
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
         return client.read_automations_by_name(AUTOMATION_NAME)

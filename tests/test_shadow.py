@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from provenflow.registry import GateResult, PromotionError, agreement_gate
-from provenflow.shadow import compare_predictions
+from provenflow.modeling.registry import GateResult, PromotionError, agreement_gate
+from provenflow.monitoring.shadow import compare_predictions
 
 
 def test_compare_predictions_pairs_rows_and_leaves_out_reused_ids():

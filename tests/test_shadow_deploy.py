@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from provenflow.datasets import read_table
+from provenflow.data.datasets import read_table
 from provenflow.ledger import models as m
 from provenflow.serving.predictlog import read_predictions
 from provenflow.workspace import Workspace
@@ -162,7 +162,7 @@ def test_a_model_cannot_shadow_itself(project, penguins):
 def test_kubernetes_production_gets_the_challengers_service_url(project, penguins, tmp_path):
     from provenflow.blocks.kubernetes import KubernetesTarget
     from provenflow.flows.deploy import deploy
-    from provenflow.refs import resolve_model
+    from provenflow.ledger.refs import resolve_model
     from tests.k8s.fake_apiserver import FakeKubernetes
 
     production, challenger = train_two(penguins)

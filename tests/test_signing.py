@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from typer.testing import CliRunner
 
-from provenflow import signing, training
 from provenflow.cli.main import app
 from provenflow.digest import Digest
 from provenflow.errors import ConfigError, SignatureError
+from provenflow.modeling import signing, training
+from provenflow.modeling.signing import ModelIdentity, SigningKey, seal, verify
 from provenflow.settings import get_settings
-from provenflow.signing import ModelIdentity, SigningKey, seal, verify
 from provenflow.workspace import Workspace
 from tests.conftest import REPO
 from tests.faults.test_unsigned_models import record_model
@@ -86,7 +86,7 @@ def test_versions_recorded_before_seals_are_refused_until_signed(project):
     with sqlite3.connect(project / ".provenflow" / "ledger.db") as db:
         db.execute("UPDATE model_versions SET seal = NULL")  # what a version from before 0005 looks like
     with workspace.ledger.reader() as session:
-        from provenflow.refs import resolve_model
+        from provenflow.ledger.refs import resolve_model
 
         version = resolve_model(session, ref)
     with pytest.raises(SignatureError, match=f"provenflow models sign {ref}"):
@@ -113,7 +113,7 @@ def test_sign_refuses_a_changed_row_and_a_corrupt_object(project):
     assert done.returncode == 1
     assert done.stderr.startswith("Error: ") and "--replace" in done.stderr and "Traceback" not in done.stderr
     with workspace.ledger.reader() as session:
-        from provenflow.refs import resolve_model
+        from provenflow.ledger.refs import resolve_model
 
         path = workspace.store.path(Digest(resolve_model(session, ref).hash))
     with open(path, "ab") as f:
@@ -133,7 +133,7 @@ def test_key_rotation_reseals_what_the_previous_key_sealed(project, tmp_path, mo
     get_settings.cache_clear()
     signing.signing_key(create=True)
     with workspace.ledger.reader() as session:
-        from provenflow.refs import resolve_model
+        from provenflow.ledger.refs import resolve_model
 
         with pytest.raises(SignatureError, match="sealed with key"):
             training.load_model(workspace.store, resolve_model(session, ref))

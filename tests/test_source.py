@@ -4,7 +4,7 @@ import subprocess
 
 import provenflow as pf
 from provenflow.digest import Digest
-from provenflow.source import UNTRACKED_LIMIT, capture_code
+from provenflow.tracking.source import UNTRACKED_LIMIT, capture_code
 
 
 def git(cwd, *args):

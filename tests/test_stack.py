@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provenflow.server import healthy
+from provenflow.platform.server import healthy
 from tests.conftest import PENGUINS, REPO
 from tests.services import free_port
 
@@ -78,7 +78,7 @@ def test_every_deployment_of_prefect_yaml_is_live(stack, client):
     assert {d.name for d in client.read_deployments()} == wanted
     monitor = client.read_deployment_by_name("drift-monitor/drift-monitor-penguins-sex")
     # Hourly, and paused: this project is not provenflow's repository, so it has no penguins-sex to watch
-    # (provenflow.prefect_project.deploy_file); the demo, in the repository, gets it switched on.
+    # (provenflow.platform.prefect_project.deploy_file); the demo, in the repository, gets it switched on.
     assert [(s.schedule.cron, s.active) for s in monitor.schedules] == [("0 * * * *", False)]
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, StoreError
-from provenflow.store import ContentStore
+from provenflow.storage.store import ContentStore
 
 
 def test_digest_rejects_non_hex():

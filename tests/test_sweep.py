@@ -8,9 +8,9 @@ import os
 import pytest
 from sqlalchemy import select
 
-from provenflow import sweep
 from provenflow.errors import TrainingError
 from provenflow.ledger import models as m
+from provenflow.modeling import sweep
 from provenflow.workspace import Workspace
 
 RF = "sklearn.ensemble.RandomForestClassifier"
@@ -95,8 +95,8 @@ def test_cross_validate_matches_scikit_learn_folds(project):
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.tree import DecisionTreeClassifier
 
-    from provenflow import training
-    from provenflow.preprocessing import build_pipeline
+    from provenflow.modeling import training
+    from provenflow.modeling.preprocessing import build_pipeline
     from tests.conftest import PENGUINS
 
     frame = pd.read_csv(PENGUINS)[["bill_length_mm", "bill_depth_mm", "species"]]
@@ -106,7 +106,7 @@ def test_cross_validate_matches_scikit_learn_folds(project):
     assert set(cv) >= {"accuracy.cv_mean", "accuracy.cv_std", "f1.cv_mean", "f1.cv_std"}
     # The same folds of the same training rows as scikit-learn's own cross-validation.
     x_train, _, y_train, _ = training.split_rows(frame, "species", "classification", 3, 0.25)
-    from provenflow import features
+    from provenflow.data import features
 
     pipeline = build_pipeline(x_train, features.select(frame, "species", features.FeatureChoice(), None), tree)
     scores = cross_val_score(pipeline, x_train, y_train, cv=StratifiedKFold(4, shuffle=True, random_state=3))

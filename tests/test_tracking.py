@@ -4,13 +4,13 @@ import pytest
 from sqlalchemy import func, select
 
 import provenflow as pf
-from provenflow import catalog
 from provenflow.digest import Digest
 from provenflow.errors import ProvenflowError, RefError
 from provenflow.ledger import models as m
-from provenflow.lineage import lineage
-from provenflow.refs import resolve_any, resolve_dataset, resolve_model, resolve_run
-from provenflow.tracking import DatasetOutput, ModelOutput
+from provenflow.ledger.refs import resolve_any, resolve_dataset, resolve_model, resolve_run
+from provenflow.tracking import catalog
+from provenflow.tracking.lineage import lineage
+from provenflow.tracking.run import DatasetOutput, ModelOutput
 
 
 def _count(ws, table) -> int:
@@ -235,7 +235,7 @@ def test_latest_follows_the_newest_run_not_the_newest_row(workspace):
 
 
 def test_names_are_checked():
-    from provenflow.refs import check_name, safe_name
+    from provenflow.ledger.refs import check_name, safe_name
 
     assert check_name("penguins-species_2.v1", "model") == "penguins-species_2.v1"
     for bad in ("../escape", "x@y", "sp ace", "", "-lead"):

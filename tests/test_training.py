@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenflow import training
-from provenflow.datasets import read_table
+from provenflow.data.datasets import read_table
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, SignatureError, TrainingError
-from provenflow.signing import ModelIdentity, SigningKey, seal
+from provenflow.modeling import training
+from provenflow.modeling.signing import ModelIdentity, SigningKey, seal
 from tests.conftest import PENGUINS
 
 KEY = SigningKey(bytes(range(32)), "a test key")

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from provenflow import validation
-from provenflow.datasets import read_table
+from provenflow.data import validation
+from provenflow.data.datasets import read_table
 from provenflow.errors import ConfigError, ValidationFailed
 from tests.conftest import PENGUINS
 
@@ -80,7 +80,7 @@ def test_integers_may_become_floats_without_a_type_failure(tmp_path):
 
 
 def test_a_suite_generated_from_a_sample_knows_the_gaps_outside_it():
-    from provenflow.validation import default_suite
+    from provenflow.data.validation import default_suite
 
     sample = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})  # no gaps in the sampled rows
     suite = default_suite("t", sample, missing={"a": 3, "b": 0})

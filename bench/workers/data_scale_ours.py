@@ -14,8 +14,8 @@ import time
 
 import great_expectations  # noqa: F401  (imported before timing: a fixed cost, not the data's)
 
-from provenflow import datasets, ingest, validation
-from provenflow.store import ContentStore
+from provenflow.data import datasets, ingest, validation
+from provenflow.storage.store import ContentStore
 
 
 def main() -> None:

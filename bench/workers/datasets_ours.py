@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from provenflow.digest import Digest
-from provenflow.store import ContentStore
+from provenflow.storage.store import ContentStore
 
 
 def timed(action) -> tuple[float, object]:

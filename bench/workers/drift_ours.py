@@ -18,8 +18,8 @@ from statistics import median
 
 import pandas as pd
 
-from provenflow.datasets import profile_of
-from provenflow.drift import DriftPolicy, check_drift
+from provenflow.data.datasets import profile_of
+from provenflow.monitoring.drift import DriftPolicy, check_drift
 
 MATCHED = DriftPolicy(
     numeric_tests=("wasserstein",), categorical_tests=("psi",), require_significance=False, min_rows=1

@@ -15,7 +15,7 @@ def _forward_early() -> bool:
     script = getattr(sys.modules.get("__main__"), "__file__", None) or ""
     if os.path.basename(script) != "provenflow":
         return False
-    from provenflow import runner
+    from provenflow.platform import runner
 
     code = runner.submit(sys.argv[1:])
     if code is not None:
@@ -72,7 +72,7 @@ def main(
 
 def run() -> None:
     """Entry point: turn provenflow's errors into `Error: …` and exit status 1."""
-    from provenflow import runner
+    from provenflow.platform import runner
 
     # A flow command forked from the warm runner, when it is up (unless asked at import already).
     code = None if _runner_asked else runner.submit(sys.argv[1:])
@@ -101,7 +101,7 @@ def run() -> None:
 
 
 def _prefect_ready() -> None:
-    from provenflow import server
+    from provenflow.platform import server
 
     notice = server.connect(quiet=not _state["verbose"])
     if notice:
@@ -117,7 +117,7 @@ def _workspace():
 def _settle_crashed(workspace) -> None:
     """Show a run whose process died here as crashed, not running: mark it so (one indexed query),
     and end its Prefect flow run too when a Prefect server answers (Prefect is imported only then)."""
-    from provenflow import crashes
+    from provenflow.tracking import crashes
 
     crashed, _ = crashes.settle(workspace.ledger, prefect=False)
     if crashed and _prefect_connect_quietly() is None:
@@ -181,7 +181,7 @@ def data_run(
 
 def _keep_credentials(source: str, block: str | None) -> tuple[str, str | None]:
     """SOURCE without user-info, and the Secret block with the credentials that were in it."""
-    from provenflow.credentials import split_url
+    from provenflow.data.credentials import split_url
 
     url, credentials = split_url(source)
     if credentials is None:
@@ -240,8 +240,8 @@ def model_run(
     Columns are used by their role in the dataset version (`provenflow datasets show`): identifiers,
     free text and constant columns are left out, with a notice; dates become numeric features inside
     the model, so the served model takes the date string."""
-    from provenflow.features import parse_roles
-    from provenflow.training import parse_param
+    from provenflow.data.features import parse_roles
+    from provenflow.modeling.training import parse_param
 
     params: dict[str, Any] = dict(parse_param(p) for p in param or [])
     roles = parse_roles(role or [])
@@ -305,7 +305,7 @@ def sweep(
 ) -> None:
     """One tracked model run per trial (datasets × grid, or --random N draws), trials already done reused
     (the sweep flow); prints the leaderboard."""
-    from provenflow.sweep import parse_grid
+    from provenflow.modeling.sweep import parse_grid
 
     grid_values = parse_grid(grid)
     _prefect_ready()
@@ -393,7 +393,7 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Move an alias to a model version behind a metric gate and an approval (the promote flow)."""
-    from provenflow.training import parse_param
+    from provenflow.modeling.training import parse_param
 
     try:
         tolerances = {k: float(v) for k, v in (parse_param(t) for t in tolerance or [])}
@@ -602,7 +602,7 @@ def feedback(
     """Store ground-truth labels for served predictions (append-only; the latest label for a row wins)."""
     from rich.progress import Progress
 
-    from provenflow.labels import Columns, record_feedback
+    from provenflow.monitoring.labels import Columns, record_feedback
 
     columns = Columns(label=label_column, id=id_column, request_id=request_id_column, row=row_column)
     with Progress(console=out.err_console, transient=True, disable=not out.err_console.is_terminal) as bar:
@@ -640,7 +640,7 @@ def shadow_report(
     from datetime import timedelta
 
     from provenflow.errors import ConfigError
-    from provenflow.shadow import current_shadow, shadow_agreement
+    from provenflow.monitoring.shadow import current_shadow, shadow_agreement
 
     start = _since(since)
     workspace = _workspace()
@@ -680,7 +680,7 @@ def performance(
     """A classifier's performance on its logged predictions, estimated before labels arrive (CBPE)."""
     from datetime import UTC, datetime, timedelta
 
-    from provenflow.estimation import estimated_performance
+    from provenflow.monitoring.estimation import estimated_performance
 
     until = datetime.now(UTC)
     start = _since(since) or until - timedelta(days=1)
@@ -699,7 +699,7 @@ def runs_list(
     kind: Annotated[str | None, typer.Option(help="Only runs of this kind (data, model, ...).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    from provenflow import catalog
+    from provenflow.tracking import catalog
 
     workspace = _workspace()
     _settle_crashed(workspace)
@@ -729,8 +729,8 @@ def runs_list(
 
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
-    from provenflow import catalog
-    from provenflow.refs import resolve_run
+    from provenflow.ledger.refs import resolve_run
+    from provenflow.tracking import catalog
 
     workspace = _workspace()
     _settle_crashed(workspace)
@@ -745,7 +745,7 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
 def datasets_list(
     name: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None, as_json: JsonOpt = False
 ) -> None:
-    from provenflow import catalog
+    from provenflow.tracking import catalog
 
     with _workspace().ledger.reader() as session:
         rows = catalog.list_datasets(session, name)
@@ -760,10 +760,10 @@ def datasets_list(
 
 @datasets_app.command("show")
 def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
-    from provenflow import catalog
-    from provenflow.features import column_roles
-    from provenflow.refs import resolve_dataset
-    from provenflow.verify import damage_of
+    from provenflow.data.features import column_roles
+    from provenflow.ledger.refs import resolve_dataset
+    from provenflow.storage.verify import damage_of
+    from provenflow.tracking import catalog
 
     workspace = _workspace()
     with workspace.ledger.reader() as session:
@@ -795,7 +795,7 @@ def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
 def models_list(
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None, as_json: JsonOpt = False
 ) -> None:
-    from provenflow import catalog
+    from provenflow.tracking import catalog
 
     with _workspace().ledger.reader() as session:
         rows = catalog.list_models(session, name)
@@ -822,8 +822,9 @@ def models_show(
     ref: Annotated[str, typer.Argument(help="NAME (versions, aliases, history) or NAME@VERSION|ALIAS.")],
     as_json: JsonOpt = False,
 ) -> None:
-    from provenflow import catalog, registry
-    from provenflow.refs import resolve_model
+    from provenflow.ledger.refs import resolve_model
+    from provenflow.modeling import registry
+    from provenflow.tracking import catalog
 
     with _workspace().ledger.reader() as session:
         if "@" not in ref:
@@ -859,8 +860,8 @@ def models_sign(
     """Seal model versions so they may be loaded (see SECURITY.md): for versions recorded before seals,
     or after a key rotation. Their stored bytes must still match the recorded hash. A sealed model gets
     unpickled, which runs code: seal only models you have checked."""
-    from provenflow import registry, signing
     from provenflow.errors import ConfigError
+    from provenflow.modeling import registry, signing
 
     if bool(refs) == all_versions:
         raise ConfigError("give model versions to seal (NAME@VERSION …) or --all, not both and not neither")
@@ -881,7 +882,7 @@ def compare(
     run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")], as_json: JsonOpt = False
 ) -> None:
     """Parameters and metrics of runs side by side."""
-    from provenflow import catalog
+    from provenflow.tracking import catalog
 
     with _workspace().ledger.reader() as session:
         data = catalog.compare_runs(session, run_ids)
@@ -900,8 +901,8 @@ def lineage(
     as_json: JsonOpt = False,
 ) -> None:
     """Upstream (datasets, runs, code, environment) and downstream (runs and models that used it)."""
-    from provenflow.lineage import lineage as build
-    from provenflow.verify import mark_lineage
+    from provenflow.storage.verify import mark_lineage
+    from provenflow.tracking.lineage import lineage as build
 
     workspace = _workspace()
     with workspace.ledger.reader() as session:
@@ -926,8 +927,8 @@ def gc(
 ) -> None:
     """Mark runs whose process died as crashed (ledger and Prefect); remove unfinished writes and
     store objects no ledger row refers to, older than the grace period."""
-    from provenflow import crashes
-    from provenflow import gc as store_gc
+    from provenflow.storage import gc as store_gc
+    from provenflow.tracking import crashes
 
     try:
         grace_seconds = store_gc.parse_duration(grace)
@@ -959,8 +960,8 @@ def verify(as_json: JsonOpt = False) -> None:
     """Hash every object the ledger refers to; list missing or corrupt ones and what uses them (exit 1 if any)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from provenflow.references import referenced_hashes
-    from provenflow.verify import object_size, verify_store
+    from provenflow.storage.references import referenced_hashes
+    from provenflow.storage.verify import object_size, verify_store
 
     workspace = _workspace()
     with workspace.ledger.reader() as session:
@@ -980,7 +981,7 @@ def verify(as_json: JsonOpt = False) -> None:
 
 def _prefect_connect_quietly() -> str | None:
     """Point at the Prefect API if one answers; the notice when none does."""
-    from provenflow import server
+    from provenflow.platform import server
 
     return server.connect(quiet=True)
 
@@ -991,7 +992,7 @@ def _prefect_connect_quietly() -> str | None:
 @server_app.command("start")
 def server_start(as_json: JsonOpt = False) -> None:
     """Start the project's Prefect server in the background (state in .provenflow/prefect)."""
-    from provenflow import runner, server
+    from provenflow.platform import runner, server
 
     with out.err_console.status("starting the Prefect server…"):
         status = server.start()
@@ -1008,7 +1009,7 @@ def server_start(as_json: JsonOpt = False) -> None:
 @server_app.command("stop")
 def server_stop(as_json: JsonOpt = False) -> None:
     """Stop the Prefect server this project started."""
-    from provenflow import runner, server
+    from provenflow.platform import runner, server
 
     runner.stop()
     stopped = server.stop()
@@ -1022,7 +1023,7 @@ def server_stop(as_json: JsonOpt = False) -> None:
 @server_app.command("status")
 def server_status(as_json: JsonOpt = False) -> None:
     """Whether the project's Prefect server answers (exit status 0), or not (3)."""
-    from provenflow import server
+    from provenflow.platform import server
 
     status = server.status()
     if as_json:
@@ -1041,7 +1042,7 @@ def server_status(as_json: JsonOpt = False) -> None:
 def up(as_json: JsonOpt = False) -> None:
     """Start everything the Prefect UI needs (idempotent): the project's server, provenflow's block
     types, the work pools, every deployment of prefect.yaml (schedules, triggers) and a process worker."""
-    from provenflow import stack
+    from provenflow.platform import stack
 
     with out.err_console.status("starting") as spinner:
         report = stack.up(lambda msg: spinner.update(msg + "…"))
@@ -1061,7 +1062,7 @@ def up(as_json: JsonOpt = False) -> None:
 def init(as_json: JsonOpt = False) -> None:
     """Add provenflow's deployments (and their work pools) to this Prefect project's prefect.yaml,
     created if absent; the project's own entries stay as they are. Safe to run again."""
-    from provenflow.prefect_project import init as add_deployments
+    from provenflow.platform.prefect_project import init as add_deployments
     from provenflow.settings import get_settings
 
     report = add_deployments(Path.cwd())
@@ -1081,7 +1082,7 @@ def init(as_json: JsonOpt = False) -> None:
 @app.command()
 def down(as_json: JsonOpt = False) -> None:
     """Stop what `up` started and the model servers `deploy --target local` started: worker, server."""
-    from provenflow import stack
+    from provenflow.platform import stack
 
     stopped = stack.down()
     if as_json:

@@ -31,7 +31,7 @@ PoolBlock = Annotated[
 
 
 def _prefect_ready() -> None:
-    from provenflow import server
+    from provenflow.platform import server
 
     notice = server.connect(quiet=True)
     if notice:
@@ -147,7 +147,7 @@ def create(
     from prefect.client.orchestration import get_client
 
     if image is None and "kubernetes" not in skipped:
-        from provenflow.flows_image import last_reference
+        from provenflow.deploy.flows_image import last_reference
         from provenflow.workspace import Workspace
 
         if image := last_reference(Workspace.default()):

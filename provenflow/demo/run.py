@@ -12,9 +12,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from provenflow import server, stack
 from provenflow.errors import ProvenflowError
-from provenflow.refs import resolve_model
+from provenflow.ledger.refs import resolve_model
+from provenflow.platform import server, stack
 from provenflow.workspace import Workspace
 
 DATA = Path(__file__).parent / "penguins.csv"
@@ -39,12 +39,12 @@ def main() -> None:
     if notice:
         console.print(notice)
 
-    from provenflow import catalog
     from provenflow.cli import output
     from provenflow.flows.data_run import data_run
     from provenflow.flows.model_run import model_run
-    from provenflow.lineage import lineage
     from provenflow.settings import get_settings
+    from provenflow.tracking import catalog
+    from provenflow.tracking.lineage import lineage
 
     console.rule("1. data run: validate and version the penguins data")
     # The demo's data source is a copy that "receives new data" later, as a real source would.
@@ -105,7 +105,7 @@ def _production_story(console: Console, best_ref: str, source: Path, ui_url: str
     from datetime import UTC, datetime
 
     from provenflow.cli import output
-    from provenflow.datasets import read_table
+    from provenflow.data.datasets import read_table
     from provenflow.flows.deploy import deploy
     from provenflow.flows.drift_monitor import drift_monitor
     from provenflow.flows.promote import promote

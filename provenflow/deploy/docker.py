@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from provenflow.deploy.errors import DeployError, RolloutFailed
-from provenflow.probe import answers_ok
-from provenflow.release import SERVING_PORT, SERVING_USER
+from provenflow.deploy.release import SERVING_PORT, SERVING_USER
+from provenflow.platform.probe import answers_ok
 
 CONTAINER_STORE = "/store"
 # A production container reaches its shadow challenger by name on this user-defined network.

@@ -57,14 +57,14 @@ class Run(Base):
     user: Mapped[str | None] = mapped_column(String(128))
     host: Mapped[str | None] = mapped_column(String(256))
     # The process that runs it: pid and a start identity (pids are reused); cleared once the run
-    # has ended both here and in Prefect (provenflow.crashes).
+    # has ended both here and in Prefect (provenflow.tracking.crashes).
     pid: Mapped[int | None] = mapped_column(Integer)
     process: Mapped[str | None] = mapped_column(String(64))
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(36))
     prefect_url: Mapped[str | None] = mapped_column(String(1024))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # parameters["trial_key"] of a sweep's model run (provenflow.sweep), as a column so a sweep finds the
+    # parameters["trial_key"] of a sweep's model run (provenflow.modeling.sweep), as a column so a sweep finds the
     # trials already done with an index instead of reading every run's parameters. Set with parameters.
     trial_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
@@ -139,7 +139,7 @@ class ModelVersion(Base):
     metrics: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    # HMAC of name, version, hash and format under a key outside the ledger (provenflow.signing);
+    # HMAC of name, version, hash and format under a key outside the ledger (provenflow.modeling.signing);
     # not to be confused with ``signature``, the model's inputs. None: recorded before seals existed.
     seal: Mapped[str | None] = mapped_column(String(128))
 

@@ -1,7 +1,7 @@
 """A model bundle: the folder both ``provenflow serve`` and the container image serve from.
 
     metadata.json   what the model is and where it came from (``BundleMetadata``), with the hashes
-                    and the model version's seal (provenflow.signing)
+                    and the model version's seal (provenflow.modeling.signing)
     model.pkl       the canonical pickle from the store, byte for byte (its BLAKE3 is the model's identity)
     model.onnx      optional: the checked ONNX graph of the same pipeline
 
@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provenflow import signing
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, SignatureError, StoreError
+from provenflow.modeling import signing
+from provenflow.modeling.signing import ModelIdentity, SigningKey
 from provenflow.serving.inputs import Batch, Feature
 from provenflow.serving.runtime import (
     Predictions,
@@ -40,7 +41,6 @@ from provenflow.serving.runtime import (
     features_of_signature,
     pipeline_facts,
 )
-from provenflow.signing import ModelIdentity, SigningKey
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +71,7 @@ class BundleMetadata:
     onnx: dict | None  # {"hash", "checked_rows", "max_proba_diff", ...} when a checked graph is included
     onnx_reason: str | None  # why there is no ONNX graph
     exported_at: str
-    seal: str | None  # the model version's seal from the ledger (provenflow.signing)
+    seal: str | None  # the model version's seal from the ledger (provenflow.modeling.signing)
     bundle_format: int = BUNDLE_FORMAT
 
     @property
@@ -208,7 +208,7 @@ def _check_pickle(folder: Path, meta: BundleMetadata) -> None:
 
 
 def _unpickle(folder: Path, meta: BundleMetadata, key: SigningKey | None) -> Any:
-    from provenflow.training import deserialize
+    from provenflow.modeling.training import deserialize
 
     model_path = folder / MODEL_FILE
     if meta.onnx is not None and not model_path.exists():
@@ -277,7 +277,7 @@ def export_bundle(
 ) -> BundleMetadata:
     """Write the bundle of model version ``ref`` (NAME@VERSION, NAME@latest or an alias) into ``dest``
     (a new or empty folder). With ``onnx``, include an ONNX graph when it converts and agrees."""
-    from provenflow import training
+    from provenflow.modeling import training
     from provenflow.serving.onnx import Conversion, convert_pipeline
 
     dest = Path(dest)
@@ -337,7 +337,7 @@ def export_bundle(
 def _ledger_facts(workspace: Workspace, ref: str) -> dict[str, Any]:
     """What the ledger knows about the model version and its training run, as plain values."""
     from provenflow.ledger import models as m
-    from provenflow.refs import resolve_model
+    from provenflow.ledger.refs import resolve_model
 
     with workspace.ledger.reader() as session:
         version = resolve_model(session, ref)
@@ -366,8 +366,9 @@ def _check_rows(
     """Rows of the training data to check the ONNX graph on (empty when none can be read)."""
     import pandas as pd
 
-    from provenflow import datasets, training
+    from provenflow.data import datasets
     from provenflow.errors import ProvenflowError
+    from provenflow.modeling import training
     from provenflow.serving.onnx import check_rows
 
     target = (signature.get("target") or {}).get("name")

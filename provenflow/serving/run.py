@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provenflow.errors import ProvenflowError
+from provenflow.modeling.signing import SigningKey, parse_key
 from provenflow.serving.app import DEFAULT_MAX_ROWS, create_app
 from provenflow.serving.bundle import LoadedModel, export_bundle, load_bundle
 from provenflow.serving.mirror import URL_ENV as SHADOW_URL_ENV
 from provenflow.serving.mirror import Mirror
 from provenflow.serving.predictlog import PredictionLog
-from provenflow.signing import SigningKey, parse_key
 
 if TYPE_CHECKING:
     import fsspec
@@ -89,7 +89,7 @@ def serve(
 ) -> int:
     """Serve model version ``ref`` until interrupted; predictions are logged in the workspace's store.
     Returns the exit status (non-zero when a worker stopped the server with an error it printed)."""
-    from provenflow.signing import signing_key
+    from provenflow.modeling.signing import signing_key
     from provenflow.workspace import Workspace
 
     workspace = workspace or Workspace.default()

@@ -7,11 +7,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provenflow import registry
 from provenflow.ledger import models as m
-from provenflow.lineage import lineage
-from provenflow.prefect_context import artifact_key
-from provenflow.reports import report_url
+from provenflow.modeling import registry
+from provenflow.monitoring.reports import report_url
+from provenflow.tracking.lineage import lineage
+from provenflow.tracking.prefect_context import artifact_key
 from provenflow.ui.leaderboard import leaderboard_markdown, leaderboard_rows, model_runs
 from provenflow.ui.lineage_card import Linker, lineage_markdown
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from provenflow.drift.reference import NumericReference, column_reference
+from provenflow.monitoring.drift.reference import NumericReference, column_reference
 from provenflow.ui.charts import histogram, image
 
 MAX_CATEGORIES = 12  # bars per categorical histogram; the rest count as "(other)"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from provenflow.ledger import models as m
-from provenflow.registry import LOWER_IS_BETTER
+from provenflow.modeling.registry import LOWER_IS_BETTER
 from provenflow.ui.lineage_card import escape
 from provenflow.ui.names import model_run_name, short_dataset
 

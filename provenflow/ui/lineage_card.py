@@ -1,4 +1,4 @@
-"""Lineage as markdown: the graph from ``provenflow.lineage.lineage``, upstream and downstream to
+"""Lineage as markdown: the graph from ``provenflow.tracking.lineage.lineage``, upstream and downstream to
 full depth, as nested lists whose every node links to its Prefect flow run, artifact or report."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Publishing what a run shows in the Prefect UI; called by a tracked run when it ends in a flow.
 
-Prefect is reached only through ``provenflow.prefect_context`` (imported lazily there), so this
+Prefect is reached only through ``provenflow.tracking.prefect_context`` (imported lazily there), so this
 module imports without it.
 """
 
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from provenflow import prefect_context
-from provenflow.prefect_context import artifact_key
-from provenflow.report import metrics_row, run_card_markdown
+from provenflow.tracking import prefect_context
+from provenflow.tracking.prefect_context import artifact_key
+from provenflow.tracking.report import metrics_row, run_card_markdown
 from provenflow.ui.cards import model_card_markdown, run_lineage_markdown
 from provenflow.ui.charts import image, line_chart
 from provenflow.ui.leaderboard import leaderboard_rows, model_runs
 
 if TYPE_CHECKING:
-    from provenflow.tracking import RunSummary
+    from provenflow.tracking.run import RunSummary
     from provenflow.workspace import Workspace
 
 MAX_CURVES = 8  # charts per run card; each is a few kB

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from provenflow.datasets import profile_of
+from provenflow.data.datasets import profile_of
 
 ISLANDS = ["Biscoe", "Dream", "Torgersen"]
 ISLAND_P = [0.5, 0.35, 0.15]

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenflow.datasets import profile_of
-from provenflow.drift import DriftPolicy, check_drift
+from provenflow.data.datasets import profile_of
 from provenflow.errors import DataError
+from provenflow.monitoring.drift import DriftPolicy, check_drift
 from tests.drift.synthetic import frame
 
 FEATURES = ["bill_length", "body_mass", "flipper_count", "island", "sex"]

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from provenflow.drift import DriftPolicy
 from provenflow.errors import ConfigError
+from provenflow.monitoring.drift import DriftPolicy
 
 
 def test_defaults_decide_by_effect_size_and_round_trip_through_json():

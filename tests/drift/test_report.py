@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenflow.datasets import profile_of
-from provenflow.drift_report import evidently_report, sample_from_profile
+from provenflow.data.datasets import profile_of
 from provenflow.errors import DataError
+from provenflow.monitoring.drift_report import evidently_report, sample_from_profile
 from tests.drift.synthetic import FEATURES_NUMERIC, frame
 
 
@@ -59,7 +59,7 @@ def test_the_synthetic_reference_follows_the_profile(training):
 
 
 def test_importing_the_drift_code_loads_neither_evidently_nor_prefect_nor_scipy_stats():
-    code = "import sys, provenflow.drift, provenflow.drift_report; print(' '.join(sys.modules))"
+    code = "import sys, provenflow.monitoring.drift, provenflow.monitoring.drift_report; print(' '.join(sys.modules))"
     loaded = set(
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

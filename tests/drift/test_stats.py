@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from provenflow.datasets import profile_of
-from provenflow.drift import (
+from provenflow.data.datasets import profile_of
+from provenflow.monitoring.drift import (
     OTHER,
     align_categories,
     bin_numeric,
@@ -209,8 +209,8 @@ def test_chi_square_with_a_single_bucket_is_no_evidence():
 def test_a_shift_in_a_binary_numeric_feature_is_detected_through_value_counts():
     import pandas as pd
 
-    from provenflow.datasets import profile_of
-    from provenflow.drift import check_drift
+    from provenflow.data.datasets import profile_of
+    from provenflow.monitoring.drift import check_drift
 
     rng = np.random.default_rng(5)
     reference = pd.DataFrame({"flag": (rng.random(5000) < 0.3).astype(int), "x": rng.normal(0, 1, 5000)})

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from provenflow.ledger import models as m
 from provenflow.ledger.db import Ledger
-from provenflow.references import referenced_hashes
-from provenflow.store import ContentStore
-from provenflow.verify import verify_store
+from provenflow.storage.references import referenced_hashes
+from provenflow.storage.store import ContentStore
+from provenflow.storage.verify import verify_store
 from provenflow.workspace import Workspace
 
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from provenflow.release import DEFAULT_BASE_IMAGE
+from provenflow.deploy.release import DEFAULT_BASE_IMAGE
 from tests import services
 from tests.conftest import REPO
 from tests.services import CLI

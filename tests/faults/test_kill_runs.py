@@ -200,7 +200,7 @@ def test_prefect_crashes_a_killed_flow_run_by_its_missing_heartbeats(project, bi
     """Without any provenflow command after the kill (a run on another machine): the automation
     that `provenflow server start` creates marks the flow run Crashed once its heartbeats stop,
     and the next gc follows Prefect's verdict in the ledger."""
-    from provenflow import server
+    from provenflow.platform import server
     from provenflow.settings import get_settings
 
     heartbeat = get_settings().heartbeat_seconds

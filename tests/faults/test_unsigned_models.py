@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 import provenflow
-from provenflow import datasets, training
-from provenflow.tracking import DatasetOutput, ModelOutput
+from provenflow.data import datasets
+from provenflow.modeling import training
+from provenflow.tracking.run import DatasetOutput, ModelOutput
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS, REPO
 from tests.services import free_port
@@ -98,7 +99,7 @@ def test_serve_refuses_a_swapped_pickle_without_running_it(tampered, project):
 def test_every_loader_refuses_it(tampered, tmp_path):
     """The export (release, serve), promotion's scoring and reproduction all load through one door."""
     from provenflow.errors import SignatureError
-    from provenflow.refs import resolve_model
+    from provenflow.ledger.refs import resolve_model
     from provenflow.serving.bundle import export_bundle
 
     workspace, ref, marker = tampered
@@ -115,8 +116,8 @@ def test_a_container_given_the_key_refuses_a_swapped_bundle(project, tmp_path):
     """The image's entry point checks the bundle's seal at start when PROVENFLOW_SIGNING_KEY is set."""
     import json
 
-    from provenflow import signing
     from provenflow.digest import Digest
+    from provenflow.modeling import signing
     from provenflow.serving.bundle import export_bundle
 
     workspace = Workspace.default()

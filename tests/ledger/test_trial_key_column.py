@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from provenflow.ledger import models as m
 from provenflow.ledger.db import MIGRATIONS, Ledger
-from provenflow.sweep import done_trials
+from provenflow.modeling.sweep import done_trials
 
 
 def _run(run_id: str, parameters: dict, state: str = "completed", kind: str = "model") -> dict:

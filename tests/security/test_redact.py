@@ -8,7 +8,7 @@ import pkgutil
 import pytest
 
 import provenflow.flows
-from provenflow.credentials import Credentials, split_url, storage_options
+from provenflow.data.credentials import Credentials, split_url, storage_options
 from provenflow.errors import ConfigError
 from provenflow.redact import credential_in, redact, refuse_credentials
 

@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 
 import provenflow
-from provenflow import datasets, training
-from provenflow.tracking import DatasetOutput, ModelOutput
+from provenflow.data import datasets
+from provenflow.modeling import training
+from provenflow.tracking.run import DatasetOutput, ModelOutput
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS, REPO
 from tests.services import free_port

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from provenflow import training
+from provenflow.modeling import training
 from provenflow.serving.bundle import load_bundle
 from provenflow.serving.predictlog import read_predictions
 from tests.serving.conftest import records_of, start_server

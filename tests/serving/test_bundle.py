@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from provenflow import training
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, RefError, StoreError
+from provenflow.modeling import training
 from provenflow.serving.bundle import export_bundle, load_bundle
 from provenflow.serving.inputs import parse_request
 from provenflow.serving.onnx import PROBA_TOLERANCE
@@ -20,7 +20,7 @@ from tests.serving.conftest import records_of, start_server
 def test_metadata_records_model_and_provenance(recorded, bundles):
     meta = json.loads((bundles["forest"] / "metadata.json").read_text())
     with recorded.workspace.ledger.reader() as session:
-        from provenflow.refs import resolve_model
+        from provenflow.ledger.refs import resolve_model
 
         version = resolve_model(session, "penguins-forest@1")
         run_id, model_hash = version.run_id, version.hash
@@ -103,7 +103,7 @@ def test_missing_metadata_is_not_a_bundle(tmp_path):
 
 def test_a_release_image_of_an_onnx_bundle_holds_no_pickle(bundles, tmp_path):
     """Issue 9: when ONNX was accepted, the image has no pickle to load, and says so if asked for one."""
-    from provenflow import release
+    from provenflow.deploy import release
 
     wheels = tmp_path / "wheels"
     wheels.mkdir()

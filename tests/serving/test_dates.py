@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 import provenflow
-from provenflow import datasets, training
+from provenflow.data import datasets
+from provenflow.modeling import training
 from provenflow.serving.bundle import export_bundle
-from provenflow.tracking import DatasetOutput, ModelOutput
+from provenflow.tracking.run import DatasetOutput, ModelOutput
 from provenflow.workspace import Workspace
 from tests.mixed_table import mixed_table
 from tests.serving.conftest import records_of, start_server

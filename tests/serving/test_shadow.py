@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from provenflow.monitoring.shadow import shadow_agreement
 from provenflow.serving.predictlog import read_predictions
-from provenflow.shadow import shadow_agreement
 from tests.serving.conftest import bundles, recorded, records_of, start_server  # noqa: F401 (fixtures)
 from tests.serving.test_app import feature_names
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from provenflow.datasets import read_table
+from provenflow.data.datasets import read_table
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS
 from tests.services import free_port
@@ -34,7 +34,7 @@ def browser():
 @pytest.fixture
 def reports(monkeypatch):
     """The read-only report server on a free port, where report links point."""
-    from provenflow.reports import make_server
+    from provenflow.monitoring.reports import make_server
     from provenflow.settings import get_settings
 
     port = free_port()

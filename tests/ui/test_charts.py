@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from provenflow.datasets import profile_of
+from provenflow.data.datasets import profile_of
 from provenflow.ui.charts import histogram, image, line_chart
 from provenflow.ui.drift_card import feature_histogram
 from provenflow.ui.publish import metric_curves

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from provenflow.release import DEFAULT_BASE_IMAGE
+from provenflow.deploy.release import DEFAULT_BASE_IMAGE
 from tests import services
 from tests.conftest import REPO
 
@@ -143,8 +143,8 @@ def test_flows_image_runs_a_kubernetes_flow_run(
     from provenflow.flows.build_flows_image import build_flows_image
     from provenflow.flows.data_run import data_run
     from provenflow.ledger import models as m
+    from provenflow.modeling.signing import signing_key
     from provenflow.settings import get_settings
-    from provenflow.signing import signing_key
     from provenflow.workspace import Workspace
 
     ledger_url = postgres.create_database("flows_image_ledger")

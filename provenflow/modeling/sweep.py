@@ -1,0 +1,121 @@
+"""Sweeps: the trials of a parameter/dataset sweep, their keys, the ledger lookup that makes a
+re-run skip trials already done, and the leaderboard. Pure functions; no Prefect here."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from provenflow.errors import TrainingError
+from provenflow.ledger import models as m
+from provenflow.modeling.training import parse_param
+
+# Metrics where a smaller value is better; every other metric ranks larger-first.
+LOWER_IS_BETTER = ("rmse", "mae")
+
+
+@dataclass(frozen=True)
+class Trial:
+    dataset: str  # NAME@VERSION as given; resolved to a hash for the key
+    params: dict[str, Any]
+
+
+def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
+    """``["n_estimators=10,50", "max_depth=3,None"]`` → {"n_estimators": [10, 50], "max_depth": [3, None]};
+    each value is read like ``--param``'s (JSON when it parses, else a string)."""
+    grid: dict[str, list[Any]] = {}
+    for text in texts:
+        if "=" not in text:
+            raise TrainingError(f"grid entry {text!r} is not key=v1,v2,…; e.g. --grid max_depth=3,5,None")
+        key, raw = text.split("=", 1)
+        values = [parse_param(f"{key}={v}")[1] for v in raw.split(",") if v.strip()]
+        if not key.strip() or not values:
+            raise TrainingError(f"grid entry {text!r} needs a name and at least one value")
+        grid[key.strip()] = values
+    return grid
+
+
+def plan(datasets: Sequence[str], grid: dict[str, list[Any]], draws: int | None = None, seed: int = 0) -> list[Trial]:
+    """The trials: every dataset × every combination of the grid, or DRAWS combinations drawn
+    (without repeats, seeded so the same seed plans the same trials) from it, for each dataset."""
+    if not datasets:
+        raise TrainingError("a sweep needs at least one --dataset")
+    keys = list(grid)
+    combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+    if draws is not None:
+        if draws < 1:
+            raise TrainingError(f"--random {draws} must be at least 1")
+        combos = random.Random(seed).sample(combos, min(draws, len(combos)))
+    return [Trial(d, c) for d in datasets for c in combos]
+
+
+def trial_key(dataset_hash: str, estimator: str, params: dict[str, Any], seed: int, test_size: float,
+              cv: int | None, code: str | None) -> str:  # fmt: skip
+    """What makes two trials the same: the dataset version's content, the estimator, its
+    parameters, the seed, the split, the folds and the code (commit + uncommitted diff)."""
+    text = json.dumps(
+        [dataset_hash, estimator, params, seed, test_size, cv, code], sort_keys=True, default=repr
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def done_trials(session, keys: Sequence[str]) -> dict[str, str]:
+    """trial key → id of the latest completed model run recorded with that key."""
+    wanted = sorted(set(keys))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):  # an indexed IN, in chunks below any driver's bound-parameter limit
+        rows = session.execute(
+            select(m.Run.trial_key, m.Run.id)
+            .where(m.Run.trial_key.in_(wanted[start : start + 500]), m.Run.kind == "model",
+                   m.Run.state == "completed")
+            .order_by(m.Run.started_at)
+        )  # fmt: skip
+        found.update((key, run_id) for key, run_id in rows)
+    return found
+
+
+def trial_record(session, run_id: str) -> dict[str, Any]:
+    """A trial's result as the ledger has it: its run, model version, parameters and metrics."""
+    run = session.get(m.Run, run_id)
+    version = session.execute(
+        select(m.ModelVersion).where(m.ModelVersion.run_id == run_id)
+    ).scalar_one_or_none()
+    metrics = {x.key: x.value for x in run.metrics if x.step is None}
+    return {
+        "run_id": run_id,
+        "trial_key": run.parameters.get("trial_key"),
+        "dataset": run.parameters.get("dataset"),
+        "params": run.parameters.get("params"),
+        "model": version.ref if version else None,
+        "model_version_id": version.id if version else None,
+        "metrics": metrics,
+    }
+
+
+def rank_metric(records: Sequence[dict[str, Any]], metric: str | None) -> str:
+    """The metric a leaderboard ranks by: the one asked for, else the cross-validated mean of
+    f1/r2 when there are folds, else f1 (classification) or r2 (regression)."""
+    names = set().union(*(r["metrics"] for r in records)) if records else set()
+    if metric:
+        if metric not in names:
+            raise TrainingError(f"metric {metric!r} is not one the trials recorded: {', '.join(sorted(names))}")
+        return metric
+    for candidate in ("f1.cv_mean", "r2.cv_mean", "f1", "r2", "accuracy"):
+        if candidate in names:
+            return candidate
+    raise TrainingError(f"no metric to rank the trials by; choose one of {', '.join(sorted(names))}")
+
+
+def leaderboard(records: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The trials best-first by METRIC, each with its rank."""
+    lower = metric.split(".")[0] in LOWER_IS_BETTER
+    ordered = sorted(records, key=lambda r: r["metrics"].get(metric, float("inf") if lower else float("-inf")),
+                     reverse=not lower)  # fmt: skip
+    return [{"rank": i + 1, **r} for i, r in enumerate(ordered)]

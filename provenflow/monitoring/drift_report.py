@@ -1,0 +1,200 @@
+"""The Evidently HTML drift report, computed on a bounded sample so it never dominates a check's time.
+
+Evidently's ``DataDriftPreset`` takes ~33 s on 1M rows here (it computes each column's drift
+several times and draws its charts inside ``run()``) and ~2.8 s just to import, so it is imported
+inside ``evidently_report`` only, and both sides are cut to ``max_rows`` rows first. The verdicts
+that count come from ``provenflow.monitoring.drift.check_drift`` on the whole window; this report is for people
+to look at.
+
+Only the reference *profile* is stored with a dataset version, not its rows. Without a real
+reference sample the report draws a synthetic one from the profile (``sample_from_profile``), and
+says so at the top of the page.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from provenflow.errors import ConfigError, DataError, did_you_mean
+from provenflow.monitoring.drift.reference import CategoricalReference, NumericReference, column_reference
+from provenflow.monitoring.drift.stats import OTHER
+
+DEFAULT_MAX_ROWS = 10_000
+
+
+def sample_from_profile(
+    reference_profile: Mapping[str, Any], rows: int, features: Iterable[str], seed: int = 0
+) -> pd.DataFrame:
+    """A synthetic reference sample drawn from the stored profile.
+
+    Numeric: inverse-CDF sampling, ``u ~ U(0, 1)`` mapped through the quantile function taken as
+    piecewise linear between the stored quantiles (uniform within each quantile interval; the
+    tails run linearly to the stored min and max). Categorical: the stored top categories in
+    their stored proportions, the rest as one ``"(other)"`` value. Missing values in the stored
+    proportion. It matches the profile's marginals only: correlations between features are lost.
+    """
+    columns = reference_profile.get("columns", {})
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {}
+    for name in features:
+        if name not in columns:
+            raise DataError(f"feature {name!r} is not in the reference profile.{did_you_mean(name, columns)}")
+        ref = column_reference(name, columns[name])
+        present = rng.random(rows) >= (ref.missing / ref.rows if ref.rows else 0.0)
+        if isinstance(ref, NumericReference):
+            keep = np.isfinite(ref.quantiles)
+            values = np.interp(rng.random(rows), ref.probabilities[keep], ref.quantiles[keep])
+            data[name] = np.where(present, values, np.nan)
+        else:
+            data[name] = _categorical_sample(ref, rows, rng, present)
+    return pd.DataFrame(data)
+
+
+def _categorical_sample(
+    ref: CategoricalReference, rows: int, rng: np.random.Generator, present: np.ndarray
+) -> pd.Series:
+    labels = [*ref.frequencies, OTHER]
+    weights = np.array([*ref.frequencies.values(), ref.other], dtype="float64")
+    if weights.sum() == 0:
+        return pd.Series([None] * rows, dtype="object")
+    drawn = rng.choice(np.array(labels, dtype=object), size=rows, p=weights / weights.sum())
+    return pd.Series(np.where(present, drawn, None), dtype="object")
+
+
+def _bounded(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows, drawn at random across the whole frame (not its head: a prediction
+    log window is in time order)."""
+    if len(frame) <= max_rows:
+        return frame.reset_index(drop=True)
+    return frame.sample(n=max_rows, random_state=seed).reset_index(drop=True)
+
+
+def _banner(text: str) -> str:
+    return (
+        '<div style="font-family:sans-serif;padding:12px 16px;margin:8px;border-left:4px solid #4d7cfe;'
+        f'background:#f4f7ff">{html.escape(text)}</div>'
+    )
+
+
+def _with_banner(page: str, title: str, description: str) -> str:
+    """Evidently's page has no title or free text of ours; put both in (the <title> and a banner)."""
+    head = f"<title>{html.escape(title)}</title>"
+    page = page.replace("<head>", "<head>" + head, 1) if "<head>" in page else head + page
+    banner = _banner(f"{title}. {description}")
+    marker = page.find("<body")
+    if marker == -1:
+        return banner + page
+    close = page.find(">", marker) + 1
+    return page[:close] + banner + page[close:]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """The report appears whole or not at all (a temporary file in the same folder, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _import_evidently() -> tuple[Any, Any, Any, Any]:
+    try:
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
+    except ImportError as exc:  # also pandas ≥ 3.1, which evidently 0.7 cannot import under
+        raise ConfigError(
+            f"the drift HTML report needs Evidently 0.7, which could not be imported ({exc}); install "
+            "'evidently>=0.7,<0.8' with pandas below 3.1, or run the drift check without the report"
+        ) from None
+    return DataDefinition, Dataset, Report, DataDriftPreset
+
+
+def evidently_report(
+    reference_sample: pd.DataFrame | None,
+    reference_profile: Mapping[str, Any],
+    current: pd.DataFrame,
+    path: str | os.PathLike[str],
+    max_rows: int = DEFAULT_MAX_ROWS,
+    features: Iterable[str] | None = None,
+    title: str = "Data drift",
+    seed: int = 0,
+) -> Path:
+    """Write an Evidently ``DataDriftPreset`` HTML report of ``current`` against the reference; return its path.
+
+    Both sides are cut to at most ``max_rows`` random rows. ``reference_sample`` is used when the
+    caller has real reference rows; otherwise (``None``) a synthetic sample is drawn from
+    ``reference_profile`` and the page says so. ``features`` default to the profiled columns found in
+    ``current``; column types come from the profile, not from guessing. The file is written atomically.
+    """
+    if max_rows < 2:
+        raise ValueError(f"max_rows must be at least 2, got {max_rows}")
+    columns = reference_profile.get("columns")
+    if not isinstance(columns, Mapping):
+        raise DataError(
+            "the reference profile has no 'columns' object; pass the dataset version's stored profile"
+        )
+    chosen = list(features) if features is not None else [c for c in columns if c in current.columns]
+    for name in chosen:
+        if name not in columns or name not in current.columns:
+            where = "reference profile" if name not in columns else "current data"
+            raise DataError(f"feature {name!r} is not in the {where}; the report cannot compare it")
+    if not chosen:
+        raise DataError("no profiled feature is in the current data: nothing to report")
+    if current.empty:
+        raise DataError("the current data has no rows: nothing to report")
+
+    cur = _bounded(current[chosen], max_rows, seed)
+    if reference_sample is not None:
+        missing = [c for c in chosen if c not in reference_sample.columns]
+        if missing:
+            raise DataError(f"the reference sample lacks feature(s) {missing}")
+        ref = _bounded(reference_sample[chosen], max_rows, seed)
+        description = f"Reference: {len(ref):,} rows sampled from the training data"
+    else:
+        ref = sample_from_profile(reference_profile, min(max_rows, max(len(cur), 2)), chosen, seed)
+        description = (
+            f"Reference: {len(ref):,} synthetic rows drawn from the stored training profile (numeric: inverse-CDF "
+            "sampling between stored quantiles; categorical: stored category frequencies, the rest as '(other)'); "
+            "per-column shapes only, no correlations"
+        )
+    description += (
+        f". Current: {len(cur):,} of {len(current):,} rows, chosen at random. The drift verdicts that count are "
+        "provenflow's, computed on every row; this report is for looking."
+    )
+    numeric = [c for c in chosen if columns[c].get("kind") == "numeric"]
+    categorical = [c for c in chosen if c not in numeric]
+    for frame in (cur, ref):
+        for c in categorical:
+            frame[c] = (
+                frame[c]
+                .astype("object")
+                .where(frame[c].notna(), None)
+                .map(lambda v: v if v is None else str(v))
+            )
+
+    DataDefinition, Dataset, Report, DataDriftPreset = _import_evidently()
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    with warnings.catch_warnings():
+        # scipy's chi-square divides by a category the reference never had; the report shows the
+        # result, the user's terminal need not show scipy's warning about it.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = Report([DataDriftPreset(columns=chosen)]).run(
+            Dataset.from_pandas(cur, data_definition=definition),
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
+    target = Path(path)
+    _write_atomically(target, _with_banner(snapshot.get_html_str(as_iframe=False), title, description))
+    return target
