@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -128,3 +129,14 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def refresh_prefect_settings() -> None:
+    """Let an already imported Prefect see the environment as it is now (settings and logging)."""
+    if "prefect" not in sys.modules:
+        return
+    import prefect.context
+    from prefect.logging.configuration import setup_logging
+
+    prefect.context.refresh_global_settings_context()
+    setup_logging(incremental=False)

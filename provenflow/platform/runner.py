@@ -54,8 +54,12 @@ COMMANDS = frozenset({
 # they connect to Prefect (``server.connect`` refreshes them then), which saves the ~0.1-0.3 s the
 # refresh takes (pydantic-settings re-reads every source, logging is set up again).
 _READERS = frozenset({"runs", "datasets", "models", "lineage", "compare", "server"})
+# The command line the runner serves, named rather than imported: the CLI hands commands to the runner,
+# so the runner importing it back would tie the two into one knot. The module gives ``app`` (typer),
+# ``run()``, ``warm_up()`` and ``fresh_consoles()``.
+ENTRY = "provenflow.cli.main"
+_entry = None  # that module, once the runner process has imported it
 _PRELOAD = (
-    "provenflow.cli.main",
     "provenflow.tracking.catalog",
     "provenflow.tracking.lineage",
     "provenflow.storage.verify",
@@ -295,7 +299,8 @@ def start(home: Path | None = None, wait: float = 0.0) -> RunnerStatus:
     pid_file, log = _paths(home)
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from provenflow.platform.runner import serve; serve()", "provenflow.platform.runner", str(home)],
+            [sys.executable, "-c", "from provenflow.platform.runner import serve; serve()", "provenflow.platform.runner",
+             ENTRY, str(home)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=home,
         )  # fmt: skip
@@ -337,13 +342,15 @@ def serve() -> None:
     import threading
 
     home = Path(sys.argv[-1])
-    for name in _PRELOAD:
+    for name in (sys.argv[-2], *_PRELOAD):
         importlib.import_module(name)
     from provenflow.tracking.environment import capture_environment
 
     capture_environment()  # each run inherits the package list
-    _build_cli_once()
-    _warm_up()
+    global _entry
+    _entry = importlib.import_module(sys.argv[-2])
+    _build_cli_once(_entry.app)
+    _entry.warm_up()
     identity = fingerprint()
     if threading.active_count() != 1:  # a thread in a forking parent would be copied without its state
         raise RuntimeError(f"the runner has threads after its imports: {threading.enumerate()}")
@@ -381,44 +388,13 @@ def serve() -> None:
                 path.unlink()
 
 
-def _build_cli_once() -> None:
+def _build_cli_once(app: object) -> None:
     """Typer builds the click command tree of the whole CLI at every call (evaluating every
     command's annotations: 0.1-0.4 s measured); build it once here and let each run reuse it."""
     import typer.main
 
-    from provenflow.cli.main import app
-
     built, build = typer.main.get_command(app), typer.main.get_command
     typer.main.get_command = lambda typer_app: built if typer_app is app else build(typer_app)
-
-
-def _warm_up() -> None:
-    """Do once what every first query and table pays (SQLAlchemy configures its mappers and
-    compiles statements, rich fills its caches: ~0.1-0.2 s measured), on a throwaway in-memory
-    ledger and console: no thread, file or connection is left behind."""
-    import io
-
-    from rich.console import Console
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import Session, configure_mappers
-
-    from provenflow.cli import output
-    from provenflow.ledger import models
-    from provenflow.tracking import catalog
-
-    configure_mappers()
-    engine = create_engine("sqlite://")
-    models.Base.metadata.create_all(engine)
-    with Session(engine) as session:
-        catalog.list_runs(session)
-        catalog.list_datasets(session)
-        catalog.list_models(session)
-    engine.dispose()
-    console, output.console = output.console, Console(file=io.StringIO(), width=100)
-    try:
-        output.table("warm-up", ["a", "b"], [["x" * 30, 1.5], ["y", None]])
-    finally:
-        output.console = console
 
 
 def _reap() -> None:
@@ -531,10 +507,8 @@ def _run(request: dict, fds: list[int]) -> None:
         sys.argv = ["provenflow", *request["argv"]]
         sys.path[0] = request["path0"]  # the caller's script folder, not the runner's ''
         _fresh_process_state(prefect=command_of(request["argv"]) not in _READERS)
-        from provenflow.cli.main import run
-
         try:
-            run()
+            _entry.run()
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -568,29 +542,9 @@ def _fresh_process_state(prefect: bool = True) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     get_settings.cache_clear()  # settings come from the caller's environment
-    _fresh_consoles()
+    _entry.fresh_consoles()
     np.random.seed()  # a fresh process draws fresh entropy; Python's `random` reseeds itself at fork
     if prefect:
+        from provenflow.settings import refresh_prefect_settings
+
         refresh_prefect_settings()
-
-
-def _fresh_consoles() -> None:
-    # rich decides colours and terminal features when a Console is made: make them for the
-    # caller's terminal, not the runner's log file.
-    from rich.console import Console
-
-    from provenflow.cli import output
-
-    output.console = Console()
-    output.err_console = Console(stderr=True, soft_wrap=True)
-
-
-def refresh_prefect_settings() -> None:
-    """Let an already imported Prefect see the environment as it is now (settings and logging)."""
-    if "prefect" not in sys.modules:
-        return
-    import prefect.context
-    from prefect.logging.configuration import setup_logging
-
-    prefect.context.refresh_global_settings_context()
-    setup_logging(incremental=False)

@@ -305,7 +305,7 @@ def connect(quiet: bool = True) -> str | None:
             os.environ["PREFECT_API_URL"] = url
             return None
     finally:
-        from provenflow.platform.runner import refresh_prefect_settings
+        from provenflow.settings import refresh_prefect_settings
 
         refresh_prefect_settings()  # a run forked from the warm runner imported Prefect before this
     return (
