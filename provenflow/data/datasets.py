@@ -17,6 +17,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from provenflow.data import dialect
 from provenflow.data.credentials import Credentials, split_url, storage_options
+from provenflow.data.dates import count_dates
 from provenflow.data.dialect import Dialect
 from provenflow.digest import Digest
 from provenflow.errors import DataError
@@ -272,8 +273,6 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 other=int(freq.iloc[TOP_CATEGORIES:].sum()),
             )
             if not pd.api.types.is_datetime64_any_dtype(series):  # for the column's role (features.py)
-                from provenflow.data.features import count_dates
-
                 entry["dates"] = count_dates(present)
         columns[str(name)] = entry
     return {"rows": len(frame), "columns": columns}

@@ -21,15 +21,14 @@ signature, and the run's parameters reproduce it.
 
 from __future__ import annotations
 
-import datetime
 import re
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
 
+from provenflow.data.dates import FORMAT_SAMPLE, count_dates, date_format, parse_dates
 from provenflow.errors import TrainingError, did_you_mean
 
 Role = Literal["numeric", "boolean", "categorical", "datetime", "identifier", "constant"]
@@ -44,8 +43,6 @@ IDENTIFIER_DISTINCT = 1000
 # A column with this many distinct values or fewer is a category whatever the share: 12 distinct
 # values in 20 rows are a small table's categories, not identifiers.
 FEW_DISTINCT = 20
-# Values tried per column to guess a date format.
-FORMAT_SAMPLE = 20
 
 
 @dataclass(frozen=True)
@@ -57,51 +54,6 @@ class ColumnRole:
     @property
     def used(self) -> bool:
         return self.role not in LEFT_OUT
-
-
-# -- dates -------------------------------------------------------------------------------
-
-
-def date_format(values: Iterable) -> str | None:
-    """The strftime format most of these text values are written in, or None if none looks like a date."""
-    from pandas.tseries.api import guess_datetime_format
-
-    formats: dict[str, int] = {}
-    for value in values:
-        if isinstance(value, str) and any(ch.isdigit() for ch in value):
-            guessed = guess_datetime_format(value.strip())
-            if guessed and guessed != "%Y":  # a bare year is a number, not a date
-                formats[guessed] = formats.get(guessed, 0) + 1
-    return max(formats, key=lambda f: (formats[f], f)) if formats else None
-
-
-def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
-    """Values as datetimes (NaT where missing or not in ``fmt``); datetime dtypes pass through, in UTC."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values
-    else:
-        # Text and date objects only: a number would be read as nanoseconds since 1970.
-        text = values.where(values.map(lambda v: isinstance(v, (str, datetime.date))), None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "could not infer format" for format=None
-            parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce", utc=True)
-            # A client sending ISO 8601 (2016-01-02) to a model trained on 2016/01/02 means the same day.
-            retry = parsed.isna() & text.notna()
-            if fmt and retry.any():
-                parsed[retry] = pd.to_datetime(text[retry], format="ISO8601", errors="coerce", utc=True)
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed
-
-
-def count_dates(values: pd.Series) -> int:
-    """How many of the non-missing text values parse as dates in the column's most common format
-    (a data run keeps it in the profile: additive, so a profile built batch by batch can sum it)."""
-    present = values.dropna()
-    fmt = date_format(present.head(FORMAT_SAMPLE))
-    if fmt is None:
-        return 0
-    return int(parse_dates(present.astype(object), fmt).notna().sum())
 
 
 # -- roles -------------------------------------------------------------------------------

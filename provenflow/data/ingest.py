@@ -504,7 +504,7 @@ def _finish_profile(sample_profile: dict, columns: dict[str, _Column], rows: int
         stats = columns[name]
         sample_count = entry["count"]
         entry = dict(entry, missing=stats.missing, count=stats.count)
-        if isinstance(entry.get("dates"), int):  # an additive count (features.count_dates): scale it
+        if isinstance(entry.get("dates"), int):  # an additive count (dates.count_dates): scale it
             entry["dates"] = round(entry["dates"] * stats.count / max(sample_count, 1))
         if stats.integer and stats.missing and entry["dtype"].startswith("int"):
             entry["dtype"] = "float64"  # as pandas reads an integer column with gaps

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from provenflow.data.features import Selection, parse_dates
+from provenflow.data.dates import parse_dates
+from provenflow.data.features import Selection
 
 DATE_PARTS = ("year", "month", "day_of_week", "day_of_year", "elapsed_days")
 

@@ -414,7 +414,7 @@ def _column(feature: Feature, values: list) -> np.ndarray:
 
 def _date_problems(feature: Feature, column: np.ndarray) -> list[Problem]:
     """Date strings the model would read as missing: parsed the way training parsed them."""
-    from provenflow.data.features import parse_dates
+    from provenflow.data.dates import parse_dates
 
     present = ~pd.isna(column)
     bad = present & pd.isna(parse_dates(pd.Series(column, dtype=object), feature.date_format)).to_numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from provenflow.tracking.run import RunSummary
+    from provenflow.tracking.summary import RunSummary
 
 
 def _fmt(value) -> str:

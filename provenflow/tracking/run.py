@@ -51,6 +51,7 @@ from provenflow.storage.store import ContentStore, note_new_objects, stop_noting
 from provenflow.tracking import crashes, prefect_context
 from provenflow.tracking.environment import EnvironmentState, capture_environment
 from provenflow.tracking.source import CodeState, capture_code
+from provenflow.tracking.summary import RunSummary  # re-exported: provenflow.tracking.run.RunSummary
 from provenflow.workspace import Workspace
 
 _active: ContextVar[Run | None] = ContextVar("provenflow_active_run", default=None)
@@ -99,31 +100,6 @@ class _Edge:
 
     def __post_init__(self) -> None:
         self.name = redact(self.name)  # a source URL may carry a password
-
-
-@dataclass
-class RunSummary:
-    """What a finished run recorded; printable and JSON-able."""
-
-    id: str
-    kind: str
-    flow: str
-    name: str
-    state: str
-    error: str | None
-    parameters: dict
-    metrics: dict[str, float]
-    warnings: list[dict]
-    inputs: list[dict]
-    outputs: list[dict]
-    code: dict
-    environment: dict
-    prefect_url: str | None
-    started_at: str
-    ended_at: str
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass

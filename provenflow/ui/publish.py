@@ -16,7 +16,7 @@ from provenflow.ui.charts import image, line_chart
 from provenflow.ui.leaderboard import leaderboard_rows, model_runs
 
 if TYPE_CHECKING:
-    from provenflow.tracking.run import RunSummary
+    from provenflow.tracking.summary import RunSummary
     from provenflow.workspace import Workspace
 
 MAX_CURVES = 8  # charts per run card; each is a few kB

@@ -1,0 +1,59 @@
+"""Dates in text columns: the format most values are written in, parsing them, counting them.
+
+The lowest layer of column roles: a dataset profile (``datasets.profile_of``) counts a text column's
+dates with ``count_dates``, the roles (``features``) decide on that count, and a model's
+``DateFeatures`` and the serving input check parse with ``parse_dates``. Needs only pandas.
+"""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from collections.abc import Iterable
+
+import pandas as pd
+
+# Values tried per column to guess a date format.
+FORMAT_SAMPLE = 20
+
+
+def date_format(values: Iterable) -> str | None:
+    """The strftime format most of these text values are written in, or None if none looks like a date."""
+    from pandas.tseries.api import guess_datetime_format
+
+    formats: dict[str, int] = {}
+    for value in values:
+        if isinstance(value, str) and any(ch.isdigit() for ch in value):
+            guessed = guess_datetime_format(value.strip())
+            if guessed and guessed != "%Y":  # a bare year is a number, not a date
+                formats[guessed] = formats.get(guessed, 0) + 1
+    return max(formats, key=lambda f: (formats[f], f)) if formats else None
+
+
+def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
+    """Values as datetimes (NaT where missing or not in ``fmt``); datetime dtypes pass through, in UTC."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        # Text and date objects only: a number would be read as nanoseconds since 1970.
+        text = values.where(values.map(lambda v: isinstance(v, (str, datetime.date))), None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format" for format=None
+            parsed = pd.to_datetime(text, format=fmt or "mixed", errors="coerce", utc=True)
+            # A client sending ISO 8601 (2016-01-02) to a model trained on 2016/01/02 means the same day.
+            retry = parsed.isna() & text.notna()
+            if fmt and retry.any():
+                parsed[retry] = pd.to_datetime(text[retry], format="ISO8601", errors="coerce", utc=True)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed
+
+
+def count_dates(values: pd.Series) -> int:
+    """How many of the non-missing text values parse as dates in the column's most common format
+    (a data run keeps it in the profile: additive, so a profile built batch by batch can sum it)."""
+    present = values.dropna()
+    fmt = date_format(present.head(FORMAT_SAMPLE))
+    if fmt is None:
+        return 0
+    return int(parse_dates(present.astype(object), fmt).notna().sum())
