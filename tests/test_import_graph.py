@@ -26,23 +26,6 @@ PACKAGES = {
     "blocks": "provenflow.blocks",
 }
 
-# A cycle another branch is removing. Exactly these strongly connected components are tolerated
-# here; empty this when that branch is merged (test_known_cycles_are_still_there says when).
-KNOWN_CYCLES_BEING_REMOVED: frozenset[frozenset[str]] = frozenset(
-    {
-        frozenset(
-            {
-                "provenflow.cli.main",
-                "provenflow.cli.workers",
-                "provenflow.demo.run",
-                "provenflow.platform.runner",
-                "provenflow.platform.server",
-                "provenflow.platform.stack",
-            }
-        )
-    }
-)
-
 
 # -- reading the graph ---------------------------------------------------------------------
 
@@ -216,7 +199,10 @@ else:
     import p
 """
     assert imports_of("p.h", source, modules) == {"p.b.c", "p.a", "p.d", "p.e", "p.g", "p.f", "p"}
-    assert imports_of("p.b", "from . import c\nfrom .. import a\n", modules, is_package=True) == {"p.b.c", "p.a"}
+    assert imports_of("p.b", "from . import c\nfrom .. import a\n", modules, is_package=True) == {
+        "p.b.c",
+        "p.a",
+    }
 
 
 def test_no_import_cycles():
@@ -226,14 +212,7 @@ def test_no_import_cycles():
     assert any(name.startswith("provenflow.blocks.") for name in graph)
     assert "provenflow.tasks.data" in graph["provenflow.flows.data_run"]
     assert "provenflow.ui.publish" in graph["provenflow.tracking.run"]  # imported inside a method
-    new = [c for c in cycles(graph) if frozenset(c) not in KNOWN_CYCLES_BEING_REMOVED]
+    new = cycles(graph)
     assert not new, "import cycles (break each where one module is really the lower layer):\n" + "\n".join(
         _describe(c, graph) for c in new
     )
-
-
-def test_known_cycles_are_still_there():
-    """A cycle allowed here that is gone should leave KNOWN_CYCLES_BEING_REMOVED too."""
-    found = {frozenset(c) for c in cycles(_repo_graph())}
-    stale = [sorted(c) for c in KNOWN_CYCLES_BEING_REMOVED if c not in found]
-    assert not stale, f"no longer cycles, remove them from KNOWN_CYCLES_BEING_REMOVED: {stale}"
