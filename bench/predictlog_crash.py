@@ -44,7 +44,7 @@ RATE, CLIENTS = 300.0, 6
 def append_cost(bundle: Path, rows: list[dict], folder: Path, fsync: bool) -> tuple[float, float]:
     from provenflow.serving.bundle import load_bundle
     from provenflow.serving.inputs import parse_request
-    from provenflow.serving.predictlog import PredictionLog
+    from provenflow.serving.predictlog.log import PredictionLog
 
     model = load_bundle(bundle)
     batch = parse_request(orjson.dumps(rows[:1]), model.features, 10)
@@ -141,7 +141,7 @@ def main() -> None:
         )
         timed = load(endpoint, 1, args.seconds, clients=2, rate=RATE)
         result = load_then_kill(process, url, rows, random.uniform(1.0, 2.0))
-        from provenflow.serving.predictlog import read_predictions
+        from provenflow.serving.predictlog.reading import read_predictions
 
         frame, skipped = read_predictions(str(store), "bench-forest", 1)
         logged = set(frame["request_id"]) if len(frame) else set()

@@ -58,7 +58,7 @@ def load_reference(workspace: Workspace, model: str) -> Monitored:
 def read_window(
     workspace: Workspace, model: Monitored, since: datetime, until: datetime
 ) -> tuple[pd.DataFrame, list[str]]:
-    from provenflow.serving.predictlog import read_predictions
+    from provenflow.serving.predictlog.reading import read_predictions
 
     return read_predictions(workspace.store.url, model.name, model.version, since=since, until=until)
 

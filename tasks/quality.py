@@ -56,7 +56,7 @@ def read_labelled(
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """The logged predictions of the span, the latest label of every row, and unreadable segments."""
     from provenflow.serving.feedback import read_feedback
-    from provenflow.serving.predictlog import read_predictions
+    from provenflow.serving.predictlog.reading import read_predictions
 
     # What scoring needs, not the inputs: a week of a busy model's log is mostly its inputs.
     wanted = {"request_id", "row", "time", "prediction", *(f"proba_{c}" for c in model.classes or [])}
@@ -121,7 +121,7 @@ def compare_challenger(
     MODEL's, already read), and the challenger's realized performance on the same labels (its log
     rows carry production's request ids). The challenger's log is read once for both."""
     from provenflow.monitoring.shadow import compare_predictions, current_shadow
-    from provenflow.serving.predictlog import read_predictions
+    from provenflow.serving.predictlog.reading import read_predictions
 
     challenger_ref = current_shadow(workspace, model.ref)
     if challenger_ref is None:

@@ -95,8 +95,9 @@ def test_a_seeded_sample_reads_the_same_rows_a_row_group_at_a_time(tmp_path, mon
     import numpy as np
 
     from provenflow.data import ingest
+    from provenflow.data.ingest import canonical
 
-    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 50)
+    monkeypatch.setattr(canonical, "ROW_GROUP_ROWS", 50)
     source = tmp_path / "t.csv"
     pd.DataFrame({"i": np.arange(1000), "s": [f"r{i}" for i in range(1000)]}).to_csv(source, index=False)
     store = ContentStore(str(tmp_path / "store"))

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from provenflow.data import datasets, ingest
+from provenflow.data.ingest import canonical
 from provenflow.errors import DataError
 from tests.conftest import PENGUINS
 
@@ -30,7 +31,7 @@ def _table_csv(path, rows: int) -> None:
 
 def test_same_table_same_hash_whatever_the_batch_size(tmp_path, monkeypatch):
     # Smaller row groups than the real ones, so regrouping across batches is exercised in a small file.
-    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(canonical, "ROW_GROUP_ROWS", 1000)
     source = tmp_path / "t.csv"
     _table_csv(source, 5000)
     runs = [ingest.ingest(str(source), str(tmp_path), block_bytes=size) for size in (4096, 20_000, 1 << 24)]
@@ -80,7 +81,7 @@ def test_a_table_larger_than_the_sample_gets_exact_counts_and_a_recorded_sample(
 
 
 def test_parquet_source_index_is_kept_and_batches_do_not_matter(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 700)
+    monkeypatch.setattr(canonical, "ROW_GROUP_ROWS", 700)
     frame = pd.DataFrame({"id": np.arange(3000) + 10, "v": np.linspace(0, 1, 3000)}).set_index("id")
     frame.to_parquet(tmp_path / "f.parquet")
     runs = [

@@ -3,7 +3,7 @@
 Public data sets are rarely plain UTF-8 comma files with a header: spreadsheet exports are
 Windows-1252 and ';'-separated with decimal commas, UCI files separate fields with ', ', mark gaps
 with '?' and have no header row. One sniff of the first 64 KiB decides how to read the file; the
-pyarrow reader of a data-run (ingest.py) and the pandas reader (datasets.read_table) both read it
+pyarrow reader of a data-run (ingest/csv_source.py) and the pandas reader (datasets.read_table) both read it
 with the same ``Dialect``, so they give the same table. What was inferred is told to the user
 (``Dialect.notes``). A plain UTF-8 comma file with a header gets the default dialect and is read
 exactly as before (same canonical bytes, same hash).

@@ -403,7 +403,7 @@ def estimated_performance(
     "estimated": {...} | None, "reason": why there is no estimate | None}`` for MODEL's
     (NAME@VERSION|ALIAS) predictions logged in [SINCE, UNTIL)."""
     from provenflow.ledger.refs import resolve_model
-    from provenflow.serving.predictlog import read_predictions
+    from provenflow.serving.predictlog.reading import read_predictions
 
     with workspace.ledger.reader() as session:
         version = resolve_model(session, model)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from provenflow.serving import feedback as fb
-from provenflow.serving.predictlog import log_folder
+from provenflow.serving.predictlog.segments import log_folder
 
 if TYPE_CHECKING:
     from provenflow.workspace import Workspace

@@ -125,7 +125,7 @@ def shadow_agreement(
     logs in the workspace's store, rows of production's ``since <= time < until``. Also names the
     versions and the log segments that could not be read."""
     from provenflow.ledger.refs import resolve_model
-    from provenflow.serving.predictlog import read_predictions
+    from provenflow.serving.predictlog.reading import read_predictions
 
     with workspace.ledger.reader() as session:
         versions = [resolve_model(session, ref) for ref in (production_version, challenger_version)]

@@ -30,8 +30,8 @@ _WHERE = {
     "LoadedModel": "bundle",
     "export_bundle": "bundle",
     "load_bundle": "bundle",
-    "PredictionLog": "predictlog",
-    "read_predictions": "predictlog",
+    "PredictionLog": "predictlog.log",
+    "read_predictions": "predictlog.reading",
     "create_app": "app",
     "serve": "run",
 }

@@ -61,7 +61,7 @@ from provenflow.serving.inputs import Problem, RequestError, parse_request
 from provenflow.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from provenflow.serving.metrics import ServerMetrics
 from provenflow.serving.mirror import Mirror
-from provenflow.serving.predictlog import PredictionLog, PredictionLogFull
+from provenflow.serving.predictlog.log import PredictionLog, PredictionLogFull
 from provenflow.serving.runtime import Predictions
 from provenflow.serving.v2 import infer_answer, model_metadata, parse_infer
 

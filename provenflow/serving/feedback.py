@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from provenflow.errors import ProvenflowError
-from provenflow.serving.predictlog import _is_segment, _write_local
+from provenflow.serving.predictlog.segments import is_segment, write_local
 
 log = logging.getLogger(__name__)
 _STAMP = "%Y%m%dT%H%M%S%fZ"
@@ -231,7 +231,7 @@ class LoggedIds:
         if not self.fs.exists(self.folder):
             return
         with self._lock:
-            paths = sorted(p for p in self.fs.ls(self.folder, detail=False) if _is_segment(p))
+            paths = sorted(p for p in self.fs.ls(self.folder, detail=False) if is_segment(p))
             new = [p for p in paths if p not in self._seen]
             found = []
             for done, path in enumerate(new, 1):
@@ -329,7 +329,7 @@ def write_feedback(
     fs.makedirs(folder, exist_ok=True)
     target = f"{folder}/{now.strftime(_STAMP)}_{uuid.uuid4().hex[:12]}.parquet"
     if isinstance(fs, LocalFileSystem):
-        _write_local(target, buffer.getvalue())
+        write_local(target, buffer.getvalue())
     else:
         fs.pipe_file(target, buffer.getvalue())
     missing = labels[unknown]
@@ -355,7 +355,7 @@ def read_feedback(
     if not fs.exists(folder):
         return pd.DataFrame(columns=columns)
     frames = []
-    for path in sorted(p for p in fs.ls(folder, detail=False) if _is_segment(p)):
+    for path in sorted(p for p in fs.ls(folder, detail=False) if is_segment(p)):
         try:
             with fs.open(path, "rb") as fh:
                 frames.append(pq.read_table(fh).to_pandas())

@@ -41,7 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 if TYPE_CHECKING:
     from provenflow.serving.bundle import LoadedModel
     from provenflow.serving.mirror import Mirror
-    from provenflow.serving.predictlog import PredictionLog
+    from provenflow.serving.predictlog.log import PredictionLog
     from provenflow.serving.runtime import Predictions
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -49,7 +49,7 @@ from provenflow.serving.app import DEFAULT_MAX_ROWS, create_app
 from provenflow.serving.bundle import LoadedModel, export_bundle, load_bundle
 from provenflow.serving.mirror import URL_ENV as SHADOW_URL_ENV
 from provenflow.serving.mirror import Mirror
-from provenflow.serving.predictlog import PredictionLog
+from provenflow.serving.predictlog.log import PredictionLog
 
 if TYPE_CHECKING:
     import fsspec
