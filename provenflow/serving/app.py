@@ -56,8 +56,9 @@ from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from provenflow.serving import feedback as fb
+from provenflow.serving.budget import LargeBodies, loads_within
 from provenflow.serving.bundle import LoadedModel
-from provenflow.serving.inputs import Problem, RequestError, parse_request
+from provenflow.serving.inputs import RequestError, parse_request
 from provenflow.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from provenflow.serving.metrics import ServerMetrics
 from provenflow.serving.mirror import Mirror
@@ -69,6 +70,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 100_000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+# /feedback's own limit: 100,000 labels (the default row limit) are ~4 MB of JSON.
+DEFAULT_MAX_FEEDBACK_BYTES = 16 * 1024 * 1024
+# Bodies over budget.LARGE_BYTES read, parsed and answered at once; the others wait, unread. One:
+# on 2 cores a second parse only shares the same CPU, and doubles the memory (16 MB bodies, four
+# at once: 51 MB RSS growth with one slot, 108 MB with two).
+DEFAULT_LARGE_BODIES = 1
 # ONNX requests with bodies up to this size (~100 records) are parsed, predicted, logged and
 # serialized on the event loop: measured 80 µs for 1 row, 0.54 ms for 100 rows (13 KB), 1 ms for
 # 200, against ~50-100 µs for a thread hand-off. Anything bigger, and every scikit-learn request,
@@ -86,6 +93,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     metrics_token: str | None = None,
     mirror: Mirror | None = None,
+    max_feedback_bytes: int = DEFAULT_MAX_FEEDBACK_BYTES,
+    large_bodies: int = DEFAULT_LARGE_BODIES,
 ) -> FastAPI:
     """The server for one loaded model. With ``token``, /predict, /metadata and the V2 model
     endpoints need ``Authorization: Bearer <token>``; /health, /ready and V2's health stay open for
@@ -105,6 +114,7 @@ def create_app(
     feedback_folder = fb.beside(prediction_log.folder) if prediction_log is not None else ""
     # An fsync per request (~2.6 ms here) must not stall the event loop: then every request goes to the pool.
     inline_bytes = 0 if prediction_log is not None and prediction_log.fsync else INLINE_BYTES
+    large = LargeBodies(large_bodies)  # budget.py: what a body may cost
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -180,16 +190,17 @@ def create_app(
             message = "send the body as JSON with 'Content-Type: application/json'"
             return _json({"error": message, "request_id": request_id}, 415)
         try:
-            body = await _body(request, max_body_bytes)
+            async with large.reading(request, max_body_bytes) as bodies:
+                return await _predict_body(request, bodies, request_id)
         except RequestError as exc:  # too big: answer and close, leaving the rest of the body unread
             return _json({**exc.body(), "request_id": request_id}, exc.status, {"connection": "close"})
+
+    async def _predict_body(request: Request, bodies: list[bytearray], request_id: str) -> Response:
         # The shadow challenger gets the same body, kept (not copied) until it is sent.
-        kept = body if mirror is not None else None
-        if model.runtime == "onnx" and len(body) <= inline_bytes:
-            response = answer([body], request_id)
-        else:
-            bodies = [body]
-            del body  # answer() drops the body once parsed: a 60 MB body is not kept through prediction
+        kept = bodies[0] if mirror is not None else None
+        if model.runtime == "onnx" and len(bodies[0]) <= inline_bytes:
+            response = answer(bodies, request_id)
+        else:  # answer() drops the body once parsed: a 60 MB body is not kept through prediction
             response = await run_in_threadpool(answer, bodies, request_id)
         if kept is not None and response.status_code == 200:
             mirror.offer("/predict", kept, request_id, request.headers.get("authorization"))
@@ -206,6 +217,12 @@ def create_app(
                 batch, given_id = parse_request(bodies.pop(), model.features, max_rows, model.ignored), None
         except RequestError as exc:
             return error(exc.body(), exc.status, request_id)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            # A body the checks above did not foresee is still the client's: 400, never 500.
+            logger.warning("unreadable request %s: %s: %s", request_id, type(exc).__name__, exc)
+            return error(
+                {"error": f"the request body could not be read ({type(exc).__name__})"}, 400, request_id
+            )
         try:
             predictions = model.predict(batch)
         except Exception as exc:  # checked input should never get here; say so instead of a bare 500
@@ -241,16 +258,16 @@ def create_app(
         if not _is_json(request.headers.get("content-type")):
             return _json({"error": "send the labels as JSON with 'Content-Type: application/json'"}, 415)
         try:
-            body = await _body(request, max_body_bytes)
+            async with large.reading(request, max_feedback_bytes) as bodies:
+                return await run_in_threadpool(store_feedback, bodies, prediction_log, logged_ids)
         except RequestError as exc:
             return _json(exc.body(), exc.status, {"connection": "close"})
-        return await run_in_threadpool(store_feedback, body, prediction_log, logged_ids)
 
-    def store_feedback(body: bytearray, log: PredictionLog, known: fb.LoggedIds) -> Response:
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _json({"error": f"the body is not valid JSON: {exc}"}, 400)
+    def store_feedback(bodies: list[bytearray], log: PredictionLog, known: fb.LoggedIds) -> Response:
+        try:  # a label is {"id": …, "label": …} (3 values) or {"request_id", "row", "label"} (4)
+            payload = loads_within(bodies.pop(), 4 * max_rows + 64, f"{max_rows} labels")
+        except RequestError as exc:
+            return _json({"error": exc.summary}, exc.status)
         records = payload.get("labels", [payload]) if isinstance(payload, dict) else None
         if not isinstance(records, list):
             message = 'send {"id": "<request_id>:<row>", "label": ...} or {"labels": [...]}'
@@ -327,15 +344,18 @@ def create_app(
             message = "the binary tensor extension is not supported; send JSON tensors (tritonclient: binary_data=False)"
             return _v2_error({"error": message}, 400, request_id)
         try:
-            body = await _body(request, max_body_bytes)
+            async with large.reading(request, max_body_bytes) as bodies:
+                return await _v2_infer_body(request, name, bodies, request_id)
         except RequestError as exc:
             return _v2_error(exc.body(), exc.status, request_id, {"connection": "close"})
-        kept = body if mirror is not None else None
-        if model.runtime == "onnx" and len(body) <= inline_bytes:
-            response = answer([body], request_id, v2=True)
+
+    async def _v2_infer_body(
+        request: Request, name: str, bodies: list[bytearray], request_id: str
+    ) -> Response:
+        kept = bodies[0] if mirror is not None else None
+        if model.runtime == "onnx" and len(bodies[0]) <= inline_bytes:
+            response = answer(bodies, request_id, v2=True)
         else:
-            bodies = [body]
-            del body
             response = await run_in_threadpool(answer, bodies, request_id, True)
         if kept is not None and response.status_code == 200:
             # By name only: the challenger serves another version of the model.
@@ -372,25 +392,6 @@ def _plain_list(values: np.ndarray) -> Any:
     if values.dtype.kind == "f":
         return np.ascontiguousarray(values, dtype=np.float64)
     return values
-
-
-async def _body(request: Request, limit: int) -> bytearray:
-    """The body, read as it arrives and refused (413) as soon as it passes ``limit`` bytes,
-    with or without a Content-Length: a chunked 300 MB body costs the server ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestError(
-            [Problem(f"the request body has {declared} bytes, more than the limit of {limit}")], 413
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        if len(body) + len(chunk) > limit:
-            raise RequestError(
-                [Problem(f"the request body is more than the limit of {limit} bytes; send smaller batches")],
-                413,
-            )
-        body += chunk
-    return body
 
 
 def _is_json(content_type: str | None) -> bool:

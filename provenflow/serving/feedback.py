@@ -46,6 +46,10 @@ from provenflow.serving.predictlog.segments import is_segment, write_local
 log = logging.getLogger(__name__)
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 _ROW_ID = re.compile(r"^(?P<request_id>[A-Za-z0-9._:-]{1,128}):(?P<row>\d{1,9})$")
+# What the server takes as an X-Request-ID, so every logged request id matches it: no path
+# separators, control characters or NUL reach a label segment.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_ROW = 999_999_999  # nine digits, as in a row id: a request never has that many rows
 SOURCES = ("http", "cli", "python")
 SHOWN_UNKNOWN = 20  # unknown ids named in an answer (the count is always complete)
 
@@ -107,22 +111,31 @@ def labels_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             rid, row = record["request_id"], record["row"]
             if (
                 not isinstance(rid, str)
-                or not rid
+                or _REQUEST_ID.match(rid) is None
                 or isinstance(row, bool)
                 or not isinstance(row, int)
-                or row < 0
+                or not 0 <= row <= MAX_ROW
             ):
                 raise FeedbackError(
-                    f"label {i} has request_id {rid!r} and row {row!r}; send a text request id and a row number >= 0"
+                    f"label {i} has request_id {_shown(rid)} and row {_shown(row)}; send the request id the "
+                    f"server answered (letters, digits, '._:-', at most 128) and a row number >= 0 and <= {MAX_ROW}"
                 )
         else:
             raise FeedbackError(
                 f"label {i} names no row; give 'id' ('<request_id>:<row>') or 'request_id' and 'row'"
             )
+        label = record["label"]
+        if not isinstance(label, (str, int, float, bool)) and label is not None:
+            raise FeedbackError(f"label {i} is {type(label).__name__}; a label is a class name or a number")
         request_ids.append(rid)
         rows.append(row)
-        labels.append(record["label"])
+        labels.append(label)
     return _frame(request_ids, rows, labels)
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def labels_from_frame(
@@ -146,12 +159,18 @@ def labels_from_frame(
         rows = [p[1] for p in parts]
     elif request_id in columns and row in columns:
         request_ids = frame[request_id].astype(str).tolist()
+        wrong = next((r for r in request_ids if _REQUEST_ID.match(r) is None), None)
+        if wrong is not None:
+            raise FeedbackError(
+                f"column {request_id!r} holds {_shown(wrong)}, not a request id the server answered "
+                "(letters, digits, '._:-', at most 128)"
+            )
         numbers = pd.to_numeric(frame[row], errors="coerce")
-        bad = numbers.isna() | (numbers < 0) | (numbers != numbers.round())
+        bad = numbers.isna() | (numbers < 0) | (numbers > MAX_ROW) | (numbers != numbers.round())
         if bad.any():
             first = frame[row][bad].iloc[0]
             raise FeedbackError(
-                f"column {row!r} holds {first!r}, not a row number >= 0 (row {int(bad.values.argmax())})"
+                f"column {row!r} holds {first!r}, not a row number >= 0 and <= {MAX_ROW} (row {int(bad.values.argmax())})"
             )
         rows = numbers.astype(np.int64).tolist()
     else:

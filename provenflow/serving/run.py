@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from provenflow.errors import ProvenflowError
 from provenflow.modeling.signing import SigningKey, parse_key
-from provenflow.serving.app import DEFAULT_MAX_ROWS, create_app
+from provenflow.serving.app import DEFAULT_LARGE_BODIES, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, create_app
 from provenflow.serving.bundle import LoadedModel, export_bundle, load_bundle
 from provenflow.serving.mirror import URL_ENV as SHADOW_URL_ENV
 from provenflow.serving.mirror import Mirror
@@ -70,6 +70,8 @@ class ServerOptions:
     token: str | None = None
     use_onnx: bool = True
     max_rows: int = DEFAULT_MAX_ROWS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    large_bodies: int = DEFAULT_LARGE_BODIES
     flush_rows: int = 10_000
     flush_seconds: float = 10.0
     log_fsync: bool = False
@@ -146,6 +148,8 @@ def _serve_one(
         log,
         options.token,
         max_rows=options.max_rows,
+        max_body_bytes=options.max_body_bytes,
+        large_bodies=options.large_bodies,
         metrics_token=options.metrics_token,
         mirror=mirror,
     )
@@ -286,6 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         "--no-onnx", action="store_true", help="serve with scikit-learn even if ONNX is there"
     )
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="largest batch accepted")
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+        help="largest request body accepted (bytes); memory per request is bounded by a multiple of it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--large-bodies", type=int, default=DEFAULT_LARGE_BODIES,
+        help="bodies over 1 MB read and parsed at once; the others wait (memory: about 3x the body limit each)",
+    )  # fmt: skip
     parser.add_argument("--flush-rows", type=int, default=10_000, help="prediction log segment size (rows)")
     parser.add_argument(
         "--flush-seconds", type=float, default=10.0, help="longest wait before a segment is written"
@@ -300,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = ServerOptions(
         host=args.host, port=args.port, token=os.environ.get(TOKEN_ENV) or None, use_onnx=not args.no_onnx,
-        max_rows=args.max_rows, flush_rows=args.flush_rows, flush_seconds=args.flush_seconds,
+        max_rows=args.max_rows, max_body_bytes=args.max_body_bytes, large_bodies=args.large_bodies, flush_rows=args.flush_rows, flush_seconds=args.flush_seconds,
         log_fsync=args.log_fsync, workers=args.workers, metrics_token=os.environ.get(METRICS_TOKEN_ENV) or None,
         shadow_url=os.environ.get(SHADOW_URL_ENV) or None,
     )  # fmt: skip

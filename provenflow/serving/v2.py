@@ -11,12 +11,12 @@ metadata's ``parameters.classes``). JSON tensors only: the binary tensor extensi
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import orjson
 
+from provenflow.serving.budget import loads_within
 from provenflow.serving.inputs import (
     Batch,
     Feature,
@@ -62,16 +62,17 @@ def parse_infer(
     max_rows: int,
     ignored: frozenset[str] = frozenset(),
 ) -> tuple[Batch, str | None]:
-    """A V2 infer request as a checked batch, and the request's ``id`` (echoed in the answer)."""
-    try:
-        payload = orjson.loads(body) if body and not body.isspace() else None
-    except orjson.JSONDecodeError as exc:
-        # Triton's client writes a missing FP64 value as NaN (Python's json.dumps), which is not JSON:
-        # the standard library reads it (slower, only for such bodies) as the missing value it means.
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise RequestError([Problem(f"the request body is not valid JSON: {exc}")], 400) from None
+    """A V2 infer request as a checked batch, and the request's ``id`` (echoed in the answer).
+
+    Parsed within a budget (``budget.loads_within``): no more values than ``max_rows`` rows can hold
+    (two per value: a comma, and the bracket of an ``[n, 1]`` row). Triton's client writes a missing
+    FP64 value as NaN (Python's json.dumps), which is not JSON: it reads as null, the missing value."""
+    if not body or body.isspace():
+        raise RequestError([Problem("the request body is empty; expected a V2 infer request")], 400)
+    width = len(features) + len(ignored)
+    payload = loads_within(
+        body, max_rows * (2 * width + 2) + 64, f"{max_rows} rows of {width} inputs", nan_is_null=True
+    )
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise RequestError(
             [Problem('expected a V2 infer request {"inputs": [{"name", "shape", "datatype", "data"}]}')], 400
@@ -110,7 +111,7 @@ def _tensor_problem(tensor: dict, feature: Feature | None) -> str | None:
     shape, data = tensor.get("shape"), tensor.get("data")
     if not isinstance(data, list):
         return f"input {name!r} has no 'data' list"
-    if not (isinstance(shape, list) and 1 <= len(shape) <= 2 and all(isinstance(d, int) for d in shape)
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 2 and all(type(d) is int for d in shape)
             and (len(shape) == 1 or shape[1] == 1)):  # fmt: skip
         return f"input {name!r} has shape {shape!r}; send one column per feature, shape [n] or [n, 1]"
     if shape[0] != len(data):
