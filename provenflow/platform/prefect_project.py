@@ -9,6 +9,8 @@ installed provenflow wherever the project is, never from files in the user's rep
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,8 @@ def deploy_file(root: Path) -> Path:
     schedules paused (.provenflow/prefect.yaml): its monitors watch the demo's model, which another
     project does not have, so they would fail every hour."""
     own = root / "prefect.yaml"
-    if own.is_file() and any(is_provenflows(d) for d in _load_plain(own).get("deployments") or []):
+    text = read_project_file(own)
+    if text is not None and any(is_provenflows(d) for d in _load_text(text, own).get("deployments") or []):
         return own
     import yaml
 
@@ -77,8 +80,9 @@ def init(root: Path) -> InitReport:
     edited as text: every byte of the user's own stays as it was (entries, comments, order, style);
     ours go at the end of its `deployments` list. Idempotent: a second run writes nothing."""
     path = root / "prefect.yaml"
-    created = not path.exists()
-    text = _new_file(root) if created else path.read_text()
+    own = read_project_file(path)
+    created = own is None
+    text = _new_file(root) if own is None else own
     document = _load_positions(text, path)
     theirs = document.get("deployments") or []
     present = {(d.get("name"), d.get("entrypoint")) for d in theirs if hasattr(d, "get")}
@@ -101,7 +105,7 @@ def init(root: Path) -> InitReport:
                 f"could not add provenflow's deployments to {path} without changing its own; add the "
                 f"entries of {PACKAGED} to its `deployments` list by hand"
             )
-        path.write_text(edited)
+        _replace(path, edited)
     return InitReport(str(path), created, [d["name"] for d in missing], kept)
 
 
@@ -109,14 +113,132 @@ def init(root: Path) -> InitReport:
 
 
 def _load_plain(path: Path) -> dict:
+    return _load_text(path.read_text(), path)
+
+
+def _load_text(text: str, path: Path) -> dict:
     import yaml
 
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"{path} is not valid YAML ({' '.join(str(exc).split())}); fix it and try again"
         ) from exc
+
+
+# -- reading and writing the project's file safely ------------------------------------------------
+
+MAX_BYTES = 1024 * 1024  # a prefect.yaml is a few KB
+# Nodes the file would have with every alias expanded: a few hundred in real projects (Prefect's
+# `definitions:` + `*anchor` style), ~10^9 in a 557-byte alias bomb.
+MAX_EXPANDED_NODES = 100_000
+# Explicit tags a prefect.yaml may carry: YAML's own scalar and collection types; anything else
+# (`!!python/object`, a custom `!tag`) means the file is not plain data.
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+)
+
+
+def read_project_file(path: Path) -> str | None:
+    """The text of the project's prefect.yaml, None when there is none; ConfigError for anything
+    init cannot edit safely: a symbolic link (it would write through it, or create its target), a
+    non-regular file (a FIFO would block the read), more than MAX_BYTES, text that is not UTF-8,
+    tags, or aliases that expand beyond MAX_EXPANDED_NODES (counted on the events, never expanded)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); provenflow init edits only a regular "
+            "file in the project: replace the link with the file itself"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path} is not a regular file; provenflow init edits only a regular prefect.yaml")
+    # O_NOFOLLOW and O_NONBLOCK: a link or FIFO swapped in since the check neither redirects nor blocks.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ConfigError(
+                f"{path} is not a regular file; provenflow init edits only a regular prefect.yaml"
+            )
+        data = fh.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ConfigError(
+            f"{path} has more than {MAX_BYTES} bytes; a prefect.yaml this big is not one to edit"
+        )
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        raise ConfigError(f"{path} is not UTF-8 text (UTF-16 or binary); save it as UTF-8 and try again")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x}); save it as UTF-8 and try again"
+        ) from None
+    _check_plain_yaml(text, path)
+    return text
+
+
+def _check_plain_yaml(text: str, path: Path) -> None:
+    """Refuse tags and alias expansion beyond the budget, from the parser's events (linear time)."""
+    import yaml
+
+    sizes: dict[str, int] = {}
+    open_nodes: list[list] = []  # [anchor, nodes so far] of each collection being read
+    total = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            tag = getattr(event, "tag", None)
+            if tag is not None and tag not in _PLAIN_TAGS and tag != "!":
+                raise ConfigError(
+                    f"{path} uses the tag {tag!r}; provenflow init edits plain YAML only (no tags): remove it"
+                )
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                open_nodes.append([event.anchor, 1])
+                continue
+            if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                anchor, nodes = open_nodes.pop()
+                if anchor is not None:
+                    sizes[anchor] = nodes
+            elif isinstance(event, yaml.AliasEvent):
+                nodes = sizes.get(event.anchor, 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes = 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            else:
+                continue
+            if open_nodes:
+                open_nodes[-1][1] += nodes
+            total += nodes
+            if total > MAX_EXPANDED_NODES or (open_nodes and open_nodes[-1][1] > MAX_EXPANDED_NODES):
+                raise ConfigError(
+                    f"{path} has aliases (*name) that expand to more than {MAX_EXPANDED_NODES} nodes; "
+                    "provenflow init refuses such a file (an alias bomb): write its repeated parts out"
+                )
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{path} is not valid YAML ({' '.join(str(exc).split())}); fix it and try again"
+        ) from None
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write TEXT to PATH whole: a new file renamed over it, so a link put in its place is replaced,
+    never written through, and a crash leaves the old file."""
+    temporary = path.with_name(f".{path.name}.provenflow-tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists() and not path.is_symlink():
+            os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _load_positions(text: str, path: Path) -> Any:

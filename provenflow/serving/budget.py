@@ -86,9 +86,10 @@ class LargeBodies:
                 self._free.release()
 
 
-def values_in(body: bytes | bytearray, strings: np.ndarray | None) -> int:
+def values_in(body: bytes | bytearray, strings: np.ndarray | None, stop: int | None = None) -> int:
     """Commas and opening brackets outside JSON strings (all of them when ``strings`` is None): a
-    bound on the values a parse of BODY makes."""
+    bound on the values a parse of BODY makes. Counting ends once past ``stop``: a dense body is
+    refused after its first megabytes."""
     data = np.frombuffer(body, dtype=np.uint8)
     count = 0
     for block in range(0, len(data), _BLOCK):
@@ -109,7 +110,7 @@ def loads_within(body: bytes | bytearray, most_values: int, what: str, nan_is_nu
     strings: np.ndarray | None = None
     if len(body) > COUNT_ABOVE:
         strings = string_quotes(body)
-        found = values_in(body, strings)
+        found = values_in(body, strings, stop=most_values)
         if found > most_values:
             raise RequestError(
                 [Problem(f"the request has {found} values or more, more than {what} can have; split it")], 413
