@@ -35,20 +35,17 @@ def secret_values(blocks: dict[str, str]) -> dict[str, str]:
     return {key: str(_secret(block, key)) for key, block in blocks.items()}
 
 
-def credentials_block_name(url: str) -> str:
-    """The Secret block the CLI keeps a URL's credentials in: one per host (and port), so a later run
-    against the same host, or a retry from the UI, finds them again. The user name stays out of it:
-    it may be a token or an access key id."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    where = f"{parts.hostname or 'host'}-{parts.port or parts.scheme}"
-    return "provenflow-source-" + re.sub(r"[^a-z0-9]+", "-", where.lower()).strip("-")
+def credentials_block_name(dataset: str) -> str:
+    """The Secret block the CLI keeps a dataset's source credentials in: one per dataset, so a later
+    run, a retry from the UI or a retrain finds them again, and another dataset on the same host,
+    with other credentials, never replaces them. The user name stays out of it: it may be a token."""
+    return "provenflow-source-" + (re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-") or "dataset")
 
 
-def keep_credentials(url: str, credentials: Credentials) -> str:
-    """Save CREDENTIALS for URL (a clean URL) in a Secret block; its name."""
-    name = credentials_block_name(url)
+def keep_credentials(dataset: str, credentials: Credentials) -> str:
+    """Save CREDENTIALS for DATASET's source in its Secret block; its name. Call it only once the
+    source accepted them (``datasets.check_source``): refused credentials never replace good ones."""
+    name = credentials_block_name(dataset)
     value = credentials.username + (f":{credentials.password}" if credentials.password is not None else "")
     Secret(value=value).save(name, overwrite=True)
     return name

@@ -12,8 +12,49 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-# scheme://user:password@host or scheme://token@host
-_URL_USERINFO = re.compile(r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+(?=@)")
+# scheme://…: where a URL starts; its user-info is found by userinfo_end
+_URL = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<rest>[^\s\"'<>]*)")
+
+
+def userinfo_end(rest: str) -> int | None:
+    """The index of the ``@`` that ends the user-info of a URL whose part after ``://`` is REST, or
+    None when it has none.
+
+    In a well-formed URL the user-info is inside the authority (before the first ``/``, ``?`` or
+    ``#``). A password holding one of those unescaped (``user:a/b@host``) ends the authority early:
+    the authority then reads ``user:a``, a "port" that is no number, and an ``@`` follows. Such a URL
+    is no valid URL, so it is read the only way that makes sense of it: everything up to the last
+    ``@`` is the user-info. (A token alone holding ``/``, ``https://ab/cd@host``, cannot be told from
+    a path holding ``@``: percent-encode it.)"""
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
+    if at >= 0:
+        return at
+    authority = rest[:end]
+    if ":" in authority and not authority.startswith("[") and not authority.rpartition(":")[2].isdigit():
+        at = rest.rfind("@")
+        if at > end:
+            return at
+    return None
+
+
+def _mask_url(match: re.Match) -> str:
+    rest = match["rest"]
+    at = userinfo_end(rest)
+    return match["scheme"] + (rest if at is None else "***" + rest[at:])
+
+
+class _UrlUserinfo:
+    """scheme://user:password@host or scheme://token@host, with any character in the password."""
+
+    def search(self, text: str) -> re.Match | None:
+        return next((m for m in _URL.finditer(text) if userinfo_end(m["rest"]) is not None), None)
+
+    def sub(self, _replacement: str, text: str) -> str:
+        return _URL.sub(_mask_url, text)
+
+
+_URL_USERINFO = _UrlUserinfo()
 # user:password@host without a scheme (a registry address, an scp-style target)
 _BARE_USERINFO = re.compile(r"^(?P<keep>)[^\s/@:]+:[^\s/@]+(?=@[^\s/@]+$)")
 # ?password=…, &token=…, presigned S3 URLs

@@ -60,7 +60,13 @@ def run() -> None:
     except ProvenflowError as exc:
         if state["debug"]:
             raise
-        out.err_console.print(f"[red]Error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        from rich.markup import escape
+
+        from provenflow.redact import redact
+
+        # Every message through the one masking function: no message may print a credential.
+        message = escape(redact(str(exc)))
+        out.err_console.print(f"[red]Error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         out.err_console.print("Aborted.")
@@ -70,6 +76,10 @@ def run() -> None:
     except Exception as exc:
         # Usage errors: typer bundles its own click, so match the shape rather than the class.
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            from provenflow.redact import redact
+
+            if isinstance(getattr(exc, "message", None), str):  # the value given may hold a URL's password
+                exc.message = redact(exc.message)
             exc.show()
             sys.exit(exc.exit_code)
         raise

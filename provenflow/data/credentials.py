@@ -10,7 +10,7 @@ variables and ``~/.aws/credentials`` for S3.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from provenflow.errors import ConfigError
 
@@ -47,13 +47,15 @@ class Credentials:
 
 def split_url(url: str) -> tuple[str, Credentials | None]:
     """The URL without its user-info, and the credentials that were in it (None if there were none)."""
+    from provenflow.redact import userinfo_end
+
     if "://" not in url:
         return url, None
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    scheme, _, rest = url.partition("://")
+    at = userinfo_end(rest)  # any character in a password, even an unescaped '/', '?', '#' or '@'
+    if at is None:
         return url, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=host)), Credentials.parse(userinfo)
+    return f"{scheme}://{rest[at + 1 :]}", Credentials.parse(rest[:at])
 
 
 def protocol_of(url: str) -> str:

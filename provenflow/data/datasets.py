@@ -71,6 +71,11 @@ def dialect_of(fs, path: str, fmt: str, shown: str) -> Dialect:
     return dialect.sniff(head, fmt, shown)
 
 
+def check_source(source: str, credentials: Credentials | None) -> None:
+    """DataError (one line) unless SOURCE is a non-empty file that CREDENTIALS may read."""
+    _open_source(source, credentials)
+
+
 def _open_source(source: str, credentials: Credentials | None):
     """The filesystem and path of SOURCE, authenticated with CREDENTIALS (or those in its URL, or the
     environment's), after checking that a non-empty file is there."""
