@@ -28,6 +28,7 @@ def data_run(
     the dataset is stored and linked to the run but no dataset version is added. SOURCE_CREDENTIALS
     names a Prefect Secret block holding ``user:password`` for the source (a URL never holds them).
     """
+    _check_deployed_source(source)
     workspace = open_workspace(ledger_block, store_block)
     parameters = {"name": name, "source": source, "suite": suite, "register_version": register_version}
     if source_credentials:  # the Secret block's name (retrain reads it again with the source)
@@ -37,7 +38,9 @@ def data_run(
     ) as run:
         check_name(name, "dataset")
         table = ingest_source(workspace, name, source, source_credentials)
-        for note in table.notes:  # what was inferred about the file: no header row, its encoding, '?' as missing
+        for (
+            note
+        ) in table.notes:  # what was inferred about the file: no header row, its encoding, '?' as missing
             run.warn(note["message"], level=note["level"])
         expectations = choose_suite(workspace, name, table.sample, suite, table.output.profile)
         report = validate_frame(table.sample, expectations, table.validated_on)
@@ -76,3 +79,15 @@ def data_run(
         "warnings": run.summary.warnings,
         "prefect_url": run.prefect_url,
     }
+
+
+def _check_deployed_source(source: str) -> None:
+    """On a worker (a deployment's run), local sources only under the allowed roots: the run's
+    parameters come from whoever can launch the deployment, the file is read with the worker's rights."""
+    from prefect.runtime import deployment
+
+    if deployment.id:
+        from provenflow.data.roots import check_local_source
+        from provenflow.settings import get_settings
+
+        check_local_source(source, get_settings().source_roots_or_default())

@@ -49,7 +49,8 @@ class Settings(BaseSettings):
         "provenflow's commands); the crash automation ends a flow run after three missed ones.",
     )
     reports_port: int | None = Field(
-        default=None, description="Port of the read-only report server; the Prefect server's port + 1 by default."
+        default=None,
+        description="Port of the read-only report server; the Prefect server's port + 1 by default.",
     )
     store_fsync: bool = Field(
         default=True, description="fsync objects before they are renamed into place (durability)."
@@ -68,6 +69,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    # A deployment's `source` is chosen by whoever launches it: its worker reads local files only
+    # under these folders (provenflow.data.roots).
+    source_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(),
+        description="Folders a deployment's data-run may read local source files from, comma-separated "
+        "in the environment; default: the project folder. Links are resolved before the check.",
+    )
+
+    @field_validator("source_roots", mode="before")
+    @classmethod
+    def _comma_separated_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    def source_roots_or_default(self) -> tuple[Path, ...]:
+        return self.source_roots or (project_root(),)
 
     signing_key: SecretStr | None = Field(
         default=None,
