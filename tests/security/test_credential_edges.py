@@ -4,6 +4,7 @@ error path masked, one source block per dataset that a refused run never overwri
 Real parts as in test_secrets: the CLI in a subprocess, a real Prefect server, an HTTP data server
 that wants basic auth; afterwards Prefect, the ledger, the store and the output are searched."""
 
+# ruff: noqa: F811  (data_server and marker are fixtures, imported or overridden here)
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def test_a_password_with_slash_question_mark_and_hash_works_and_is_nowhere(
     project,
     prefect_api,
     data_server,
-    marker,  # noqa: F811
+    marker,
 ):
     since = _now()
     done = pf(project, "data-run", "--name", "s", "--source", data_server.url(f"{USER}:{marker}"), "--json")
@@ -72,7 +73,7 @@ def test_a_refused_run_leaves_the_datasets_block_and_others_keep_theirs(
     project,
     prefect_api,
     data_server,
-    marker,  # noqa: F811
+    marker,
 ):
     from prefect.blocks.system import Secret
 
