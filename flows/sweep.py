@@ -38,13 +38,16 @@ def sweep(
     auto_approve: bool = False,
     ledger_block: str | None = None,
     store_block: str | None = None,
+    max_trials: int | None = None,
 ) -> dict:
     """Train ESTIMATOR once per trial: each of DATASETS × each combination of GRID
     ({"max_depth": [3, 5]}), or RANDOM combinations drawn with SEED. A trial with the same dataset
     version, estimator, parameters, seed, folds and code as an earlier completed run is not trained
     again: that run is reused. At most MAX_CONCURRENCY trials run at once, in RUNNER ("threads" or
     "processes") or on the Dask cluster at DASK (tcp://host:8786) or in the String block DASK_BLOCK.
-    The leaderboard ranks trials by METRIC; PROMOTE_BEST_TO sends the best through the promote flow."""
+    The leaderboard ranks trials by METRIC; PROMOTE_BEST_TO sends the best through the promote flow.
+    More trials than MAX_TRIALS (default sweeping.DEFAULT_MAX_TRIALS) are refused before any runs."""
+    trials = sweeping.plan(datasets, grid, random, seed, max_trials)  # refused before anything is recorded
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
         "datasets": datasets, "target": target, "estimator": estimator, "grid": grid, "random": random,
@@ -52,7 +55,7 @@ def sweep(
     }  # fmt: skip
     with provenflow.start(f"sweep-{estimator.rsplit('.', 1)[-1]}", kind="sweep", flow="sweep",
                           parameters=parameters, workspace=workspace) as run:  # fmt: skip
-        keyed = key_trials(workspace, sweeping.plan(datasets, grid, random, seed), estimator, seed, test_size, cv)
+        keyed = key_trials(workspace, trials, estimator, seed, test_size, cv)
         done = find_done(workspace, [key for _, key in keyed])
         for trial, key in keyed:
             if key in done:
@@ -76,7 +79,9 @@ def sweep(
         for record in board:
             if record["model"]:
                 run.input(record["model"])
-        stored = workspace.store.put_bytes(json.dumps({"metric": metric, "trials": board}, default=str).encode())
+        stored = workspace.store.put_bytes(
+            json.dumps({"metric": metric, "trials": board}, default=str).encode()
+        )
         run.link("output", "file", "leaderboard.json", stored.digest)
         run.log_metrics({"trials": len(keyed), "trained": len(trained), "reused": len(done),
                          "failed": len(failed), f"best.{metric}": board[0]["metrics"][metric]})  # fmt: skip
@@ -117,7 +122,9 @@ def run_trials(
             try:
                 trained[key] = future.result()
             except Exception as exc:  # a trial's failure is recorded by its own run; the sweep goes on
-                failed.append(f"trial {trial.dataset} {trial.params} failed: {str(exc).splitlines()[0][:300]}")
+                failed.append(
+                    f"trial {trial.dataset} {trial.params} failed: {str(exc).splitlines()[0][:300]}"
+                )
 
     with task_runner(limit, runner, dask, dask_block) as task_runner_:
         for trial, key in todo:

@@ -188,6 +188,10 @@ def sweep(
     cv: Annotated[
         int | None, typer.Option("--cv", help="Also record each metric's mean and std over K folds.")
     ] = None,
+    max_trials: Annotated[
+        int | None,
+        typer.Option("--max-trials", help="Allow a sweep of more trials than the default limit of 1,000."),
+    ] = None,
     max_concurrency: Annotated[int, typer.Option(help="At most this many trials at once.")] = 2,
     runner: Annotated[str, typer.Option(help="threads or processes (without --dask).")] = "threads",
     dask: Annotated[
@@ -211,9 +215,10 @@ def sweep(
 ) -> None:
     """One tracked model run per trial (datasets × grid, or --random N draws), trials already done reused
     (the sweep flow); prints the leaderboard."""
-    from provenflow.modeling.sweep import parse_grid
+    from provenflow.modeling.sweep import parse_grid, plan
 
     grid_values = parse_grid(grid)
+    plan(dataset, grid_values, random, seed, max_trials)  # a grid too large: one line before Prefect starts
     prefect_ready()
     from provenflow.flows.sweep import sweep as flow
 
@@ -222,7 +227,7 @@ def sweep(
             datasets=dataset, target=target, estimator=estimator, grid=grid_values, random=random, seed=seed,
             test_size=test_size, cv=cv, max_concurrency=max_concurrency, runner=runner, dask=dask,
             dask_block=dask_block, metric=metric, name=name, promote_best_to=promote_best_to,
-            auto_approve=auto_approve,
+            auto_approve=auto_approve, max_trials=max_trials,
         )  # fmt: skip
     if as_json:
         return out.print_json(result)

@@ -4,8 +4,8 @@ re-run skip trials already done, and the leaderboard. Pure functions; no Prefect
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +16,10 @@ from sqlalchemy import select
 from provenflow.errors import TrainingError
 from provenflow.ledger import models as m
 from provenflow.modeling.training import parse_param
+
+# A grid larger than this many trials (datasets x combinations) is refused unless --max-trials allows
+# it: a 10^6-trial grid from four --grid options is a typo far more often than a plan.
+DEFAULT_MAX_TRIALS = 1000
 
 # Metrics where a smaller value is better; every other metric ranks larger-first.
 LOWER_IS_BETTER = ("rmse", "mae")
@@ -42,18 +46,50 @@ def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def plan(datasets: Sequence[str], grid: dict[str, list[Any]], draws: int | None = None, seed: int = 0) -> list[Trial]:
+def plan(
+    datasets: Sequence[str],
+    grid: dict[str, list[Any]],
+    draws: int | None = None,
+    seed: int = 0,
+    max_trials: int | None = None,
+) -> list[Trial]:
     """The trials: every dataset × every combination of the grid, or DRAWS combinations drawn
-    (without repeats, seeded so the same seed plans the same trials) from it, for each dataset."""
+    (without repeats, seeded so the same seed plans the same trials) from it, for each dataset.
+
+    Draws pick combination numbers, never building the grid (10^7 combinations cost 2.1 GB as a
+    list); number i is read digit by digit in the grid's sizes, the last key fastest, as
+    itertools.product orders them, so the draws are those of sampling the whole list. More trials
+    than ``max_trials`` (default DEFAULT_MAX_TRIALS) are refused."""
     if not datasets:
         raise TrainingError("a sweep needs at least one --dataset")
     keys = list(grid)
-    combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+    sizes = [len(values) for values in grid.values()]
+    total = math.prod(sizes)
     if draws is not None:
         if draws < 1:
             raise TrainingError(f"--random {draws} must be at least 1")
-        combos = random.Random(seed).sample(combos, min(draws, len(combos)))
+        numbers = random.Random(seed).sample(range(total), min(draws, total))
+    else:
+        numbers = range(total)
+    limit = DEFAULT_MAX_TRIALS if max_trials is None else max_trials
+    trials = len(numbers) * len(datasets)
+    if trials > limit:
+        raise TrainingError(
+            f"the sweep has {trials} trials ({len(datasets)} datasets × {len(numbers)} combinations), more "
+            f"than the limit of {limit}; draw some with --random N, or allow them with --max-trials {trials}"
+        )
+    combos = [_combination(keys, grid, sizes, n) for n in numbers]
     return [Trial(d, c) for d in datasets for c in combos]
+
+
+def _combination(
+    keys: list[str], grid: dict[str, list[Any]], sizes: list[int], number: int
+) -> dict[str, Any]:
+    picked = []
+    for size in reversed(sizes):
+        number, digit = divmod(number, size)
+        picked.append(digit)
+    return {key: grid[key][digit] for key, digit in zip(keys, reversed(picked), strict=True)}
 
 
 def trial_key(dataset_hash: str, estimator: str, params: dict[str, Any], seed: int, test_size: float,
@@ -70,7 +106,9 @@ def done_trials(session, keys: Sequence[str]) -> dict[str, str]:
     """trial key → id of the latest completed model run recorded with that key."""
     wanted = sorted(set(keys))
     found: dict[str, str] = {}
-    for start in range(0, len(wanted), 500):  # an indexed IN, in chunks below any driver's bound-parameter limit
+    for start in range(
+        0, len(wanted), 500
+    ):  # an indexed IN, in chunks below any driver's bound-parameter limit
         rows = session.execute(
             select(m.Run.trial_key, m.Run.id)
             .where(m.Run.trial_key.in_(wanted[start : start + 500]), m.Run.kind == "model",
@@ -105,7 +143,9 @@ def rank_metric(records: Sequence[dict[str, Any]], metric: str | None) -> str:
     names = set().union(*(r["metrics"] for r in records)) if records else set()
     if metric:
         if metric not in names:
-            raise TrainingError(f"metric {metric!r} is not one the trials recorded: {', '.join(sorted(names))}")
+            raise TrainingError(
+                f"metric {metric!r} is not one the trials recorded: {', '.join(sorted(names))}"
+            )
         return metric
     for candidate in ("f1.cv_mean", "r2.cv_mean", "f1", "r2", "accuracy"):
         if candidate in names:
