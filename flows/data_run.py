@@ -44,6 +44,8 @@ def data_run(
             run.warn(note["message"], level=note["level"])
         expectations = choose_suite(workspace, name, table.sample, suite, table.output.profile)
         report = validate_frame(table.sample, expectations, table.validated_on)
+        if report.notice:  # a suite beyond the expectation budget: say what was not checked
+            run.warn(report.notice)
         run.link("input", "suite", expectations.where, store_suite(workspace, expectations))
         run.link("input", "file", source, store_source(workspace, source, source_credentials))
         dataset = table.output

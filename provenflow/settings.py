@@ -70,6 +70,16 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    # Bounded work from small inputs: a 1.9 MB CSV of 100,000 columns ran past 5 minutes.
+    max_columns: int = Field(
+        default=2000, ge=1, description="Most columns a data-run takes; a wider source is refused."
+    )
+    max_expectations: int = Field(
+        default=500,
+        ge=1,
+        description="Most Great Expectations expectations a data-run evaluates (~9 ms each); those "
+        "beyond it are skipped with a notice (2,000 columns make a 4,004-expectation suite: 36 s).",
+    )
     # A deployment's `source` is chosen by whoever launches it: its worker reads local files only
     # under these folders (provenflow.data.roots).
     source_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
