@@ -70,7 +70,16 @@ def _records_as_lines(fs, path: str, shown: str) -> bytes:
             "JSON Lines (one record per line, .jsonl), which is read as a stream"
         )
     try:
-        records = json.loads(data)
+        records = json.loads(data, object_pairs_hook=_unique_keys)
+    except _RepeatedKey as exc:  # pyarrow refuses it in JSON Lines; the stdlib would keep the last
+        raise DataError(
+            f"{shown!r}: a record has the field {exc.args[0]!r} twice; give each field once per record"
+        ) from None
+    except RecursionError:
+        raise DataError(
+            f"{shown!r} nests arrays or objects too deep to read; expected an array of records: "
+            '[{"column": value, ...}, ...]'
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{shown!r} is not valid JSON: {exc}") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -79,6 +88,18 @@ def _records_as_lines(fs, path: str, shown: str) -> bytes:
             '; expected an array of records: [{"column": value, ...}, ...]'
         )
     return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return record
 
 
 def _blocks(fh, block_bytes: int) -> Iterator[bytes]:
