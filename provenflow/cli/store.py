@@ -39,6 +39,8 @@ def gc(
     crashed, note = [], None
     if not dry_run:
         crashed, note = crashes.settle(workspace.ledger, prefect=prefect_connect_quietly() is None)
+    else:  # what a real gc would mark (this host's dead processes), marking nothing
+        crashed = crashes.find_crashed(workspace.ledger)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), console=out.err_console,

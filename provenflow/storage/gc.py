@@ -4,7 +4,8 @@ Two kinds of garbage, both only once older than a grace period (by modification 
 in flight is never hurt: staging files (``.tmp-*``) of writes that never finished, and objects no
 ledger row refers to (provenflow.storage.references), e.g. the dataset a run stored before it was killed.
 An object a run is about to record gets a fresh mtime when the run stores it (ContentStore), so
-the grace period protects it too. Other files in the store (prediction logs, ...) are not touched.
+the grace period protects it too. Other files in the store (prediction logs, feedback segments, ...) are not touched, only
+the staging files their writers left (``feedback/**/.tmp-*``, ``predictions/**/.tmp-*``).
 """
 
 from __future__ import annotations
@@ -78,13 +79,26 @@ def _mtime(info: dict) -> float | None:
     return None
 
 
+# Folders beside the objects whose writers stage files as .tmp-NAME then rename them (feedback and
+# prediction-log segments): only their staging files are gc's, never a segment.
+STAGING_ONLY = ("feedback", "predictions")
+
+
 def store_files(store: ContentStore) -> Iterator[tuple[str, int, float | None]]:
-    """(path, size, mtime) of every file under the store's objects/ and tmp/ folders."""
+    """(path, size, mtime) of every file under the store's objects/ and tmp/ folders, and of the
+    staging files under its feedback/ and predictions/ folders."""
     for folder in (f"{store.root}/objects", store.tmp_dir):
         if not store.fs.exists(folder):
             continue
         for path, info in store.fs.find(folder, detail=True).items():
             yield path, int(info.get("size") or 0), _mtime(info)
+    for name in STAGING_ONLY:
+        folder = f"{store.root}/{name}"
+        if not store.fs.exists(folder):
+            continue
+        for path, info in store.fs.find(folder, detail=True).items():
+            if path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+                yield path, int(info.get("size") or 0), _mtime(info)
 
 
 def classify(path: str) -> tuple[str, str | None] | None:

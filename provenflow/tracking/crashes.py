@@ -66,6 +66,18 @@ def is_dead(host: str | None, pid: int | None, identity: str | None) -> bool:
     return process_identity(pid) != identity
 
 
+def find_crashed(ledger: Ledger) -> list[CrashedRun]:
+    """This host's running runs whose process died, as mark_crashed would mark them (marks nothing)."""
+    host = socket.gethostname()
+    with ledger.reader() as session:
+        candidates = session.scalars(select(m.Run).where(m.Run.state == "running", m.Run.host == host)).all()
+        return [
+            CrashedRun(r.id, r.name, r.flow, r.pid, r.prefect_flow_run_id)
+            for r in candidates
+            if is_dead(r.host, r.pid, r.process)
+        ]
+
+
 def mark_crashed(ledger: Ledger) -> list[CrashedRun]:
     """Mark this host's running runs whose process died as crashed; returns them."""
     host = socket.gethostname()
