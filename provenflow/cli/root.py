@@ -39,7 +39,7 @@ def main(
 def prefect_ready() -> None:
     from provenflow.platform import server
 
-    notice = server.connect(quiet=not state["verbose"])
+    notice = server.connect(quiet=not state["verbose"], require=True)
     if notice:
         out.err_console.print(f"[yellow]Note:[/yellow] {notice}", highlight=False)
 

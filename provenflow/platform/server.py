@@ -287,17 +287,44 @@ def prepare_env(quiet: bool = True) -> None:
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(get_settings().heartbeat_seconds))
 
 
-def connect(quiet: bool = True) -> str | None:
+def reachable(url: str, timeout: float = 2.0) -> bool:
+    """Whether anything answers HTTP at URL's health endpoint (an answer of 401, from a server with
+    authentication, counts: the server runs)."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def connect(quiet: bool = True, require: bool = False) -> str | None:
     """Point this process at a Prefect API before Prefect is imported.
 
     Order: PREFECT_API_URL in the environment, the active Prefect profile, then this project's
     local server. Returns a notice to show once when none is there and Prefect will fall back to
     its ephemeral mode, else None. ``quiet`` keeps flow and task logs off the terminal (they still
-    reach the Prefect UI), for commands that print their own summary.
+    reach the Prefect UI), for commands that print their own summary. ``require``: a Prefect API
+    that is set but does not answer is a ConfigError (one line naming it) instead of a traceback
+    from deep in Prefect's client.
     """
     prepare_env(quiet)
     try:
-        if os.environ.get("PREFECT_API_URL") or _profile_api_url():
+        given = os.environ.get("PREFECT_API_URL") or _profile_api_url()
+        if given:
+            if require and not reachable(given):
+                from provenflow.errors import ConfigError
+                from provenflow.redact import redact
+
+                where = (
+                    "PREFECT_API_URL" if os.environ.get("PREFECT_API_URL") else "the active Prefect profile"
+                )
+                raise ConfigError(
+                    f"no Prefect server answers at {redact(given)} ({where}); start it (`provenflow up` for "
+                    "this project's, or `prefect server start`), or unset PREFECT_API_URL to use this "
+                    "project's local server"
+                )
             return None
         url = api_url()
         if healthy(url, timeout=0.5):

@@ -81,3 +81,21 @@ def test_gc_dry_run_lists_the_runs_it_would_mark_crashed(project):
     assert [c["id"] for c in json.loads(done.stdout)["crashed_runs"]] == [run_id]
     with workspace.ledger.reader() as session:
         assert session.get(m.Run, run_id).state == "running", "a dry run marks nothing"
+
+
+def test_a_data_run_against_a_prefect_server_that_is_not_running_is_one_line(project):
+    import os
+    import subprocess
+
+    from tests.conftest import PENGUINS
+    from tests.services import CLI, free_port
+
+    port = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENFLOW_", "PREFECT_API"))}
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    done = subprocess.run([CLI, "data-run", "--name", "p", "--source", str(PENGUINS)], cwd=project,
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr[-3000:]
+    assert f"127.0.0.1:{port}" in lines[0] and "provenflow up" in lines[0]
