@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -66,13 +67,23 @@ def server_status(as_json: JsonOpt = False) -> None:
 
 
 @commands.command()
-def up(as_json: JsonOpt = False) -> None:
+def up(
+    auth: Annotated[
+        bool,
+        typer.Option(
+            "--auth",
+            help="Require an auth string on the Prefect API and UI (kept in .provenflow/prefect-auth, "
+            "0600; the worker and this project's CLI send it).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Start everything the Prefect UI needs (idempotent): the project's server, provenflow's block
     types, the work pools, every deployment of prefect.yaml (schedules, triggers) and a process worker."""
     from provenflow.platform import stack
 
     with out.err_console.status("starting") as spinner:
-        report = stack.up(lambda msg: spinner.update(msg + "…"))
+        report = stack.up(lambda msg: spinner.update(msg + "…"), auth=auth)
     if as_json:
         return out.print_json(report.as_dict())
     out.console.print(
@@ -83,6 +94,13 @@ def up(as_json: JsonOpt = False) -> None:
         + "\nStop everything with: provenflow down",
         highlight=False,
     )
+    if not report.authenticated:
+        out.err_console.print(
+            f"[yellow]Note:[/yellow] the Prefect API at {report.ui_url} has no authentication: anyone who "
+            "reaches its port can read Secret blocks. For a shared machine: provenflow down; provenflow up --auth "
+            "(see SECURITY.md)",
+            highlight=False,
+        )
 
 
 @commands.command()

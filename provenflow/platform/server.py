@@ -48,6 +48,73 @@ def api_url() -> str:
     return f"http://{s.server_host}:{s.resolved_server_port}/api"
 
 
+# -- authentication (Prefect's own basic auth: PREFECT_SERVER_API_AUTH_STRING on the server,
+# PREFECT_API_AUTH_STRING on its clients) -----------------------------------------------------
+
+AUTH_FILE = "prefect-auth"  # in the project's home folder, mode 0600
+
+
+def _auth_path() -> Path:
+    return get_settings().ensure_home() / AUTH_FILE
+
+
+def auth_string() -> str | None:
+    """``user:password`` the project's server requires, or None when it runs without authentication."""
+    try:
+        text = _auth_path().read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def enable_auth() -> str:
+    """The project's auth string, created (random, mode 0600) when there is none; the server uses
+    it from its next start (`provenflow down`, then `provenflow up --auth`)."""
+    import secrets
+
+    existing = auth_string()
+    if existing:
+        return existing
+    value = f"provenflow:{secrets.token_urlsafe(24)}"
+    path = _auth_path()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def use_auth() -> bool:
+    """Give this process (and the workers it starts) the project's auth string as a Prefect client
+    setting; only ever for the project's own local server (its URL is set by the caller)."""
+    value = auth_string()
+    if value:
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", value)
+    return value is not None
+
+
+def open_to_anyone(url: str, timeout: float = 5.0) -> bool:
+    """Whether the API at URL answers a client without credentials (reads its blocks, with
+    include_secrets, for anyone who reaches the port)."""
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/block_types/filter", data=b"{}", method="POST",
+        headers={"content-type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code not in (401, 403)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _auth_headers() -> dict[str, str]:
+    import base64
+
+    value = os.environ.get("PREFECT_API_AUTH_STRING") or auth_string()
+    return {"Authorization": "Basic " + base64.b64encode(value.encode()).decode()} if value else {}
+
+
 def healthy(url: str, timeout: float = 1.0) -> bool:
     return answers_ok(f"{url.rstrip('/')}/health", timeout)
 
@@ -55,9 +122,10 @@ def healthy(url: str, timeout: float = 1.0) -> bool:
 def owner(url: str, timeout: float = 2.0) -> str | None:
     """The project the server at ``url`` was started for; None when it names none (or does not answer)."""
     try:
-        with urllib.request.urlopen(
-            f"{url.rstrip('/')}/variables/name/{OWNER_VARIABLE}", timeout=timeout
-        ) as r:
+        request = urllib.request.Request(
+            f"{url.rstrip('/')}/variables/name/{OWNER_VARIABLE}", headers=_auth_headers()
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as r:
             return json.loads(r.read()).get("value")
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -66,8 +134,9 @@ def owner(url: str, timeout: float = 2.0) -> str | None:
 def _claim(url: str) -> None:
     body = json.dumps({"name": OWNER_VARIABLE, "value": get_settings().project_id}).encode()
     request = urllib.request.Request(
-        f"{url}/variables/", data=body, method="POST", headers={"content-type": "application/json"}
-    )
+        f"{url}/variables/", data=body, method="POST",
+        headers={"content-type": "application/json", **_auth_headers()},
+    )  # fmt: skip
     with contextlib.suppress(urllib.error.HTTPError):  # 409: already claimed (checked by the caller)
         urllib.request.urlopen(request, timeout=10).close()
 
@@ -116,6 +185,10 @@ def status() -> ServerStatus:
 def start(timeout: float = 90.0, on_wait=None) -> ServerStatus:
     """Start the server (unless it runs) and make sure its crash automation is there."""
     current = _start(timeout, on_wait)
+    if use_auth():  # this process talks to it next (the automation, `up`'s deployments)
+        from provenflow.settings import refresh_prefect_settings
+
+        refresh_prefect_settings()
     if not _crash_automation_present(current.api_url):  # Prefect is imported (~1-3 s) only to create it
         ensure_crash_detection(current.api_url)
     return current
@@ -128,8 +201,9 @@ def _crash_automation_present(api: str) -> bool:
 
     body = json.dumps({"automations": {"name": {"any_": [AUTOMATION_NAME]}}}).encode()
     request = urllib.request.Request(
-        f"{api}/automations/filter", data=body, method="POST", headers={"content-type": "application/json"}
-    )
+        f"{api}/automations/filter", data=body, method="POST",
+        headers={"content-type": "application/json", **_auth_headers()},
+    )  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
             found = json.loads(r.read())
@@ -173,6 +247,9 @@ def _start(timeout: float, on_wait) -> ServerStatus:
         PREFECT_UI_API_URL=api_url(),
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
     )
+    auth = auth_string()
+    if auth:  # basic auth on the API and the UI; the server's own clients send it too
+        env.update(PREFECT_SERVER_API_AUTH_STRING=auth, PREFECT_API_AUTH_STRING=auth)
     blocks_key = _blocks_key(prefect_home)
     if blocks_key is not None and _read(_blocks_marker(prefect_home)) == blocks_key:
         # Prefect registered its block types in this database with these packages installed. To find
@@ -328,6 +405,7 @@ def connect(quiet: bool = True, require: bool = False) -> str | None:
             return None
         url = api_url()
         if healthy(url, timeout=0.5):
+            use_auth()  # the project's own server: its auth string, if it has one
             check_owner(url)
             os.environ["PREFECT_API_URL"] = url
             return None

@@ -57,19 +57,31 @@ class UpReport:
     deployments: list[str]
     automations: list[str]
     processes: dict[str, int]
+    authenticated: bool = False  # the API refuses clients without the auth string
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
-def up(say: Callable[[str], None] = lambda _msg: None) -> UpReport:
-    """Start (or complete) the stack; returns what is live."""
+def up(say: Callable[[str], None] = lambda _msg: None, auth: bool = False) -> UpReport:
+    """Start (or complete) the stack; returns what is live. ``auth``: the server requires an auth
+    string (created in the home folder, mode 0600, handed to the worker and to this project's CLI)."""
     from provenflow.platform import server
+
+    if auth:
+        server.enable_auth()
 
     # Before Prefect is first imported (by server.start), which reads its settings once per process.
     os.environ["PREFECT_API_URL"] = server.api_url()
+    server.use_auth()  # the workers started below inherit it
     say("starting the Prefect server")
     status = server.start()
+    authenticated = not server.open_to_anyone(status.api_url)
+    if server.auth_string() and not authenticated:
+        raise ConfigError(
+            f"the Prefect server at {status.ui_url} runs without authentication (it was started before "
+            "the auth string existed); run `provenflow down`, then `provenflow up --auth`"
+        )
     from provenflow.platform import runner
 
     runner.start()  # flow and read commands fork from it once it listens (issue 12's warm runner)
@@ -95,7 +107,7 @@ def up(say: Callable[[str], None] = lambda _msg: None) -> UpReport:
             say(f"starting the {name.name}")
             start_background(name, api)
     processes = {b.name: pid for b in background() if (pid := _pid(b.name)) is not None}
-    return UpReport(status.ui_url, blocks, pools, deployments, automations, processes)
+    return UpReport(status.ui_url, blocks, pools, deployments, automations, processes, authenticated)
 
 
 def down() -> dict[str, object]:
