@@ -15,7 +15,7 @@ from provenflow.errors import ProvenflowError, SignatureError
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import check_name
 from provenflow.modeling import signing
-from provenflow.modeling.signing import SigningKey
+from provenflow.modeling.signing import Key
 
 if TYPE_CHECKING:
     from provenflow.workspace import Workspace
@@ -202,8 +202,8 @@ class SealOutcome:
 def seal_versions(
     workspace: Workspace,
     refs: list[str],
-    key: SigningKey,
-    previous: SigningKey | None = None,
+    key: Key,
+    previous: Key | None = None,
     replace: bool = False,
 ) -> list[SealOutcome]:
     """Seal model versions an admin has decided to trust, after checking their stored bytes still
@@ -247,7 +247,7 @@ def seal_versions(
     return outcomes
 
 
-def _verifies(model: signing.ModelIdentity, recorded: str, key: SigningKey) -> bool:
+def _verifies(model: signing.ModelIdentity, recorded: str, key: Key) -> bool:
     try:
         signing.verify(model, recorded, key)
     except SignatureError:
