@@ -145,9 +145,10 @@ class ModelVersion(Base):
     metrics: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    # HMAC of name, version, hash and format under a key outside the ledger (provenflow.modeling.signing);
-    # not to be confused with ``signature``, the model's inputs. None: recorded before seals existed.
-    seal: Mapped[str | None] = mapped_column(String(128))
+    # Ed25519 signature (or a legacy HMAC) of name, version, hash and format under a key outside the
+    # ledger (provenflow.modeling.signing); not to be confused with ``signature``, the model's inputs.
+    # None: recorded before seals existed.
+    seal: Mapped[str | None] = mapped_column(String(256))
 
     @property
     def ref(self) -> str:

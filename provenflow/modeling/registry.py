@@ -228,10 +228,14 @@ def seal_versions(
             model = signing.ModelIdentity.of(version)
             outcome = "sealed"
             if version.seal is not None:
-                if _verifies(model, version.seal, key):
+                if _verifies(model, version.seal, key) and version.seal.split(":")[1] == key.id:
                     outcomes.append(SealOutcome(version.ref, version.hash, "already sealed"))
                     continue
-                if previous is not None and _verifies(model, version.seal, previous):
+                # Sealed by a verify-only key (PROVENFLOW_VERIFY_KEYS, e.g. the old HMAC secret) or
+                # the previous key file: a rotation, sealed again under this key.
+                if _verifies(model, version.seal, key) or (
+                    previous is not None and _verifies(model, version.seal, previous)
+                ):
                     outcome = "re-sealed"
                 elif replace:
                     outcome = "replaced"

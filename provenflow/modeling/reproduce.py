@@ -217,9 +217,7 @@ def fetch_suite(store: ContentStore, run: RecordedRun, folder: Path) -> Path | N
 
 def trusted_path() -> str:
     """The folder this provenflow was imported from: the re-run imports provenflow from there first."""
-    import provenflow
-
-    return str(Path(provenflow.__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[2])  # …/provenflow/modeling/reproduce.py
 
 
 def replay_command() -> list[str]:

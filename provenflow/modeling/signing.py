@@ -50,7 +50,10 @@ PUBLIC_PREFIX = "ed25519-public:"
 # Domain separation: a seal can never be mistaken for a signature of something else under the same key.
 DOMAIN = b"provenflow model seal v1\n"
 KEY_BYTES = 32
-NEW_KEY_HINT = "make one with: provenflow keys new (or give the public key text ed25519-public:HEX)"
+NEW_KEY_HINT = (
+    "a new key is made on first sealing in PROVENFLOW_SIGNING_KEY_FILE; `provenflow models public-key` "
+    "prints its public half (ed25519-public:HEX) for servers"
+)
 
 
 def _key_id(material: bytes) -> str:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from provenflow.errors import SignatureError
 from provenflow.modeling import signing
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 DOMAIN = b"provenflow run code seal v1\n"
 
@@ -83,3 +86,34 @@ def verify(identity: CodeIdentity, recorded: str | None, key: signing.Key) -> No
             "parameters, so its ledger record was changed after it was recorded; refusing to execute its "
             "recorded code"
         )
+
+
+def seal_runs(session: Session, run_ids: list[str], key: signing.Key, replace: bool = False) -> list[tuple[str, str]]:
+    """Seal recorded runs' code identities under ``key`` (``provenflow runs seal``): runs recorded before
+    code seals, or re-sealing after a key rotation (a seal that verifies under a verify-only key).
+    A seal that does not verify is kept, and nothing sealed, unless ``replace``. [(run id, outcome)]."""
+    from provenflow.ledger.refs import resolve_run
+
+    runs = [resolve_run(session, run_id) for run_id in run_ids]
+    outcomes = []
+    for run in runs:
+        identity = CodeIdentity.of(run)
+        outcome = "sealed"
+        if run.code_seal:
+            problem = signing.check_message(identity.message(), run.code_seal, key)
+            if problem is None and run.code_seal.split(":")[1] == key.id:
+                outcomes.append((run.id, "already sealed"))
+                continue
+            if problem is None:
+                outcome = "re-sealed"
+            elif replace:
+                outcome = "replaced"
+            else:
+                raise SignatureError(
+                    f"run {run.id} has a code seal that does not verify under this key ({key.id}): its ledger "
+                    "row may have been changed. Nothing was sealed; if you checked its commit, diff and entry "
+                    "point and trust them, pass --replace"
+                )
+        run.code_seal = seal(identity, key)
+        outcomes.append((run.id, outcome))
+    return outcomes
