@@ -171,6 +171,9 @@ def test_lineage_lists_reproductions_and_refusals(repo):
         ]
         run = s.get(m.Run, trained["run_id"])
         run.code_commit = "0" * 40  # a commit this repository has never seen
+        # As if recorded (and sealed) in a clone with a commit not fetched here; a ledger write
+        # without the key is refused before this (tests/security/test_reproduce_sealed.py).
+        run.code_seal = code_seal.seal(code_seal.CodeIdentity.of(run), signing.signing_key())
         s.commit()
     with pytest.raises(ReproductionError, match=r"commit 0{40} .* is not in the repository"):
         reproduce(run_id=trained["run_id"])

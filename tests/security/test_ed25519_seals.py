@@ -39,7 +39,7 @@ def test_a_new_key_file_is_ed25519_and_its_public_half_verifies_but_cannot_seal(
     public = signing.signing_key()
     assert not public.can_seal and public.id == key.id
     signing.verify(MODEL, recorded, public)
-    with pytest.raises(SignatureError, match="only the public key.*cannot make them"):
+    with pytest.raises(SignatureError, match=r"only the public key.*cannot make them"):
         signing.seal(MODEL, public)
     with pytest.raises(SignatureError, match="seal does not match"):
         signing.verify(ModelIdentity("churn", 4, MODEL.hash, MODEL.format), recorded, public)
