@@ -28,6 +28,7 @@ def git(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def repo(project: Path) -> Path:
     (project / "data.csv").write_text("a,b\n1,2\n3,4\n")
+    (project / ".gitignore").write_text(".provenflow/\n")
     git(project, "init", "-q")
     git(project, "config", "user.email", "ds@example.com")
     git(project, "config", "user.name", "ds")
@@ -106,3 +107,19 @@ def test_a_seal_by_another_key_is_refused(repo, monkeypatch):
     get_settings.cache_clear()
     with pytest.raises(SignatureError, match=f"run {run_id} was sealed with key .* is {other.id}"):
         reproduce(run_id)
+
+
+def test_a_provenflow_folder_in_the_recorded_code_never_stands_in_for_provenflow(repo, tmp_path):
+    """Even sealed code: the replay runs isolated, with this provenflow imported first, so a
+    ``provenflow/`` folder at the root of the checked-out code (where the replay works) is not imported."""
+    marker = tmp_path / "shadowed"
+    (repo / "provenflow").mkdir()
+    (repo / "provenflow" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('imported')\nraise SystemExit('the planted provenflow ran')\n"
+    )
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "a folder named provenflow")
+    run_id = recorded_data_run(repo)
+    report = reproduce(run_id)
+    assert not marker.exists()
+    assert report["dataset_hash"]["reproduced"] is not None  # the real data-run ran
