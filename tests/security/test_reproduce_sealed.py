@@ -8,7 +8,9 @@ planted package shadowed the installed one and could read the signing key.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from provenflow.ledger import models as m
 from provenflow.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
+WT = str(Path(__file__).resolve().parents[2])
 
 
 def git(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -81,8 +84,15 @@ def test_a_planted_diff_is_refused_before_anything_is_checked_out(repo, tmp_path
     diff = workspace.store.put_bytes(planted_diff(repo, marker)).digest.hex
     with workspace.ledger.transaction() as session:  # the attacker's ledger write
         session.get(m.Run, run_id).code_diff_hash = diff
-    with pytest.raises(SignatureError, match=f"run {run_id}: its code seal does not match"):
-        reproduce(run_id)
+    # The command a user types: one Error line, exit 1, nothing checked out, the payload never ran.
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "provenflow"), "reproduce", run_id], cwd=repo,
+        env={**os.environ, "PYTHONPATH": WT}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    print(f"$ provenflow reproduce {run_id}\n{done.stderr}exit {done.returncode}")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"Error: run {run_id}: its code seal does not match"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not marker.exists(), marker.read_text()[:40]
     assert worktrees(repo) == 1  # nothing materialised
 
