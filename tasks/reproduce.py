@@ -66,6 +66,14 @@ def _child_env(workspace: Workspace) -> dict[str, str]:
         "PROVENFLOW_STORE_URL": workspace.store.url,
         "PROVENFLOW_ESTIMATOR_MODULES": ",".join(settings.estimator_modules),
     }
+    # The re-run seals its record with this machine's key, never one it would invent.
+    signing_config = {
+        "PROVENFLOW_SIGNING_KEY": settings.signing_key.get_secret_value() if settings.signing_key else None,
+        "PROVENFLOW_SIGNING_KEY_BLOCK": settings.signing_key_block,
+        "PROVENFLOW_SIGNING_KEY_FILE": str(settings.signing_key_file) if settings.signing_key_file else None,
+        "PROVENFLOW_VERIFY_KEYS": settings.verify_keys,
+    }
+    env.update({name: value for name, value in signing_config.items() if value})
     api = PREFECT_API_URL.value()
     if api:
         env["PREFECT_API_URL"] = api

@@ -159,6 +159,11 @@ def check_entry(run: RecordedRun, destination: Path, repo: Path) -> None:
     if not entry:
         return
     path = destination / entry["path"]
+    inside = [(destination / p).resolve().is_relative_to(destination.resolve())
+              for p in (entry["path"], entry.get("cwd") or ".")]  # fmt: skip
+    if not all(inside):
+        remove_worktree(repo, destination)
+        raise ReproductionError(f"the entry point of run {run.id} names a path outside its recorded code")
     if not path.is_file():
         remove_worktree(repo, destination)
         raise ReproductionError(f"the entry point {entry['path']} of run {run.id} is not in its recorded code")

@@ -537,8 +537,8 @@ def _settle_crashed_once(workspace: Workspace, in_prefect: bool) -> None:
 
 
 def _sealing_key_if_any() -> signing.Key | None:
-    try:
-        key = signing.signing_key(create=True)
+    try:  # a reproduction's re-run uses the reproducer's key or none: it never makes one
+        key = signing.signing_key(create=not pins.reproducing())
     except (SignatureError, ConfigError):
         return None
     return key if key.can_seal else None
