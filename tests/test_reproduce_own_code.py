@@ -116,6 +116,7 @@ def test_a_script_run_reproduces_identical_with_its_input_pinned(repo):
     report = reproduce(run_id)
     assert report["verdict"] == "identical", report
     assert report["metrics"]["total"] == {"original": 12.0, "reproduced": 12.0, "equal": True}
+    assert report["code"]["same"] is True and report["entry"]["kind"] == "script"
     (result,) = report["outputs"].values()
     assert result["original"] == result["reproduced"]
     again = recorded(report["reproduction"])
