@@ -129,7 +129,12 @@ def _same_tables(workspace: Workspace, original: RecordedRun, again: RecordedRun
     differing = [k for k in before if before[k] != after[k]]
     if any(not k.startswith("dataset:") for k in differing):
         return False
-    return all(
-        datasets.load_table(workspace.store, Digest(before[k])).equals(datasets.load_table(workspace.store, Digest(after[k])))
-        for k in differing
-    )
+    for k in differing:
+        try:
+            first = datasets.load_table(workspace.store, Digest(before[k]))
+            second = datasets.load_table(workspace.store, Digest(after[k]))
+        except ValueError:  # not a table (a dataset the team stored in its own format): bytes decide
+            return False
+        if not first.equals(second):
+            return False
+    return True

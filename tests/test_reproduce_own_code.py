@@ -189,3 +189,36 @@ def test_runs_of_own_code_record_no_entry_outside_git(project):
         pf.metric("x", 1.0)
     assert recorded(run.id).code_entry is None
     assert json.dumps(recorded(run.id).code_seal or "")  # sealed or not, never an error
+
+
+UNSEEDED = """\
+import random
+import provenflow as pf
+from provenflow.tracking.run import DatasetOutput
+from provenflow.workspace import Workspace
+
+with pf.start("prepare-unseeded") as run:
+    data = " ".join(str(random.random()) for _ in range(3)).encode()
+    stored = Workspace.default().store.put_bytes(data)
+    run.output(DatasetOutput("features", stored.digest, stored.size, "store", "txt"))
+    pf.metric("rows", 3)
+print("RUN", run.id)
+"""
+
+
+def test_a_different_result_says_why_and_registers_nothing(repo):
+    """The team's data preparation draws unseeded random numbers: the re-run's dataset differs, the
+    verdict says so, and the re-run's table does not become features@latest."""
+    (repo / "prepare.py").write_text(UNSEEDED)
+    commit(repo)
+    done = subprocess.run([sys.executable, "prepare.py"], cwd=repo, env=child_env(),
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    run_id = done.stdout.split("RUN ")[1].split()[0]
+    report = reproduce(run_id)
+    assert report["verdict"] == "different", report
+    assert report["causes"] == ["non-determinism"], report
+    (features,) = report["outputs"].values()
+    assert features["original"] != features["reproduced"]
+    with Workspace.default().ledger.reader() as session:
+        versions = session.query(m.DatasetVersion).filter(m.DatasetVersion.name == "features").all()
+    assert len(versions) == 1 and versions[0].hash == features["original"]

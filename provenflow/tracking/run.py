@@ -302,7 +302,7 @@ class Run:
         # Every run's code identity is sealed too, so `reproduce` executes only what a recording
         # machine ran (provenflow.tracking.code_seal). A machine that holds no private key (a serving
         # pod, a read-only home) still records runs without models, unsealed: they cannot be reproduced.
-        key = signing.signing_key(create=True) if self._models else _sealing_key_if_any()
+        key = signing.signing_key(create=True) if self._models and not pins.reproducing() else _sealing_key_if_any()
         for attempt in range(_COMMIT_ATTEMPTS):
             try:
                 with self.workspace.ledger.transaction() as session:
@@ -366,6 +366,13 @@ class Run:
         session.flush()
         outputs: list[_Edge] = []
         now = datetime.now(UTC)
+        if pins.reproducing():
+            # A reproduction's re-run registers nothing: a different result must not become a
+            # dataset's @latest or a model's next version. Its outputs are edges to their objects,
+            # which the reproducer compares with the original's.
+            outputs = [_Edge("output", "dataset", f"{ds.name}@{ds.digest.short}", ds.digest.hex) for ds in self._datasets]
+            outputs += [_Edge("output", "model", f"{mo.name}@reproduction", mo.digest.hex) for mo in self._models]
+            self._datasets, self._models = [], []
         for ds in self._datasets:
             row = session.scalar(
                 select(m.DatasetVersion).where(
