@@ -117,6 +117,12 @@ def test_a_script_run_reproduces_identical_with_its_input_pinned(repo):
     assert report["verdict"] == "identical", report
     assert report["metrics"]["total"] == {"original": 12.0, "reproduced": 12.0, "equal": True}
     assert report["code"]["same"] is True and report["entry"]["kind"] == "script"
+    from provenflow.cli import output
+
+    with output.console.capture() as shown:  # what `provenflow reproduce RUN` prints
+        output.reproduction(report)
+    assert "identical" in shown.get() and "re-ran script train.py" in shown.get()
+    assert "output file:result.txt: same" in shown.get()
     (result,) = report["outputs"].values()
     assert result["original"] == result["reproduced"]
     again = recorded(report["reproduction"])
