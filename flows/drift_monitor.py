@@ -52,7 +52,11 @@ def drift_monitor(
         run.input(monitored.ref)  # the check shows downstream of the model in its lineage
         window, skipped = read_window(workspace, monitored, since, until)
         result = check(monitored, window, skipped, policy)
-        report = write_report(workspace, monitored, window) if result.verdict != "not enough data" else None
+        report = (
+            write_report(workspace, monitored, window, result)
+            if result.verdict != "not enough data"
+            else None
+        )
         if report:
             run.link("output", "file", "drift-report.html", report)
         run.log_metrics({"rows": result.rows, "drifted_features": len(result.drifted_features)})
@@ -73,7 +77,7 @@ def drift_monitor(
         description=f"drift of {monitored.ref}: {result.verdict}",
         markdown=drift_markdown(
             monitored.ref, result.verdict, result.rows, since, monitored.training_dataset,
-            result.drifted_features, result.reason, report_url(report) if report else None,
+            result.drifted_columns, result.reason, report_url(report) if report else None,
             drift_pictures(monitored, window, result.drifted_features),
         ),
     )  # fmt: skip

@@ -70,14 +70,20 @@ def check(model: Monitored, window: pd.DataFrame, skipped: list[str], policy: Dr
 
 
 @task(cache_policy=NO_CACHE)
-def write_report(workspace: Workspace, model: Monitored, window: pd.DataFrame) -> Digest | None:
-    """The Evidently HTML report, on a bounded sample, kept in the store (None if there is no data)."""
+def write_report(
+    workspace: Workspace, model: Monitored, window: pd.DataFrame, result: DriftResult
+) -> Digest | None:
+    """The Evidently HTML report (charts on a bounded sample; each column's test, score and verdict
+    those of ``result``, the prediction's too), kept in the store (None if there is no data)."""
     if window.empty:
         return None
     from provenflow.monitoring.drift_report import evidently_report
 
+    shown = [*model.features, *(["prediction"] if result.prediction and "prediction" in window else [])]
     with tempfile.TemporaryDirectory(prefix="provenflow-drift-") as tmp:
-        path = evidently_report(None, model.profile, window[model.features], Path(tmp) / "drift.html")
+        path = evidently_report(None, model.profile, window[shown], Path(tmp) / "drift.html",
+                                features=model.features, title=f"Data drift of {model.ref}", verdict=result,
+                                target_profile=model.target_profile)  # fmt: skip
         return workspace.store.put_file(path).digest
 
 

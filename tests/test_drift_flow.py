@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -81,6 +82,18 @@ def test_same_traffic_no_drift_shifted_traffic_drift_and_an_event(deployed, pref
     assert stormy["drift"] is True
     assert stormy["features"]["flipper_length_mm"]["drift"] is True
     assert not stormy["features"]["island"]["drift"]
+    # The Evidently page gives each column provenflow's test and verdict (the prediction's too), and the
+    # artifact lists what the CLI lists. Before, Evidently chose its own tests and the artifact left out
+    # a drifted prediction the CLI showed.
+    page = Path(stormy["report"]).read_text(encoding="utf-8")
+    assert "provenflow psi on all 700 rows" in page and "Value Drift for column prediction" in page
+    assert "this report is for looking" not in page
+    listed = [*(f for f, v in stormy["features"].items() if v["drift"]),
+              *(["(prediction)"] if stormy["prediction"] and stormy["prediction"]["drift"] else [])]  # fmt: skip
+    artifact = httpx.post(f"{prefect_api}/artifacts/filter", timeout=10, json={
+        "artifacts": {"key": {"any_": ["drift-report-penguins-sex"]}}, "sort": "CREATED_DESC", "limit": 1,
+    }).json()[0]  # fmt: skip
+    assert f"Drifted: {', '.join(listed)}" in artifact["data"]
     with Workspace.default().ledger.reader() as s:
         report = s.get(m.DriftReport, stormy["report_id"])
         assert report.status == "drift" and report.rows == 700 and report.report_hash

@@ -121,6 +121,14 @@ class DriftResult:
     def drifted_features(self) -> list[str]:
         return [name for name, f in self.features.items() if f.drift]
 
+    @property
+    def drifted_columns(self) -> list[str]:
+        """The drifted features and, when it drifted, ``(prediction)``: what the CLI and the UI list."""
+        return [
+            *self.drifted_features,
+            *(["(prediction)"] if self.prediction and self.prediction.drift else []),
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"verdict", "drift", "rows", "reason", "features": {NAME: {"test", "score",
         "threshold", "drift", ...}}, "prediction", "drifted_features", "skipped_segments", "policy"}``."""
