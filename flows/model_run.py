@@ -13,11 +13,11 @@ from provenflow.tasks.model import (
     cross_validate,
     load_dataset,
     make_estimator,
-    name_run,
     store_model,
     store_reference,
     train_model,
 )
+from provenflow.tasks.naming import name_run
 from provenflow.tasks.workspace import open_workspace
 from provenflow.ui.names import model_run_name
 

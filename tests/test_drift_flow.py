@@ -139,6 +139,16 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
     assert done.returncode == 0, done.stdout + done.stderr
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("retrain/retrain")
+        named = {
+            a.name: a.description
+            for a in client.read_automations()
+            if any(getattr(x, "deployment_id", None) == deployment.id for x in a.actions)
+        }
+    # Before: retrain__automation_1 and _2, "A custom trigger": which one was drift was hidden.
+    assert set(named) == {"retrain on drift", "retrain on decay"}
+    assert (
+        "drift-detected" in named["retrain on drift"] and "performance-degraded" in named["retrain on decay"]
+    )
     time.sleep(3)  # the automation is loaded by the server's trigger service
     emit_event(
         event="provenflow.model.drift-detected",

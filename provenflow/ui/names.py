@@ -45,3 +45,35 @@ def model_run_name(name: str, estimator: str, params: dict[str, Any] | None, dat
             settings = settings[: room - 1].rstrip() + "…"
         head = f"{head} {settings}"
     return head + tail
+
+
+def source_label(source: str) -> str:
+    """The file name of a path or URL (no folder, query or user part): ``s3://b/raw/penguins.csv?x`` →
+    ``penguins.csv``."""
+    tail = source.split("?", 1)[0].split("#", 1)[0].rstrip("/\\")
+    tail = tail.rsplit("@", 1)[-1] if "://" in tail and "/" not in tail.split("://", 1)[1] else tail
+    return tail.replace("\\", "/").rsplit("/", 1)[-1] or source
+
+
+def data_run_name(name: str, source: str, version: str | None = None) -> str:
+    """``penguins · penguins.csv · @99d47d``: the dataset, the file it came from and, once stored, the
+    version it became (every data run was ``data-penguins`` before, all alike in the run list)."""
+    label = f"{name} · {source_label(source)}"
+    if version:
+        label += f" · @{version[:6]}"
+    return label if len(label) <= MAX_LENGTH else label[: MAX_LENGTH - 1] + "…"
+
+
+_RUN_PREFIXES = ("drift", "quality", "promote", "deploy", "release", "retrain", "reproduce", "sweep")
+
+
+def metrics_key_parts(kind: str, run_name: str) -> tuple[str, str, str]:
+    """The parts of a non-model run's metrics-table key, grouped by model: ``("metrics", "drift",
+    "penguins-sex")`` for ``drift-penguins-sex@production``. The alias or version stays out of the
+    key (each ``@…`` made its own hashed key before), so one model's drift checks share one table."""
+    base = run_name.split("@", 1)[0]
+    for prefix in _RUN_PREFIXES:
+        if base.startswith(prefix + "-") and len(base) > len(prefix) + 1:
+            base = base[len(prefix) + 1 :]
+            break
+    return "metrics", kind, base

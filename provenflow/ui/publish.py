@@ -14,6 +14,7 @@ from provenflow.tracking.report import metrics_row, run_card_markdown
 from provenflow.ui.cards import model_card_markdown, run_lineage_markdown
 from provenflow.ui.charts import image, line_chart
 from provenflow.ui.leaderboard import leaderboard_rows, model_runs
+from provenflow.ui.names import metrics_key_parts
 
 if TYPE_CHECKING:
     from provenflow.tracking.summary import RunSummary
@@ -61,7 +62,7 @@ def run_artifacts(
             f"Every run of model {summary.name}, best {primary or 'first'} first",
         )
     else:  # other kinds (retrain, promotion, …) keep their own history under their own key
-        key = artifact_key("metrics", summary.kind, summary.name)
+        key = artifact_key(*metrics_key_parts(summary.kind, summary.name))
         prefect_context.publish_table([metrics_row(summary)], key, description)
     for name, markdown in cards.items():
         prefect_context.publish_markdown(markdown, artifact_key("model", name), f"provenflow model {name}")
