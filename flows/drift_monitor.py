@@ -23,7 +23,7 @@ from provenflow.tasks.drift import (
 )
 from provenflow.tasks.workspace import open_workspace
 from provenflow.tracking.prefect_context import artifact_key
-from provenflow.ui.drift_card import drift_markdown
+from provenflow.ui.drift_card import drift_history_rows, drift_markdown
 
 
 @flow(name="drift-monitor", flow_run_name="drift-{model}")
@@ -69,9 +69,10 @@ def drift_monitor(
         run.record(lambda session: session.add(row))
     with workspace.ledger.reader() as session:
         report_id = session.scalar(select(m.DriftReport.id).where(m.DriftReport.run_id == run.id))
+        history = drift_history_rows(session, monitored.name)
     report_uri = workspace.store.uri(report) if report else None
-    create_table_artifact(key=artifact_key("drift", monitored.name), table=result.table(),
-                          description=f"drift of {monitored.ref} over {result.rows} rows: {result.verdict}")  # fmt: skip
+    create_table_artifact(key=artifact_key("drift", monitored.name), table=history,
+                          description=f"drift checks of {monitored.name} over time, newest first")  # fmt: skip
     create_markdown_artifact(
         key=artifact_key("drift-report", monitored.name),
         description=f"drift of {monitored.ref}: {result.verdict}",
@@ -79,6 +80,7 @@ def drift_monitor(
             monitored.ref, result.verdict, result.rows, since, monitored.training_dataset,
             result.drifted_columns, result.reason, report_url(report) if report else None,
             drift_pictures(monitored, window, result.drifted_features),
+            result.table(),
         ),
     )  # fmt: skip
     if result.drift:

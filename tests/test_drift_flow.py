@@ -94,6 +94,15 @@ def test_same_traffic_no_drift_shifted_traffic_drift_and_an_event(deployed, pref
         "artifacts": {"key": {"any_": ["drift-report-penguins-sex"]}}, "sort": "CREATED_DESC", "limit": 1,
     }).json()[0]  # fmt: skip
     assert f"Drifted: {', '.join(listed)}" in artifact["data"]
+    assert "| column | test | score | threshold | verdict |" in artifact["data"]
+    assert "| flipper_length_mm | psi |" in artifact["data"] and "| (prediction) |" in artifact["data"]
+    # The drift history is one table over time (before: one per-feature table per check).
+    history = httpx.post(f"{prefect_api}/artifacts/filter", timeout=10, json={
+        "artifacts": {"key": {"any_": ["drift-penguins-sex"]}}, "sort": "CREATED_DESC", "limit": 1,
+    }).json()[0]["data"]  # fmt: skip
+    history = json.loads(history) if isinstance(history, str) else history
+    assert [(h["verdict"], h["rows"]) for h in history] == [("drift", 700), ("no drift", 700)]
+    assert "flipper_length_mm" in history[0]["drifted"] and history[0]["flipper_length_mm"] > 0.1
     with Workspace.default().ledger.reader() as s:
         report = s.get(m.DriftReport, stormy["report_id"])
         assert report.status == "drift" and report.rows == 700 and report.report_hash

@@ -100,8 +100,8 @@ def test_data_run_then_model_run_end_to_end(project, penguins):
     assert ref in card.data and "accuracy" in card.data and "Environment" in card.data
     table = next(a for a in artifacts if a.key == "leaderboard-penguins-species")
     row = json.loads(table.data)[0] if isinstance(table.data, str) else table.data[0]
-    assert row["model version"] == "1" and row["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
-    assert row["param n_estimators"] == 25 and row["link"] == result["prefect_url"]
+    assert row["version"] == "1" and row["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
+    assert row["parameters"] == "RandomForest n_estimators=25" and row["link"] == result["prefect_url"]
     # Other kinds keep their table under one key per model, not one per "@alias" (those had a hash).
     assert not [
         a.key for a in _prefect_artifacts(first["run_id"]) if a.key and a.key != "metrics-data-penguins"

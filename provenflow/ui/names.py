@@ -17,11 +17,11 @@ def short_estimator(path: str) -> str:
     return name
 
 
-def _value(value: Any) -> str:
+def value_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k}={_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{k}={value_text(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -38,7 +38,7 @@ def model_run_name(name: str, estimator: str, params: dict[str, Any] | None, dat
     with the parameters given (sorted, so the same parameters always read the same), the data.
     Cut to MAX_LENGTH with an ellipsis in the parameters, never in the model or the data."""
     head, tail = f"{name} · {short_estimator(estimator)}", f" · {short_dataset(dataset)}"
-    settings = " ".join(f"{k}={_value(v)}" for k, v in sorted((params or {}).items()))
+    settings = " ".join(f"{k}={value_text(v)}" for k, v in sorted((params or {}).items()))
     room = MAX_LENGTH - len(head) - len(tail) - 1
     if settings and room > 1:
         if len(settings) > room:

@@ -145,11 +145,12 @@ class DriftResult:
         }
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per feature (and the prediction), for a Prefect table artifact."""
-        checked = [*self.features.values(), *([self.prediction] if self.prediction else [])]
+        """One row per feature (and ``(prediction)``, named as the CLI names it), for the drift artifact."""
+        checked = [(f.name, f) for f in self.features.values()]
+        checked += [("(prediction)", self.prediction)] if self.prediction else []
         return [
             {
-                "feature": f.name,
+                "feature": name,
                 "kind": f.kind,
                 "test": f.test,
                 "score": None if f.score is None else round(f.score, 6),
@@ -157,7 +158,7 @@ class DriftResult:
                 "drift": f.drift,
                 **{name: round(t.score, 6) for name, t in f.tests.items()},
             }
-            for f in checked
+            for name, f in checked
         ]
 
 
