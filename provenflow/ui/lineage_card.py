@@ -47,8 +47,13 @@ def _walk(nodes: list[dict], link: Linker, depth: int, out: list[str], budget: l
 
 
 def lineage_markdown(graph: dict, link: Linker) -> str:
-    """``## Lineage`` with an Upstream and a Downstream list (the node itself first)."""
-    out = ["## Lineage", "", f"This: {_line({**graph['node'], 'kind': graph['kind']}, link)}", ""]
+    """``## Lineage``: the graph as a picture, then an Upstream and a Downstream list whose every node
+    links (an image cannot hold links)."""
+    from provenflow.ui.charts import image
+    from provenflow.ui.lineage_graph import lineage_svg
+
+    out = ["## Lineage", "", image("lineage graph", lineage_svg(graph)), ""]
+    out += [f"This: {_line({**graph['node'], 'kind': graph['kind']}, link)}", ""]
     budget = [MAX_NODES]
     for title, key in (
         ("Upstream (what it came from)", "upstream"),
