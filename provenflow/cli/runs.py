@@ -99,8 +99,10 @@ def model_run(
     seed: Annotated[int, typer.Option(help="Random seed for the split and the estimator.")] = 42,
     sample: Annotated[
         int | None,
-        typer.Option(help="Train on this many rows, drawn with --seed (0: every row; default: every row "
-                     "up to 1,000,000, a seeded sample of 1,000,000 above)."),
+        typer.Option(
+            help="Train on this many rows, drawn with --seed (0: every row; default: every row "
+            "up to 1,000,000, a seeded sample of 1,000,000 above)."
+        ),
     ] = None,
     test_size: Annotated[float, typer.Option(help="Fraction of rows held out for evaluation.")] = 0.25,
     name: Annotated[str | None, typer.Option(help="Model name (default DATASET-TARGET).")] = None,
@@ -110,7 +112,9 @@ def model_run(
     exclude: Annotated[str | None, typer.Option(help="Leave these columns out, comma-separated.")] = None,
     role: Annotated[
         list[str] | None,
-        typer.Option("--role", help="Override a column's role: COLUMN=numeric|categorical|datetime (repeatable)."),
+        typer.Option(
+            "--role", help="Override a column's role: COLUMN=numeric|categorical|datetime (repeatable)."
+        ),
     ] = None,
     task: Annotated[
         str | None,
@@ -162,28 +166,43 @@ def model_run(
 
 @commands.command()
 def sweep(
-    dataset: Annotated[list[str], typer.Option("--dataset", help="NAME@VERSION or NAME@latest (repeatable).")],
+    dataset: Annotated[
+        list[str], typer.Option("--dataset", help="NAME@VERSION or NAME@latest (repeatable).")
+    ],
     target: Annotated[str, typer.Option(help="Column to predict.")],
-    estimator: Annotated[str, typer.Option(help="Import path, e.g. sklearn.ensemble.RandomForestClassifier.")],
-    grid: Annotated[list[str], typer.Option("--grid", help="Hyper-parameter values key=v1,v2,… (repeatable).")],
+    estimator: Annotated[
+        str, typer.Option(help="Import path, e.g. sklearn.ensemble.RandomForestClassifier.")
+    ],
+    grid: Annotated[
+        list[str], typer.Option("--grid", help="Hyper-parameter values key=v1,v2,… (repeatable).")
+    ],
     random: Annotated[
         int | None, typer.Option("--random", help="Draw N combinations of the grid instead of all of them.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, the estimators and the random draws.")] = 42,
     test_size: Annotated[float, typer.Option(help="Fraction of rows held out for evaluation.")] = 0.25,
-    cv: Annotated[int | None, typer.Option("--cv", help="Also record each metric's mean and std over K folds.")] = None,
+    cv: Annotated[
+        int | None, typer.Option("--cv", help="Also record each metric's mean and std over K folds.")
+    ] = None,
     max_concurrency: Annotated[int, typer.Option(help="At most this many trials at once.")] = 2,
     runner: Annotated[str, typer.Option(help="threads or processes (without --dask).")] = "threads",
-    dask: Annotated[str | None, typer.Option("--dask", help="Run trials on the Dask scheduler at this address.")] = None,
-    dask_block: Annotated[
-        str | None, typer.Option(help="Run trials on the Dask scheduler whose address is in this String block.")
+    dask: Annotated[
+        str | None, typer.Option("--dask", help="Run trials on the Dask scheduler at this address.")
     ] = None,
-    metric: Annotated[str | None, typer.Option(help="Rank by this metric (default f1/r2, CV mean with --cv).")] = None,
+    dask_block: Annotated[
+        str | None,
+        typer.Option(help="Run trials on the Dask scheduler whose address is in this String block."),
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="Rank by this metric (default f1/r2, CV mean with --cv).")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Model name (default DATASET-TARGET).")] = None,
     promote_best_to: Annotated[
         str | None, typer.Option(help="Send the best trial's model through the promotion gate to this alias.")
     ] = None,
-    auto_approve: Annotated[bool, typer.Option(help="With --promote-best-to: skip the approval in the UI.")] = False,
+    auto_approve: Annotated[
+        bool, typer.Option(help="With --promote-best-to: skip the approval in the UI.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """One tracked model run per trial (datasets × grid, or --random N draws), trials already done reused
@@ -223,7 +242,9 @@ def sweep(
 def reproduce(
     run_id: Annotated[
         str,
-        typer.Argument(help="The run to reproduce: its id (or a unique prefix), or the MODEL@VERSION or DATASET@VERSION it made."),
+        typer.Argument(
+            help="The run to reproduce: its id (or a unique prefix), or the MODEL@VERSION or DATASET@VERSION it made."
+        ),
     ],
     code: Annotated[
         str, typer.Option(help="recorded: the run's commit + diff; current: the project as it is now.")
