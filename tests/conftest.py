@@ -16,6 +16,14 @@ PENGUINS = REPO / "provenflow" / "demo" / "penguins.csv"
 # The model-signing key made on first use goes to a throwaway config folder, never the user's own
 # (CLI subprocesses inherit it).
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="provenflow-test-config-")
+services.SESSION.folders.append(Path(os.environ["XDG_CONFIG_HOME"]))
+
+
+def pytest_unconfigure(config) -> None:
+    """The run's last line: what the session stopped and removed, and what it left and why."""
+    line = services.cleanup()
+    if not hasattr(config, "workerinput"):  # not an xdist worker: the user's terminal
+        print(f"\n{line}", flush=True)
 
 
 @pytest.fixture(scope="session")
