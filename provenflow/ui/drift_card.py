@@ -95,7 +95,9 @@ def drift_history_rows(session: Session, name: str, limit: int = 48) -> list[dic
         .order_by(m.DriftReport.created_at.desc(), m.DriftReport.id.desc())
         .limit(limit)
     ).all()
-    names = list(dict.fromkeys(f for r in reports for f in (r.features or {})))
+    # A score column only for the features that drifted in one of these checks: the table stays within
+    # a 1600 px screen; the per-column scores of one check are in its drift artifact.
+    names = list(dict.fromkeys(f for r in reports for f, v in (r.features or {}).items() if v.get("drift")))
     rows = []
     for r in reports:
         features = r.features or {}
@@ -112,6 +114,7 @@ def drift_history_rows(session: Session, name: str, limit: int = 48) -> list[dic
         for f in names:
             score = (features.get(f) or {}).get("score")
             row[f] = "" if score is None else round(score, 4)
-        row["(prediction)"] = "" if prediction.get("score") is None else round(prediction["score"], 4)
+        if any(((x.details or {}).get("prediction") or {}).get("drift") for x in reports):
+            row["(prediction)"] = "" if prediction.get("score") is None else round(prediction["score"], 4)
         rows.append(row)
     return rows

@@ -52,7 +52,10 @@ def _describe(node: dict) -> tuple[tuple, str, str, str]:
         tip = f"{flow} run {name}" + (f" ({state})" if state and state != "completed" else "")
         return ("run", node["id"]), f"{flow}", name, tip
     ref = str(node.get("ref") or node.get("name") or "?")
-    return (kind, ref), kind, ref, f"{kind} {ref}"
+    # A file's or suite's full path would be cut to its first folders: the box shows its file name.
+    shown = ref.replace("\\", "/").rsplit("/", 1)[-1] or ref if kind in ("file", "suite") else ref
+    # Keyed by content too: two checks' "drift-report.html" are two reports, not one box.
+    return (kind, ref, node.get("hash")), kind, shown, f"{kind} {ref}"
 
 
 def _walk(graph: _Graph, node: dict, column: int, step: int, children: tuple[str, ...]) -> None:

@@ -70,7 +70,8 @@ def test_the_card_draws_the_lineage_data_run_model_release_deployment_drift_retr
                  "deployments": [{"target": "local", "name": "m-2", "state": "running", "image": "registry/m:2",
                                   "endpoint": "http://127.0.0.1:9"}]},
         "upstream": [_run(1, inputs=[{"kind": "dataset", "ref": "penguins@99d47d", "hash": "d",
-                                      "produced_by": [{**_run(0), "flow": "data-run"}]}])],
+                                      "produced_by": [{**_run(0), "flow": "data-run",
+                                                       "inputs": [{"kind": "file", "ref": "/tmp/a/b/penguins.csv", "hash": "f"}]}]}])],
         "downstream": [{**_run(2), "flow": "drift-monitor", "outputs": [{"kind": "file", "ref": "drift-report.html", "hash": "rep"}]},
                        {**_run(3), "flow": "retrain", "outputs": [{"kind": "model", "ref": "m@3", "hash": "h3"}]}],
     }  # fmt: skip
@@ -80,14 +81,14 @@ def test_the_card_draws_the_lineage_data_run_model_release_deployment_drift_retr
     assert "This: [model m@2](http://ui/x)" in md  # and every node still a link below it
     svg = _svg_of(md)
     texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
-    for shown in ("data-run", "penguins@99d47d", "model-run", "m@2", "m:2", "local m-2", "drift-monitor",
+    for shown in ("penguins.csv", "data-run", "penguins@99d47d", "model-run", "m@2", "m:2", "local m-2", "drift-monitor",
                   "drift-report.html", "retrain", "m@3"):  # fmt: skip
         assert shown in texts, shown
     x = {t: float(v) for v, t in re.findall(r'<text x="([\d.]+)"[^>]*font-size="12">([^<]*)</text>', svg)}
     # Left to right: data → run → model → release → deployment; the model's users to its right.
     assert x["penguins@99d47d"] < x["run-1"] < x["m@2"] < x["m:2"] < x["local m-2"]
     assert x["m@2"] < x["run-2"] < x["drift-report.html"] and x["run-3"] < x["m@3"]
-    assert svg.count("marker-end=") == 9 and 'stroke-width="2"' in svg  # 9 edges; the model outlined
+    assert svg.count("marker-end=") == 10 and 'stroke-width="2"' in svg  # 10 edges; the model outlined
 
 
 def test_a_huge_lineage_picture_stays_small():
