@@ -99,7 +99,9 @@ def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # 
     browser.wait_for_text("penguins-sex · RandomForest class_weight={male=1,female=2} n_estimators=40")
     browser.screenshot("leaderboard-versions")
     browser.open(f"{ui}/artifacts/artifact/{latest_artifact('leaderboard-penguins-sex').id}")
-    text = browser.wait_for_text("param class_weight.male", "param max_iter", "accuracy", "RandomForest")
+    text = browser.wait_for_text(
+        "parameters", "class_weight.male=1", "max_iter=500", "accuracy", "RandomForest"
+    )
     assert "LogisticRegression" in text and "n_estimators=40" in text
     browser.screenshot("leaderboard")
 
