@@ -19,11 +19,10 @@ os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="provenflow-test-config-
 services.SESSION.folders.append(Path(os.environ["XDG_CONFIG_HOME"]))
 
 
-def pytest_unconfigure(config) -> None:
-    """The run's last line: what the session stopped and removed, and what it left and why."""
-    line = services.cleanup()
-    if not hasattr(config, "workerinput"):  # not an xdist worker: the user's terminal
-        print(f"\n{line}", flush=True)
+def pytest_terminal_summary(terminalreporter) -> None:
+    """What the session stopped and removed, and what it left and why: just above pytest's own closing
+    line (CI reads "N passed" as the run's last line). Session fixtures are torn down by then."""
+    terminalreporter.write_line(services.cleanup())
 
 
 @pytest.fixture(scope="session")

@@ -162,7 +162,7 @@ def start_prefect_server(home: Path, database_url: str | None) -> PrefectServer:
 @dataclass
 class Started:
     """What this test session started or built outside its own temporary folders, so its end can stop
-    and remove it (``cleanup``) and say in its last line what it left. Before, ``make test`` left dockerd
+    and remove it (``cleanup``) and say above pytest's closing line what it left. Before, ``make test`` left dockerd
     and containerd running, ~4 GB of images and ~1 GB in the temporary folder."""
 
     dockerd: subprocess.Popen | None = None
