@@ -143,7 +143,9 @@ def reference_of(
     ``predict_proba`` (a regressor, or e.g. a NearestCentroid), which CBPE cannot estimate."""
     from sklearn.base import is_classifier
 
-    if not is_classifier(pipeline) or not hasattr(pipeline, "predict_proba") or len(labels) == 0:
+    # A team's own classifier (provenflow.log_model) need not be a scikit-learn one: classes_ will do.
+    classifier = is_classifier(pipeline) or getattr(pipeline, "classes_", None) is not None
+    if not classifier or not hasattr(pipeline, "predict_proba") or len(labels) == 0:
         return None
     if len(labels) > REFERENCE_ROWS:
         keep = np.sort(np.random.default_rng(seed).choice(len(labels), REFERENCE_ROWS, replace=False))

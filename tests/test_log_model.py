@@ -1,0 +1,277 @@
+"""A team's own training code: pf.dataset, pf.log_dataset and pf.log_model (no Prefect here), and a
+model whose pipeline uses the team's own transformer, served over HTTP from another folder."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+import provenflow as pf
+from provenflow.data import versioning
+from provenflow.errors import IntegrityError, ModelCodeError, ProvenflowError, TrainingError
+from provenflow.ledger import models as m
+from provenflow.ledger.refs import resolve_model
+from provenflow.modeling import owncode, signing
+from provenflow.serving.bundle import export_bundle, load_bundle
+from provenflow.workspace import Workspace
+from tests.conftest import PENGUINS
+from tests.serving.conftest import records_of, start_server
+
+FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
+
+TRANSFORMER = """
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    import {helper} as helper
+
+
+    class BillRatio(BaseEstimator, TransformerMixin):
+        '''The team's own feature: bill length over depth (gaps filled with the training means).'''
+
+        def fit(self, X, y=None):
+            self.means_ = X.mean()
+            return self
+
+        def transform(self, X):
+            X = X.fillna(self.means_)
+            X = X.assign(ratio=helper.ratio(X["bill_length_mm"], X["bill_depth_mm"]))
+            return X.to_numpy()
+"""
+
+
+@pytest.fixture
+def ws(project) -> Workspace:
+    return Workspace.open(f"sqlite:///{project}/ledger.db", str(project / "store"), fsync=False)
+
+
+@pytest.fixture
+def penguins_frame() -> pd.DataFrame:
+    return pd.read_csv(PENGUINS)
+
+
+@pytest.fixture
+def team_module(project):
+    """The team's repository: a features module (uniquely named, as each test imports its own) that
+    imports a helper module of the project, both importable as the team's code is."""
+    suffix = uuid.uuid4().hex[:8]
+    name, helper = f"features_{suffix}", f"helpers_{suffix}"
+    (project / f"{helper}.py").write_text("def ratio(a, b):\n    return a / b\n")
+    (project / f"{name}.py").write_text(textwrap.dedent(TRANSFORMER.format(helper=helper)))
+    sys.path.insert(0, str(project))
+    module = importlib.import_module(name)
+    yield module
+    sys.path.remove(str(project))
+    for gone in (name, helper):
+        sys.modules.pop(gone, None)
+
+
+def own_pipeline(module, frame: pd.DataFrame):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    labelled = frame.dropna(subset=["species"])
+    return make_pipeline(module.BillRatio(), LogisticRegression(max_iter=1000)).fit(
+        labelled[FEATURES], labelled["species"]
+    )
+
+
+# -- one clear line for each mistake ---------------------------------------------------
+
+
+def test_log_model_outside_a_run_says_so(penguins_frame):
+    with pytest.raises(ProvenflowError, match=r"provenflow.log_model needs an active run: call it inside"):
+        pf.log_model(object(), name="m", input_example=penguins_frame)
+
+
+def test_an_object_without_predict_is_refused(ws, penguins_frame):
+    with pf.start("no-predict", workspace=ws), pytest.raises(TrainingError) as caught:
+        pf.log_model({"weights": [1, 2]}, name="m", input_example=penguins_frame[FEATURES])
+    assert "builtins.dict as a model: it has no predict(DataFrame) method" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    with ws.ledger.reader() as session:
+        assert session.query(m.ModelVersion).count() == 0
+
+
+def test_an_input_example_the_model_cannot_predict_on_is_refused(ws, team_module, penguins_frame):
+    model = own_pipeline(team_module, penguins_frame)
+    wrong = penguins_frame[["island", "sex"]].head()
+    with pf.start("bad-example", workspace=ws), pytest.raises(TrainingError) as caught:
+        pf.log_model(model, name="m", input_example=wrong)
+    message = str(caught.value)
+    assert message.startswith("the model (Pipeline) cannot predict on input_example (KeyError")
+    assert "\n" not in message
+
+
+def test_a_class_from_the_script_itself_is_refused(ws, penguins_frame):
+    class Local:  # pickles under this test module; __main__ is what a script's own class is
+        def predict(self, frame):
+            return np.zeros(len(frame))
+
+    Local.__module__, Local.__qualname__ = "__main__", "Local"
+    sys.modules["__main__"].Local = Local  # so pickle finds it, as it would in a script
+    try:
+        with (
+            pf.start("main-class", workspace=ws),
+            pytest.raises(TrainingError, match=r"defined in the script"),
+        ):
+            pf.log_model(Local(), name="m", input_example=penguins_frame[FEATURES])
+    finally:
+        del sys.modules["__main__"].Local
+
+
+# -- datasets --------------------------------------------------------------------------
+
+
+def test_dataset_and_log_dataset_go_the_data_run_way(ws, project, penguins_frame):
+    with pf.start("prepare", workspace=ws) as run:
+        logged = pf.log_dataset(PENGUINS, name="penguins")
+        cleaned = pf.log_dataset(penguins_frame.dropna(), name="penguins-clean")
+    # The same canonical object data-run's ingest makes of the same file.
+    assert logged.hash == versioning.ingest_source(ws, "penguins", str(PENGUINS)).output.digest.hex
+    with pf.start("prepare-again", workspace=ws):  # the same content: the same version, not a new one
+        again = pf.log_dataset(penguins_frame.dropna(), name="penguins-clean")
+    assert str(again) == str(cleaned)
+    with pf.start("train", workspace=ws) as reader:
+        frame = pf.dataset("penguins-clean@latest")
+    assert len(frame) == len(penguins_frame.dropna())
+    assert reader.summary.inputs[0]["name"] == str(cleaned)
+    with ws.ledger.reader() as session:
+        versions = session.query(m.DatasetVersion).filter_by(name="penguins-clean").all()
+        assert len(versions) == 1 and versions[0].run_id == run.id
+        assert set(versions[0].profile["columns"]) == set(penguins_frame.columns)
+    outputs = {o["name"] for o in run.summary.outputs}
+    assert {str(logged), str(cleaned)} <= outputs
+
+
+def test_log_dataset_breaking_its_suite_fails_the_run(ws, penguins_frame):
+    with pf.start("v1", workspace=ws):
+        pf.log_dataset(penguins_frame, name="penguins")
+    broken = penguins_frame.assign(body_mass_g="heavy")
+    with pytest.raises(ProvenflowError, match=r"expectations in suite"), pf.start("v2", workspace=ws):
+        pf.log_dataset(broken, name="penguins")
+    with ws.ledger.reader() as session:
+        assert session.query(m.DatasetVersion).filter_by(name="penguins").count() == 1
+
+
+# -- models, with the team's own code --------------------------------------------------
+
+
+def test_log_model_registers_a_sealed_version_with_its_code(ws, team_module, penguins_frame):
+    with pf.start("train", workspace=ws) as run:
+        frame = pf.dataset(str(_dataset(ws, penguins_frame)))
+        labelled = frame.dropna(subset=["species"])
+        model = own_pipeline(team_module, labelled)
+        pf.metric("custom", 0.5)
+        logged = pf.log_model(model, name="penguins-species", input_example=labelled[FEATURES].head(),
+                              eval=(labelled[FEATURES], labelled["species"]))  # fmt: skip
+    assert str(logged) == "penguins-species@1"
+    assert logged.format == owncode.FORMAT and logged.flavor == "sklearn"
+    assert set(logged.code) == {f"{team_module.__name__}.py", f"helpers_{team_module.__name__[9:]}.py"}
+    with ws.ledger.reader() as session:
+        version = resolve_model(session, "penguins-species@1")
+        signing.verify(signing.ModelIdentity.of(version), version.seal, signing.signing_key())
+        assert version.task == "classification" and version.signature["classes"] == [
+            "Adelie",
+            "Chinstrap",
+            "Gentoo",
+        ]
+        assert [i["name"] for i in version.signature["inputs"]] == FEATURES
+        assert version.signature["target"]["name"] == "species"
+        assert version.metrics["custom"] == 0.5 and version.metrics["accuracy"] > 0.9
+        kinds = {io.kind for io in session.get(m.Run, run.id).io}
+    assert {"dataset", "model", "calibration"} <= kinds  # lineage, and CBPE's held-out probabilities
+
+
+def test_own_code_model_serves_over_http_from_another_folder(ws, team_module, penguins_frame, tmp_path):
+    labelled = penguins_frame.dropna(subset=["species"])
+    model = own_pipeline(team_module, labelled)
+    with pf.start("train", workspace=ws):
+        logged = pf.log_model(model, name="penguins-species", input_example=labelled[FEATURES].head())
+    bundle = tmp_path / "bundle"
+    export_bundle(ws, str(logged), bundle)
+    # The server runs from the provenflow checkout, with nothing of the project on its path.
+    server = start_server(bundle, str(tmp_path / "log"))
+    try:
+        rows = labelled.sample(40, random_state=1)
+        answer = httpx.post(f"{server.url}/predict", json={"records": records_of(rows, FEATURES)}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == list(model.predict(rows[FEATURES]))
+    finally:
+        server.stop()
+
+
+def test_a_model_whose_code_is_missing_names_the_module(ws, project, tmp_path, penguins_frame):
+    """Code outside the project is not carried (an installed package is the image's business): where
+    it is not installed either, loading says which module is missing, in one line."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    name = f"vendor_{uuid.uuid4().hex[:8]}"
+    (outside / f"{name}.py").write_text(
+        "class Constant:\n    def predict(self, frame):\n        return [1.0] * len(frame)\n"
+    )
+    sys.path.insert(0, str(outside))
+    try:
+        constant = importlib.import_module(name).Constant()
+        with pf.start("train", workspace=ws):
+            logged = pf.log_model(constant, name="constant", input_example=penguins_frame[FEATURES].head())
+        assert logged.code == {} and logged.task == "regression"
+        bundle = tmp_path / "bundle"
+        export_bundle(ws, str(logged), bundle)
+    finally:
+        sys.path.remove(str(outside))
+        sys.modules.pop(name, None)
+    with pytest.raises(ModelCodeError) as caught:
+        load_bundle(bundle)
+    assert f"model constant@1 needs module {name!r}, which is neither carried" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_changed_code_in_a_bundle_is_refused(ws, team_module, penguins_frame, tmp_path):
+    labelled = penguins_frame.dropna(subset=["species"])
+    with pf.start("train", workspace=ws):
+        logged = pf.log_model(
+            own_pipeline(team_module, labelled), name="m", input_example=labelled[FEATURES].head()
+        )
+    bundle = tmp_path / "bundle"
+    export_bundle(ws, str(logged), bundle)
+    archive = (bundle / "model.pkl").read_bytes()
+    source = Path(team_module.__file__).read_bytes()
+    assert source in archive  # the code is in the model's own bytes (stored uncompressed)
+    (bundle / "model.pkl").write_bytes(archive.replace(b"a / b", b"a * b"))
+    with pytest.raises(IntegrityError, match="The bundle was altered"):
+        load_bundle(bundle)
+
+
+def test_a_plain_python_model_and_an_onnx_model(ws, penguins_frame):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = penguins_frame[FEATURES].dropna().head(20)
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["X"], ["Y"], keepdims=0, axes=[1])],
+        "sum", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None])],
+    )  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    onnx.checker.check_model(proto)
+    with pf.start("train", workspace=ws):
+        logged = pf.log_model(proto, name="summer", input_example=x)
+    assert logged.flavor == "onnx" and logged.task == "regression"
+    with ws.ledger.reader() as session:
+        from provenflow.modeling.training import load_model
+
+        loaded = load_model(ws.store, resolve_model(session, str(logged)))
+    np.testing.assert_allclose(loaded.predict(x), x.sum(axis=1).to_numpy(), rtol=1e-5)
+
+
+def _dataset(ws: Workspace, frame: pd.DataFrame):
+    with pf.start("prepare", workspace=ws):
+        return pf.log_dataset(frame, name="penguins")
