@@ -10,8 +10,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from provenflow.digest import Digest
-from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
+from provenflow.modeling import registry
 from provenflow.monitoring.drift import DriftPolicy, DriftResult, check_drift
 from provenflow.workspace import Workspace
 
@@ -35,10 +35,7 @@ class Monitored:
 def load_reference(workspace: Workspace, model: str) -> Monitored:
     with workspace.ledger.reader() as session:
         version = resolve_model(session, model)
-        run = session.get(m.Run, version.run_id)
-        dataset = next(
-            io.dataset_version for io in run.io if io.direction == "input" and io.kind == "dataset"
-        )
+        dataset = registry.training_reference(session, version)
         target = version.signature["target"]["name"]
         return Monitored(
             id=version.id,

@@ -275,3 +275,25 @@ def test_a_plain_python_model_and_an_onnx_model(ws, penguins_frame):
 def _dataset(ws: Workspace, frame: pd.DataFrame):
     with pf.start("prepare", workspace=ws):
         return pf.log_dataset(frame, name="penguins")
+
+
+def test_drift_reference_is_the_input_dataset_or_the_frame_given(ws, team_module, penguins_frame):
+    from provenflow.tasks.drift import load_reference
+
+    labelled = penguins_frame.dropna(subset=["species"])
+    model = own_pipeline(team_module, labelled)
+    with pf.start("no-data", workspace=ws):
+        bare = pf.log_model(model, name="bare", input_example=labelled[FEATURES].head())
+    with pytest.raises(ProvenflowError, match=r"bare@1 records no training dataset .* reference=frame"):
+        load_reference.fn(ws, str(bare))
+    with pf.start("with-reference", workspace=ws):
+        given = pf.log_model(model, name="given", input_example=labelled[FEATURES].head(),
+                             reference=labelled[FEATURES])  # fmt: skip
+    monitored = load_reference.fn(ws, str(given))
+    assert monitored.training_dataset.startswith("given-reference@")
+    assert set(monitored.profile["columns"]) == set(FEATURES)
+    logged = _dataset(ws, penguins_frame)
+    with pf.start("from-dataset", workspace=ws):
+        frame = pf.dataset(str(logged))
+        read = pf.log_model(model, name="read", input_example=frame[FEATURES].head())
+    assert load_reference.fn(ws, str(read)).training_dataset.startswith("penguins@")

@@ -178,6 +178,7 @@ def log_model(
     target: str | None = None,
     task: str | None = None,
     code_paths: list[str | os.PathLike] | None = None,
+    reference: pd.DataFrame | None = None,
 ) -> LoggedModel:
     """Register MODEL (scikit-learn estimator or pipeline, ONNX model, or any object with
     ``predict(DataFrame)``) as a new version of NAME from the active run.
@@ -186,7 +187,9 @@ def log_model(
     on them). EVAL=(X, y), held-out rows: their metrics are recorded, and a classifier's
     probabilities kept so its performance can be estimated before labels arrive (CBPE). TARGET
     names the label column (default: y's name) for the promotion gate and drift. The project's own
-    modules the model needs travel with it, with CODE_PATHS (files or folders) added."""
+    modules the model needs travel with it, with CODE_PATHS (files or folders) added. REFERENCE
+    (rows like the training data) is logged as dataset NAME-reference and becomes the drift
+    reference, instead of the run's input dataset."""
     run = _run_for("provenflow.log_model")
     check_name(name, "model")
     described = flavors.describe(model, input_example, task)
@@ -199,6 +202,8 @@ def log_model(
     signature = flavors.signature_of(
         input_example, target, str(y_eval.dtype) if y_eval is not None else None, described.task, classes
     )
+    if reference is not None:
+        signature["reference"] = log_dataset(reference, name=f"{name}-reference").ref
     metrics = dict(run.metrics)
     if x_eval is not None:
         try:
