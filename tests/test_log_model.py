@@ -297,3 +297,33 @@ def test_drift_reference_is_the_input_dataset_or_the_frame_given(ws, team_module
         frame = pf.dataset(str(logged))
         read = pf.log_model(model, name="read", input_example=frame[FEATURES].head())
     assert load_reference.fn(ws, str(read)).training_dataset.startswith("penguins@")
+
+
+def test_two_models_carrying_different_versions_of_one_module_load_side_by_side(
+    ws, project, tmp_path, penguins_frame
+):
+    """A server process loads version 1, then version 2 whose features module changed: each model
+    gets its own code, not the module the first load left in sys.modules."""
+    name = f"scorer_{uuid.uuid4().hex[:8]}"
+    rows = penguins_frame[FEATURES].head()
+    bundles = []
+    sys.path.insert(0, str(project))
+    try:
+        for value in (1.0, 2.0):
+            (project / f"{name}.py").write_text(
+                f"class Scorer:\n    def predict(self, frame):\n        return [{value}] * len(frame)\n"
+            )
+            sys.modules.pop(name, None)
+            importlib.invalidate_caches()
+            scorer = importlib.import_module(name).Scorer()
+            with pf.start("train", workspace=ws):
+                logged = pf.log_model(scorer, name="scorer", input_example=rows)
+            bundles.append(tmp_path / f"bundle-{value}")
+            export_bundle(ws, str(logged), bundles[-1])
+    finally:
+        sys.path.remove(str(project))
+        sys.modules.pop(name, None)
+    (project / f"{name}.py").unlink()  # only the carried copies are left
+    first, second = (load_bundle(b).pipeline for b in bundles)
+    assert list(first.predict(rows)) == [1.0] * 5
+    assert list(second.predict(rows)) == [2.0] * 5

@@ -178,7 +178,7 @@ def listing(data: bytes) -> dict[str, str]:
 
 def load(data: bytes, ref: str) -> Any:
     """Unpickle an archive whose hash and seal the caller has checked: its code is written to a new
-    private folder, put first on sys.path, and the pickle loaded. A module the archive lacks and
+    private folder, put first on sys.path while the pickle loads. A module the archive lacks and
     this process cannot import is a ModelCodeError naming it."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
@@ -197,12 +197,31 @@ def load(data: bytes, ref: str) -> Any:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(archive.read(name))
         pickled = archive.read(PICKLE_ENTRY)
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+    _forget_other_models_code(names)
+    # First on the path while the pickle loads (it imports the carried modules, and they what they
+    # import at their top), then off again: later imports of this process, the team's own code in
+    # a notebook, say, must not find an old copy a model carried.
+    sys.path.insert(0, str(folder))
     import importlib
 
     importlib.invalidate_caches()
-    return unpickle(pickled, ref)
+    try:
+        return unpickle(pickled, ref)
+    finally:
+        sys.path.remove(str(folder))
+
+
+def _forget_other_models_code(names: list[str]) -> None:
+    """A process that loads a second model carrying a module of the same name (a new version of
+    features.py) must not reuse the first model's: modules imported from another model's code
+    folder are dropped from sys.modules first. A module the process imported from anywhere else
+    (the team's own, in a notebook) is left alone."""
+    tops = {n[len(CODE_DIR) :].split("/")[0].removesuffix(".py") for n in names if n.startswith(CODE_DIR)}
+    marker = f"{os.sep}provenflow-code-"
+    for name in [n for n in sys.modules if n.split(".")[0] in tops]:
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if marker in file:
+            del sys.modules[name]
 
 
 def unpickle(data: bytes, ref: str) -> Any:
