@@ -89,9 +89,15 @@ def drift_pictures(model: Monitored, window: pd.DataFrame, drifted: list[str]) -
 
 
 def emit_drift_event(
-    model: Monitored, result: DriftResult, report_id: int | None, report_uri: str | None
+    model: Monitored,
+    result: DriftResult,
+    report_id: int | None,
+    report_uri: str | None,
+    policy_block: str | None = None,
 ) -> None:
-    """``provenflow.model.drift-detected``: the retrain deployment's trigger in prefect.yaml matches it."""
+    """``provenflow.model.drift-detected``: the retrain deployment's trigger in prefect.yaml matches it,
+    and hands the retrain flow POLICY_BLOCK (its retrain source, approval, or the team's own training
+    deployment)."""
     from provenflow.tracking.prefect_context import emit_model_event
 
     emit_model_event(
@@ -106,5 +112,6 @@ def emit_drift_event(
             "features": result.drifted_features,
             "prediction_drift": bool(result.prediction and result.prediction.drift),
             "report": report_uri or "",
+            "policy_block": policy_block or "",  # "" (not None): rendered into a string parameter
         },
     )

@@ -51,6 +51,7 @@ def test_own_flow_trains_promotes_serves_and_retrains(team_project):
     from prefect.deployments import run_deployment
 
     import provenflow as pf
+    from provenflow.blocks.drift import DriftPolicy
     from provenflow.deploy.local import stop
     from provenflow.flows.deploy import deploy
     from provenflow.flows.promote import promote
@@ -85,8 +86,11 @@ def test_own_flow_trains_promotes_serves_and_retrains(team_project):
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"] == list(model.predict(rows[COLUMNS]))
 
-        result = retrain(model="penguins-species@production", deployment="train/train",
-                         deployment_parameters={"C": 0.3}, auto_approve=True)  # fmt: skip
+        # As a drift event starts it: the monitor's policy block names the team's own deployment.
+        DriftPolicy(retrain_deployment="train/train", retrain_parameters={"C": 0.3}, auto_approve=True).save(
+            "team-policy", overwrite=True
+        )
+        result = retrain(model="penguins-species@production", policy_block="team-policy")
         names.add(result["deployment"]["name"])
         assert result["challenger"] == "penguins-species@2" and result["promotion"] == "approved", result
         assert result["training_flow_run"] and result["dataset"] is None
