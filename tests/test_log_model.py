@@ -173,6 +173,9 @@ def test_log_model_registers_a_sealed_version_with_its_code(ws, team_module, pen
         logged = pf.log_model(model, name="penguins-species", input_example=labelled[FEATURES].head(),
                               eval=(labelled[FEATURES], labelled["species"]))  # fmt: skip
     assert str(logged) == "penguins-species@1"
+    with pf.start("train-again", workspace=ws):  # the same model and code: the same bytes, the same version
+        again = pf.log_model(model, name="penguins-species", input_example=labelled[FEATURES].head())
+    assert str(again) == "penguins-species@1" and again.hash == logged.hash
     assert logged.format == owncode.FORMAT and logged.flavor == "sklearn"
     assert set(logged.code) == {f"{team_module.__name__}.py", f"helpers_{team_module.__name__[9:]}.py"}
     with ws.ledger.reader() as session:
@@ -327,3 +330,29 @@ def test_two_models_carrying_different_versions_of_one_module_load_side_by_side(
     first, second = (load_bundle(b).pipeline for b in bundles)
     assert list(first.predict(rows)) == [1.0] * 5
     assert list(second.predict(rows)) == [2.0] * 5
+
+
+def test_the_promotion_gate_says_when_a_logged_model_has_no_target(ws, team_module, penguins_frame):
+    from provenflow.modeling.registry import PromotionError
+    from provenflow.tasks.registry import score_on_holdout
+
+    logged = _dataset(ws, penguins_frame)
+    labelled = penguins_frame.dropna(subset=["species"])
+    with pf.start("train", workspace=ws):
+        pf.dataset(str(logged))
+        unlabelled = pf.log_model(
+            own_pipeline(team_module, labelled), name="m", input_example=labelled[FEATURES]
+        )
+        labelled_one = pf.log_model(
+            own_pipeline(team_module, labelled), name="n", input_example=labelled[FEATURES], target="species"
+        )
+    with pytest.raises(PromotionError, match=r"m@1 records no target column, so the gate cannot score it"):
+        score_on_holdout.fn(ws, str(unlabelled), "production", None)
+    scores = score_on_holdout.fn(ws, str(labelled_one), "production", None)
+    assert scores.candidate_metrics["accuracy"] > 0.9
+
+
+def test_the_public_surface_resolves():
+    assert {"dataset", "log_dataset", "log_model", "LoggedModel", "LoggedDataset"} <= set(pf.__all__)
+    for name in pf.__all__:
+        assert getattr(pf, name) is not None, name
