@@ -356,3 +356,87 @@ def test_the_public_surface_resolves():
     assert {"dataset", "log_dataset", "log_model", "LoggedModel", "LoggedDataset"} <= set(pf.__all__)
     for name in pf.__all__:
         assert getattr(pf, name) is not None, name
+
+
+def test_code_paths_carries_what_the_scan_cannot_see(ws, project, tmp_path, penguins_frame):
+    """A module the model imports only inside a function is not in the pickle: code_paths carries it."""
+    suffix = uuid.uuid4().hex[:8]
+    name, helper = f"lazy_{suffix}", f"lazyhelper_{suffix}"
+    (project / f"{helper}.py").write_text("VALUE = 3.0\n")
+    (project / f"{name}.py").write_text(
+        f"class Model:\n    def predict(self, frame):\n        import {helper}\n"
+        f"        return [{helper}.VALUE] * len(frame)\n"
+    )
+    rows = penguins_frame[FEATURES].head()
+    sys.path.insert(0, str(project))
+    try:
+        model = importlib.import_module(name).Model()
+        with pf.start("train", workspace=ws):
+            scanned = pf.log_model(model, name="scanned", input_example=rows)
+            given = pf.log_model(
+                model, name="given", input_example=rows, code_paths=[project / f"{helper}.py"]
+            )
+        assert set(scanned.code) == {f"{name}.py"}
+        assert set(given.code) == {f"{name}.py", f"{helper}.py"}
+        export_bundle(ws, str(given), tmp_path / "bundle")
+    finally:
+        sys.path.remove(str(project))
+        for gone in (name, helper):
+            sys.modules.pop(gone, None)
+    for file in (name, helper):
+        (project / f"{file}.py").unlink()
+    assert list(load_bundle(tmp_path / "bundle").pipeline.predict(rows)) == [3.0] * 5
+
+
+BOOSTER = """
+import numpy as np
+
+
+class XGBLikeClassifier:
+    '''What XGBoost's and LightGBM's scikit-learn API look like, without installing either.'''
+
+    _estimator_type = "classifier"
+
+    def __init__(self, max_depth=3):
+        self.max_depth = max_depth
+
+    def get_params(self, deep=True):
+        return {"max_depth": self.max_depth}
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.array([self.classes_[0]] * len(X))
+
+    def predict_proba(self, X):
+        p = np.zeros((len(X), len(self.classes_)))
+        p[:, 0] = 1.0
+        return p
+"""
+
+
+def test_an_estimator_with_the_scikit_learn_api_is_the_sklearn_flavor(ws, project, penguins_frame):
+    name = f"boost_{uuid.uuid4().hex[:8]}"
+    (project / f"{name}.py").write_text(BOOSTER)
+    sys.path.insert(0, str(project))
+    try:
+        labelled = penguins_frame.dropna(subset=["species"])
+        model = (
+            importlib.import_module(name)
+            .XGBLikeClassifier(max_depth=5)
+            .fit(labelled[FEATURES], labelled["species"])
+        )
+        with pf.start("train", workspace=ws) as run:
+            logged = pf.log_model(model, name="booster", input_example=labelled[FEATURES].head(),
+                                  eval=(labelled[FEATURES], labelled["species"]))  # fmt: skip
+    finally:
+        sys.path.remove(str(project))
+        sys.modules.pop(name, None)
+    assert (logged.flavor, logged.task) == ("sklearn", "classification")
+    with ws.ledger.reader() as session:
+        version = resolve_model(session, str(logged))
+        assert version.params == {"max_depth": 5} and version.estimator == f"{name}.XGBLikeClassifier"
+        assert version.signature["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+        assert "calibration" in {io.kind for io in session.get(m.Run, run.id).io}

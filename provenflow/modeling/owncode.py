@@ -178,7 +178,7 @@ def listing(data: bytes) -> dict[str, str]:
 
 def load(data: bytes, ref: str) -> Any:
     """Unpickle an archive whose hash and seal the caller has checked: its code is written to a new
-    private folder, put first on sys.path while the pickle loads. A module the archive lacks and
+    private folder, put first on sys.path while the pickle loads, last after. A module the archive lacks and
     this process cannot import is a ModelCodeError naming it."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
@@ -199,8 +199,9 @@ def load(data: bytes, ref: str) -> Any:
         pickled = archive.read(PICKLE_ENTRY)
     _forget_other_models_code(names)
     # First on the path while the pickle loads (it imports the carried modules, and they what they
-    # import at their top), then off again: later imports of this process, the team's own code in
-    # a notebook, say, must not find an old copy a model carried.
+    # import at their top), then last: an import the model's code makes later (inside a function)
+    # still finds its carried module, but the process's own imports (the team's code in a notebook,
+    # say) find their own copy first, not an old one a model carried.
     sys.path.insert(0, str(folder))
     import importlib
 
@@ -209,6 +210,7 @@ def load(data: bytes, ref: str) -> Any:
         return unpickle(pickled, ref)
     finally:
         sys.path.remove(str(folder))
+        sys.path.append(str(folder))
 
 
 def _forget_other_models_code(names: list[str]) -> None:

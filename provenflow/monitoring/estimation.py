@@ -143,8 +143,13 @@ def reference_of(
     ``predict_proba`` (a regressor, or e.g. a NearestCentroid), which CBPE cannot estimate."""
     from sklearn.base import is_classifier
 
-    # A team's own classifier (provenflow.log_model) need not be a scikit-learn one: classes_ will do.
-    classifier = is_classifier(pipeline) or getattr(pipeline, "classes_", None) is not None
+    # A team's own classifier (provenflow.log_model) need not be a scikit-learn one: classes_ will
+    # do (scikit-learn's is_classifier raises on an object without its tags).
+    try:
+        classifier = is_classifier(pipeline)
+    except AttributeError:
+        classifier = False
+    classifier = classifier or getattr(pipeline, "classes_", None) is not None
     if not classifier or not hasattr(pipeline, "predict_proba") or len(labels) == 0:
         return None
     if len(labels) > REFERENCE_ROWS:
