@@ -440,3 +440,20 @@ def test_an_estimator_with_the_scikit_learn_api_is_the_sklearn_flavor(ws, projec
         assert version.params == {"max_depth": 5} and version.estimator == f"{name}.XGBLikeClassifier"
         assert version.signature["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
         assert "calibration" in {io.kind for io in session.get(m.Run, run.id).io}
+
+
+def test_dataset_reads_the_version_a_reproduction_pins(ws, project, penguins_frame, monkeypatch):
+    import json
+
+    from provenflow.settings import get_settings
+
+    first = _dataset(ws, penguins_frame)
+    with pf.start("newer", workspace=ws):
+        pf.log_dataset(penguins_frame.head(100), name="penguins")
+    pins = project / "pins.json"
+    pins.write_text(json.dumps({"penguins": str(first)}))
+    monkeypatch.setenv("PROVENFLOW_REPRODUCTION_PINS", str(pins))
+    get_settings.cache_clear()
+    with pf.start("replay", workspace=ws) as run:
+        frame = pf.dataset("penguins@latest")
+    assert len(frame) == len(penguins_frame) and run.summary.inputs[0]["name"] == str(first)

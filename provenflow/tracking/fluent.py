@@ -41,6 +41,7 @@ from provenflow.ledger import models as m
 from provenflow.ledger.refs import check_name, resolve_dataset
 from provenflow.modeling import flavors, owncode, training
 from provenflow.project import project_root
+from provenflow.tracking import pins
 from provenflow.tracking.run import ModelOutput, Run, active_run
 
 
@@ -61,8 +62,8 @@ def dataset(ref: str) -> pd.DataFrame:
     """Dataset version REF (``NAME@VERSION`` or ``NAME@latest``) as a DataFrame, recorded as an
     input of the active run (its lineage, and the version a reproduction pins)."""
     run = _run_for("provenflow.dataset")
-    with run.workspace.ledger.reader() as session:
-        version = resolve_dataset(session, ref)
+    with run.workspace.ledger.reader() as session:  # a reproduction reads the version it recorded
+        version = resolve_dataset(session, pins.pinned_dataset(ref))
     run.input(version)
     return datasets.load_table(run.workspace.store, Digest(version.hash))
 
