@@ -84,7 +84,7 @@ def drift_monitor(
         ),
     )  # fmt: skip
     if result.drift:
-        emit_drift_event(monitored, result, report_id, report_uri)
+        emit_drift_event(monitored, result, report_id, report_uri, policy_block)
     return {
         "model": monitored.ref,
         "window": {"since": since.isoformat(), "until": until.isoformat()},

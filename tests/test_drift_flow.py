@@ -165,7 +165,12 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
             "prefect.resource.id": "provenflow.model.penguins-sex",
             "prefect.resource.name": "penguins-sex@4",
         },
-        payload={"model": "penguins-sex@4", "report_id": "17", "features": ["flipper_length_mm"]},
+        payload={
+            "model": "penguins-sex@4",
+            "report_id": "17",
+            "features": ["flipper_length_mm"],
+            "policy_block": "penguins-policy",
+        },
     )
     runs = []
     deadline = time.monotonic() + 60
@@ -184,6 +189,8 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
             time.sleep(1)
     assert runs, "no retrain flow run appeared after the drift event"
     assert runs[0].parameters["drift_report"] == "17"
+    # The monitor's policy reaches the retrain flow: it may name the team's own training deployment.
+    assert runs[0].parameters["policy_block"] == "penguins-policy"
     with Workspace.default().ledger.reader() as s:
         assert s.scalars(select(m.DriftReport)).all() == []  # the trigger alone records nothing of ours
 
