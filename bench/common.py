@@ -105,12 +105,19 @@ SUMMARY = WORK / "summary.json"
 
 
 def record(
-    name: str, value: float, unit: str, target: float | None = None, better: str = "lower", note: str = ""
+    name: str,
+    value: float,
+    unit: str,
+    target: float | None = None,
+    better: str = "lower",
+    note: str = "",
+    peer: str = "",
 ) -> bool | None:
     """Add one figure to ``bench/.work/summary.json`` (an earlier figure of the same name is replaced)
     and return whether it meets ``target`` (None without one). ``better``: "lower" (the figure must be
     ≤ target) or "higher" (≥ target). ``make bench`` starts the file afresh and prints it at the end;
-    its ``commit`` says what was measured, so two summaries compare commits.
+    its ``commit`` says what was measured, so two summaries compare commits. ``peer``: what the figure
+    is measured against (a ratio's denominator), shown beside it in bench/README.md's tables.
 
         record("datasets: put_file ÷ cp", 1.31, "×", target=1.5, better="lower")
     """
@@ -127,7 +134,7 @@ def record(
         summary.update(commit=code_version(), machine=machine_summary())
         summary.setdefault("figures", {})[name] = {
             "value": value, "unit": unit, "target": target, "better": better, "met": met,
-            "bench": Path(sys.argv[0]).name, "note": note, "load_average": round(os.getloadavg()[0], 2),
+            "bench": Path(sys.argv[0]).name, "note": note, "peer": peer, "load_average": round(os.getloadavg()[0], 2),
             "at": datetime.now().astimezone().isoformat(timespec="seconds"),
         }  # fmt: skip
         tmp = SUMMARY.with_suffix(".tmp")
