@@ -21,6 +21,13 @@ open-loop generator in its own process, latency from the scheduled send; 2 share
 - Segments are built in the log's writer thread from parts of 500 requests: built whole, a
   5,000-request segment was ~30 ms of GIL-holding numpy/arrow calls every 10 s, which the event
   loop waited out (p99.9 17-22 ms; 5-13 ms in parts, interleaved runs).
+- What the worst 0.1% still wait for (2026-12-06, ``--priority rt``, 20 s runs paired on the same
+  bundle, load 8-10 from other work): the prediction log's segment writes. With segments written
+  (every 10 s) p99.9 was 15-19 ms (max 31-36 ms); the same tree with no segment written during the
+  run (--flush-seconds 600) 2.9-3.3 ms (max 4.3-4.6 ms), against the generator's floor of 1.5 ms.
+  Not the collector: gen0/gen2 thresholds raised to 100,000/1,000 after ``gc.freeze()`` gave
+  p99.9 11-20 ms against 10-17 ms. Building the segment in another process (the write-ahead file
+  already holds everything ``recovery`` needs) is the next step.
 - Not kept, measured no better: uvloop + httptools against asyncio + h11 (same throughput: the
   ~400 µs of CPU per request are FastAPI/Starlette and the model, not the protocol), a 1 ms
   GIL switch interval. ``--workers N`` (``run.py``) adds processes for throughput.
