@@ -155,6 +155,8 @@ def refit_best(
         if not best["model"]:
             trial = best["trial"]
             parameters = {"dataset": trial.dataset, "params": trial.params, "trial_key": best["key"], **common}
+            if any(key == best["key"] for _, key, _ in scored):  # its folds are fitted: not again
+                parameters["cv_scores"] = best["metrics"]
             try:
                 trained[best["key"]] = train_trial(**parameters)
             except Exception as exc:

@@ -41,13 +41,14 @@ def find_done(workspace: Workspace, keys: list[str]) -> dict[str, str]:
 def train_trial(
     dataset: str, target: str, estimator: str, params: dict[str, Any], seed: int, test_size: float,
     cv: int | None, trial_key: str, name: str | None, ledger_block: str | None, store_block: str | None,
+    cv_scores: dict[str, float] | None = None,
 ) -> str:  # fmt: skip
     """One trial: an ordinary model run (a sub-flow run), wherever the task runner put this task."""
     from provenflow.flows.model_run import model_run
 
     result = model_run(dataset=dataset, target=target, estimator=estimator, params=params, seed=seed,
                        test_size=test_size, name=name, cv=cv, trial_key=trial_key,
-                       ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+                       ledger_block=ledger_block, store_block=store_block, cv_scores=cv_scores)  # fmt: skip
     return result["run_id"]
 
 
