@@ -14,7 +14,9 @@ $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	@echo "[2/3] upgrading pip"
 	$(BIN)/pip install -q -U pip setuptools wheel 2>&1 | { grep -v "is neither a file nor a directory" || true; }
-	@echo "[3/3] installing provenflow and its dependencies (~1.4 GB: Prefect, scikit-learn, evidently, …)"
+	@echo "[3/3] installing provenflow and its dependencies (~1.4 GB: Prefect, scikit-learn, evidently, …);"
+	@echo "      about 90 s on 2 cores. After the 'Collecting …' lines pip prints nothing for a minute or so"
+	@echo "      while it unpacks everything into $(VENV)/ (the 'Installing collected packages' step): that is normal."
 	$(BIN)/pip install -e '.[dev]' 2>&1 | { grep -v "is neither a file nor a directory\|already satisfied" || true; }
 	touch $(STAMP)
 

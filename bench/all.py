@@ -6,7 +6,8 @@
 
 ``bench/.work/summary.json`` is started afresh; each script adds its figures with
 ``common.record(name, value, unit, target=..., better=...)``, and a script that fails is
-recorded as such, the others still run. The summary is printed at the end; keep a copy per
+recorded as such, the others still run. The summary is printed at the end and, after a run of
+every script, written as bench/README.md's figures table (never typed by hand); keep a copy per
 commit (its ``commit`` field says which) to compare. Exit status 1 when a script failed.
 """
 
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from common import BENCH, ROOT, SUMMARY, console, record, summary_table
+from common import BENCH, ROOT, SUMMARY, console, record, summary_table, write_readme_figures
 
 # script -> arguments of the short mode (sizes keep each target's meaning; see bench/README.md)
 SHORT = {
@@ -25,6 +26,7 @@ SHORT = {
     "datasets": ["--size-mb", "256", "--reps", "3"],
     "drift": ["--no-per-test", "--reps", "1"],
     "serving": ["--seconds", "3"],
+    "sweep": ["--small", "--no-dask"],
     "serving_tail": ["--seconds", "20", "--throughput-seconds", "5"],
     "predictlog_crash": ["--seconds", "3"],
     "overhead": ["--reps", "2"],
@@ -54,6 +56,8 @@ def main() -> int:
         if not ok:
             failed.append(script)
     summary_table()
+    if not args.only and write_readme_figures():  # a partial run would leave a partial table
+        console.print("bench/README.md: figures table regenerated from bench/.work/summary.json")
     if failed:
         console.print(f"[red]failed: {', '.join(failed)}")
     return 1 if failed else 0

@@ -39,6 +39,7 @@ MLSERVER_VENV = WORK / "mlserver-venv"
 MLSERVER = MLSERVER_VENV / "bin" / "mlserver"
 RESULT = WORK / "serving-result.json"
 PENGUINS = ROOT / "provenflow" / "demo" / "penguins.csv"
+ARROW = "application/vnd.apache.arrow.stream"
 
 
 # -- the model -------------------------------------------------------------------------
@@ -105,6 +106,15 @@ def in_process_latency(bundle: Path, rows: list[dict]) -> dict[str, float]:
                 model.predict(parse_request(body, model.features, 100_000))
                 times.append(time.perf_counter() - start)
             out[f"{runtime} {size} row(s)"] = float(np.median(times) * 1e6)
+    # The floor for a 10,000-row batch: the model alone, on already decoded columns.
+    model = load_bundle(bundle, use_onnx=True)
+    batch = parse_request(orjson.dumps(_rows(rows, 10_000)), model.features, 100_000)
+    times = []
+    for _ in range(30):
+        start = time.perf_counter()
+        model.predict(batch)
+        times.append(time.perf_counter() - start)
+    out["onnx predict only, 10000 rows"] = float(np.median(times) * 1e6)
     return out
 
 
@@ -118,6 +128,8 @@ class Endpoint:
     path: str
     bodies: dict[int, bytes]  # batch size -> request body
     process: subprocess.Popen | None = None
+    # named extra scenarios: rows, body, headers (provenflow: 10,000 rows as JSON records and as Arrow)
+    extra: dict[str, tuple[int, bytes, dict[str, str]]] | None = None
 
 
 def free_port() -> int:
@@ -135,7 +147,16 @@ def start_ours(bundle: Path, log_url: Path, rows: list[dict]) -> Endpoint:
     )  # fmt: skip
     # Columnar bodies, like MLServer's V2 requests (our records form costs ~1.5 µs more per row to parse).
     bodies = {n: orjson.dumps({"columns": _columns(_rows(rows, n))}) for n in (1, 100, 10_000)}
-    endpoint = Endpoint("provenflow (onnx, logging on)", port, "/predict", bodies, process)
+    big = _rows(rows, 10_000)
+    extra = {
+        "batch 10000 as JSON records": (10_000, orjson.dumps({"records": big}), {}),
+        "batch 10000 as Arrow (in and out)": (
+            10_000,
+            arrow_stream(big),
+            {"Content-Type": ARROW, "Accept": ARROW},
+        ),
+    }
+    endpoint = Endpoint("provenflow (onnx, logging on)", port, "/predict", bodies, process, extra)
     _wait(endpoint, "/ready")
     return endpoint
 
@@ -248,13 +269,17 @@ def stop(endpoint: Endpoint) -> None:
 # -- load ------------------------------------------------------------------------------
 
 
-def _post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, bytes]:
-    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+def _post(
+    conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
     response = conn.getresponse()
     return response.status, response.read()
 
 
-def _client(port: int, path: str, body: bytes, seconds: float, rate: float | None, queue: mp.Queue) -> None:
+def _client(
+    port: int, path: str, body: bytes, seconds: float, rate: float | None, queue: mp.Queue, headers: dict
+) -> None:
     """Closed loop (rate None) or a fixed rate; latencies from the scheduled send time."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies, errors = [], 0
@@ -267,20 +292,26 @@ def _client(port: int, path: str, body: bytes, seconds: float, rate: float | Non
         delay = scheduled - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        status, _ = _post(conn, path, body)
+        status, _ = _post(conn, path, body, headers)
         latencies.append(time.perf_counter() - scheduled)
         errors += status != 200
         i += 1
     queue.put((latencies, errors, time.perf_counter() - start))
 
 
-def load(endpoint: Endpoint, batch: int, seconds: float, clients: int, rate: float | None = None) -> dict:
+def load(
+    endpoint: Endpoint, batch: int | str, seconds: float, clients: int, rate: float | None = None
+) -> dict:
     queue: mp.Queue = mp.Queue()
     per_client = rate / clients if rate else None
+    if isinstance(batch, str):  # a named scenario (Endpoint.extra)
+        batch, body, headers = endpoint.extra[batch]
+    else:
+        body, headers = endpoint.bodies[batch], {}
     procs = [
         mp.Process(
             target=_client,
-            args=(endpoint.port, endpoint.path, endpoint.bodies[batch], seconds, per_client, queue),
+            args=(endpoint.port, endpoint.path, body, seconds, per_client, queue, headers),
         )
         for _ in range(clients)
     ]
@@ -306,7 +337,20 @@ def scenarios(endpoint: Endpoint, seconds: float, clients: int) -> dict[str, dic
     for batch in (1, 100, 10_000):
         out[f"batch {batch}, {clients} clients"] = load(endpoint, batch, seconds, clients)
     out["1 row at 500 req/s"] = load(endpoint, 1, seconds, clients, rate=500.0)
+    for name in endpoint.extra or {}:
+        out[f"{name}, {clients} clients"] = load(endpoint, name, seconds, clients)
     return out
+
+
+def arrow_stream(rows: list[dict]) -> bytes:
+    import pandas as pd
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 # -- main ------------------------------------------------------------------------------
@@ -332,7 +376,9 @@ def main() -> None:
         results["served_rows"] = (
             sum(
                 s["requests"] * b
-                for s, b in zip(results["servers"][ours.name].values(), (1, 100, 10_000, 1), strict=True)
+                for s, b in zip(
+                    results["servers"][ours.name].values(), (1, 100, 10_000, 1, 10_000, 10_000), strict=True
+                )
             )
             + 1
         )  # + the warm-up request
@@ -392,6 +438,16 @@ def report(results: dict) -> None:
             console.print(f"batch-{batch} throughput ≥ {factor:g}× MLServer's: {verdict(met)}")
             ratio = ours[key]["rows_per_s"] / peer[key]["rows_per_s"]
             record(f"serving: batch {batch} rows/s ÷ MLServer's", ratio, "×", target=factor, better="higher")
+    if any("as Arrow" in k for k in ours):
+        arrow = ours[next(k for k in ours if "as Arrow" in k)]["rows_per_s"]
+        records = ours[next(k for k in ours if "as JSON records" in k)]["rows_per_s"]
+        floor = 10_000 / (results["in_process_us"]["onnx predict only, 10000 rows"] / 1e6)
+        console.print(f"10,000 rows as Arrow: {arrow:,.0f} rows/s = {arrow / records:.2f}× JSON records "
+                      f"(target 3×), {arrow / floor:.2f}× the model's in-process floor of {floor:,.0f} (target 0.5×)")  # fmt: skip
+        record("serving: 10,000 rows as Arrow ÷ as JSON records, same server", arrow / records, "×", target=3.0,
+               better="higher", peer="JSON records")  # fmt: skip
+        record("serving: 10,000 rows as Arrow ÷ the model's in-process floor", arrow / floor, "×", target=0.5,
+               better="higher", peer="ONNX predict in-process")  # fmt: skip
     record("serving: batch 1 throughput, closed loop (4 http.client processes)",
            ours[next(k for k in ours if k.startswith("batch 1,"))]["requests_per_s"], "req/s", better="higher")  # fmt: skip
     console.print(f"[dim]results in {RESULT}")

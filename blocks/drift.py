@@ -59,6 +59,17 @@ class DriftPolicy(Block):
     auto_approve: bool = Field(
         default=False, description="Whether retraining promotes without a UI approval."
     )
+    retrain_deployment: str | None = Field(
+        default=None,
+        description=(
+            "The team's own training deployment (FLOW/DEPLOYMENT, from its prefect.yaml) that retraining "
+            "runs instead of the built-in data-run and model-run; its flow registers the model with "
+            "provenflow.log_model under the champion's name."
+        ),
+    )
+    retrain_parameters: dict = Field(
+        default_factory=dict, description="Parameters for retrain_deployment's flow run."
+    )
 
     def policy(self) -> Policy:
         return Policy(

@@ -6,10 +6,19 @@ import provenflow
 from provenflow.flows._flow import flow
 from provenflow.ledger.refs import check_name, resolve_dataset
 from provenflow.tasks.data import choose_suite, ingest_source, store_source, store_suite, validate_frame
+from provenflow.tasks.naming import name_run
 from provenflow.tasks.workspace import open_workspace
+from provenflow.ui.names import data_run_name
 
 
-@flow(name="data-run", flow_run_name="data-{name}")
+def _run_name() -> str:
+    """``penguins · penguins.csv`` (the version is added once it is known)."""
+    from prefect.runtime import flow_run
+
+    return data_run_name(flow_run.parameters["name"], str(flow_run.parameters["source"]))
+
+
+@flow(name="data-run", flow_run_name=_run_name)
 def data_run(
     name: str,
     source: str,
@@ -49,6 +58,7 @@ def data_run(
         run.link("input", "suite", expectations.where, store_suite(workspace, expectations))
         run.link("input", "file", source, store_source(workspace, source, source_credentials))
         dataset = table.output
+        name_run(data_run_name(name, source, dataset.digest.short))
         if register_version:
             run.output(dataset)
         else:

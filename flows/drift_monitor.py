@@ -23,7 +23,7 @@ from provenflow.tasks.drift import (
 )
 from provenflow.tasks.workspace import open_workspace
 from provenflow.tracking.prefect_context import artifact_key
-from provenflow.ui.drift_card import drift_markdown
+from provenflow.ui.drift_card import drift_history_rows, drift_markdown
 
 
 @flow(name="drift-monitor", flow_run_name="drift-{model}")
@@ -52,7 +52,11 @@ def drift_monitor(
         run.input(monitored.ref)  # the check shows downstream of the model in its lineage
         window, skipped = read_window(workspace, monitored, since, until)
         result = check(monitored, window, skipped, policy)
-        report = write_report(workspace, monitored, window) if result.verdict != "not enough data" else None
+        report = (
+            write_report(workspace, monitored, window, result)
+            if result.verdict != "not enough data"
+            else None
+        )
         if report:
             run.link("output", "file", "drift-report.html", report)
         run.log_metrics({"rows": result.rows, "drifted_features": len(result.drifted_features)})
@@ -65,20 +69,22 @@ def drift_monitor(
         run.record(lambda session: session.add(row))
     with workspace.ledger.reader() as session:
         report_id = session.scalar(select(m.DriftReport.id).where(m.DriftReport.run_id == run.id))
+        history = drift_history_rows(session, monitored.name)
     report_uri = workspace.store.uri(report) if report else None
-    create_table_artifact(key=artifact_key("drift", monitored.name), table=result.table(),
-                          description=f"drift of {monitored.ref} over {result.rows} rows: {result.verdict}")  # fmt: skip
+    create_table_artifact(key=artifact_key("drift", monitored.name), table=history,
+                          description=f"drift checks of {monitored.name} over time, newest first")  # fmt: skip
     create_markdown_artifact(
         key=artifact_key("drift-report", monitored.name),
         description=f"drift of {monitored.ref}: {result.verdict}",
         markdown=drift_markdown(
             monitored.ref, result.verdict, result.rows, since, monitored.training_dataset,
-            result.drifted_features, result.reason, report_url(report) if report else None,
+            result.drifted_columns, result.reason, report_url(report) if report else None,
             drift_pictures(monitored, window, result.drifted_features),
+            result.table(),
         ),
     )  # fmt: skip
     if result.drift:
-        emit_drift_event(monitored, result, report_id, report_uri)
+        emit_drift_event(monitored, result, report_id, report_uri, policy_block)
     return {
         "model": monitored.ref,
         "window": {"since": since.isoformat(), "until": until.isoformat()},

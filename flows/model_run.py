@@ -13,11 +13,11 @@ from provenflow.tasks.model import (
     cross_validate,
     load_dataset,
     make_estimator,
-    name_run,
     store_model,
     store_reference,
     train_model,
 )
+from provenflow.tasks.naming import name_run
 from provenflow.tasks.workspace import open_workspace
 from provenflow.ui.names import model_run_name
 
@@ -52,6 +52,7 @@ def model_run(
     trial_key: str | None = None,
     ledger_block: str | None = None,
     store_block: str | None = None,
+    cv_scores: dict[str, float] | None = None,
 ) -> dict:
     """Train ESTIMATOR (an import path, e.g. sklearn.ensemble.RandomForestClassifier) on DATASET
     (NAME@VERSION or NAME@latest) to predict TARGET; the model is registered as NAME
@@ -61,7 +62,8 @@ def model_run(
     classifier learn a target that looks continuous.
     With REGISTER_VERSION off (reproductions) the model is stored and linked to the run, not registered.
     CV (K) also records each metric's mean and std over K folds of the training rows; TRIAL_KEY is
-    set by a sweep (provenflow.modeling.sweep.trial_key) so a re-run finds this run and reuses it."""
+    set by a sweep (provenflow.modeling.sweep.trial_key) so a re-run finds this run and reuses it;
+    CV_SCORES are the CV metrics a sweep already computed for these CV folds (logged, not fitted again)."""
     params = params or {}
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
@@ -86,7 +88,9 @@ def model_run(
         choice = FeatureChoice.of(features, exclude, roles)
         trained = train_model(frame, target, model, seed, test_size, choice, version.profile, task)
         run.log_metrics(trained.metrics)
-        if cv:
+        if cv and cv_scores:  # the sweep's pool fitted these folds already: the same numbers
+            run.log_metrics(cv_scores)
+        elif cv:
             run.log_metrics(
                 cross_validate(frame, target, model, seed, test_size, cv, choice, version.profile, task)
             )

@@ -1,6 +1,11 @@
 """retrain: what a drift report starts. New data run → model run with the champion's estimator and
 parameters → promotion through the registry's gate (against the champion, on the new data's
-held-out rows) → release and redeploy to the champion's target."""
+held-out rows) → release and redeploy to the champion's target.
+
+A team that trains with its own code names its own training deployment instead (the policy's
+``retrain_deployment``, or DEPLOYMENT): that flow run replaces the data run and model run, and the
+model version it registered (``provenflow.log_model`` under the champion's name) goes through the
+same gate, promotion and redeploy."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from provenflow.flows.release import release
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
 from provenflow.modeling import registry
+from provenflow.tasks.retrain import run_training_deployment
 from provenflow.tasks.workspace import open_workspace
 
 
@@ -31,6 +37,9 @@ def retrain(
     drift_report: str | None = None,
     registry_address: str = "127.0.0.1:5000",
     policy_block: str | None = None,
+    deployment: str | None = None,
+    deployment_parameters: dict | None = None,
+    deployment_timeout: int = 3600,
     ledger_block: str | None = None,
     store_block: str | None = None,
 ) -> dict:
@@ -38,7 +47,10 @@ def retrain(
     the source its training data came from, or the POLICY_BLOCK's retrain source; SOURCE_CREDENTIALS
     names a Secret block for it), promote the
     challenger to ALIAS if it passes the gate (waiting for the UI approval unless AUTO_APPROVE, by
-    default the policy's setting, else on), and redeploy where the champion runs."""
+    default the policy's setting, else on), and redeploy where the champion runs.
+    DEPLOYMENT (FLOW/DEPLOYMENT; default the policy's retrain_deployment) retrains with the team's
+    own flow instead, run with DEPLOYMENT_PARAMETERS (default the policy's) and awaited up to
+    DEPLOYMENT_TIMEOUT seconds; SOURCE is then not used."""
     workspace = open_workspace(ledger_block, store_block)
     if policy_block:  # the model's drift policy says where its newest data is and who approves
         from provenflow.blocks.drift import DriftPolicy
@@ -47,14 +59,17 @@ def retrain(
         if not source:
             source, source_credentials = policy.retrain_source, policy.retrain_source_credentials
         auto_approve = policy.auto_approve if auto_approve is None else auto_approve
+        if not deployment and policy.retrain_deployment:
+            deployment = policy.retrain_deployment
+            deployment_parameters = policy.retrain_parameters if deployment_parameters is None else deployment_parameters
     auto_approve = True if auto_approve is None else auto_approve
     with workspace.ledger.reader() as session:
         champion = resolve_model(session, model)
         trained = session.get(m.Run, champion.run_id)
         dataset = next(
-            io.dataset_version for io in trained.io if io.direction == "input" and io.kind == "dataset"
+            (io.dataset_version for io in trained.io if io.direction == "input" and io.kind == "dataset"), None
         )
-        producer = session.get(m.Run, dataset.run_id) if dataset.run_id else None
+        producer = session.get(m.Run, dataset.run_id) if dataset and dataset.run_id else None
         if not source and producer:  # where the training data came from, with the same credentials
             source = producer.parameters.get("source")
             source_credentials = producer.parameters.get("source_credentials")
@@ -71,23 +86,42 @@ def retrain(
         # Redeploy the way the champion was deployed (its port, its Kubernetes target block).
         deployed_with = session.get(m.Run, deployed.run_id).parameters if deployed and deployed.run_id else {}
         report_hash = report.report_hash if report else None
-    if not source:
-        raise registry.PromotionError(f"no data source to retrain {champion_ref} on; pass source=")
-    parameters = {"model": champion_ref, "source": source, "alias": alias, "drift_report": drift_report}
+    if not source and not deployment:
+        raise registry.PromotionError(
+            f"no data source to retrain {champion_ref} on; pass source=, or deployment= to retrain with "
+            "the team's own training flow"
+        )
+    if not deployment and dataset is None:
+        raise registry.PromotionError(
+            f"{champion_ref} records no training dataset to retrain the built-in way; name the team's own "
+            "training deployment (deployment=, or the policy's retrain_deployment)"
+        )
+    parameters = {"model": champion_ref, "source": source, "alias": alias, "drift_report": drift_report,
+                  "deployment": deployment, "deployment_parameters": deployment_parameters}  # fmt: skip
     with provenflow.start(f"retrain-{champion.name}", kind="retrain", flow="retrain", parameters=parameters,
                           workspace=workspace) as run:  # fmt: skip
         run.input(champion)
         if report_hash:
             run.link("input", "drift-report", f"drift-report-{drift_report}", Digest(report_hash))
-        data = data_run(name=dataset.name, source=source, source_credentials=source_credentials,
-                        ledger_block=ledger_block, store_block=store_block)  # fmt: skip
-        challenger = model_run(
-            dataset=data["dataset"]["ref"], target=params["target"], estimator=params["estimator"],
-            params=params.get("params") or {}, seed=params.get("seed", 42), test_size=params.get("test_size", 0.25),
-            features=params.get("features"), exclude=params.get("exclude"), roles=params.get("roles"),
-            task=params.get("task"), name=champion.name, ledger_block=ledger_block, store_block=store_block,
-        )  # fmt: skip
-        challenger_ref = f"{challenger['model']['name']}@{challenger['model']['version']}"
+        training_run = None
+        if deployment:  # the team's own flow trains it, and registers it under the champion's name
+            training_run = run_training_deployment(deployment, deployment_parameters or {}, deployment_timeout)
+            with workspace.ledger.reader() as session:
+                made = registry.registered_by_flow_run(session, training_run, champion.name)
+                challenger_ref, challenger_metrics = made.ref, dict(made.metrics or {})
+            new_data = None  # the gate scores on the rows the challenger's own run held out
+        else:
+            data = data_run(name=dataset.name, source=source, source_credentials=source_credentials,
+                            ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+            challenger = model_run(
+                dataset=data["dataset"]["ref"], target=params["target"], estimator=params["estimator"],
+                params=params.get("params") or {}, seed=params.get("seed", 42),
+                test_size=params.get("test_size", 0.25), features=params.get("features"),
+                exclude=params.get("exclude"), roles=params.get("roles"), task=params.get("task"),
+                name=champion.name, ledger_block=ledger_block, store_block=store_block,
+            )  # fmt: skip
+            challenger_ref = f"{challenger['model']['name']}@{challenger['model']['version']}"
+            challenger_metrics, new_data = challenger["metrics"], data["dataset"]["ref"]
         redeploying = redeploy and target is not None
         if redeploying and target != "local":  # the image first: a failed build must not move the alias
             release(
@@ -96,7 +130,7 @@ def retrain(
                 ledger_block=ledger_block,
                 store_block=store_block,
             )
-        decision = promote(model=challenger_ref, to=alias, auto_approve=auto_approve, dataset=data["dataset"]["ref"],
+        decision = promote(model=challenger_ref, to=alias, auto_approve=auto_approve, dataset=new_data,
                            comment=f"retrained after drift report {drift_report}" if drift_report else "retrained",
                            ledger_block=ledger_block, store_block=store_block)  # fmt: skip
         placed = None
@@ -108,12 +142,13 @@ def retrain(
             )  # fmt: skip
         with workspace.ledger.reader() as session:
             run.output_version(resolve_model(session, challenger_ref))
-        run.log_metrics({f"challenger.{k}": v for k, v in challenger["metrics"].items()})
+        run.log_metrics({f"challenger.{k}": v for k, v in challenger_metrics.items()})
     return {
         "run_id": run.id,
         "champion": champion_ref,
         "challenger": challenger_ref,
-        "dataset": data["dataset"]["ref"],
+        "dataset": new_data,
+        "training_flow_run": training_run,
         "promotion": decision["decision"],
         "deployment": placed,
     }

@@ -14,7 +14,15 @@ import provenflow
 from provenflow.errors import ProvenflowError
 from provenflow.flows._flow import flow
 from provenflow.modeling import sweep as sweeping
-from provenflow.tasks.sweep import find_done, key_trials, publish_leaderboard, train_trial, trial_records
+from provenflow.tasks.sweep import (
+    cross_validate_trials,
+    find_done,
+    key_trials,
+    publish_leaderboard,
+    record_cv_trial,
+    train_trial,
+    trial_records,
+)
 from provenflow.tasks.workspace import open_workspace
 
 
@@ -39,6 +47,7 @@ def sweep(
     ledger_block: str | None = None,
     store_block: str | None = None,
     max_trials: int | None = None,
+    refit: str = "all",
 ) -> dict:
     """Train ESTIMATOR once per trial: each of DATASETS × each combination of GRID
     ({"max_depth": [3, 5]}), or RANDOM combinations drawn with SEED. A trial with the same dataset
@@ -46,27 +55,47 @@ def sweep(
     again: that run is reused. At most MAX_CONCURRENCY trials run at once, in RUNNER ("threads" or
     "processes") or on the Dask cluster at DASK (tcp://host:8786) or in the String block DASK_BLOCK.
     The leaderboard ranks trials by METRIC; PROMOTE_BEST_TO sends the best through the promote flow.
-    More trials than MAX_TRIALS (default sweeping.DEFAULT_MAX_TRIALS) are refused before any runs."""
+    More trials than MAX_TRIALS (default sweeping.DEFAULT_MAX_TRIALS) are refused before any runs.
+    REFIT "best" (needs CV, as GridSearchCV's refit=True): every trial is cross-validated in one pool
+    of MAX_CONCURRENCY processes over rows read once and recorded as a model run with its CV metrics,
+    and only the best is trained on all its training rows, stored and registered (a model run)."""
+    if refit not in ("all", "best"):
+        raise ProvenflowError(
+            f"refit {refit!r} is 'all' (every trial's model) or 'best' (the best trial's only)"
+        )
+    if refit == "best" and not cv:
+        raise ProvenflowError(
+            "refit 'best' ranks the trials by their cross-validated metrics: give cv (e.g. --cv 3)"
+        )
+    if refit == "best" and (dask or dask_block):
+        raise ProvenflowError("refit 'best' runs its folds in local processes; leave out the Dask address")
     trials = sweeping.plan(datasets, grid, random, seed, max_trials)  # refused before anything is recorded
     workspace = open_workspace(ledger_block, store_block)
     parameters = {
         "datasets": datasets, "target": target, "estimator": estimator, "grid": grid, "random": random,
         "seed": seed, "test_size": test_size, "cv": cv, "max_concurrency": max_concurrency, "metric": metric,
     }  # fmt: skip
+    if refit != "all":
+        parameters["refit"] = refit
     with provenflow.start(f"sweep-{estimator.rsplit('.', 1)[-1]}", kind="sweep", flow="sweep",
                           parameters=parameters, workspace=workspace) as run:  # fmt: skip
         keyed = key_trials(workspace, trials, estimator, seed, test_size, cv)
-        done = find_done(workspace, [key for _, key in keyed])
+        keys = [key for _, key in keyed]
+        done = find_done(workspace, keys)
+        if refit == "best":  # a trial cross-validated by an earlier refit-best sweep is done too
+            only = {sweeping.cv_only_key(key): key for key in keys if key not in done}
+            done |= {only[k]: run_id for k, run_id in find_done(workspace, list(only)).items()}
         for trial, key in keyed:
             if key in done:
                 print(f"trial {trial.dataset} {trial.params}: reusing run {done[key]} (same data, "
                       "parameters, seed and code)", file=sys.stderr, flush=True)  # fmt: skip
         todo = [(trial, key) for trial, key in keyed if key not in done]
-        trained, failed = run_trials(
-            todo, max_concurrency, runner, dask, dask_block,
-            dict(target=target, estimator=estimator, seed=seed, test_size=test_size, cv=cv, name=name,
-                 ledger_block=ledger_block, store_block=store_block),
-        )  # fmt: skip
+        common = dict(target=target, estimator=estimator, seed=seed, test_size=test_size, cv=cv, name=name,
+                      ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+        if refit == "best":
+            trained, failed = refit_best(workspace, todo, done, max_concurrency, metric, common)
+        else:
+            trained, failed = run_trials(todo, max_concurrency, runner, dask, dask_block, common)
         for message in failed:
             run.warn(message)
         ids = {**done, **trained}
@@ -103,6 +132,62 @@ def sweep(
         "promotion": promotion,
         "prefect_url": run.prefect_url,
     }
+
+
+def refit_best(
+    workspace, todo: list, done: dict[str, str], jobs: int, metric: str | None, common: dict
+) -> tuple[dict[str, str], list[str]]:
+    """Cross-validate every trial to do in one pool of processes, record each as a run with its CV
+    metrics, then train, store and register the best trial (a model run) unless it already has a
+    model; (trial key → run id, messages of the trials that failed)."""
+    c = common
+    scores = cross_validate_trials(workspace, todo, c["target"], c["estimator"], c["seed"], c["test_size"], c["cv"],
+                                   max(1, jobs))  # fmt: skip
+    failed = [f"trial {trial.dataset} {trial.params} failed: {result.splitlines()[0][:300]}"
+              for (trial, _), result in zip(todo, scores, strict=True) if isinstance(result, str)]  # fmt: skip
+    scored = [
+        (trial, key, result)
+        for (trial, key), result in zip(todo, scores, strict=True)
+        if isinstance(result, dict)
+    ]
+    keys = {run_id: key for key, run_id in done.items()}
+    candidates = [
+        {"key": key, "metrics": result, "model": None, "trial": trial} for trial, key, result in scored
+    ]
+    candidates += [{"key": keys[r["run_id"]], "metrics": r["metrics"], "model": r["model"],
+                    "trial": sweeping.Trial(r["dataset"], r["params"] or {})}
+                   for r in trial_records(workspace, list(done.values()))]  # fmt: skip
+    trained: dict[str, str] = {}
+    if candidates:
+        board = sweeping.leaderboard(candidates, sweeping.rank_metric(candidates, metric))
+        best = board[0]
+        for trial, key, result in scored:
+            if key != best["key"]:
+                run_id = record_cv_trial(workspace, trial, key, result, c["target"], c["estimator"], c["seed"],
+                                         c["test_size"], c["cv"], c["name"])  # fmt: skip
+                if run_id:
+                    trained[key] = run_id
+        if not best["model"]:
+            trial = best["trial"]
+            parameters = {
+                "dataset": trial.dataset,
+                "params": trial.params,
+                "trial_key": best["key"],
+                **common,
+            }
+            if any(key == best["key"] for _, key, _ in scored):  # its folds are fitted: not again
+                parameters["cv_scores"] = best["metrics"]
+            try:
+                trained[best["key"]] = train_trial(**parameters)
+            except Exception as exc:
+                failed.append(
+                    f"trial {trial.dataset} {trial.params} failed: {str(exc).splitlines()[0][:300]}"
+                )
+    for (trial, key), result in zip(todo, scores, strict=True):
+        if isinstance(result, str):  # recorded as failed runs
+            record_cv_trial(workspace, trial, key, result, c["target"], c["estimator"], c["seed"], c["test_size"],
+                            c["cv"], c["name"])  # fmt: skip
+    return trained, failed
 
 
 def run_trials(

@@ -21,12 +21,16 @@ from typing import TYPE_CHECKING, Any
 from provenflow.errors import ProvenflowError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from provenflow.monitoring.labels import FeedbackResult
+    from provenflow.tracking.fluent import LoggedDataset, LoggedModel
     from provenflow.tracking.run import Run, RunSummary
     from provenflow.workspace import Workspace
 
 __all__ = [
-    "ProvenflowError", "Run", "RunSummary", "end", "feedback", "input", "metric", "output", "parameter", "start",
+    "LoggedDataset", "LoggedModel", "ProvenflowError", "Run", "RunSummary", "dataset", "end", "feedback", "input",
+    "log_dataset", "log_model", "metric", "output", "parameter", "start",
 ]  # fmt: skip
 
 
@@ -66,6 +70,10 @@ def __getattr__(name: str) -> Any:
         from provenflow.tracking import run as tracking
 
         return getattr(tracking, name)
+    if name in ("LoggedDataset", "LoggedModel"):
+        from provenflow.tracking import fluent
+
+        return getattr(fluent, name)
     raise AttributeError(f"module 'provenflow' has no attribute {name!r}")
 
 
@@ -83,6 +91,29 @@ def input(item: str | os.PathLike) -> Any:
 def output(item: str | os.PathLike) -> Any:
     """Record a file the active run wrote (hashed and stored)."""
     return _active().output(item)
+
+
+def dataset(ref: str) -> pd.DataFrame:
+    """Dataset version REF (``NAME@VERSION`` or ``NAME@latest``) as a DataFrame, recorded as the run's input."""
+    from provenflow.tracking import fluent
+
+    return fluent.dataset(ref)
+
+
+def log_dataset(data: pd.DataFrame | str | os.PathLike, name: str, suite: str | None = None) -> LoggedDataset:
+    """Record a DataFrame or file the run made as a new version of dataset NAME (as data-run does)."""
+    from provenflow.tracking import fluent
+
+    return fluent.log_dataset(data, name, suite)
+
+
+def log_model(model: Any, name: str, input_example: pd.DataFrame, **options: Any) -> LoggedModel:
+    """Register MODEL as a sealed version of NAME from the run; ``str()`` of the result is
+    ``NAME@VERSION``. Options: ``eval=(X, y)``, ``target=``, ``task=``, ``code_paths=[...]``
+    (see provenflow.tracking.fluent.log_model)."""
+    from provenflow.tracking import fluent
+
+    return fluent.log_model(model, name, input_example, **options)
 
 
 def parameter(key: str, value: Any) -> None:

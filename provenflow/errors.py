@@ -12,6 +12,7 @@
     ├── StoreError             the content-addressed store
     │   └── IntegrityError     an object whose bytes no longer match its hash
     │       └── SignatureError a model version without a valid seal (provenflow.modeling.signing)
+    │   └── ModelCodeError     a model whose own code (a module it pickles) cannot be found at load
     ├── ReproductionError      provenflow.modeling.reproduce: a run that cannot be re-run
     ├── PromotionError         provenflow.modeling.registry: aliases and the metric gate
     ├── DeployError            provenflow.deploy.errors: ManifestInvalid, RolloutFailed
@@ -74,6 +75,10 @@ class IntegrityError(StoreError):
 
 
 class SignatureError(IntegrityError):
+    pass
+
+
+class ModelCodeError(StoreError):
     pass
 
 

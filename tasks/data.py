@@ -1,20 +1,13 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from provenflow.data import datasets, ingest, validation
+from provenflow.data import datasets, validation, versioning
 from provenflow.data.credentials import Credentials
+from provenflow.data.versioning import IngestedDataset  # re-exported: tasks.data.IngestedDataset
 from provenflow.digest import Digest
-from provenflow.project import project_root
-from provenflow.redact import redact
-from provenflow.settings import get_settings
-from provenflow.tracking import catalog
-from provenflow.tracking.run import DatasetOutput
 from provenflow.workspace import Workspace
 
 
@@ -26,66 +19,21 @@ def _credentials(block: str | None) -> Credentials | None:
     return load_credentials(block)
 
 
-@dataclass(frozen=True)
-class IngestedDataset:
-    output: DatasetOutput  # the pending dataset version, its canonical Parquet object already stored
-    sample: pd.DataFrame  # what validation sees: every row of a table up to ingest.SAMPLE_ROWS rows
-    validated_on: str
-    notes: list[dict]  # how the file was read, where that was inferred (dialect.Dialect.notes)
-
-
 @task(cache_policy=NO_CACHE)
 def ingest_source(
     workspace: Workspace, name: str, source: str, credentials_block: str | None = None
 ) -> IngestedDataset:
     """One streamed pass over the source (read with the credentials in CREDENTIALS_BLOCK, a Secret
     block, if any): its canonical Parquet object stored, its schema and profile, a bounded sample."""
-    store = workspace.store
-    table = ingest.ingest(source, ingest.workdir_for(store), _credentials(credentials_block))
-    stored = ingest.store_ingested(store, table)
-    output = DatasetOutput(
-        name=name,
-        digest=stored.digest,
-        size=stored.size,
-        uri=stored.uri,
-        format=datasets.PARQUET,
-        repaired=stored.repaired,
-        rows=table.rows,
-        columns=len(table.schema),
-        schema=table.schema,
-        profile=table.profile,
-        source=redact(source),
-    )
-    return IngestedDataset(output, table.sample, table.validated_on, table.notes)
+    return versioning.ingest_source(workspace, name, source, _credentials(credentials_block))
 
 
 @task(cache_policy=NO_CACHE)
 def choose_suite(
     workspace: Workspace, name: str, frame: pd.DataFrame, suite: str | None, profile: dict | None = None
 ) -> validation.Suite:
-    """SUITE if given; else expectations/NAME.json if the project has one; else the suite NAME's last
-    data run kept to (from the store); else one generated from this data (also when SUITE is "new").
-    Nothing is written into the source tree, so a run never leaves the code it records dirty."""
-    if suite and suite != "new":
-        return validation.read_suite(Path(suite))
-    committed = project_root() / "expectations" / f"{name}.json"
-    if committed.exists() and suite != "new":
-        return validation.read_suite(committed)
-    with workspace.ledger.reader() as session:
-        recorded = catalog.default_suite_of(session, name)
-    if recorded is not None and suite != "new":
-        digest, run_id = recorded
-        remedy = (
-            f"If {name!r} changed on purpose, run again with --suite new (a suite generated from this "
-            "data, kept by later runs) or --suite FILE."
-        )
-        return validation.Suite(
-            workspace.store.read_bytes(Digest(digest)), f"the suite of data run {run_id}", remedy=remedy
-        )
-    copy = get_settings().ensure_home() / "expectations" / f"{name}.json"
-    # FRAME may be a sample: which columns have gaps is known from the whole table's PROFILE.
-    missing = {c: e["missing"] for c, e in profile["columns"].items()} if profile else None
-    return validation.generated_suite(name, frame, str(copy), missing)
+    """SUITE, or the project's, the last run's or a generated one (versioning.choose_suite)."""
+    return versioning.choose_suite(workspace, name, frame, suite, profile)
 
 
 @task(cache_policy=NO_CACHE)
@@ -97,12 +45,7 @@ def validate_frame(
 
 @task(cache_policy=NO_CACHE)
 def store_suite(workspace: Workspace, suite: validation.Suite) -> Digest:
-    """Keep the suite the data passed with the run; a generated one also gets a copy to read under
-    the git-ignored home folder (commit it as expectations/NAME.json to change it)."""
-    digest = workspace.store.put_bytes(suite.data).digest
-    if suite.created:
-        validation.save_suite(Path(suite.where), suite.data)
-    return digest
+    return versioning.store_suite(workspace, suite)
 
 
 @task(cache_policy=NO_CACHE)

@@ -10,8 +10,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from provenflow.digest import Digest
-from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
+from provenflow.modeling import registry
 from provenflow.monitoring.drift import DriftPolicy, DriftResult, check_drift
 from provenflow.workspace import Workspace
 
@@ -35,10 +35,7 @@ class Monitored:
 def load_reference(workspace: Workspace, model: str) -> Monitored:
     with workspace.ledger.reader() as session:
         version = resolve_model(session, model)
-        run = session.get(m.Run, version.run_id)
-        dataset = next(
-            io.dataset_version for io in run.io if io.direction == "input" and io.kind == "dataset"
-        )
+        dataset = registry.training_reference(session, version)
         target = version.signature["target"]["name"]
         return Monitored(
             id=version.id,
@@ -70,14 +67,20 @@ def check(model: Monitored, window: pd.DataFrame, skipped: list[str], policy: Dr
 
 
 @task(cache_policy=NO_CACHE)
-def write_report(workspace: Workspace, model: Monitored, window: pd.DataFrame) -> Digest | None:
-    """The Evidently HTML report, on a bounded sample, kept in the store (None if there is no data)."""
+def write_report(
+    workspace: Workspace, model: Monitored, window: pd.DataFrame, result: DriftResult
+) -> Digest | None:
+    """The Evidently HTML report (charts on a bounded sample; each column's test, score and verdict
+    those of ``result``, the prediction's too), kept in the store (None if there is no data)."""
     if window.empty:
         return None
     from provenflow.monitoring.drift_report import evidently_report
 
+    shown = [*model.features, *(["prediction"] if result.prediction and "prediction" in window else [])]
     with tempfile.TemporaryDirectory(prefix="provenflow-drift-") as tmp:
-        path = evidently_report(None, model.profile, window[model.features], Path(tmp) / "drift.html")
+        path = evidently_report(None, model.profile, window[shown], Path(tmp) / "drift.html",
+                                features=model.features, title=f"Data drift of {model.ref}", verdict=result,
+                                target_profile=model.target_profile)  # fmt: skip
         return workspace.store.put_file(path).digest
 
 
@@ -92,9 +95,15 @@ def drift_pictures(model: Monitored, window: pd.DataFrame, drifted: list[str]) -
 
 
 def emit_drift_event(
-    model: Monitored, result: DriftResult, report_id: int | None, report_uri: str | None
+    model: Monitored,
+    result: DriftResult,
+    report_id: int | None,
+    report_uri: str | None,
+    policy_block: str | None = None,
 ) -> None:
-    """``provenflow.model.drift-detected``: the retrain deployment's trigger in prefect.yaml matches it."""
+    """``provenflow.model.drift-detected``: the retrain deployment's trigger in prefect.yaml matches it,
+    and hands the retrain flow POLICY_BLOCK (its retrain source, approval, or the team's own training
+    deployment)."""
     from provenflow.tracking.prefect_context import emit_model_event
 
     emit_model_event(
@@ -109,5 +118,6 @@ def emit_drift_event(
             "features": result.drifted_features,
             "prediction_drift": bool(result.prediction and result.prediction.drift),
             "report": report_uri or "",
+            "policy_block": policy_block or "",  # "" (not None): rendered into a string parameter
         },
     )

@@ -34,16 +34,6 @@ def load_dataset(
 
 
 @task(cache_policy=NO_CACHE)
-def name_run(name: str) -> None:
-    """Rename the flow run once its dataset version is known (the run list then tells runs apart)."""
-    from prefect.runtime import flow_run
-
-    from provenflow.tracking.prefect_context import rename_flow_run
-
-    rename_flow_run(flow_run.get_id(), name)
-
-
-@task(cache_policy=NO_CACHE)
 def make_estimator(path: str, params: dict[str, Any], seed: int | None) -> Any:
     return training.import_estimator(path, params, seed)
 

@@ -61,8 +61,13 @@ def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str 
                     f"{candidate.ref} records no training dataset; name one with --dataset"
                 )
             data = trained_on.dataset_version
+    target = (candidate.signature.get("target") or {}).get("name")
+    if not target:  # a team's own model logged without labels: nothing to score it against
+        raise registry.PromotionError(
+            f"{candidate.ref} records no target column, so the gate cannot score it; log it with "
+            "provenflow.log_model(..., eval=(X, y)) or target='COLUMN'"
+        )
     frame = datasets.load_table(store, Digest(data.hash))
-    target = candidate.signature["target"]["name"]
     _, x_test, _, y_test = training.split_rows(
         frame, target, candidate.task, int(params.get("seed", 42)), float(params.get("test_size", 0.25)),
         forced=params.get("task") == "classification",
@@ -70,7 +75,10 @@ def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str 
 
     def score(version: m.ModelVersion) -> dict[str, float]:
         pipeline = training.load_model(store, version)
-        return training.evaluate(pipeline, x_test, y_test, version.task)
+        # Only its inputs, as the server gives them: a team's own model need not pick its columns.
+        inputs = [i["name"] for i in (version.signature or {}).get("inputs") or []]
+        rows = x_test[inputs] if inputs and set(inputs) <= set(x_test.columns) else x_test
+        return training.evaluate(pipeline, rows, y_test, version.task)
 
     same = holder is not None and holder.id == candidate.id
     return HoldoutScores(

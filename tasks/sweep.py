@@ -41,13 +41,14 @@ def find_done(workspace: Workspace, keys: list[str]) -> dict[str, str]:
 def train_trial(
     dataset: str, target: str, estimator: str, params: dict[str, Any], seed: int, test_size: float,
     cv: int | None, trial_key: str, name: str | None, ledger_block: str | None, store_block: str | None,
+    cv_scores: dict[str, float] | None = None,
 ) -> str:  # fmt: skip
     """One trial: an ordinary model run (a sub-flow run), wherever the task runner put this task."""
     from provenflow.flows.model_run import model_run
 
     result = model_run(dataset=dataset, target=target, estimator=estimator, params=params, seed=seed,
                        test_size=test_size, name=name, cv=cv, trial_key=trial_key,
-                       ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+                       ledger_block=ledger_block, store_block=store_block, cv_scores=cv_scores)  # fmt: skip
     return result["run_id"]
 
 
@@ -65,3 +66,54 @@ def publish_leaderboard(board: list[dict[str, Any]], metric: str) -> None:
         for r in board
     ]  # fmt: skip
     create_table_artifact(rows, key="sweep-leaderboard", description=f"Trials ranked by {metric}")
+
+
+@task(cache_policy=NO_CACHE)
+def cross_validate_trials(
+    workspace: Workspace, todo: list[tuple[sweep.Trial, str]], target: str, estimator: str, seed: int,
+    test_size: float, folds: int, jobs: int,
+) -> list[dict[str, float] | str]:  # fmt: skip
+    """Every trial's CV metrics (or its error), each dataset read once and every (trial, fold) fit
+    one job in a pool of JOBS processes (``provenflow.modeling.sweep_cv``)."""
+    from provenflow.modeling import training
+    from provenflow.modeling.sweep_cv import cross_validate_trials as cross_validate
+    from provenflow.tasks.model import load_dataset
+
+    out: list[dict[str, float] | str] = [""] * len(todo)
+    for dataset in dict.fromkeys(trial.dataset for trial, _ in todo):
+        version, frame, _ = load_dataset.fn(workspace, dataset, None, seed)  # the rows model-run reads
+        positions = [i for i, (trial, _) in enumerate(todo) if trial.dataset == dataset]
+        estimators = [training.import_estimator(estimator, todo[i][0].params, seed) for i in positions]
+        plan = training.cv_plan(frame, target, estimators[0], seed, test_size, folds, None, version.profile)
+        for i, result in zip(positions, cross_validate(plan, estimators, jobs), strict=True):
+            out[i] = result
+    return out
+
+
+@task(cache_policy=NO_CACHE)
+def record_cv_trial(
+    workspace: Workspace, trial: sweep.Trial, key: str, result: dict[str, float] | str, target: str,
+    estimator: str, seed: int, test_size: float, folds: int, name: str | None,
+) -> str | None:  # fmt: skip
+    """A trial that is not refit (``refit="best"``) as a model run with its CV metrics and no model;
+    a failed one as a failed run. Returns the run id (None when it failed)."""
+    import provenflow
+    from provenflow.ledger.refs import safe_name
+
+    parameters = {
+        "dataset": trial.dataset, "target": target, "estimator": estimator, "params": trial.params, "seed": seed,
+        "test_size": test_size, "name": name, "cv": folds, "refit": False, "trial_key": sweep.cv_only_key(key),
+    }  # fmt: skip
+    label = name or safe_name(f"{trial.dataset.split('@')[0]}-{target}")
+    try:
+        with provenflow.start(label, kind="model", flow="model-run", parameters=parameters,
+                              workspace=workspace) as run:  # fmt: skip
+            run.input(trial.dataset)
+            if isinstance(result, str):
+                raise sweep.TrialFailed(result)
+            run.log_metrics(result)
+            run.warn("cross-validated only (refit=best): the sweep refit and registered its best trial alone",
+                     level="notice")  # fmt: skip
+    except sweep.TrialFailed:
+        return None
+    return run.id

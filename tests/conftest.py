@@ -16,6 +16,13 @@ PENGUINS = REPO / "provenflow" / "demo" / "penguins.csv"
 # The model-signing key made on first use goes to a throwaway config folder, never the user's own
 # (CLI subprocesses inherit it).
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="provenflow-test-config-")
+services.SESSION.folders.append(Path(os.environ["XDG_CONFIG_HOME"]))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """What the session stopped and removed, and what it left and why: just above pytest's own closing
+    line (CI reads "N passed" as the run's last line). Session fixtures are torn down by then."""
+    terminalreporter.write_line(services.cleanup())
 
 
 @pytest.fixture(scope="session")

@@ -75,6 +75,25 @@ def test_cli_end_to_end(project):
 
     human = pf(project, "lineage", "penguins-species@2")
     assert human.returncode == 0 and "upstream of" in human.stdout and ref in human.stdout
+    assert "downstream of" not in human.stdout  # nothing used @2 yet: no empty heading (there was one)
+
+    for command in ("verify", "gc"):  # output not to a terminal: no blank line first (there was one)
+        done = pf(project, command)
+        assert done.returncode == 0 and not done.stderr.startswith("\n") and done.stdout[:1].strip(), command
+
+    for listing in (
+        ["datasets", "list"],
+        ["models", "list"],
+        ["compare", *runs],
+        ["models", "show", "penguins-species@2"],
+    ):
+        shown = pf(project, *listing)
+        assert shown.returncode == 0, shown.stderr
+        assert max(len(line) for line in shown.stdout.splitlines()) <= 80, listing
+    # Refs whole (they were folded as "penguins@99d47d" / "1ae37f", "penguins-spec" / "ies@2").
+    assert ref in pf(project, "datasets", "list").stdout
+    models = pf(project, "models", "list").stdout
+    assert "penguins-species@2" in models and "penguins-species@1" in models and "DecisionTree" in models
 
     table = pf(project, "runs", "list")  # not a terminal: rich lays it out at 80 columns
     assert table.returncode == 0, table.stderr
@@ -170,7 +189,8 @@ def test_serve_command_answers_and_logs(project):
         row = {"island": "Dream", "bill_length_mm": 39.0, "bill_depth_mm": 18.0, "flipper_length_mm": 190.0,
                "body_mass_g": 3500.0, "sex": "male", "year": 2008}  # fmt: skip
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/predict", data=json.dumps({"records": [row] * 3}).encode(),
+            f"http://127.0.0.1:{port}/predict",
+            data=json.dumps({"records": [row] * 3}).encode(),
             headers={"content-type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -193,3 +213,26 @@ def test_usage_errors_are_short(project, args):
     result = pf(project, *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "Error" in result.stderr
+
+
+def test_the_demo_says_what_it_is_doing_within_two_seconds(project):
+    """Before, `provenflow demo` printed nothing for 48 s (a spinner only, invisible off a terminal)."""
+    import signal
+    import time
+
+    from tests.services import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
+    env["PROVENFLOW_SERVER_PORT"] = str(free_port())
+    started = time.monotonic()
+    demo = subprocess.Popen([CLI, "demo"], cwd=project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        first = demo.stdout.readline()
+        waited = time.monotonic() - started
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        demo.wait(timeout=60)
+        subprocess.run([CLI, "down"], cwd=project, env=env, capture_output=True, timeout=120)
+    assert "starting this project's Prefect server" in first
+    assert waited < 2.0, f"first line after {waited:.1f} s"

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -81,6 +82,27 @@ def test_same_traffic_no_drift_shifted_traffic_drift_and_an_event(deployed, pref
     assert stormy["drift"] is True
     assert stormy["features"]["flipper_length_mm"]["drift"] is True
     assert not stormy["features"]["island"]["drift"]
+    # The Evidently page gives each column provenflow's test and verdict (the prediction's too), and the
+    # artifact lists what the CLI lists. Before, Evidently chose its own tests and the artifact left out
+    # a drifted prediction the CLI showed.
+    page = Path(stormy["report"]).read_text(encoding="utf-8")
+    assert "provenflow psi on all 700 rows" in page and "Value Drift for column prediction" in page
+    assert "this report is for looking" not in page
+    listed = [*(f for f, v in stormy["features"].items() if v["drift"]),
+              *(["(prediction)"] if stormy["prediction"] and stormy["prediction"]["drift"] else [])]  # fmt: skip
+    artifact = httpx.post(f"{prefect_api}/artifacts/filter", timeout=10, json={
+        "artifacts": {"key": {"any_": ["drift-report-penguins-sex"]}}, "sort": "CREATED_DESC", "limit": 1,
+    }).json()[0]  # fmt: skip
+    assert f"Drifted: {', '.join(listed)}" in artifact["data"]
+    assert "| column | test | score | threshold | verdict |" in artifact["data"]
+    assert "| flipper_length_mm | psi |" in artifact["data"] and "| (prediction) |" in artifact["data"]
+    # The drift history is one table over time (before: one per-feature table per check).
+    history = httpx.post(f"{prefect_api}/artifacts/filter", timeout=10, json={
+        "artifacts": {"key": {"any_": ["drift-penguins-sex"]}}, "sort": "CREATED_DESC", "limit": 1,
+    }).json()[0]["data"]  # fmt: skip
+    history = json.loads(history) if isinstance(history, str) else history
+    assert [(h["verdict"], h["rows"]) for h in history] == [("drift", 700), ("no drift", 700)]
+    assert "flipper_length_mm" in history[0]["drifted"] and history[0]["flipper_length_mm"] > 0.1
     with Workspace.default().ledger.reader() as s:
         report = s.get(m.DriftReport, stormy["report_id"])
         assert report.status == "drift" and report.rows == 700 and report.report_hash
@@ -126,6 +148,16 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
     assert done.returncode == 0, done.stdout + done.stderr
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("retrain/retrain")
+        named = {
+            a.name: a.description
+            for a in client.read_automations()
+            if any(getattr(x, "deployment_id", None) == deployment.id for x in a.actions)
+        }
+    # Before: retrain__automation_1 and _2, "A custom trigger": which one was drift was hidden.
+    assert set(named) == {"retrain on drift", "retrain on decay"}
+    assert (
+        "drift-detected" in named["retrain on drift"] and "performance-degraded" in named["retrain on decay"]
+    )
     time.sleep(3)  # the automation is loaded by the server's trigger service
     emit_event(
         event="provenflow.model.drift-detected",
@@ -133,7 +165,12 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
             "prefect.resource.id": "provenflow.model.penguins-sex",
             "prefect.resource.name": "penguins-sex@4",
         },
-        payload={"model": "penguins-sex@4", "report_id": "17", "features": ["flipper_length_mm"]},
+        payload={
+            "model": "penguins-sex@4",
+            "report_id": "17",
+            "features": ["flipper_length_mm"],
+            "policy_block": "penguins-policy",
+        },
     )
     runs = []
     deadline = time.monotonic() + 60
@@ -152,6 +189,8 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
             time.sleep(1)
     assert runs, "no retrain flow run appeared after the drift event"
     assert runs[0].parameters["drift_report"] == "17"
+    # The monitor's policy reaches the retrain flow: it may name the team's own training deployment.
+    assert runs[0].parameters["policy_block"] == "penguins-policy"
     with Workspace.default().ledger.reader() as s:
         assert s.scalars(select(m.DriftReport)).all() == []  # the trigger alone records nothing of ours
 

@@ -63,6 +63,10 @@ def test_data_run_then_model_run_end_to_end(project, penguins):
     assert first["dataset"]["rows"] == 344 and first["dataset"]["new"] is True
     assert ref == f"penguins@{first['dataset']['hash'][:12]}"
     assert first["validation"]["created_suite"] and not (project / "expectations").exists()
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:  # before: "data-penguins", every data run alike
+        assert client.read_flow_run(first["run_id"]).name == f"penguins · {penguins.name} · @{ref[-12:][:6]}"
 
     objects = _objects(project)
     again = data_run(name="penguins", source=str(penguins))
@@ -96,8 +100,12 @@ def test_data_run_then_model_run_end_to_end(project, penguins):
     assert ref in card.data and "accuracy" in card.data and "Environment" in card.data
     table = next(a for a in artifacts if a.key == "leaderboard-penguins-species")
     row = json.loads(table.data)[0] if isinstance(table.data, str) else table.data[0]
-    assert row["model version"] == "1" and row["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
-    assert row["param n_estimators"] == 25 and row["link"] == result["prefect_url"]
+    assert row["version"] == "1" and row["accuracy"] == pytest.approx(result["metrics"]["accuracy"])
+    assert row["parameters"] == "RandomForest n_estimators=25" and row["link"] == result["prefect_url"]
+    # Other kinds keep their table under one key per model, not one per "@alias" (those had a hash).
+    assert not [
+        a.key for a in _prefect_artifacts(first["run_id"]) if a.key and a.key != "metrics-data-penguins"
+    ]
 
 
 def _assert_failed_cleanly(project: Path, objects_before: set[str], counts_before: dict, message: str):

@@ -90,6 +90,7 @@ def test_retrain_automation_and_crash_automation_exist(client):
     ]
     # One automation per trigger in prefect.yaml: drift, and a decay of realized performance.
     assert len(triggers) == 2 and all(t.enabled for t in triggers)
+    assert sorted(t.name for t in triggers) == ["retrain on decay", "retrain on drift"]
     assert {e for t in triggers for e in t.trigger.expect} == {
         "provenflow.model.drift-detected", "provenflow.model.performance-degraded",
     }  # fmt: skip

@@ -139,3 +139,32 @@ def test_hashing_a_large_file_keeps_memory_flat(tmp_path):
     grown_kib = int(subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True,
                                    check=True).stdout)  # fmt: skip
     assert grown_kib < 64 * 1024, f"hashing 192 MiB grew the process by {grown_kib / 1024:.0f} MiB"
+
+
+def test_restoring_an_unchanged_file_reads_it_once_and_copies_nothing(tmp_path, monkeypatch):
+    """Re-storing costs one hash of the source: the read-only object already there is neither hashed
+    again nor copied over (before: a staging copy beside the hash, then a second hash of the object)."""
+    import provenflow.storage.store as store_module
+
+    store = ContentStore(str(tmp_path / "store"))
+    source = tmp_path / "a.bin"
+    source.write_bytes(os.urandom(5 * 1024 * 1024))
+    digest = store.put_file(source).digest
+    hashed: list[str] = []
+    real = Digest.of_file
+
+    def counted(path, *args, **kwargs):
+        hashed.append(str(path))
+        return real(path, *args, **kwargs)
+
+    staged: list[str] = []
+    real_staged = ContentStore._staged
+    monkeypatch.setattr(store_module.Digest, "of_file", counted)
+    monkeypatch.setattr(ContentStore, "_staged", lambda self, *a: staged.append("x") or real_staged(self, *a))
+    again = store.put_file(source)
+    assert (again.digest, again.created) == (digest, False)
+    assert hashed == [str(source)] and staged == []
+    # an object made writable (the first step of editing it) is hashed again, and read-only once more
+    os.chmod(store.path(digest), 0o644)
+    assert store.put_file(source).created is False and len(hashed) == 3
+    assert os.stat(store.path(digest)).st_mode & 0o777 == 0o444

@@ -127,3 +127,38 @@ def test_sweep_on_the_process_task_runner(project, penguins):
     with Workspace.default().ledger.reader() as s:
         pids = {s.get(m.Run, r["run_id"]).pid for r in result["leaderboard"]}
     assert pids and os.getpid() not in pids  # trained in the pool's processes
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_refit_best_cross_validates_every_trial_and_registers_only_the_best(project, penguins):
+    import pandas as pd
+
+    from provenflow.errors import ProvenflowError
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.sweep import sweep as sweep_flow
+    from provenflow.modeling import training
+
+    data_run(name="penguins", source=str(penguins))
+    grid = {"n_estimators": [5, 10], "max_depth": [2, 4]}
+    with pytest.raises(ProvenflowError, match="give cv"):
+        sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, refit="best")
+    result = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, cv=3,
+                        refit="best", max_concurrency=2)  # fmt: skip
+    assert (result["trials"], result["failed"]) == (4, [])
+    board = result["leaderboard"]
+    assert result["metric"] == "f1.cv_mean" and board[0]["model"] and [r["model"] for r in board[1:]] == [None] * 3
+    scores = [r["metrics"]["f1.cv_mean"] for r in board]
+    assert scores == sorted(scores, reverse=True)
+    # the folds computed in the pool give model-run's own numbers
+    frame = pd.read_csv(penguins)
+    for record in board:
+        estimator = training.import_estimator(RF, record["params"], 42)
+        expected = training.cross_validate(frame, "species", estimator, 42, 0.25, 3)
+        assert record["metrics"]["f1.cv_mean"] == pytest.approx(expected["f1.cv_mean"])
+    with Workspace.default().ledger.reader() as s:
+        trials = s.scalars(select(m.Run).where(m.Run.kind == "model")).all()
+        assert len(trials) == 4 and all(t.state == "completed" for t in trials)  # every trial recorded
+        assert len(s.scalars(select(m.ModelVersion)).all()) == 1  # only the best registered
+    again = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, cv=3, refit="best")
+    assert (again["trained"], again["reused"]) == (0, 4)
+    assert {r["run_id"] for r in again["leaderboard"]} == {r["run_id"] for r in board}

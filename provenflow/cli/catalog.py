@@ -79,11 +79,14 @@ def datasets_list(
         rows = catalog.list_datasets(session, name)
     if as_json:
         return out.print_json(rows)
+    # Fits 80 columns as `runs list` does: the ref whole, the time without its year, the run's short id.
     out.table(
         "dataset versions",
-        ["ref", "rows", "columns", "size", "created", "run"],
-        [[r["ref"], r["rows"], r["columns"], r["size"], r["created_at"][:19], r["run_id"]] for r in rows],
-    )
+        ["ref", "rows", "columns", "bytes", "created", "run"],
+        [[r["ref"], r["rows"], r["columns"], r["size"], r["created_at"][5:16].replace("T", " "), r["run_id"][:8]]
+         for r in rows],
+        keep_whole=("ref", "rows", "columns", "bytes", "created", "run"),
+    )  # fmt: skip
 
 
 @datasets_app.command("show")
@@ -124,6 +127,7 @@ def models_list(
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None, as_json: JsonOpt = False
 ) -> None:
     from provenflow.tracking import catalog
+    from provenflow.ui.names import short_estimator
 
     with default_workspace().ledger.reader() as session:
         rows = catalog.list_models(session, name)
@@ -135,13 +139,14 @@ def models_list(
         [
             [
                 r["ref"],
-                r["estimator"],
-                ", ".join(f"{k}={out.fmt(v)}" for k, v in (r["metrics"] or {}).items()),
-                r["created_at"][:19],
-                r["run_id"],
+                short_estimator(str(r["estimator"])),
+                "\n".join(f"{k}={out.fmt(v)}" for k, v in out.headline_metrics(r["metrics"] or {})),
+                r["created_at"][5:16].replace("T", " "),
+                r["run_id"][:8],
             ]
             for r in rows
         ],
+        keep_whole=("ref", "created", "run"),
     )
 
 
@@ -276,4 +281,3 @@ def lineage(
     if as_json:
         return out.print_json(graph)
     out.lineage_tree(graph)
-

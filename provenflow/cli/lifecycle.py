@@ -102,8 +102,11 @@ def release(
     ] = "provenflow/serving-base:bookworm",
     flows: Annotated[
         bool,
-        typer.Option("--flows", help="Instead of a model: the flows image of the Kubernetes work pool "
-                     "(this checkout and its locked dependencies)."),
+        typer.Option(
+            "--flows",
+            help="Instead of a model: the flows image of the Kubernetes work pool "
+            "(this checkout and its locked dependencies).",
+        ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -167,7 +170,9 @@ def deploy(
     from provenflow.flows.deploy import deploy as flow
 
     with out.err_console.status(f"deploying {model} to {target}…"):
-        result = flow(model=model, target=target, port=port, kubernetes_block=kubernetes_block, shadow_of=shadow_of)
+        result = flow(
+            model=model, target=target, port=port, kubernetes_block=kubernetes_block, shadow_of=shadow_of
+        )
     if as_json:
         return out.print_json(result)
     out.console.print(result["endpoint"], highlight=False)

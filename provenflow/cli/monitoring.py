@@ -40,7 +40,8 @@ def drift_check(
 def quality_check(
     model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME@VERSION.")],
     policy_block: Annotated[
-        str | None, typer.Option(help="A provenflow-performance-policy block (default: accuracy, drop 0.05, 200 rows).")
+        str | None,
+        typer.Option(help="A provenflow-performance-policy block (default: accuracy, drop 0.05, 200 rows)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -57,14 +58,18 @@ def quality_check(
 
 @commands.command()
 def feedback(
-    model: Annotated[str, typer.Argument(help="NAME@VERSION or NAME@ALIAS whose served rows the labels are for.")],
+    model: Annotated[
+        str, typer.Argument(help="NAME@VERSION or NAME@ALIAS whose served rows the labels are for.")
+    ],
     source: Annotated[Path, typer.Option("--source", help="CSV or Parquet file: a label per served row.")],
     label_column: Annotated[str, typer.Option(help="Column holding the true label.")] = "label",
     id_column: Annotated[str, typer.Option(help="Column holding row ids '<request_id>:<row>'.")] = "id",
     request_id_column: Annotated[
         str, typer.Option(help="Column holding request ids (with --row-column, instead of row ids).")
     ] = "request_id",
-    row_column: Annotated[str, typer.Option(help="Column holding the row number within its request.")] = "row",
+    row_column: Annotated[
+        str, typer.Option(help="Column holding the row number within its request.")
+    ] = "row",
     as_json: JsonOpt = False,
 ) -> None:
     """Store ground-truth labels for served predictions (append-only; the latest label for a row wins)."""
@@ -118,7 +123,9 @@ def shadow_report(
             f"no deployment of {production} mirrors to a shadow; name the challenger "
             f"(provenflow shadow-report {production} NAME@VERSION) or deploy one with --shadow-of {production}"
         )
-    report = shadow_agreement(workspace, production, challenger, since=start, window=timedelta(minutes=window))
+    report = shadow_agreement(
+        workspace, production, challenger, since=start, window=timedelta(minutes=window)
+    )
     if as_json:
         return out.print_json(report)
     spread = "mean_abs_proba_difference" if "mean_abs_proba_difference" in report else "mean_abs_difference"
@@ -131,10 +138,16 @@ def shadow_report(
     out.err_console.print(
         f"{report['matched']} of {report['production_rows']} production rows answered by both ({coverage}); "
         f"agreement {out.fmt(report['agreement'])}"
-        + (f"; {report['ambiguous_rows']} rows with reused request ids left out" if report["ambiguous_rows"] else ""),
+        + (
+            f"; {report['ambiguous_rows']} rows with reused request ids left out"
+            if report["ambiguous_rows"]
+            else ""
+        ),
         highlight=False,
     )
-    out.warnings([{"level": "warning", "message": f"unreadable segment {s}"} for s in report["skipped_segments"]])
+    out.warnings(
+        [{"level": "warning", "message": f"unreadable segment {s}"} for s in report["skipped_segments"]]
+    )
 
 
 @commands.command()

@@ -161,12 +161,17 @@ def _add_down(tree: Tree, nodes: list[dict]) -> None:
 def lineage_tree(graph: dict) -> None:
     root = graph["node"]
     label = _run_label(root) if graph["kind"] == "run" else _version_label(root)
-    up = Tree(f"[bold]upstream of[/bold] {label}")
-    _add_up(up, graph["upstream"])
-    down = Tree(f"[bold]downstream of[/bold] {label}")
-    _add_down(down, graph["downstream"])
-    console.print(up)
-    console.print(down)
+    # A heading only over a tree with something in it (an empty "downstream of …" read as a cut-off).
+    if graph["upstream"]:
+        up = Tree(f"[bold]upstream of[/bold] {label}")
+        _add_up(up, graph["upstream"])
+        console.print(up)
+    if graph["downstream"]:
+        down = Tree(f"[bold]downstream of[/bold] {label}")
+        _add_down(down, graph["downstream"])
+        console.print(down)
+    if not graph["upstream"] and not graph["downstream"]:
+        console.print(f"{label}: no recorded run wrote or used it", highlight=False)
     for release in root.get("releases", []):
         console.print(f"  [blue]image[/blue] {release['image']} ({release['runtime']})", highlight=False)
     for d in root.get("deployments", []):

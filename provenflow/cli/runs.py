@@ -211,6 +211,13 @@ def sweep(
     auto_approve: Annotated[
         bool, typer.Option(help="With --promote-best-to: skip the approval in the UI.")
     ] = False,
+    refit: Annotated[
+        str,
+        typer.Option(
+            help="all: every trial's model trained and registered; best (with --cv): every trial "
+            "cross-validated in parallel processes and recorded, only the best trained and registered."
+        ),
+    ] = "all",
     as_json: JsonOpt = False,
 ) -> None:
     """One tracked model run per trial (datasets × grid, or --random N draws), trials already done reused
@@ -219,6 +226,8 @@ def sweep(
 
     grid_values = parse_grid(grid)
     plan(dataset, grid_values, random, seed, max_trials)  # a grid too large: one line before Prefect starts
+    if refit not in ("all", "best"):
+        raise typer.BadParameter(f"--refit is 'all' or 'best', not {refit!r}")
     prefect_ready()
     from provenflow.flows.sweep import sweep as flow
 
@@ -227,7 +236,7 @@ def sweep(
             datasets=dataset, target=target, estimator=estimator, grid=grid_values, random=random, seed=seed,
             test_size=test_size, cv=cv, max_concurrency=max_concurrency, runner=runner, dask=dask,
             dask_block=dask_block, metric=metric, name=name, promote_best_to=promote_best_to,
-            auto_approve=auto_approve, max_trials=max_trials,
+            auto_approve=auto_approve, refit=refit, max_trials=max_trials,
         )  # fmt: skip
     if as_json:
         return out.print_json(result)

@@ -43,8 +43,9 @@ def gc(
         crashed = crashes.find_crashed(workspace.ledger)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
+    # Off when stderr is not a terminal: a transient bar there leaves a blank line first.
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), console=out.err_console,
-                  transient=True, disable=as_json) as bar:  # fmt: skip
+                  transient=True, disable=as_json or not out.err_console.is_terminal) as bar:  # fmt: skip
         task = bar.add_task("listing the store", total=None)
         report = store_gc.collect(
             workspace, grace_seconds, dry_run=dry_run,
@@ -71,7 +72,8 @@ def verify(as_json: JsonOpt = False) -> None:
         hashes = referenced_hashes(session)
     total = sum(object_size(workspace.store, h) for h in hashes)
     columns = ("{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=out.err_console, transient=True, disable=as_json) as bar:
+    quiet = as_json or not out.err_console.is_terminal  # a transient bar off a terminal leaves a blank line
+    with Progress(*columns, console=out.err_console, transient=True, disable=quiet) as bar:
         task = bar.add_task("verifying objects", total=total)
         report = verify_store(workspace, lambda _h, size: bar.advance(task, size), hashes=hashes)
     if as_json:

@@ -33,8 +33,6 @@ def warm_up() -> None:
         output.console = console
 
 
-
-
 def fresh_consoles() -> None:
     # rich decides colours and terminal features when a Console is made: make them for the
     # caller's terminal, not the runner's log file.

@@ -119,9 +119,11 @@ def deploy(
         process = subprocess.Popen(
             # Short flushes: a local deployment is for trying things, where a drift check right after
             # sending traffic should see it.
-            [sys.executable, "-m", "provenflow.serving", "--bundle", str(bundle), "--host", "127.0.0.1",
-             "--port", str(port), "--flush-seconds", "1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "provenflow.serving", "--bundle", str(Path(bundle).resolve()), "--host",
+             "127.0.0.1", "--port", str(port), "--flush-seconds", "1"],
+            # In its own folder, as in an image: nothing of the deployer's working folder is importable,
+            # so a model that would miss its code there misses it here too.
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

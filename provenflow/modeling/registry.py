@@ -117,6 +117,55 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def registered_by_flow_run(session: Session, flow_run_id: str, name: str) -> m.ModelVersion:
+    """The version of model NAME that the runs of Prefect flow run FLOW_RUN_ID registered (the
+    newest, if several): what a team's own training deployment produced for the retrain flow."""
+    edge = session.scalars(
+        select(m.RunIO)
+        .join(m.Run)
+        .where(
+            m.Run.prefect_flow_run_id == str(flow_run_id),
+            m.Run.state == "completed",
+            m.RunIO.direction == "output",
+            m.RunIO.kind == "model",
+            m.RunIO.model_version_id.is_not(None),
+        )
+        .order_by(m.RunIO.id.desc())
+    )
+    found = [e.model_version for e in edge if e.model_version.name == name]
+    if not found:
+        raise PromotionError(
+            f"flow run {flow_run_id} registered no version of model {name!r}; its flow must call "
+            f"provenflow.log_model(model, name={name!r}, ...) inside provenflow.start(...)"
+        )
+    return found[0]
+
+
+def training_reference(session: Session, version: m.ModelVersion) -> m.DatasetVersion:
+    """The dataset version whose profile is VERSION's drift reference: the one ``log_model`` was
+    given as ``reference=``, else the training run's (first) input dataset."""
+    from provenflow.ledger.refs import resolve_dataset
+
+    named = (version.signature or {}).get("reference")
+    if named:
+        return resolve_dataset(session, named)
+    run = session.get(m.Run, version.run_id) if version.run_id else None
+    found = next(
+        (
+            io.dataset_version
+            for io in (run.io if run else [])
+            if io.direction == "input" and io.kind == "dataset"
+        ),
+        None,
+    )
+    if found is None:
+        raise ProvenflowError(
+            f"{version.ref} records no training dataset to compare production data with; read the training "
+            "data with provenflow.dataset(...) in the run that logs it, or pass log_model(..., reference=frame)"
+        )
+    return found
+
+
 def holder_of(session: Session, name: str, alias: str) -> m.ModelVersion | None:
     row = session.scalars(
         select(m.ModelAlias).where(m.ModelAlias.name == name, m.ModelAlias.alias == alias)

@@ -25,6 +25,10 @@ DEFAULT_MAX_TRIALS = 1000
 LOWER_IS_BETTER = ("rmse", "mae")
 
 
+class TrialFailed(TrainingError):
+    """A trial's fit failed (its run is recorded as failed; the sweep goes on)."""
+
+
 @dataclass(frozen=True)
 class Trial:
     dataset: str  # NAME@VERSION as given; resolved to a hash for the key
@@ -100,6 +104,12 @@ def trial_key(dataset_hash: str, estimator: str, params: dict[str, Any], seed: i
         [dataset_hash, estimator, params, seed, test_size, cv, code], sort_keys=True, default=repr
     )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cv_only_key(key: str) -> str:
+    """The key a trial recorded with its cross-validated metrics only (``refit="best"``) carries: not
+    its own key, so a sweep that wants every trial's model does not take it as done."""
+    return hashlib.sha256(f"{key}:cv-only".encode()).hexdigest()
 
 
 def done_trials(session, keys: Sequence[str]) -> dict[str, str]:

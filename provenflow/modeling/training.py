@@ -449,7 +449,11 @@ def deserialize(data: bytes, model: ModelIdentity, seal: str | None, key: Key | 
         raise IntegrityError(
             f"model bytes hash to {actual.hex}, not the recorded {model.hash}; refusing to load them"
         )
-    return pickle.loads(data)
+    from provenflow.modeling import owncode
+
+    if model.format == owncode.FORMAT:  # the team's own code rides along: on sys.path only now
+        return owncode.load(data, model.ref)
+    return owncode.unpickle(data, model.ref)
 
 
 def load_model(store: ContentStore, version: Sealed, key: Key | None = None) -> Any:
@@ -496,10 +500,34 @@ def cross_validate(
     """Each metric's mean and standard deviation (``<metric>.cv_mean``, ``<metric>.cv_std``) over
     FOLDS folds of the training rows (the rows ``train_and_evaluate`` fits on; its held-out rows
     stay unseen), shuffled by SEED: stratified for a classifier, as scikit-learn's own CV does."""
-    from sklearn.base import clone
-    from sklearn.model_selection import KFold, StratifiedKFold
+    plan = cv_plan(frame, target, estimator, seed, test_size, folds, choice, profile, task)
+    return cv_summary([fold_score(plan, estimator, fit_rows, score_rows) for fit_rows, score_rows in plan.splits])
 
-    from provenflow.modeling.preprocessing import build_pipeline
+
+@dataclass(frozen=True)
+class CvPlan:
+    """The training rows ``train_and_evaluate`` fits on, the columns used, and the folds over them."""
+
+    x_train: pd.DataFrame
+    y_train: pd.Series
+    selection: Any
+    kind: str
+    splits: list[tuple[np.ndarray, np.ndarray]]
+
+
+def cv_plan(
+    frame: pd.DataFrame,
+    target: str,
+    estimator: Any,
+    seed: int,
+    test_size: float,
+    folds: int,
+    choice: FeatureChoice | None = None,
+    profile: dict | None = None,
+    task: str | None = None,
+) -> CvPlan:
+    """What ``cross_validate`` fits on, computed once: a sweep shares it between all its trials."""
+    from sklearn.model_selection import KFold, StratifiedKFold
 
     if folds < 2:
         raise TrainingError(f"--cv {folds}: cross-validation needs at least 2 folds")
@@ -510,12 +538,23 @@ def cross_validate(
         frame[[*columns, target]], target, kind, seed, test_size, forced=task == "classification"
     )
     splitter = (StratifiedKFold if kind == "classification" else KFold)(folds, shuffle=True, random_state=seed)
-    scores: list[dict[str, float]] = []
-    for fit_rows, score_rows in splitter.split(x_train, y_train):
-        x_fit, y_fit = x_train.iloc[fit_rows], y_train.iloc[fit_rows]
-        pipeline = build_pipeline(x_fit, selection, clone(estimator))
-        pipeline.fit(x_fit, y_fit)
-        scores.append(evaluate(pipeline, x_train.iloc[score_rows], y_train.iloc[score_rows], kind))
+    return CvPlan(x_train, y_train, selection, kind, list(splitter.split(x_train, y_train)))
+
+
+def fold_score(plan: CvPlan, estimator: Any, fit_rows: np.ndarray, score_rows: np.ndarray) -> dict[str, float]:
+    """One fold: fit a fresh pipeline on FIT_ROWS of the plan's training rows, score it on SCORE_ROWS."""
+    from sklearn.base import clone
+
+    from provenflow.modeling.preprocessing import build_pipeline
+
+    x_fit, y_fit = plan.x_train.iloc[fit_rows], plan.y_train.iloc[fit_rows]
+    pipeline = build_pipeline(x_fit, plan.selection, clone(estimator))
+    pipeline.fit(x_fit, y_fit)
+    return evaluate(pipeline, plan.x_train.iloc[score_rows], plan.y_train.iloc[score_rows], plan.kind)
+
+
+def cv_summary(scores: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean and standard deviation over the folds' scores."""
     out: dict[str, float] = {}
     for name in scores[0]:
         values = np.array([s[name] for s in scores if name in s])

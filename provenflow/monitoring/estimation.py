@@ -143,7 +143,14 @@ def reference_of(
     ``predict_proba`` (a regressor, or e.g. a NearestCentroid), which CBPE cannot estimate."""
     from sklearn.base import is_classifier
 
-    if not is_classifier(pipeline) or not hasattr(pipeline, "predict_proba") or len(labels) == 0:
+    # A team's own classifier (provenflow.log_model) need not be a scikit-learn one: classes_ will
+    # do (scikit-learn's is_classifier raises on an object without its tags).
+    try:
+        classifier = is_classifier(pipeline)
+    except AttributeError:
+        classifier = False
+    classifier = classifier or getattr(pipeline, "classes_", None) is not None
+    if not classifier or not hasattr(pipeline, "predict_proba") or len(labels) == 0:
         return None
     if len(labels) > REFERENCE_ROWS:
         keep = np.sort(np.random.default_rng(seed).choice(len(labels), REFERENCE_ROWS, replace=False))

@@ -21,12 +21,19 @@ open-loop generator in its own process, latency from the scheduled send; 2 share
 - Segments are built in the log's writer thread from parts of 500 requests: built whole, a
   5,000-request segment was ~30 ms of GIL-holding numpy/arrow calls every 10 s, which the event
   loop waited out (p99.9 17-22 ms; 5-13 ms in parts, interleaved runs).
+- What the worst 0.1% still wait for (2026-12-06, ``--priority rt``, 20 s runs paired on the same
+  bundle, load 8-10 from other work): the prediction log's segment writes. With segments written
+  (every 10 s) p99.9 was 15-19 ms (max 31-36 ms); the same tree with no segment written during the
+  run (--flush-seconds 600) 2.9-3.3 ms (max 4.3-4.6 ms), against the generator's floor of 1.5 ms.
+  Not the collector: gen0/gen2 thresholds raised to 100,000/1,000 after ``gc.freeze()`` gave
+  p99.9 11-20 ms against 10-17 ms. Building the segment in another process (the write-ahead file
+  already holds everything ``recovery`` needs) is the next step.
 - Not kept, measured no better: uvloop + httptools against asyncio + h11 (same throughput: the
   ~400 µs of CPU per request are FastAPI/Starlette and the model, not the protocol), a 1 ms
   GIL switch interval. ``--workers N`` (``run.py``) adds processes for throughput.
 
-Hostile requests: only ``application/json`` is accepted (415 otherwise: a browser page can POST
-text/plain or a form to any origin without a CORS preflight). The body is read as it arrives and
+Hostile requests: only ``application/json`` and Arrow IPC streams (``arrow.py``) are accepted (415
+otherwise: a browser page can POST text/plain or a form to any origin without a CORS preflight). The body is read as it arrives and
 refused with 413 (connection closed, the rest never read) once it passes ``max_body_bytes``,
 chunked or not. A big body is parsed in ~1 MB slices (``inputs.parse_request``), so the GIL, which
 the event loop needs, is never held for long: /health answered in under 100 ms throughout a 60 MB,
@@ -48,6 +55,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,6 +63,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from provenflow.serving import arrow
 from provenflow.serving import feedback as fb
 from provenflow.serving.budget import LargeBodies, loads_within
 from provenflow.serving.bundle import LoadedModel
@@ -83,6 +92,7 @@ DEFAULT_LARGE_BODIES = 1
 INLINE_BYTES = 16 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON = "application/json"
+_OCTETS = "application/octet-stream"
 
 
 def create_app(
@@ -185,34 +195,49 @@ def create_app(
         if not authorized(request):
             return _unauthorized()
         request_id = _request_id(request)
-        if not _is_json(request.headers.get("content-type")):
-            # Only JSON: a browser may POST text/plain or a form to any origin without a CORS preflight.
-            message = "send the body as JSON with 'Content-Type: application/json'"
+        content_type = request.headers.get("content-type")
+        arrow_in = arrow.is_arrow(content_type)
+        if not arrow_in and not _is_json(content_type):
+            # Only JSON or Arrow: a browser may POST text/plain or a form to any origin without a CORS preflight.
+            message = f"send the body as JSON with 'Content-Type: application/json' (or as an Arrow IPC stream, '{arrow.CONTENT_TYPE}')"
             return _json({"error": message, "request_id": request_id}, 415)
         try:
             async with large.reading(request, max_body_bytes) as bodies:
-                return await _predict_body(request, bodies, request_id)
+                return await _predict_body(request, bodies, request_id, arrow_in)
         except RequestError as exc:  # too big: answer and close, leaving the rest of the body unread
             return _json({**exc.body(), "request_id": request_id}, exc.status, {"connection": "close"})
 
-    async def _predict_body(request: Request, bodies: list[bytearray], request_id: str) -> Response:
+    async def _predict_body(
+        request: Request, bodies: list[bytearray], request_id: str, arrow_in: bool
+    ) -> Response:
         # The shadow challenger gets the same body, kept (not copied) until it is sent.
         kept = bodies[0] if mirror is not None else None
+        form = Form(arrow_in=arrow_in, arrow_out=arrow.wants_arrow(request.headers.get("accept")))
         if model.runtime == "onnx" and len(bodies[0]) <= inline_bytes:
-            response = answer(bodies, request_id)
+            response = answer(bodies, request_id, form)
         else:  # answer() drops the body once parsed: a 60 MB body is not kept through prediction
-            response = await run_in_threadpool(answer, bodies, request_id)
+            response = await run_in_threadpool(answer, bodies, request_id, form)
         if kept is not None and response.status_code == 200:
-            mirror.offer("/predict", kept, request_id, request.headers.get("authorization"))
+            mirror.offer("/predict", kept, request_id, request.headers.get("authorization"),
+                         (("content-type", arrow.CONTENT_TYPE if arrow_in else _JSON),))  # fmt: skip
         return response
 
-    def answer(bodies: list[bytearray], request_id: str, v2: bool = False) -> Response:
+    def answer(bodies: list[bytearray], request_id: str, form: Form) -> Response:
         """Parse, predict, log and serialize: on the event loop for small ONNX requests, else in a thread.
-        ``v2``: the body and the answer are the Open Inference Protocol's (``v2.py``)."""
+        ``form``: JSON, Arrow or the Open Inference Protocol's body (``v2.py``), and the answer's."""
+        v2 = form.v2
         error = _v2_error if v2 else _error
+        requested = None
         try:
             if v2:
-                batch, given_id = parse_infer(bodies.pop(), model.features, max_rows, model.ignored)
+                batch, given_id, requested = parse_infer(
+                    bodies.pop(), model.features, max_rows, model.ignored, form.header_length
+                )
+            elif form.arrow_in:
+                batch, given_id = (
+                    arrow.parse_arrow(bodies.pop(), model.features, max_rows, model.ignored),
+                    None,
+                )
             else:
                 batch, given_id = parse_request(bodies.pop(), model.features, max_rows, model.ignored), None
         except RequestError as exc:
@@ -237,10 +262,21 @@ def create_app(
                 return error({"error": str(exc)}, 503, request_id)
         metrics.predicted(predictions)
         if v2:
-            body = infer_answer(identity["name"], identity["version"], predictions, request_id, given_id)
-        else:
-            body = _answer(identity, classes, predictions, request_id)
-        return Response(body, media_type=_JSON, headers={"x-request-id": request_id} if v2 else None)
+            try:
+                body, head = infer_answer(
+                    identity["name"], identity["version"], predictions, request_id, given_id, requested
+                )
+            except RequestError as exc:  # an unknown output asked for
+                return error(exc.body(), exc.status, request_id)
+            headers = {"x-request-id": request_id}
+            if head is None:
+                return Response(body, media_type=_JSON, headers=headers)
+            headers["inference-header-content-length"] = str(head)
+            return Response(body, media_type=_OCTETS, headers=headers)
+        if form.arrow_out:
+            body = arrow.answer_stream(identity, classes, predictions, request_id)
+            return Response(body, media_type=arrow.CONTENT_TYPE, headers={"x-request-id": request_id})
+        return Response(_answer(identity, classes, predictions, request_id), media_type=_JSON)
 
     @app.post("/feedback")
     async def feedback(request: Request) -> Response:
@@ -336,30 +372,39 @@ def create_app(
         content_type = request.headers.get("content-type")
         # Triton's and KServe's clients send no Content-Type; anything else but JSON is refused (a
         # browser's cross-site form or text/plain POST). See SECURITY.md on the missing-header case.
-        if content_type is not None and not _is_json(content_type):
+        header_length = request.headers.get("inference-header-content-length")
+        # octet-stream with the binary extension's header only: a cross-site form cannot set that header.
+        binary_type = (
+            None not in (header_length, content_type)
+            and content_type.split(";", 1)[0].strip().lower() == _OCTETS
+        )
+        if content_type is not None and not _is_json(content_type) and not binary_type:
             return _v2_error(
                 {"error": "send the body as JSON ('Content-Type: application/json')"}, 415, request_id
             )
-        if request.headers.get("inference-header-content-length") is not None:
-            message = "the binary tensor extension is not supported; send JSON tensors (tritonclient: binary_data=False)"
+        if header_length is not None and not header_length.strip().isdigit():
+            message = f"Inference-Header-Content-Length must be the JSON header's length in bytes, not {header_length!r}"
             return _v2_error({"error": message}, 400, request_id)
         try:
             async with large.reading(request, max_body_bytes) as bodies:
-                return await _v2_infer_body(request, name, bodies, request_id)
+                return await _v2_infer_body(request, name, bodies, request_id, header_length)
         except RequestError as exc:
             return _v2_error(exc.body(), exc.status, request_id, {"connection": "close"})
 
     async def _v2_infer_body(
-        request: Request, name: str, bodies: list[bytearray], request_id: str
+        request: Request, name: str, bodies: list[bytearray], request_id: str, header_length: str | None
     ) -> Response:
         kept = bodies[0] if mirror is not None else None
+        form = Form(v2=True, header_length=None if header_length is None else int(header_length))
         if model.runtime == "onnx" and len(bodies[0]) <= inline_bytes:
-            response = answer(bodies, request_id, v2=True)
+            response = answer(bodies, request_id, form)
         else:
-            response = await run_in_threadpool(answer, bodies, request_id, True)
+            response = await run_in_threadpool(answer, bodies, request_id, form)
         if kept is not None and response.status_code == 200:
             # By name only: the challenger serves another version of the model.
-            mirror.offer(f"/v2/models/{name}/infer", kept, request_id, request.headers.get("authorization"))
+            headers = (("inference-header-content-length", header_length),) if header_length else ()
+            mirror.offer(f"/v2/models/{name}/infer", kept, request_id, request.headers.get("authorization"),
+                         (("content-type", _JSON), *headers))  # fmt: skip
         return response
 
     def _v2_missing(name: str, version: str | None) -> Response | None:
@@ -371,6 +416,16 @@ def create_app(
         return None
 
     return app
+
+
+@dataclass(frozen=True)
+class Form:
+    """What a request's body is and what its answer should be."""
+
+    v2: bool = False
+    header_length: int | None = None  # V2's binary extension: the JSON header's length
+    arrow_in: bool = False
+    arrow_out: bool = False
 
 
 def _answer(identity: dict, classes: list[Any] | None, predictions: Predictions, request_id: str) -> bytes:

@@ -345,7 +345,7 @@ def _from_columns(
     problems = _key_problems(columns.keys() - ignored, [f.name for f in features], row=None)
     lengths = {}
     for name, values in columns.items():
-        if name in expected and not isinstance(values, list):
+        if name in expected and not isinstance(values, (list, np.ndarray)):  # arrays: V2 binary tensors
             problems.append(Problem(f"column {name!r} must be a list of values", field=name))
         elif name in expected:
             lengths[name] = len(values)
@@ -384,6 +384,15 @@ def _checked(raw: dict[str, list], rows: int, features: tuple[Feature, ...], off
     columns: dict[str, np.ndarray] = {}
     for feature in features:
         values = raw[feature.name]
+        if isinstance(values, np.ndarray) and feature.kind == "numeric":  # decoded binary, already float64
+            if np.isinf(values).any():
+                row = int(np.flatnonzero(np.isinf(values))[0])
+                problems.append(_type_problem(feature, float(values[row]), row + offset))
+            else:
+                columns[feature.name] = values
+            continue
+        if isinstance(values, np.ndarray):
+            values = values.tolist()
         if feature.kind == "numeric":
             allowed = _NUMERIC_TYPES
         elif feature.kind == "datetime":

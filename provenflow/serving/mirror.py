@@ -49,6 +49,8 @@ class _Item:
     body: bytes | bytearray
     request_id: str
     authorization: str | None
+    # The body's own headers (Content-Type, V2's Inference-Header-Content-Length), as the client sent them.
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
 
 
 class Mirror:
@@ -118,7 +120,14 @@ class Mirror:
                 await task
         self._tasks = []
 
-    def offer(self, path: str, body: bytes | bytearray, request_id: str, authorization: str | None) -> bool:
+    def offer(
+        self,
+        path: str,
+        body: bytes | bytearray,
+        request_id: str,
+        authorization: str | None,
+        headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),),
+    ) -> bool:
         """Queue a copy of an answered request; False (and counted as dropped) when the queue is full.
         Call it on the event loop: it never waits."""
         queue = self._queue
@@ -129,7 +138,7 @@ class Mirror:
                 self._counts["dropped"] += 1
                 return False
             self._queued_bytes += len(body)
-        queue.put_nowait(_Item(self._prefix + path, body, request_id, authorization))
+        queue.put_nowait(_Item(self._prefix + path, body, request_id, authorization, headers))
         return True
 
     def counts(self) -> dict[str, int]:
@@ -191,7 +200,7 @@ class _Connection:
     async def post(self, item: _Item, host: str) -> int:
         headers = [
             ("host", host),
-            ("content-type", "application/json"),
+            *item.headers,
             ("content-length", str(len(item.body))),
             ("x-request-id", item.request_id),
         ]

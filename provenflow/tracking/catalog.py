@@ -170,17 +170,25 @@ def default_suite_of(session: Session, dataset: str) -> tuple[str, str] | None:
     """(hash, run id) of the suite the newest completed data run of DATASET was validated against
     by default (no --suite given, or a new one generated with --suite new): the suite later data runs
     of that name keep to, on any machine."""
+    from sqlalchemy import and_, or_
+
     edges = session.scalars(
         select(m.RunIO)
         .join(m.Run)
         .where(
-            m.Run.flow == "data-run",
-            m.Run.name == dataset,
+            # A data run of DATASET, or any run that logged DATASET with its default suite
+            # (provenflow.log_dataset names that edge "DATASET:default:WHERE").
+            or_(
+                and_(m.Run.flow == "data-run", m.Run.name == dataset),
+                m.RunIO.name.startswith(f"{dataset}:default:", autoescape=True),
+            ),
             m.Run.state == "completed",
             m.RunIO.direction == "input",
             m.RunIO.kind == "suite",
         )
         .order_by(m.Run.ended_at.desc())
     )
-    edge = next((e for e in edges if e.run.parameters.get("suite") in (None, "new")), None)
+    edge = next(
+        (e for e in edges if e.run.flow != "data-run" or e.run.parameters.get("suite") in (None, "new")), None
+    )
     return (edge.hash, edge.run_id) if edge else None

@@ -13,7 +13,7 @@ from provenflow.monitoring.reports import report_url
 from provenflow.tracking.lineage import lineage
 from provenflow.tracking.prefect_context import artifact_key
 from provenflow.ui.leaderboard import leaderboard_markdown, leaderboard_rows, model_runs
-from provenflow.ui.lineage_card import Linker, lineage_markdown
+from provenflow.ui.lineage_card import Linker, lineage_markdown, lineage_picture
 
 
 def artifact_url(ui_url: str | None, key: str) -> str | None:
@@ -37,8 +37,19 @@ def linker(session: Session, ui_url: str | None) -> Linker:
     return link
 
 
-def run_lineage_markdown(session: Session, run_id: str, ui_url: str | None) -> str:
-    return lineage_markdown(lineage(session, run_id), linker(session, ui_url))
+def run_lineage_markdown(session: Session, run_id: str, ui_url: str | None) -> tuple[str, str]:
+    """The run's lineage picture (for the card's top) and its linked lists (for the card's end)."""
+    graph = lineage(session, run_id)
+    return lineage_picture(graph), lineage_markdown(graph, linker(session, ui_url), picture=False)
+
+
+def with_picture_on_top(card: str, picture: str) -> str:
+    """The picture after the card's opening block (title, state, id), so it shows without scrolling."""
+    head, sep, rest = card.partition("\n\n")
+    second, sep2, rest2 = rest.partition("\n\n")
+    if not sep2:
+        return f"{head}\n\n{picture}\n\n{rest}"
+    return f"{head}{sep}{second}\n\n{picture}\n\n{rest2}"
 
 
 def model_card_markdown(session: Session, name: str, ui_url: str | None) -> str:
@@ -55,6 +66,9 @@ def model_card_markdown(session: Session, name: str, ui_url: str | None) -> str:
         return "\n".join([*out, "_no versions yet_", ""])
     aliases = registry.aliases(session, name)
     out += ["**Aliases:** " + (", ".join(f"`{a}` → v{v}" for a, v in aliases.items()) or "_none_"), ""]
+    focus = next((v for v in versions if v.version == aliases.get("production")), versions[-1])
+    graph = lineage(session, focus.ref)
+    out += [lineage_picture(graph), ""]  # near the top: a 1600×1000 screen shows it without scrolling
     board = artifact_url(ui_url, artifact_key("leaderboard", name))
     primary, rows = leaderboard_rows(model_runs(session, name))
     out += [
@@ -114,6 +128,5 @@ def model_card_markdown(session: Session, name: str, ui_url: str | None) -> str:
             f"v{drift.model_version.version}, {drift.created_at:%Y-%m-%d %H:%M} UTC: **{drift.status}** over {drift.rows} rows{report}",
             "",
         ]
-    focus = next((v for v in versions if v.version == aliases.get("production")), versions[-1])
-    out += [lineage_markdown(lineage(session, focus.ref), link)]  # "This: model NAME@V" says whose
+    out += [lineage_markdown(graph, link, picture=False)]  # "This: model NAME@V" says whose
     return "\n".join(out)

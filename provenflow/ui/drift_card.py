@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from provenflow.ledger import models as m
 from provenflow.monitoring.drift.reference import NumericReference, column_reference
 from provenflow.ui.charts import histogram, image
 
@@ -49,7 +53,10 @@ def drift_markdown(
     reason: str | None,
     report_url: str | None,
     pictures: list[str],
+    columns: list[dict[str, Any]] | None = None,
 ) -> str:
+    """The drift artifact: verdict, what drifted (``(prediction)`` included, as the CLI lists it), one
+    row per column with the deciding test, score and threshold, the report link, the pictures."""
     drifted = list(drifted)
     lines = [
         f"# Drift of `{model}`: **{verdict}**",
@@ -59,6 +66,15 @@ def drift_markdown(
     ]
     if drifted:
         lines += [f"Drifted: {', '.join(drifted)}", ""]
+    if columns:
+        lines += ["| column | test | score | threshold | verdict |", "|---|---|---|---|---|"]
+        for c in columns:
+            score = "" if c["score"] is None else f"{c['score']:.4g}"
+            verdict = "**DRIFT**" if c["drift"] else "ok"
+            lines.append(
+                f"| {c['feature']} | {c['test'] or ''} | {score} | {c['threshold'] or ''} | {verdict} |"
+            )
+        lines.append("")
     if report_url:
         lines += [f"**[Open the Evidently drift report]({report_url})**", ""]
     elif reason:
@@ -66,3 +82,39 @@ def drift_markdown(
     if pictures:
         lines += ["## Reference (training) vs. current window", "", *(p + "\n" for p in pictures)]
     return "\n".join(lines)
+
+
+def drift_history_rows(session: Session, name: str, limit: int = 48) -> list[dict[str, Any]]:
+    """Every recent drift check of model NAME as one table over time, newest first: when, version,
+    rows, verdict, what drifted, and each column's deciding score (one column per feature). Before, each
+    check wrote its own per-feature table and the key's page showed one table per check."""
+    reports = session.scalars(
+        select(m.DriftReport)
+        .join(m.ModelVersion, m.DriftReport.model_version_id == m.ModelVersion.id)
+        .where(m.ModelVersion.name == name)
+        .order_by(m.DriftReport.created_at.desc(), m.DriftReport.id.desc())
+        .limit(limit)
+    ).all()
+    # A score column only for the features that drifted in one of these checks: the table stays within
+    # a 1600 px screen; the per-column scores of one check are in its drift artifact.
+    names = list(dict.fromkeys(f for r in reports for f, v in (r.features or {}).items() if v.get("drift")))
+    rows = []
+    for r in reports:
+        features = r.features or {}
+        prediction = (r.details or {}).get("prediction") or {}
+        drifted = [f for f, v in features.items() if v.get("drift")]
+        drifted += ["(prediction)"] if prediction.get("drift") else []
+        row: dict[str, Any] = {
+            "checked": f"{r.created_at:%Y-%m-%d %H:%M}",
+            "version": r.model_version.version,
+            "rows": r.rows,
+            "verdict": r.status,
+            "drifted": ", ".join(drifted),
+        }
+        for f in names:
+            score = (features.get(f) or {}).get("score")
+            row[f] = "" if score is None else round(score, 4)
+        if any(((x.details or {}).get("prediction") or {}).get("drift") for x in reports):
+            row["(prediction)"] = "" if prediction.get("score") is None else round(prediction["score"], 4)
+        rows.append(row)
+    return rows

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, selectinload
 from provenflow.ledger import models as m
 from provenflow.modeling.registry import LOWER_IS_BETTER
 from provenflow.ui.lineage_card import escape
-from provenflow.ui.names import model_run_name, short_dataset
+from provenflow.ui.names import short_dataset, short_estimator, value_text
 
 # The metric a leaderboard sorts on: the first of these a model's runs recorded.
 PRIMARY_METRICS = ("accuracy", "r2", "roc_auc", "f1", "rmse", "mae")
-# Counts, not scores: left out of the table's metric columns.
-_BOOKKEEPING = frozenset({"train_rows", "test_rows"})
+# Counts, not scores: left out of the table's metric columns (the sample size has a column of its own).
+_BOOKKEEPING = frozenset({"train_rows", "test_rows", "unlabelled_rows", "sample_rows"})
 
 
 def model_runs(session: Session, name: str) -> list[m.Run]:
@@ -52,16 +52,34 @@ def primary_metric(runs: Iterable[m.Run]) -> str | None:
     return next((k for k in PRIMARY_METRICS if k in seen), None)
 
 
+def differing_parameters(entries: list[dict[str, Any]]) -> list[str]:
+    """The hyper-parameter names whose values differ between runs (a name only some runs set counts);
+    with a single run, the parameters it was given. The estimator is shown on its own."""
+    keys = sorted({k for e in entries for k in e["params"]} - {"estimator"})
+    if len(entries) == 1:
+        return sorted(entries[0]["given"])
+    return [k for k in keys if len({repr(e["params"].get(k, "∅")) for e in entries}) > 1]
+
+
+def parameters_cell(entry: dict[str, Any], keys: list[str]) -> str:
+    """``RandomForest n_estimators=200 max_depth=2``: the estimator, then the parameters that differ."""
+    settings = [f"{k}={value_text(entry['params'][k])}" for k in keys if k in entry["params"]]
+    return " ".join([short_estimator(str(entry["estimator"] or "?")), *settings])
+
+
 def leaderboard_rows(runs: list[m.Run]) -> tuple[str | None, list[dict[str, Any]]]:
     """The primary metric and one row per run, best first (failed runs and runs without it last).
 
     Every row has the same columns, in the same order (a table artifact takes its columns from the
-    rows): rank, run, the metrics (primary first), model version, dataset, the flattened
-    hyper-parameters, commit, state, link.
+    rows), narrow enough for a 1600 px screen: rank, the metrics (primary first), one compact
+    ``parameters`` column (the estimator and the hyper-parameters that differ between runs; the run
+    card keeps them all), the sample (``all`` when every row was used), version, dataset, commit, state,
+    and the flow run's address last. Before, one column per hyper-parameter and the long run name
+    pushed everything after the metrics off-screen.
     """
     primary = primary_metric(runs)
     entries = [_entry(run) for run in runs]
-    param_keys = sorted({k for e in entries for k in e["params"]})
+    keys = differing_parameters(entries)
     metric_keys = sorted({k for e in entries for k in e["metrics"]}, key=lambda k: (k != primary, k))
     lower = primary in LOWER_IS_BETTER
 
@@ -73,12 +91,11 @@ def leaderboard_rows(runs: list[m.Run]) -> tuple[str | None, list[dict[str, Any]
 
     rows = []
     for rank, e in enumerate(sorted(entries, key=order), start=1):
-        # The metrics next to the run's name (a wide table scrolls: what ranks must show first), the
-        # full flow-run address last (the UI makes it a link; it is long).
-        row: dict[str, Any] = {"rank": rank, "run": e["name"]}
+        row: dict[str, Any] = {"rank": rank}
         row.update({k: _cell(e["metrics"].get(k)) for k in metric_keys})
-        row.update({"model version": e["version"] or "", "dataset": e["dataset"] or ""})
-        row.update({f"param {k}": _cell(e["params"].get(k)) for k in param_keys})
+        row["parameters"] = parameters_cell(e, keys)
+        row["sample"] = e["sample"]
+        row.update({"version": e["version"] or "", "dataset": e["dataset"] or ""})
         row.update(commit=e["commit"], state=e["state"], link=e["url"] or "")
         rows.append(row)
     return primary, rows
@@ -92,15 +109,16 @@ def _entry(run: m.Run) -> dict[str, Any]:
     hyper.setdefault("seed", p.get("seed"))
     hyper.setdefault("test_size", p.get("test_size"))
     commit = (run.code_commit or "")[:8] + ("+dirty" if run.code_dirty else "")
+    sampled = next((k.value for k in run.metrics if k.key == "sample_rows"), None) or p.get("sample")
     return {
-        "name": model_run_name(
-            run.name, str(p.get("estimator", "?")), p.get("params"), dataset or str(p.get("dataset", "?"))
-        ),
         "url": run.prefect_url,
         "version": model.rsplit("@", 1)[1] if model and "@" in model else None,
         "dataset": short_dataset(dataset) if dataset else None,
         "estimator": p.get("estimator"),
         "params": {"estimator": p.get("estimator"), **flatten(hyper)},
+        "given": list(flatten(dict(p.get("params") or {}))),
+        # 0 or nothing: every row (a 0 in the table read as "no rows")
+        "sample": f"{int(sampled):,}" if sampled else "all",
         "metrics": {k.key: k.value for k in run.metrics if k.key not in _BOOKKEEPING},
         "commit": commit or "-",
         "state": run.state,
@@ -117,23 +135,18 @@ def _cell(value: Any) -> Any:
 
 
 def leaderboard_markdown(primary: str | None, rows: list[dict[str, Any]], limit: int = 10) -> str:
-    """The top rows as a markdown table with links (for the model card)."""
+    """The top rows as a markdown table for the model card: rank, the metrics (primary first, so a
+    narrow screen keeps them), the parameters linked to the run, version, dataset."""
     if not rows:
         return "_no runs yet_\n"
-    params = [k for k in rows[0] if k.startswith("param ") and k != "param estimator"]
-    head = ["#", "run", "version", "dataset", *(k.removeprefix("param ") for k in params)]
-    head += [primary] if primary else []
+    columns = list(rows[0])
+    metrics = columns[1 : columns.index("parameters")][:3]
+    head = ["#", *metrics, "parameters", "version", "dataset"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows[:limit]:
-        run = f"[{escape(r['run'])}]({r['link']})" if r["link"] else escape(r["run"])
-        cells = [
-            str(r["rank"]),
-            run,
-            str(r["model version"]),
-            str(r["dataset"]),
-            *(escape(str(r[k])) for k in params),
-        ]
-        cells += [str(r.get(primary, ""))] if primary else []
+        shown = escape(r["parameters"])
+        run = f"[{shown}]({r['link']})" if r["link"] else shown
+        cells = [str(r["rank"]), *(str(r[k]) for k in metrics), run, str(r["version"]), str(r["dataset"])]
         lines.append("| " + " | ".join(cells) + " |")
     if len(rows) > limit:
         lines.append(f"\n… and {len(rows) - limit} more in the leaderboard table.")

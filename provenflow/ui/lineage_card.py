@@ -46,9 +46,20 @@ def _walk(nodes: list[dict], link: Linker, depth: int, out: list[str], budget: l
                 _walk(node[key], link, depth + 1, out, budget)
 
 
-def lineage_markdown(graph: dict, link: Linker) -> str:
-    """``## Lineage`` with an Upstream and a Downstream list (the node itself first)."""
-    out = ["## Lineage", "", f"This: {_line({**graph['node'], 'kind': graph['kind']}, link)}", ""]
+def lineage_picture(graph: dict) -> str:
+    """The graph as a markdown image (an SVG data URI): cards put it near their top, where a 1600×1000
+    screen shows it without scrolling."""
+    from provenflow.ui.charts import image
+    from provenflow.ui.lineage_graph import lineage_svg
+
+    return image("lineage graph", lineage_svg(graph))
+
+
+def lineage_markdown(graph: dict, link: Linker, picture: bool = True) -> str:
+    """``## Lineage``: the graph as a picture (unless the card shows it elsewhere), then an Upstream and
+    a Downstream list whose every node links (an image cannot hold links)."""
+    out = ["## Lineage", "", *([lineage_picture(graph), ""] if picture else [])]
+    out += [f"This: {_line({**graph['node'], 'kind': graph['kind']}, link)}", ""]
     budget = [MAX_NODES]
     for title, key in (
         ("Upstream (what it came from)", "upstream"),

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from provenflow.tracking import prefect_context
 from provenflow.tracking.prefect_context import artifact_key
 from provenflow.tracking.report import metrics_row, run_card_markdown
-from provenflow.ui.cards import model_card_markdown, run_lineage_markdown
+from provenflow.ui.cards import model_card_markdown, run_lineage_markdown, with_picture_on_top
 from provenflow.ui.charts import image, line_chart
 from provenflow.ui.leaderboard import leaderboard_rows, model_runs
+from provenflow.ui.names import metrics_key_parts
 
 if TYPE_CHECKING:
     from provenflow.tracking.summary import RunSummary
@@ -44,11 +45,11 @@ def run_artifacts(
         }
     )
     with workspace.ledger.reader() as session:
-        lineage = run_lineage_markdown(session, summary.id, ui)
+        picture, lineage = run_lineage_markdown(session, summary.id, ui)
         board = leaderboard_rows(model_runs(session, summary.name)) if summary.kind == "model" else None
         cards = {name: model_card_markdown(session, name, ui) for name in models}
     curves = metric_curves(metrics)
-    card = run_card_markdown(summary)
+    card = with_picture_on_top(run_card_markdown(summary), picture)
     if curves:
         card += "\n## Metric curves\n\n" + "\n\n".join(curves) + "\n"
     description = f"provenflow {summary.kind} run {summary.name}"
@@ -61,7 +62,7 @@ def run_artifacts(
             f"Every run of model {summary.name}, best {primary or 'first'} first",
         )
     else:  # other kinds (retrain, promotion, …) keep their own history under their own key
-        key = artifact_key("metrics", summary.kind, summary.name)
+        key = artifact_key(*metrics_key_parts(summary.kind, summary.name))
         prefect_context.publish_table([metrics_row(summary)], key, description)
     for name, markdown in cards.items():
         prefect_context.publish_markdown(markdown, artifact_key("model", name), f"provenflow model {name}")

@@ -66,3 +66,64 @@ def test_importing_the_drift_code_loads_neither_evidently_nor_prefect_nor_scipy_
         ).stdout.split()
     )
     assert not {"evidently", "prefect", "scipy.stats", "sklearn"} & loaded
+
+
+@pytest.mark.parametrize(
+    ("case", "shift", "dream"),
+    [("shifted numerical", 0.6, None), ("shifted categorical", 0.0, 0.7), ("unshifted", 0.0, None)],
+)
+def test_the_report_and_the_verdict_agree_column_by_column(training, case, shift, dream):
+    """Before: Evidently chose its own tests on the sample (Wasserstein, Jensen–Shannon, chi-square)
+    and disagreed with provenflow's verdict on some columns; a banner said which to trust."""
+    from provenflow.monitoring.drift import check_drift
+    from provenflow.monitoring.drift_report import drifted_in_snapshot, evidently_snapshot
+
+    profile = profile_of(training)
+    features = ["bill_length", "body_mass", "flipper_count", "island"]
+    current = frame(np.random.default_rng(31), 4000, shift=shift, dream=dream)
+    current = current.assign(prediction=current.pop("sex"))
+    verdict = check_drift(profile, current, None, features, target_profile=profile["columns"]["sex"])
+    snapshot, _ = evidently_snapshot(
+        None, profile, current, 2000, features, target_profile=profile["columns"]["sex"]
+    )
+    expected = {name: f.drift for name, f in verdict.features.items()} | {
+        "prediction": verdict.prediction.drift
+    }
+    assert drifted_in_snapshot(snapshot) == expected, case
+    if case == "shifted numerical":
+        assert expected["bill_length"] and not expected["island"]
+    if case == "shifted categorical":
+        assert expected["island"] and not expected["bill_length"]
+    if case == "unshifted":
+        assert not any(expected.values())
+
+
+def test_the_report_names_provenflows_tests_and_has_no_which_to_trust_banner(training, tmp_path):
+    current = frame(np.random.default_rng(32), 3000, shift=0.6)
+    page = evidently_report(
+        None, profile_of(training), current, tmp_path / "r.html", max_rows=1000
+    ).read_text()
+    assert "provenflow psi on all 3,000 rows" in page or "provenflow wasserstein on all 3,000 rows" in page
+    assert "this report is for looking" not in page
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["calm", "heavier"])
+def test_the_report_agrees_with_the_verdict_on_the_demos_traffic(shifted):
+    """The demo's two traffics (600 rows like training; 600 with body_mass_g + 900). Before, Evidently's
+    defaults marked bill_depth_mm and island drifted on the calm one, and island, flipper_length_mm and
+    year besides body_mass_g on the heavier one."""
+    from provenflow.data.datasets import read_table
+    from provenflow.demo.run import DATA
+    from provenflow.monitoring.drift import check_drift
+    from provenflow.monitoring.drift_report import drifted_in_snapshot, evidently_snapshot
+
+    training = read_table(str(DATA))
+    profile = profile_of(training)
+    features = [c for c in training.columns if c != "sex"]
+    traffic = training[features].sample(n=600, replace=True, random_state=2 if shifted else 1)
+    if shifted:
+        traffic["body_mass_g"] += 900
+    verdict = check_drift(profile, traffic, None, features)
+    snapshot, _ = evidently_snapshot(None, profile, traffic, features=features)
+    assert drifted_in_snapshot(snapshot) == {name: f.drift for name, f in verdict.features.items()}
+    assert verdict.drifted_features == (["body_mass_g"] if shifted else [])

@@ -174,6 +174,9 @@ def test_recovery_keeps_whole_requests_and_drops_a_torn_one(tmp_path):
     frame, _ = read_predictions(str(tmp_path / "complete"), "m/odel", 3)
     assert frame.groupby("request_id").size().to_dict() == {"small": 2, "big": 25_000}
     assert frame["island"].isna().sum() == 1 + 12_500 and frame["proba_b"].unique().tolist() == [0.75]
+    # the big request went as Arrow frames (ARROW_FRAME_ROWS), the small one as orjson: both read back
+    big = frame[frame["request_id"] == "big"].sort_values("row")
+    assert big["x"].tolist() == list(range(25_000)) and set(big["prediction"]) == {"b"}
     frame, _ = read_predictions(str(tmp_path / "torn"), "m/odel", 3)
     assert frame["request_id"].tolist() == ["small", "small"]
     assert not complete.exists() and not torn.exists()

@@ -97,6 +97,28 @@ class Browser:
         shot = self.screenshot(f"failed-{int(time.time())}")
         raise AssertionError(f"the page never showed {missing} (screenshot {shot}); it shows:\n{text[:3000]}")
 
+    def on_screen(self, text: str, tags: str = "th, td, [role=columnheader], span, div, a, p") -> dict | None:
+        """Where the first element whose own text is TEXT sits, and whether it lies wholly inside the window
+        (no scrolling, neither across nor down); None when there is no such element."""
+        return self.evaluate(
+            f"(() => {{ const el = [...document.querySelectorAll({json.dumps(tags)})].find(e => "
+            f"e.innerText && e.innerText.trim() === {json.dumps(text)} && e.getBoundingClientRect().width > 0);"
+            " if (!el) return null; const r = el.getBoundingClientRect();"
+            " return {left: r.left, right: r.right, top: r.top, bottom: r.bottom,"
+            " inside: r.left >= 0 && r.top >= 0 && r.right <= window.innerWidth && r.bottom <= window.innerHeight,"
+            " width: window.innerWidth, height: window.innerHeight}; })()"
+        )
+
+    def image_on_screen(self, alt: str) -> dict | None:
+        """The first image with ALT: drawn (its natural width > 0) and wholly inside the window?"""
+        return self.evaluate(
+            f"(() => {{ const i = [...document.querySelectorAll('img')].find(i => i.alt === {json.dumps(alt)});"
+            " if (!i) return null; const r = i.getBoundingClientRect();"
+            " return {drawn: i.complete && i.naturalWidth > 0, right: r.right, bottom: r.bottom,"
+            " inside: r.left >= 0 && r.top >= 0 && r.right <= window.innerWidth && r.bottom <= window.innerHeight};"
+            " })()"
+        )
+
     def links(self) -> list[dict]:
         return self.evaluate(
             "[...document.querySelectorAll('a')].map(a => ({text: a.innerText, href: a.href}))"

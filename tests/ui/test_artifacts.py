@@ -62,11 +62,14 @@ def test_leaderboard_lists_every_run_best_first_with_hyperparameters(experiment)
     table = latest_artifact("leaderboard-penguins-sex")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert len(rows) == 2  # the latest version lists every run, not one row per version
-    by_version = {r["model version"]: r for r in rows}
+    by_version = {r["version"]: r for r in rows}
+    # One "parameters" column with what differs between the runs (seed and test_size do not).
     assert (
-        by_version["2"]["param class_weight.male"] == 1 and by_version["2"]["param class_weight.female"] == 2
+        by_version["2"]["parameters"]
+        == "RandomForest class_weight.female=2 class_weight.male=1 n_estimators=60"
     )
-    assert by_version["1"]["param max_depth"] == 1 and by_version["1"]["param n_estimators"] == 3
+    assert by_version["1"]["parameters"] == "RandomForest max_depth=1 n_estimators=3"
+    assert {r["sample"] for r in rows} == {"all"}
     accuracies = [r["accuracy"] for r in rows]
     assert accuracies == sorted(accuracies, reverse=True) and [r["rank"] for r in rows] == [1, 2]
     assert {r["link"] for r in rows} == {r["prefect_url"] for r in runs}

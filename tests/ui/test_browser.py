@@ -99,7 +99,9 @@ def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # 
     browser.wait_for_text("penguins-sex · RandomForest class_weight={male=1,female=2} n_estimators=40")
     browser.screenshot("leaderboard-versions")
     browser.open(f"{ui}/artifacts/artifact/{latest_artifact('leaderboard-penguins-sex').id}")
-    text = browser.wait_for_text("param class_weight.male", "param max_iter", "accuracy", "RandomForest")
+    text = browser.wait_for_text(
+        "parameters", "class_weight.male=1", "max_iter=500", "accuracy", "RandomForest"
+    )
     assert "LogisticRegression" in text and "n_estimators=40" in text
     browser.screenshot("leaderboard")
 
@@ -163,3 +165,91 @@ def test_what_the_prefect_ui_shows(deployed, reports, browser, prefect_api):  # 
             worker.join(timeout=120)
     assert result["decision"] == "rejected" and result["by"] == "Grace Hopper", result
     assert _flow_run_state(paused).name == "Rejected"
+
+
+def _run_card_id(flow_run_id: str) -> str:
+    from tests.test_flows import _prefect_artifacts
+
+    return str(next(a.id for a in _prefect_artifacts(flow_run_id) if a.type == "markdown" and a.key is None))
+
+
+def _wait_on_screen(browser, *texts: str, timeout: float = 60) -> dict:
+    """Each TEXT's element once the page shows them all; the positions of those found."""
+    deadline = time.monotonic() + timeout
+    found: dict = {}
+    while time.monotonic() < deadline:
+        found = {t: browser.on_screen(t) for t in texts}
+        if all(found.values()):
+            return found
+        time.sleep(0.5)
+    return found
+
+
+def test_the_tables_and_the_lineage_picture_fit_a_1600_px_screen(deployed, reports, browser, prefect_api):  # noqa: F811
+    """At 1600×1000 the leaderboard's parameters and metric columns, the model card's best runs with
+    their metric and its lineage picture, the drift artifact's per-column verdicts, the drift history and
+    the run card's lineage picture all show without scrolling. Before, the leaderboard showed rank, run
+    and metrics, then ran off-screen; the model card's best runs lost their metric; lineage had no picture."""
+    from provenflow.flows.drift_monitor import drift_monitor
+    from provenflow.flows.model_run import model_run
+
+    ui = prefect_api.removesuffix("/api")
+    rf = "sklearn.ensemble.RandomForestClassifier"
+    runs = [model_run(dataset="penguins@latest", target="sex", estimator=rf, params=params, seed=3)
+            for params in ({"n_estimators": 40, "max_depth": 3}, {"n_estimators": 120, "min_samples_leaf": 2})]  # fmt: skip
+    features = read_table(str(PENGUINS)).drop(columns=["sex"])
+    for shift in (0, 900):
+        start = datetime.now(UTC)
+        traffic = features.sample(n=600, replace=True, random_state=7 + shift)
+        traffic["body_mass_g"] += shift
+        send(deployed, traffic)
+        time.sleep(2.5)  # the local deployment flushes its prediction log every second
+        drift = drift_monitor(model="penguins-sex@production", since=start)
+    assert drift["drift"], drift["verdict"]
+    width = browser.evaluate("window.innerWidth")
+    problems = []
+
+    def check(page: str, where: dict) -> None:
+        for text, place in where.items():
+            if not place or not place["inside"]:
+                problems.append(f"{page}: {text!r} is {'missing' if not place else 'off-screen'} {place}")
+
+    browser.open(f"{ui}/artifacts/artifact/{latest_artifact('leaderboard-penguins-sex').id}")
+    browser.wait_for_text("parameters", "RandomForest", "LogisticRegression")
+    check(
+        "leaderboard",
+        _wait_on_screen(browser, "parameters", "accuracy", "f1", "roc_auc", "sample", "version"),
+    )
+    text = browser.text()
+    assert "n_estimators=120" in text and "min_samples_leaf=2" in text and "all" in text
+    browser.screenshot("fit-leaderboard")
+
+    browser.open(f"{ui}/artifacts/artifact/{latest_artifact('model-penguins-sex').id}")
+    browser.wait_for_text("Best runs", "parameters")
+    check("model card", _wait_on_screen(browser, "accuracy", "parameters"))
+    picture = browser.image_on_screen("lineage graph")
+    assert picture and picture["drawn"], picture
+    check("model card", {"lineage picture": picture})
+    browser.screenshot("fit-model-card")
+
+    browser.open(f"{ui}/artifacts/artifact/{latest_artifact('drift-report-penguins-sex').id}")
+    browser.wait_for_text("Open the Evidently drift report", "body_mass_g")
+    check(
+        "drift artifact", _wait_on_screen(browser, "column", "score", "threshold", "verdict", "(prediction)")
+    )
+    browser.screenshot("fit-drift-artifact")
+    browser.open(f"{ui}/artifacts/artifact/{latest_artifact('drift-penguins-sex').id}")
+    browser.wait_for_text("verdict", "drifted", "checked")
+    check("drift history", _wait_on_screen(browser, "checked", "verdict", "drifted", "body_mass_g"))
+    browser.screenshot("fit-drift-history")
+    browser.open(drift["report_url"])
+    browser.wait_for_text("Data drift", "provenflow psi on all", timeout=60)
+    browser.screenshot("fit-evidently-report")
+
+    browser.open(f"{ui}/artifacts/artifact/{_run_card_id(runs[1]['run_id'])}")
+    browser.wait_for_text("provenflow model run", "Lineage")
+    picture = browser.image_on_screen("lineage graph")
+    assert picture and picture["drawn"], picture
+    check("run card", {"lineage picture": picture})
+    browser.screenshot("fit-run-card")
+    assert width == 1600 and not problems, "\n".join(problems)

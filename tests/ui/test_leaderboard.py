@@ -23,30 +23,36 @@ def _run(i: int, params: dict, metrics: dict, state: str = "completed", version:
     return run
 
 
-def test_every_run_best_first_with_flattened_params():
+def test_every_run_best_first_with_the_parameters_that_differ():
     runs = [
-        _run(1, {"n_estimators": 10}, {"accuracy": 0.80, "f1": 0.7, "train_rows": 250}, version=1),
+        _run(1, {"n_estimators": 10}, {"accuracy": 0.80, "f1": 0.7, "train_rows": 250, "sample_rows": 0}, version=1),
         _run(2, {"n_estimators": 200, "class_weight": {"male": 1}}, {"accuracy": 0.95, "f1": 0.9}, version=2),
         _run(3, {"n_estimators": 50}, {}, state="failed"),
-        _run(4, {"n_estimators": 99}, {"accuracy": 0.90, "f1": 0.8}, version=3),
+        _run(4, {"n_estimators": 99}, {"accuracy": 0.90, "f1": 0.8, "sample_rows": 120}, version=3),
     ]  # fmt: skip
     primary, rows = leaderboard_rows(runs)
     assert primary == "accuracy"
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
-    assert [r["model version"] for r in rows] == ["2", "3", "1", ""]  # the failed run last
+    assert [r["version"] for r in rows] == ["2", "3", "1", ""]  # the failed run last
     best = rows[0]
-    assert (
-        best["run"] == "penguins-sex · RandomForest class_weight={male=1} n_estimators=200 · penguins@f2ac45"
-    )
+    # One compact column: the estimator and only what differs (seed and test_size are the same everywhere).
+    assert best["parameters"] == "RandomForest class_weight.male=1 n_estimators=200"
+    assert rows[1]["parameters"] == "RandomForest n_estimators=99"
     assert best["link"] == "http://ui/flow-runs/flow-run/run-2"
-    assert best["param class_weight.male"] == 1 and best["param n_estimators"] == 200
-    assert best["param estimator"] == "sklearn.ensemble.RandomForestClassifier"
     assert best["dataset"] == "penguins@f2ac45" and best["commit"] == "abcdef01+dirty"
     assert rows[-1]["state"] == "failed" and rows[-1]["accuracy"] == ""
-    assert "train_rows" not in best
-    # One set of columns for all rows, the primary metric first among the metrics.
+    # A full sample (0, or nothing recorded) reads "all", not 0.
+    assert [r["sample"] for r in rows] == ["all", "120", "all", "all"]
+    assert not {"train_rows", "sample_rows"} & set(best)
+    assert not [k for k in best if k.startswith("param ")]
+    # One set of columns for all rows: rank, the metrics (primary first), then the rest.
     assert all(list(r) == list(best) for r in rows)
-    assert list(best).index("accuracy") < list(best).index("f1")
+    assert list(best)[:4] == ["rank", "accuracy", "f1", "parameters"]
+
+
+def test_a_single_run_shows_the_parameters_it_was_given():
+    _, rows = leaderboard_rows([_run(1, {"n_estimators": 10, "max_depth": 2}, {"accuracy": 0.8})])
+    assert rows[0]["parameters"] == "RandomForest max_depth=2 n_estimators=10"
 
 
 def test_lower_is_better_metrics_sort_ascending():
@@ -59,8 +65,10 @@ def test_flatten_and_markdown_links():
     assert flatten({"a": {"b": {"c": 1}}, "l": [1, 2], "e": {}}) == {"a.b.c": 1, "l": "[1, 2]", "e": "{}"}
     primary, rows = leaderboard_rows([_run(1, {"n_estimators": 10}, {"accuracy": 0.8}, version=1)])
     md = leaderboard_markdown(primary, rows)
+    # The metric right after the rank (it was the last column, cut off on the model card).
+    assert md.splitlines()[0] == "| # | accuracy | parameters | version | dataset |"
     assert (
-        "[penguins-sex · RandomForest n_estimators=10 · penguins@f2ac45](http://ui/flow-runs/flow-run/run-1)"
+        "| 1 | 0.8 | [RandomForest n_estimators=10](http://ui/flow-runs/flow-run/run-1) | 1 | penguins@f2ac45 |"
         in md
     )
     assert leaderboard_markdown(None, []) == "_no runs yet_\n"

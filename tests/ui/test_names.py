@@ -23,3 +23,28 @@ def test_short_forms():
     assert short_estimator("x.Classifier") == "Classifier"
     assert short_dataset("penguins@latest") == "penguins@latest"
     assert short_dataset("penguins@0123456789ab") == "penguins@012345"
+
+
+def test_data_runs_are_named_by_source_and_version():
+    from provenflow.ui.names import data_run_name
+
+    assert (
+        data_run_name("penguins", "/data/penguins.csv", "99d47d0a1b2c") == "penguins · penguins.csv · @99d47d"
+    )
+    assert data_run_name("p", "s3://bucket/raw/p.parquet?versionId=3") == "p · p.parquet"
+    assert data_run_name("p", "https://user@example.org/p.json") == "p · p.json"
+
+
+def test_metric_tables_group_by_model_without_hashed_keys():
+    from provenflow.tracking.prefect_context import artifact_key
+    from provenflow.ui.names import metrics_key_parts
+
+    keys = {
+        artifact_key(*metrics_key_parts(kind, name))
+        for kind, name in [("drift", "drift-penguins-sex@production"), ("drift", "drift-penguins-sex@3")]
+    }
+    assert keys == {"metrics-drift-penguins-sex"}  # before: one hashed key per alias or version
+    assert (
+        artifact_key(*metrics_key_parts("promotion", "promote-penguins-sex@3"))
+        == "metrics-promotion-penguins-sex"
+    )

@@ -121,6 +121,14 @@ class DriftResult:
     def drifted_features(self) -> list[str]:
         return [name for name, f in self.features.items() if f.drift]
 
+    @property
+    def drifted_columns(self) -> list[str]:
+        """The drifted features and, when it drifted, ``(prediction)``: what the CLI and the UI list."""
+        return [
+            *self.drifted_features,
+            *(["(prediction)"] if self.prediction and self.prediction.drift else []),
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"verdict", "drift", "rows", "reason", "features": {NAME: {"test", "score",
         "threshold", "drift", ...}}, "prediction", "drifted_features", "skipped_segments", "policy"}``."""
@@ -137,11 +145,12 @@ class DriftResult:
         }
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per feature (and the prediction), for a Prefect table artifact."""
-        checked = [*self.features.values(), *([self.prediction] if self.prediction else [])]
+        """One row per feature (and ``(prediction)``, named as the CLI names it), for the drift artifact."""
+        checked = [(f.name, f) for f in self.features.values()]
+        checked += [("(prediction)", self.prediction)] if self.prediction else []
         return [
             {
-                "feature": f.name,
+                "feature": name,
                 "kind": f.kind,
                 "test": f.test,
                 "score": None if f.score is None else round(f.score, 6),
@@ -149,7 +158,7 @@ class DriftResult:
                 "drift": f.drift,
                 **{name: round(t.score, 6) for name, t in f.tests.items()},
             }
-            for f in checked
+            for name, f in checked
         ]
 
 

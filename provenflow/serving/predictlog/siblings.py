@@ -12,7 +12,7 @@ import os
 
 import orjson
 
-from provenflow.serving.predictlog.wal import whole_frames
+from provenflow.serving.predictlog.wal import part_head, whole_frames
 
 
 def sibling_requests(wal_dir: str, pending: dict[str, int]) -> dict[str, int]:
@@ -34,8 +34,8 @@ def wal_requests(path: str) -> dict[str, int]:
     requests: dict[str, int] = {}
     rows = 0
     for payload in frames[1:]:  # after the header
-        part = orjson.loads(payload)
-        rows = len(part["y"]) if part["k"] == 0 else rows + len(part["y"])
-        if part["k"] == part["K"] - 1:
-            requests[part["r"]] = rows
+        request_id, k, parts, n = part_head(payload)
+        rows = n if k == 0 else rows + n
+        if k == parts - 1:
+            requests[request_id] = rows
     return requests

@@ -26,6 +26,7 @@ import fsspec
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from provenflow.serving.predictlog.schema import Chunk, Schema
@@ -115,11 +116,21 @@ def _framed(payload: bytes) -> bytes:
 
 def request_frames(chunk: Chunk) -> list[bytes]:
     """One request as frames of at most ``WAL_PART_ROWS`` rows; ``k``/``K`` number the parts, so
-    recovery drops a request whose last part never reached the file (it was never answered)."""
+    recovery drops a request whose last part never reached the file (it was never answered).
+
+    Requests of ``ARROW_FRAME_ROWS`` rows or more are written as Arrow IPC streams: the numeric
+    columns go out as they are (no text), where orjson took ~17 ms for 10,000 rows (more than
+    decoding an Arrow body of them, ~1 ms); small requests stay orjson (~10 µs for one row)."""
     parts = max(1, -(-chunk.rows // WAL_PART_ROWS))
     frames = []
     for k in range(parts):
         rows = slice(k * WAL_PART_ROWS, (k + 1) * WAL_PART_ROWS)
+        if chunk.rows >= ARROW_FRAME_ROWS:
+            try:
+                frames.append(_framed(_arrow_part(chunk, rows, k, parts)))
+                continue
+            except (pa.ArrowException, TypeError, ValueError):  # mixed-type categories: orjson below
+                pass
         payload = {
             "r": chunk.request_id, "t": chunk.time_us, "k": k, "K": parts,
             "c": {name: _plain(values[rows]) for name, values in chunk.columns.items()},
@@ -128,6 +139,58 @@ def request_frames(chunk: Chunk) -> list[bytes]:
         }  # fmt: skip
         frames.append(_framed(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)))
     return frames
+
+
+# Frames written as Arrow IPC streams begin with its continuation marker; orjson frames with "{".
+_ARROW_MARK = b"\xff\xff\xff\xff"
+ARROW_FRAME_ROWS = 64
+
+
+def _arrow_part(chunk: Chunk, rows: slice, k: int, parts: int) -> bytes:
+    columns = {f"c.{name}": _arrow_array(values[rows]) for name, values in chunk.columns.items()}
+    columns["y"] = _arrow_array(np.asarray(chunk.labels)[rows])
+    if chunk.probabilities is not None:
+        proba = np.asarray(chunk.probabilities, dtype=np.float64)[rows]
+        for i in range(proba.shape[1]):
+            columns[f"p{i}"] = pa.array(proba[:, i])
+    n = len(columns["y"])
+    head = {"r": chunk.request_id, "t": chunk.time_us, "k": k, "K": parts, "n": n,
+            "p": None if chunk.probabilities is None else int(chunk.probabilities.shape[1])}  # fmt: skip
+    table = pa.table(columns).replace_schema_metadata({b"wal": orjson.dumps(head)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _arrow_array(values: np.ndarray) -> pa.Array:
+    if values.dtype == object:
+        return pa.array(values, from_pandas=True)  # NaN (a missing category) → null
+    return pa.array(values)
+
+
+def decode_part(payload: bytes) -> dict[str, Any]:
+    """A write-ahead frame after the header as orjson's part: r, t, k, K, c (columns), y, p."""
+    if not payload.startswith(_ARROW_MARK):
+        return orjson.loads(payload)
+    table = pa.ipc.open_stream(payload).read_all()
+    head = orjson.loads(table.schema.metadata[b"wal"])
+    columns = {
+        name[2:]: table.column(name).to_pylist() for name in table.column_names if name.startswith("c.")
+    }
+    proba = None
+    if head["p"] is not None:
+        proba = np.column_stack([table.column(f"p{i}").to_numpy() for i in range(head["p"])]).tolist()
+    return {**head, "c": columns, "y": table.column("y").to_pylist(), "p": proba}
+
+
+def part_head(payload: bytes) -> tuple[str, int, int, int]:
+    """A frame's request id, part number, parts and rows, without decoding its columns."""
+    if payload.startswith(_ARROW_MARK):
+        head = orjson.loads(pa.ipc.open_stream(payload).schema.metadata[b"wal"])
+        return head["r"], head["k"], head["K"], head["n"]
+    part = orjson.loads(payload)
+    return part["r"], part["k"], part["K"], len(part["y"])
 
 
 def _plain(values: np.ndarray) -> Any:
@@ -161,7 +224,7 @@ def read_wal(fd: int) -> tuple[Schema, list[Chunk]]:
     schema = Schema.from_header(frames[0])
     chunks, parts = [], []
     for payload in frames[1:]:
-        part = orjson.loads(payload)
+        part = decode_part(payload)
         if part["k"] == 0:
             parts = []
         parts.append(part)

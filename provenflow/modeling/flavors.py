@@ -1,0 +1,176 @@
+"""What a model object the team trained itself is, read from the object: its flavor, its task
+and classes, and the input signature its example rows give.
+
+Flavors, chosen from the object (duck-typed, so XGBoost and LightGBM need not be installed to be
+recognised):
+
+    sklearn   a scikit-learn estimator or pipeline, or anything with its API (``get_params`` and
+              ``predict``: XGBClassifier, LGBMRegressor, ...)
+    onnx      an ``onnx.ModelProto``: served through ``OnnxModel`` (onnxruntime)
+    python    any object with ``predict(DataFrame)``, and optionally ``predict_proba``
+
+All three are stored the same way (a pickle, with the project's code when it needs some), so
+serving, the promotion gate, drift and CBPE treat them as they treat a model-run model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from provenflow.data.datasets import is_numeric
+from provenflow.errors import TrainingError
+
+TASKS = ("classification", "regression")
+
+
+class OnnxModel:
+    """An ONNX graph that predicts from a DataFrame: one input per column (named like it), or a
+    single 2-D float input fed every column in the order of the example rows."""
+
+    def __init__(self, graph: bytes, columns: list[str]) -> None:
+        self.graph = graph
+        self.columns = list(columns)
+        self._session: Any = None
+
+    def __getstate__(self) -> dict:
+        return {"graph": self.graph, "columns": self.columns}
+
+    def __setstate__(self, state: dict) -> None:
+        self.graph, self.columns, self._session = state["graph"], state["columns"], None
+
+    def _run(self, frame: pd.DataFrame) -> list:
+        import onnxruntime as ort
+
+        if self._session is None:
+            self._session = ort.InferenceSession(self.graph, providers=["CPUExecutionProvider"])
+        inputs = self._session.get_inputs()
+        if len(inputs) == 1 and inputs[0].name not in frame.columns:
+            feed = {inputs[0].name: frame[self.columns].to_numpy(dtype=np.float32)}
+        else:
+            feed = {}
+            for spec in inputs:
+                values = frame[spec.name].to_numpy()
+                dtype = np.float32 if "float" in spec.type else (np.int64 if "int" in spec.type else object)
+                feed[spec.name] = values.astype(dtype).reshape(-1, 1)
+        return self._session.run(None, feed)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self._run(frame)[0]).ravel()
+
+
+@dataclass(frozen=True)
+class Described:
+    flavor: str
+    model: Any  # what is pickled (an ONNX graph wrapped in OnnxModel)
+    estimator: str  # module.Class, as model-run records its estimator
+    task: str
+    classes: list[Any] | None
+    params: dict[str, Any]
+
+
+def flavor_of(model: Any) -> str:
+    if type(model).__name__ == "ModelProto" and type(model).__module__.startswith("onnx"):
+        return "onnx"
+    if not callable(getattr(model, "predict", None)):
+        raise TrainingError(
+            f"cannot log a {type(model).__module__}.{type(model).__name__} as a model: it has no "
+            "predict(DataFrame) method; log a scikit-learn estimator or pipeline, an ONNX model, or an "
+            "object with predict (and optionally predict_proba)"
+        )
+    if callable(getattr(model, "get_params", None)):
+        return "sklearn"
+    return "python"
+
+
+def describe(model: Any, example: pd.DataFrame, task: str | None = None) -> Described:
+    """The flavor, task and classes of MODEL, checked by predicting on EXAMPLE."""
+    if not isinstance(example, pd.DataFrame) or example.empty:
+        raise TrainingError(
+            "input_example must be a pandas DataFrame with at least one row of the model's inputs"
+        )
+    if task is not None and task not in TASKS:
+        raise TrainingError(f"task {task!r} is not one of {', '.join(TASKS)}")
+    flavor = flavor_of(model)
+    if flavor == "onnx":
+        model = OnnxModel(model.SerializeToString(), [str(c) for c in example.columns])
+    kind = type(model)
+    try:
+        predicted = np.asarray(model.predict(example.head(5)))
+    except Exception as exc:  # any failure of the team's code says the same thing
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise TrainingError(
+            f"the model ({kind.__name__}) cannot predict on input_example ({type(exc).__name__}: {first}); "
+            "pass rows with the columns and types the model was trained on"
+        ) from None
+    classes = getattr(model, "classes_", None)
+    task = task or _task_of(model, predicted, classes)
+    params = {}
+    if flavor == "sklearn":
+        try:
+            params = {k: _plain(v) for k, v in model.get_params(deep=False).items()}
+        except Exception:  # a duck-typed get_params that wants arguments: no params, still a model
+            params = {}
+    estimator = f"{kind.__module__}.{kind.__qualname__}"
+    return Described(
+        flavor, model, estimator, task, _classes(classes) if task == "classification" else None, params
+    )
+
+
+def _task_of(model: Any, predicted: np.ndarray, classes: Any) -> str:
+    estimator_type = getattr(model, "_estimator_type", None)
+    if estimator_type in ("classifier", "regressor"):
+        return "classification" if estimator_type == "classifier" else "regression"
+    try:
+        from sklearn.base import is_classifier, is_regressor
+
+        if is_classifier(model):
+            return "classification"
+        if is_regressor(model):
+            return "regression"
+    except Exception:  # not an estimator sklearn can read tags from
+        pass
+    if classes is not None or callable(getattr(model, "predict_proba", None)):
+        return "classification"
+    if predicted.dtype.kind == "f":
+        return "regression"
+    return "classification"
+
+
+def signature_of(example: pd.DataFrame, target: str | None, target_dtype: str | None, task: str,
+                 classes: list | None) -> dict:  # fmt: skip
+    """The served model's inputs, in the model-run signature's form (name, dtype, kind, role)."""
+    inputs = []
+    for column in example.columns:
+        series = example[column]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            kind = "datetime"
+        elif is_numeric(series) and not pd.api.types.is_bool_dtype(series):
+            kind = "numeric"
+        else:
+            kind = "categorical"
+        inputs.append({"name": str(column), "dtype": str(series.dtype), "kind": kind, "role": kind})
+    signature: dict = {
+        "inputs": inputs,
+        "target": {"name": target, "dtype": target_dtype},
+        "task": task,
+        "left_out": {},
+    }
+    if classes is not None:
+        signature["classes"] = classes
+    return signature
+
+
+def _classes(values: Any) -> list[Any] | None:
+    return None if values is None else [_plain(v) for v in values]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)

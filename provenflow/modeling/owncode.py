@@ -1,0 +1,243 @@
+"""A team's own code, carried inside a model's bytes, so the model loads where that code is not.
+
+A pickle names classes by module (``features.MyTransformer``); a server started in another folder,
+or a release image, has no ``features``. A model logged with ``provenflow.log_model`` therefore
+carries the modules of the team's repository that it needs, in one archive with its pickle:
+
+    model.pkl          the pickle (protocol 5)
+    code/<module>.py   each module of the project the pickle names (a package: all its .py files),
+                       and any ``code_paths`` given explicitly
+
+The archive is the model's stored object, so its BLAKE3 hash (the model's identity) covers the
+code too, and the seal (provenflow.modeling.signing) covers the hash: code that was changed after
+the model was registered fails the same check as a changed pickle. ``load`` runs only after
+``training.deserialize`` has checked both; only then is the code folder put on ``sys.path``.
+
+The archive is deterministic (sorted entries, fixed timestamps, stored uncompressed): the same
+model and code give the same bytes, so re-logging an unchanged model is the same version.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import pickletools
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from provenflow.digest import Digest
+from provenflow.errors import ModelCodeError, StoreError, TrainingError
+
+FORMAT = "pickle-with-code-v1"  # the model format of such an archive
+PICKLE_ENTRY = "model.pkl"
+CODE_DIR = "code/"
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: no build time in the bytes
+
+
+@dataclass(frozen=True)
+class CodeFile:
+    path: str  # inside code/, as imported: features.py, mypkg/__init__.py
+    data: bytes
+
+    @property
+    def hash(self) -> str:
+        return Digest.of_bytes(self.data).hex
+
+
+# -- finding the code a pickle needs ---------------------------------------------------
+
+
+def pickled_names(data: bytes) -> set[str]:
+    """Every string the pickle holds: module names among them (GLOBAL and STACK_GLOBAL operands)."""
+    names: set[str] = set()
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name == "GLOBAL" and isinstance(arg, str):
+            names.add(arg.split(" ", 1)[0])
+        elif isinstance(arg, str):
+            names.add(arg)
+    return names
+
+
+def _own_file(module: ModuleType, root: Path) -> Path | None:
+    """The module's file when it is the team's own: under ROOT, not an installed package."""
+    file = getattr(module, "__file__", None)
+    if not file or not file.endswith(".py"):
+        return None
+    path = Path(file).resolve()
+    if root not in path.parents or "site-packages" in path.parts or "dist-packages" in path.parts:
+        return None
+    prefix = Path(sys.prefix).resolve()
+    if prefix == path or prefix in path.parents:  # a virtualenv inside the project
+        return None
+    if module.__name__.split(".")[0] == "provenflow":  # provenflow itself is installed in the image
+        return None
+    return path
+
+
+def own_modules(data: bytes, root: Path) -> list[str]:
+    """The project's modules that the pickle names, and the project's modules those import (so
+    ``features`` importing ``helpers`` carries both); top-level names, sorted."""
+    seen: set[str] = set()
+    todo = [n for n in pickled_names(data) if n in sys.modules]
+    while todo:
+        name = todo.pop()
+        module = sys.modules.get(name)
+        if module is None or _own_file(module, root) is None:
+            continue
+        top = name.split(".")[0]
+        if top in seen:
+            continue
+        seen.add(top)
+        for value in list(vars(module).values()):
+            if isinstance(value, ModuleType):
+                todo.append(value.__name__)
+            elif isinstance(getattr(value, "__module__", None), str):
+                todo.append(value.__module__)
+    return sorted(seen)
+
+
+def refuse_main(data: bytes) -> None:
+    """A class defined in the script itself pickles as ``__main__.X``: no other process has it."""
+    if "__main__" in pickled_names(data):
+        raise TrainingError(
+            "the model uses a class or function defined in the script being run (__main__), which no "
+            "server can import; move it into a module of the project (e.g. features.py) and import it"
+        )
+
+
+def module_files(name: str) -> list[CodeFile]:
+    """The files of top-level module NAME: one file, or every .py file of a package."""
+    module = sys.modules[name]
+    path = Path(module.__file__).resolve()  # type: ignore[arg-type]
+    if path.name != "__init__.py":
+        return [CodeFile(path.name, path.read_bytes())]
+    return _folder_files(path.parent, path.parent.name)
+
+
+def _folder_files(folder: Path, prefix: str) -> list[CodeFile]:
+    out = []
+    for file in sorted(folder.rglob("*.py")):
+        if "__pycache__" in file.parts:
+            continue
+        out.append(CodeFile(f"{prefix}/{file.relative_to(folder).as_posix()}", file.read_bytes()))
+    return out
+
+
+def explicit_files(paths: Iterable[str | os.PathLike]) -> list[CodeFile]:
+    """``code_paths``, as MLflow takes them: a file goes in as its name, a folder as itself
+    (``src/mypkg`` → ``mypkg/...``); the code folder is then on sys.path."""
+    out: list[CodeFile] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            out.append(CodeFile(path.name, path.read_bytes()))
+        elif path.is_dir():
+            out.extend(_folder_files(path.resolve(), path.resolve().name))
+        else:
+            raise TrainingError(f"code path {str(raw)!r} is neither a file nor a folder; check the path")
+    return out
+
+
+def collect(data: bytes, root: Path, code_paths: Sequence[str | os.PathLike] = ()) -> list[CodeFile]:
+    """What the model carries: the project's modules it needs, and CODE_PATHS; one file a path."""
+    files = {f.path: f for name in own_modules(data, root) for f in module_files(name)}
+    files.update({f.path: f for f in explicit_files(code_paths)})
+    return [files[p] for p in sorted(files)]
+
+
+# -- the archive -----------------------------------------------------------------------
+
+
+def pack(data: bytes, files: Sequence[CodeFile]) -> bytes:
+    """The archive of the pickle and its code (deterministic bytes)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for name, content in [(PICKLE_ENTRY, data), *((CODE_DIR + f.path, f.data) for f in files)]:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, content)
+    return out.getvalue()
+
+
+def listing(data: bytes) -> dict[str, str]:
+    """The code files of an archive and their BLAKE3 hashes (for metadata and /metadata)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {
+            n[len(CODE_DIR) :]: Digest.of_bytes(archive.read(n)).hex
+            for n in archive.namelist()
+            if n.startswith(CODE_DIR)
+        }
+
+
+def load(data: bytes, ref: str) -> Any:
+    """Unpickle an archive whose hash and seal the caller has checked: its code is written to a new
+    private folder, put first on sys.path while the pickle loads, last after. A module the archive lacks and
+    this process cannot import is a ModelCodeError naming it."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        if PICKLE_ENTRY not in names:
+            raise StoreError(f"model {ref} is a code archive without {PICKLE_ENTRY}; register it again")
+        folder = Path(tempfile.mkdtemp(prefix="provenflow-code-"))  # 0700, this process's own
+        for name in names:
+            if not name.startswith(CODE_DIR) or name.endswith("/"):
+                continue
+            relative = Path(name[len(CODE_DIR) :])
+            if relative.is_absolute() or ".." in relative.parts:
+                raise StoreError(
+                    f"model {ref} carries a code file outside its folder ({name!r}); refusing it"
+                )
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(name))
+        pickled = archive.read(PICKLE_ENTRY)
+    _forget_other_models_code(names)
+    # First on the path while the pickle loads (it imports the carried modules, and they what they
+    # import at their top), then last: an import the model's code makes later (inside a function)
+    # still finds its carried module, but the process's own imports (the team's code in a notebook,
+    # say) find their own copy first, not an old one a model carried.
+    sys.path.insert(0, str(folder))
+    import importlib
+
+    importlib.invalidate_caches()
+    try:
+        return unpickle(pickled, ref)
+    finally:
+        sys.path.remove(str(folder))
+        sys.path.append(str(folder))
+
+
+def _forget_other_models_code(names: list[str]) -> None:
+    """A process that loads a second model carrying a module of the same name (a new version of
+    features.py) must not reuse the first model's: modules imported from another model's code
+    folder are dropped from sys.modules first. A module the process imported from anywhere else
+    (the team's own, in a notebook) is left alone."""
+    tops = {n[len(CODE_DIR) :].split("/")[0].removesuffix(".py") for n in names if n.startswith(CODE_DIR)}
+    marker = f"{os.sep}provenflow-code-"
+    for name in [n for n in sys.modules if n.split(".")[0] in tops]:
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if marker in file:
+            del sys.modules[name]
+
+
+def unpickle(data: bytes, ref: str) -> Any:
+    """``pickle.loads``, with a missing module said in one line."""
+    try:
+        return pickle.loads(data)
+    except ModuleNotFoundError as exc:
+        raise ModelCodeError(
+            f"model {ref} needs module {exc.name!r}, which is neither carried with the model nor "
+            f"installed here; log the model with provenflow.log_model (it carries the project's modules) "
+            f"or code_paths=['{exc.name}.py'], or install the package that provides it"
+        ) from None
+    except AttributeError as exc:  # the module is there, but not the class the pickle names
+        raise ModelCodeError(
+            f"model {ref} needs {exc}: the module found here is not the one it was trained with; "
+            "log the model with provenflow.log_model so it carries its own code"
+        ) from None

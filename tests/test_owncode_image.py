@@ -1,0 +1,61 @@
+"""A model that uses the team's own transformer, released as an image (real Docker engine) and run
+as Kubernetes runs it (read-only root, /tmp a scratch mount, an unprivileged user): it loads its
+carried code and answers over HTTP."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+
+import provenflow as pf
+from provenflow.deploy import release
+from provenflow.serving.bundle import export_bundle
+from tests.services import free_port
+from tests.serving.conftest import records_of
+from tests.test_log_model import FEATURES, own_pipeline, penguins_frame, team_module, ws  # noqa: F401 - fixtures
+from tests.test_release_deploy import docker_client  # noqa: F401 - a fixture
+
+
+def test_own_code_model_serves_from_a_release_image(ws, team_module, penguins_frame, docker_client, tmp_path):  # noqa: F811
+    labelled = penguins_frame.dropna(subset=["species"])
+    model = own_pipeline(team_module, labelled)
+    with pf.start("train", workspace=ws):
+        logged = pf.log_model(model, name="penguins-species", input_example=labelled[FEATURES].head())
+    bundle = tmp_path / "bundle"
+    export_bundle(ws, str(logged), bundle)
+    # Shared between test runs: the wheels depend only on the installed serving packages' versions.
+    wheels = release.collect_wheels(Path(tempfile.gettempdir()) / "provenflow-test-wheels")
+    context = release.build_context(bundle, wheels, release.DEFAULT_BASE_IMAGE, tmp_path / "context")
+    image = f"provenflow-test/own-code:{logged.hash[:12]}"
+    release.build_image(docker_client, context, image, {}, release.DEFAULT_BASE_IMAGE)
+    carried = zipfile.ZipFile(io.BytesIO((context / "model" / "model.pkl").read_bytes())).namelist()
+    assert sorted(carried) == sorted(["model.pkl", *(f"code/{p}" for p in logged.code)])
+    port = free_port()
+    container = docker_client.containers.run(
+        image, detach=True, read_only=True, tmpfs={"/tmp": "rw,size=64m"}, user=str(release.SERVING_USER),
+        ports={f"{release.SERVING_PORT}/tcp": ("127.0.0.1", port)},
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            container.reload()
+            assert container.status in ("created", "running"), container.logs().decode()[-2000:]
+            time.sleep(0.5)
+        rows = labelled.sample(25, random_state=3)
+        answer = httpx.post(f"{url}/predict", json={"records": records_of(rows, FEATURES)}, timeout=30)
+        assert answer.status_code == 200, answer.text + container.logs().decode()[-2000:]
+        assert answer.json()["predictions"] == list(model.predict(rows[FEATURES]))
+    finally:
+        container.remove(force=True)
+        docker_client.images.remove(image, force=True)

@@ -1,0 +1,111 @@
+"""examples/team_project end to end on a real Prefect server, a real process worker and real HTTP:
+the team's own flow trains through its own deployment → log_model → promote → a local model
+server (in its own folder, where the team's features.py is not) answers → retrain through the
+team's own deployment → the new version is gated, promoted and redeployed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.conftest import PENGUINS, REPO
+from tests.serving.conftest import records_of
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+EXAMPLE = REPO / "examples" / "team_project"
+POOL = "team-process"  # the example's prefect.yaml names it
+COLUMNS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+
+
+def _prefect(project, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=project,
+                          capture_output=True, text=True, timeout=180, env=os.environ.copy())  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+@pytest.fixture
+def team_project(project):
+    """The example copied into a fresh project folder, deployed, with a worker of its pool running."""
+    shutil.copytree(EXAMPLE, project, dirs_exist_ok=True)
+    subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "work-pool", "create", POOL, "--type", "process"],
+                   cwd=project, capture_output=True, text=True, timeout=120, env=os.environ.copy())  # fmt: skip
+    _prefect(project, "deploy", "--all")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--limit", "1"],
+        # Polls every second (default 10 s): the test waits for each flow run it starts.
+        cwd=project, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    yield project
+    os.killpg(worker.pid, signal.SIGTERM)  # the worker and the flow-run processes it started
+    worker.wait(timeout=30)
+
+
+def test_own_flow_trains_promotes_serves_and_retrains(team_project):
+    from prefect.deployments import run_deployment
+
+    import provenflow as pf
+    from provenflow.blocks.drift import DriftPolicy
+    from provenflow.deploy.local import stop
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.promote import promote
+    from provenflow.flows.retrain import retrain
+    from provenflow.ledger import models as m
+    from provenflow.ledger.refs import resolve_model
+    from provenflow.modeling import owncode, registry, training
+    from provenflow.settings import get_settings
+    from provenflow.workspace import Workspace
+
+    with pf.start("ingest"):
+        pf.log_dataset(PENGUINS, name="penguins")
+    flow_run = run_deployment("train/train", timeout=300)
+    assert flow_run.state.is_completed(), flow_run.state
+    workspace = Workspace.default()
+    with workspace.ledger.reader() as session:
+        first = registry.registered_by_flow_run(session, str(flow_run.id), "penguins-species")
+        assert first.ref == "penguins-species@1" and first.format == owncode.FORMAT
+        assert set(first.signature["code"]) == {"features.py"}  # the team's module rides along
+        trained = session.get(m.Run, first.run_id)
+        assert next(io.name for io in trained.io if io.kind == "dataset").startswith("penguins@")
+        model = training.load_model(workspace.store, first)
+
+    promoted = promote(model="penguins-species@1", to="production", auto_approve=True)
+    assert promoted["decision"] == "approved", promoted
+    placed = deploy(model="penguins-species@production", target="local")
+    deployments = get_settings().home_dir / "deployments"
+    names = {placed["name"]}
+    try:
+        rows = pf_rows()
+        answer = httpx.post(f"{placed['endpoint']}/predict", json={"records": records_of(rows, COLUMNS)}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == list(model.predict(rows[COLUMNS]))
+
+        # As a drift event starts it: the monitor's policy block names the team's own deployment.
+        DriftPolicy(retrain_deployment="train/train", retrain_parameters={"C": 0.3}, auto_approve=True).save(
+            "team-policy", overwrite=True
+        )
+        result = retrain(model="penguins-species@production", policy_block="team-policy")
+        names.add(result["deployment"]["name"])
+        assert result["challenger"] == "penguins-species@2" and result["promotion"] == "approved", result
+        assert result["training_flow_run"] and result["dataset"] is None
+        with workspace.ledger.reader() as session:
+            assert registry.holder_of(session, "penguins-species", "production").version == 2
+            second = resolve_model(session, "penguins-species@2")
+            assert session.get(m.Run, second.run_id).parameters["C"] == 0.3  # the parameters retrain gave
+        served = httpx.get(f"{result['deployment']['endpoint']}/metadata", timeout=10).json()
+        assert served["model"]["version"] == 2
+    finally:
+        for name in names:
+            stop(deployments / name)
+
+
+def pf_rows():
+    import pandas as pd
+
+    return pd.read_csv(PENGUINS).dropna(subset=["species"]).sample(30, random_state=2)
