@@ -20,7 +20,8 @@ def data_run(
     store_block: str | None = None,
 ) -> dict:
     """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV, JSON
-    (Lines) or Parquet file.
+    (Lines) or Parquet file, or of a folder, glob or prefix of such files (Hive key=value folders
+    become columns; the version is a manifest of one part per file).
 
     SUITE is a Great Expectations suite (JSON); by default expectations/NAME.json when the project
     has one, else the suite the last data run of NAME kept to, else (or when SUITE is "new") one
@@ -42,7 +43,13 @@ def data_run(
         expectations = choose_suite(workspace, name, table.sample, suite, table.output.profile)
         report = validate_frame(table.sample, expectations, table.validated_on)
         run.link("input", "suite", expectations.where, store_suite(workspace, expectations))
-        run.link("input", "file", source, store_source(workspace, source, source_credentials))
+        if table.files:  # a folder, glob or prefix: each file (stored as it was read) and each part
+            for relative, digest in table.files:
+                run.link("input", "file", relative, digest)
+            for part in table.parts:  # named here so gc keeps them and verify checks them
+                run.link("output", "part", f"{name} part", part)
+        else:
+            run.link("input", "file", source, store_source(workspace, source, source_credentials))
         dataset = table.output
         if register_version:
             run.output(dataset)

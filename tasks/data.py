@@ -9,6 +9,9 @@ from prefect.cache_policies import NO_CACHE
 
 from provenflow.data import datasets, ingest, validation
 from provenflow.data.credentials import Credentials
+from provenflow.data.ingest import listing
+from provenflow.data.ingest.many import ingest_many
+from provenflow.data.ingest.stat_cache import StatCache
 from provenflow.digest import Digest
 from provenflow.project import project_root
 from provenflow.redact import redact
@@ -32,6 +35,8 @@ class IngestedDataset:
     sample: pd.DataFrame  # what validation sees: every row of a table up to ingest.SAMPLE_ROWS rows
     validated_on: str
     notes: list[dict]  # how the file was read, where that was inferred (dialect.Dialect.notes)
+    files: list[tuple[str, Digest]] = ()  # a folder's files: relative path and raw hash (stored)
+    parts: list[Digest] = ()  # a folder's version: the parts its manifest lists
 
 
 @task(cache_policy=NO_CACHE)
@@ -41,7 +46,12 @@ def ingest_source(
     """One streamed pass over the source (read with the credentials in CREDENTIALS_BLOCK, a Secret
     block, if any): its canonical Parquet object stored, its schema and profile, a bounded sample."""
     store = workspace.store
-    table = ingest.ingest(source, ingest.workdir_for(store), _credentials(credentials_block))
+    credentials = _credentials(credentials_block)
+    if listing.is_many(source):  # a folder, glob or prefix: one part per file, unchanged files not read
+        cache = StatCache(get_settings().ensure_home() / "stat-cache.json")
+        table = ingest_many(listing.list_source(source, credentials), store, cache)
+    else:
+        table = ingest.ingest(source, ingest.workdir_for(store), credentials)
     stored = ingest.store_ingested(store, table)
     output = DatasetOutput(
         name=name,
@@ -56,7 +66,7 @@ def ingest_source(
         profile=table.profile,
         source=redact(source),
     )
-    return IngestedDataset(output, table.sample, table.validated_on, table.notes)
+    return IngestedDataset(output, table.sample, table.validated_on, table.notes, table.files, table.parts)
 
 
 @task(cache_policy=NO_CACHE)

@@ -1,0 +1,191 @@
+"""A table of many files: each file one part in the store, the version a manifest of the parts.
+
+Each file is read by the one pass (``one_pass.ingest``) with its partition columns added, into its
+own canonical Parquet part; a file the stat cache knows unchanged is not read at all. Every part
+must have the first file's schema, except that a CSV column's type is joined across files (an
+integer column in one day's export and a decimal one in the next are read as decimals in both). The
+profile and the validation sample are then streamed from the parts (Parquet, already in the store),
+so they describe the whole table; the source files are read only when new or changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from provenflow.data import datasets, manifest
+from provenflow.data.ingest.listing import Listing, SourceFile
+from provenflow.data.ingest.one_pass import BLOCK_BYTES, Ingested, ingest, workdir_for
+from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, Sample, finish_profile
+from provenflow.data.ingest.stat_cache import StatCache
+from provenflow.data.ingest.widening import join_types
+from provenflow.digest import Digest
+from provenflow.errors import DataError
+from provenflow.storage.store import ContentStore
+
+
+def ingest_many(
+    listing: Listing,
+    store: ContentStore,
+    cache: StatCache,
+    block_bytes: int = BLOCK_BYTES,
+    sample_rows: int = SAMPLE_ROWS,
+) -> Ingested:
+    """Store every file of LISTING as a part and the manifest that lists them; describe the table."""
+    entries = {f.relative: _part(listing, f, store, cache, block_bytes, {}) for f in listing.files}
+    wider = _joined_types(listing, entries)
+    if wider:  # read again, with the joined types, the files that had a narrower one
+        for file in listing.files:
+            had = dict(entries[file.relative]["schema"])
+            forced = {k: t for k, t in wider.items() if k in had and had[k] != str(t)}
+            if forced:
+                entries[file.relative] = _part(listing, file, store, cache, block_bytes, forced)
+    _check_schemas(listing, entries)
+    first = entries[listing.files[0].relative]
+    listed = manifest.Manifest(
+        [
+            manifest.Part(Digest(e["part"]), e["rows"], e["size"])
+            for e in (entries[f.relative] for f in listing.files)
+        ],
+        first["schema"],
+    )
+    stored = store.put_bytes(listed.to_bytes())
+    cache.save()
+    profile, sample, validated_on = _describe(store, listed, sample_rows)
+    notes = [
+        {"level": n["level"], "message": f"{rel}: {n['message']}"}
+        for rel, e in entries.items()
+        for n in e.get("notes", [])
+    ]
+    return Ingested(
+        path="",
+        digest=stored.digest,
+        size=listed.size,
+        rows=listed.rows,
+        schema=[{"name": name, "dtype": profile["columns"][name]["dtype"]} for name, _ in listed.schema],
+        profile=profile,
+        sample=sample,
+        validated_on=validated_on,
+        notes=notes,
+        files=[(f.relative, Digest(entries[f.relative]["raw"])) for f in listing.files],
+        parts=[p.digest for p in listed.parts],
+        stored=True,
+    )
+
+
+def _part(
+    listing: Listing,
+    file: SourceFile,
+    store: ContentStore,
+    cache: StatCache,
+    block_bytes: int,
+    types: dict[str, pa.DataType],
+) -> dict:
+    """FILE's part: from the stat cache when the file and both its objects are unchanged, else read."""
+    how = {"partition": file.partition, "types": {k: str(t) for k, t in sorted(types.items())}}
+    key = cache.key(file.url, file.stamp, how)
+    known = cache.get(key)
+    if known and store.exists(Digest(known["part"])) and store.exists(Digest(known["raw"])):
+        return known
+    raw = datasets.store_source(store, file.url, listing.credentials).digest
+    ingested = ingest(
+        file.url,
+        workdir_for(store),
+        listing.credentials,
+        block_bytes=block_bytes,
+        sample_rows=0,
+        constants=listing.constants(file),
+        types=types,
+    )
+    try:
+        schema = pq.read_schema(ingested.path)
+        part = store.put_file(ingested.path, ingested.digest, move=True)
+    finally:
+        if os.path.exists(ingested.path):
+            os.unlink(ingested.path)
+    entry = {
+        "raw": raw.hex,
+        "part": part.digest.hex,
+        "rows": ingested.rows,
+        "size": part.size,
+        "schema": [[f.name, str(f.type)] for f in schema],
+        "notes": ingested.notes,
+    }
+    cache.put(key, entry)
+    return entry
+
+
+def _joined_types(listing: Listing, entries: dict[str, dict]) -> dict[str, pa.DataType]:
+    """For CSV files: each column's type joined over every file that has it, where they differ."""
+    if listing.fmt not in ("csv", "tsv"):
+        return {}
+    seen: dict[str, set[str]] = {}
+    for file in listing.files:
+        for name, text in entries[file.relative]["schema"]:
+            seen.setdefault(name, set()).add(text)
+    wider = {}
+    for name, texts in seen.items():
+        if len(texts) > 1:
+            joined = pa.null()
+            for text in sorted(texts):
+                joined = join_types(joined, pa.type_for_alias(text))
+            wider[name] = joined
+    return wider
+
+
+def _check_schemas(listing: Listing, entries: dict[str, dict]) -> None:
+    first = listing.files[0].relative
+    expected = dict(entries[first]["schema"])
+    for file in listing.files[1:]:
+        schema = dict(entries[file.relative]["schema"])
+        if schema == expected:
+            continue
+        missing = [n for n in expected if n not in schema]
+        extra = [n for n in schema if n not in expected]
+        if missing:
+            how = f"it has no column {missing[0]!r}"
+        elif extra:
+            how = f"it has a column {extra[0]!r} that {first!r} has not"
+        elif list(schema) != list(expected):
+            how = f"its columns are in another order ({', '.join(schema)})"
+        else:
+            name = next(n for n in expected if schema[n] != expected[n])
+            how = f"column {name!r} is {schema[name]} there but {expected[name]} in {first!r}"
+        raise DataError(
+            f"{listing.shown!r}: {file.relative!r} does not have the schema of {first!r}: {how}; "
+            "the files of one dataset must share their columns"
+        )
+
+
+def _batches(store: ContentStore, listed: manifest.Manifest) -> Iterator[pa.RecordBatch]:
+    for part in listed.parts:
+        parquet = pq.ParquetFile(
+            store.path(part.digest) if store.local else store.fs.open(store.path(part.digest))
+        )
+        yield from parquet.iter_batches(batch_size=64 * 1024)
+
+
+def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int):
+    """The whole table's profile and validation sample, streamed from its parts as one_pass does."""
+    sample = Sample(sample_rows)
+    columns: dict = {}
+    rows = 0
+    schema = None
+    for batch in _batches(store, listed):
+        if schema is None:
+            schema = batch.schema
+            columns = {f.name: Column(f.type) for f in schema}
+        sample.add(batch, rows)
+        for name, array in zip(schema.names, batch.columns, strict=True):
+            columns[name].add(array)
+        rows += batch.num_rows
+    if not rows:
+        raise DataError("the files hold a header but no rows")
+    frame = sample.frame(schema)
+    if rows <= sample_rows:
+        return datasets.profile_of(frame), frame, "all rows"
+    profile = finish_profile(datasets.profile_of(frame), columns, rows, len(frame))
+    return profile, frame, f"a seeded sample of {len(frame):,} of {rows:,} rows"
