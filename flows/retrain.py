@@ -48,6 +48,7 @@ def retrain(
             source, source_credentials = policy.retrain_source, policy.retrain_source_credentials
         auto_approve = policy.auto_approve if auto_approve is None else auto_approve
     auto_approve = True if auto_approve is None else auto_approve
+    sql: dict = {}  # a SQL source's query or table, read again as the training data was
     with workspace.ledger.reader() as session:
         champion = resolve_model(session, model)
         trained = session.get(m.Run, champion.run_id)
@@ -58,6 +59,7 @@ def retrain(
         if not source and producer:  # where the training data came from, with the same credentials
             source = producer.parameters.get("source")
             source_credentials = producer.parameters.get("source_credentials")
+            sql = {k: producer.parameters[k] for k in ("query", "table") if producer.parameters.get(k)}
         deployed = session.scalars(
             select(m.Deployment)
             .where(m.Deployment.model_version_id == champion.id)
@@ -80,7 +82,7 @@ def retrain(
         if report_hash:
             run.link("input", "drift-report", f"drift-report-{drift_report}", Digest(report_hash))
         data = data_run(name=dataset.name, source=source, source_credentials=source_credentials,
-                        ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+                        ledger_block=ledger_block, store_block=store_block, **sql)  # fmt: skip
         challenger = model_run(
             dataset=data["dataset"]["ref"], target=params["target"], estimator=params["estimator"],
             params=params.get("params") or {}, seed=params.get("seed", 42), test_size=params.get("test_size", 0.25),

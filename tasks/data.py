@@ -41,18 +41,26 @@ class IngestedDataset:
 
 @task(cache_policy=NO_CACHE)
 def ingest_source(
-    workspace: Workspace, name: str, source: str, credentials_block: str | None = None
+    workspace: Workspace,
+    name: str,
+    source: str,
+    credentials_block: str | None = None,
+    query: str | None = None,
+    table: str | None = None,
 ) -> IngestedDataset:
     """One streamed pass over the source (read with the credentials in CREDENTIALS_BLOCK, a Secret
-    block, if any): its canonical Parquet object stored, its schema and profile, a bounded sample."""
+    block, if any): its canonical Parquet object stored, its schema and profile, a bounded sample.
+    With QUERY or TABLE, SOURCE is a SQLAlchemy URL and the rows are those of the query."""
     store = workspace.store
     credentials = _credentials(credentials_block)
-    if listing.is_many(source):  # a folder, glob or prefix: one part per file, unchanged files not read
+    if query or table:
+        read = ingest.ingest(source, ingest.workdir_for(store), credentials, query=query, table=table)
+    elif listing.is_many(source):  # a folder, glob or prefix: one part per file, unchanged files not read
         cache = StatCache(get_settings().ensure_home() / "stat-cache.json")
-        table = ingest_many(listing.list_source(source, credentials), store, cache)
+        read = ingest_many(listing.list_source(source, credentials), store, cache)
     else:
-        table = ingest.ingest(source, ingest.workdir_for(store), credentials)
-    stored = ingest.store_ingested(store, table)
+        read = ingest.ingest(source, ingest.workdir_for(store), credentials)
+    stored = ingest.store_ingested(store, read)
     output = DatasetOutput(
         name=name,
         digest=stored.digest,
@@ -60,13 +68,13 @@ def ingest_source(
         uri=stored.uri,
         format=datasets.PARQUET,
         repaired=stored.repaired,
-        rows=table.rows,
-        columns=len(table.schema),
-        schema=table.schema,
-        profile=table.profile,
+        rows=read.rows,
+        columns=len(read.schema),
+        schema=read.schema,
+        profile=read.profile,
         source=redact(source),
     )
-    return IngestedDataset(output, table.sample, table.validated_on, table.notes, table.files, table.parts)
+    return IngestedDataset(output, read.sample, read.validated_on, read.notes, read.files, read.parts)
 
 
 @task(cache_policy=NO_CACHE)
@@ -113,6 +121,13 @@ def store_suite(workspace: Workspace, suite: validation.Suite) -> Digest:
     if suite.created:
         validation.save_suite(Path(suite.where), suite.data)
     return digest
+
+
+@task(cache_policy=NO_CACHE)
+def store_query(workspace: Workspace, query: str | None, table: str | None) -> Digest:
+    """Keep the query a SQL source was read with (a table's: SELECT * FROM it) with the run."""
+    text = query if query else f"SELECT * FROM {table}"
+    return workspace.store.put_bytes(text.encode()).digest
 
 
 @task(cache_policy=NO_CACHE)

@@ -26,6 +26,7 @@ from provenflow.data.ingest.json_source import json_batches
 from provenflow.data.ingest.parquet_source import parquet_batches
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, Sample, finish_profile
 from provenflow.data.ingest.sniffing import Markers, Reencode, next_encoding
+from provenflow.data.ingest.sql_source import sql_batches
 from provenflow.data.ingest.widening import CONVERSION, Widen, join_types, type_of_value
 from provenflow.digest import Digest
 from provenflow.errors import DataError, StoreError
@@ -34,6 +35,7 @@ from provenflow.storage.store import ContentStore
 
 # How the reader cuts the source; not part of the canonical form (tests vary it).
 BLOCK_BYTES = 8 * 1024 * 1024
+SQL_BATCH_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -65,19 +67,26 @@ def ingest(
     sample_rows: int = SAMPLE_ROWS,
     constants: dict[str, pa.Scalar] | None = None,
     types: dict[str, pa.DataType] | None = None,
+    query: str | None = None,
+    table: str | None = None,
 ) -> Ingested:
     """Read SOURCE once as batches; write its canonical Parquet form into WORKDIR and describe it.
     CONSTANTS are columns of one value added to every row (a Hive partition's key=value folders)."""
-    fmt = datasets._format_of(source)
+    sql = (query, table) if query or table else None  # SOURCE is then a SQLAlchemy URL
+    fmt = "sql" if sql else datasets._format_of(source)
     shown = redact(split_url(source)[0])
     types = dict(types or {})  # a column's type given (a CSV's, joined with its folder's other files)
     how = None  # sniffed once; a pass that finds more (a wider type, a marker, an encoding) starts again
     while True:
         try:
             if how is None:
-                how = datasets.dialect_of(*datasets._open_source(source, credentials), fmt, shown)
+                how = (
+                    Dialect()
+                    if sql
+                    else datasets.dialect_of(*datasets._open_source(source, credentials), fmt, shown)
+                )
             return _one_pass(
-                source, fmt, how, workdir, credentials, block_bytes, sample_rows, types, constants or {}
+                source, fmt, how, workdir, credentials, block_bytes, sample_rows, types, constants or {}, sql
             )
         except Widen as widen:
             types.update(widen.types)
@@ -137,9 +146,12 @@ def _one_pass(
     sample_rows: int,
     types: dict[str, pa.DataType],
     constants: dict[str, pa.Scalar],
+    sql: tuple[str | None, str | None] | None = None,
 ) -> Ingested:
     converted: dict[str, str] = {}
-    if fmt == "parquet":
+    if sql:
+        batches = sql_batches(source, *sql, credentials, SQL_BATCH_ROWS, types, converted)
+    elif fmt == "parquet":
         batches = parquet_batches(source, credentials, max(1024, block_bytes // 64), converted)
     elif fmt in ("json", "jsonl"):
         batches = json_batches(source, fmt, credentials, block_bytes)
@@ -168,6 +180,8 @@ def _one_pass(
             rows += batch.num_rows
         shown = redact(split_url(source)[0])
         if writer is None or rows == 0:
+            if sql:
+                raise DataError(f"the query on {shown!r} returned no rows")
             raise DataError(f"{shown!r} has a header but no rows")
         writer.close()
         frame = sample.frame(schema)
