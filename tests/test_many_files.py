@@ -157,3 +157,38 @@ def test_bad_folders_get_one_clear_line(tmp_path, layout, message):
 def test_a_glob_matching_nothing(tmp_path):
     with pytest.raises(DataError, match="no file matches the pattern"):
         listing.list_source(str(tmp_path / "exports-*.csv"))
+
+
+def test_the_profile_is_the_whole_tables_and_unchanged_parts_are_not_read_again(tmp_path, monkeypatch):
+    from provenflow.data.ingest import part_summaries
+
+    root = tmp_path / "t"
+    root.mkdir()
+    for day in range(1, 5):
+        _frame(1500, day).to_csv(root / f"{day}.csv", index=False)
+    store = ContentStore(str(tmp_path / "store"))
+    listed = listing.list_source(str(root))
+    small = ingest_many(listed, store, StatCache(tmp_path / "cache.json"))
+    whole = datasets.load_table(store, small.digest)
+    assert small.profile == datasets.profile_of(whole) and small.validated_on == "all rows"
+    # Above the sample size: exact counts and moments, quantiles from a sample of about 2,000 rows.
+    cache = StatCache(tmp_path / "cache2.json")
+    large = ingest_many(listed, store, cache, sample_rows=2000)
+    x = large.profile["columns"]["x"]
+    assert x["count"] == 6000 and x["mean"] == pytest.approx(whole["x"].mean())
+    assert x["std"] == pytest.approx(whole["x"].std()) and x["min"] == whole["x"].min()
+    assert large.profile["columns"]["c"]["frequencies"] == whole["c"].value_counts().to_dict()
+    assert 1700 < len(large.sample) < 2300 and "sample" in large.validated_on
+    read = []
+    real = part_summaries.Summaries._read
+    monkeypatch.setattr(
+        part_summaries.Summaries, "_read", lambda self, s, d, b: read.append(d) or real(self, s, d, b)
+    )
+    _frame(1500, 9).to_csv(root / "5.csv", index=False)
+    again = ingest_many(
+        listing.list_source(str(root)), store, StatCache(tmp_path / "cache2.json"), sample_rows=2000
+    )
+    assert len(read) == 1 and read[0] == again.parts[-1]  # only the new part was read for the profile
+    assert again.profile["columns"]["x"]["count"] == 7500
+    # A part keeps its sample rows when a partition is added: the rows sampled before are sampled again.
+    assert 1700 < len(again.sample) < 2300

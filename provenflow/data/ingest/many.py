@@ -4,22 +4,25 @@ Each file is read by the one pass (``one_pass.ingest``) with its partition colum
 own canonical Parquet part; a file the stat cache knows unchanged is not read at all. Every part
 must have the first file's schema, except that a CSV column's type is joined across files (an
 integer column in one day's export and a decimal one in the next are read as decimals in both). The
-profile and the validation sample are then streamed from the parts (Parquet, already in the store),
-so they describe the whole table; the source files are read only when new or changed.
+profile and the validation sample come from each part's summary (part_summaries: exact counts and
+the part's sample rows, kept under .provenflow), so they describe the whole table while an
+unchanged file is read neither as a source nor as a part.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from provenflow.data import datasets, manifest
 from provenflow.data.ingest.listing import Listing, SourceFile
 from provenflow.data.ingest.one_pass import BLOCK_BYTES, Ingested, ingest, workdir_for
-from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, Sample, finish_profile
+from provenflow.data.ingest.part_summaries import Summaries, threshold
+from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, finish_profile
 from provenflow.data.ingest.stat_cache import StatCache
 from provenflow.data.ingest.widening import join_types
 from provenflow.digest import Digest
@@ -33,6 +36,7 @@ def ingest_many(
     cache: StatCache,
     block_bytes: int = BLOCK_BYTES,
     sample_rows: int = SAMPLE_ROWS,
+    summaries: Summaries | None = None,
 ) -> Ingested:
     """Store every file of LISTING as a part and the manifest that lists them; describe the table."""
     entries = {f.relative: _part(listing, f, store, cache, block_bytes, {}) for f in listing.files}
@@ -54,7 +58,8 @@ def ingest_many(
     )
     stored = store.put_bytes(listed.to_bytes())
     cache.save()
-    profile, sample, validated_on = _describe(store, listed, sample_rows)
+    summaries = summaries or Summaries(cache.path.parent / "part-summaries" if cache.path else None)
+    profile, sample, validated_on = _describe(store, listed, sample_rows, summaries)
     notes = [
         {"level": n["level"], "message": f"{rel}: {n['message']}"}
         for rel, e in entries.items()
@@ -160,32 +165,26 @@ def _check_schemas(listing: Listing, entries: dict[str, dict]) -> None:
         )
 
 
-def _batches(store: ContentStore, listed: manifest.Manifest) -> Iterator[pa.RecordBatch]:
-    for part in listed.parts:
-        parquet = pq.ParquetFile(
-            store.path(part.digest) if store.local else store.fs.open(store.path(part.digest))
-        )
-        yield from parquet.iter_batches(batch_size=64 * 1024)
-
-
-def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int):
-    """The whole table's profile and validation sample, streamed from its parts as one_pass does."""
-    sample = Sample(sample_rows)
-    columns: dict = {}
-    rows = 0
-    schema = None
-    for batch in _batches(store, listed):
-        if schema is None:
-            schema = batch.schema
-            columns = {f.name: Column(f.type) for f in schema}
-        sample.add(batch, rows)
-        for name, array in zip(schema.names, batch.columns, strict=True):
-            columns[name].add(array)
-        rows += batch.num_rows
-    if not rows:
-        raise DataError("the files hold a header but no rows")
-    frame = sample.frame(schema)
-    if rows <= sample_rows:
+def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int, summaries: Summaries):
+    """The whole table's profile and validation sample, from the parts' summaries: exact counts
+    merged, the sample the rows of every part below one key threshold (part_summaries)."""
+    columns: dict[str, Column] = {}
+    kept = []
+    below = threshold(listed.rows, sample_rows)
+    for index, part in enumerate(listed.parts):
+        summary = summaries.of(store, part.digest, below)
+        for name, column in summary.columns.items():
+            if name not in columns:
+                columns[name] = Column(pa.null())
+                columns[name].numeric, columns[name].integer = column.numeric, column.integer
+            columns[name].merge(column)
+        table = summary.kept
+        table = table.filter(pc.less_equal(table["__key"], pa.scalar(below, pa.uint64())))
+        kept.append(table.append_column("__part", pa.array(np.full(table.num_rows, index), pa.int64())))
+    sample = pa.concat_tables(kept)
+    sample = sample.take(pc.sort_indices(sample, [("__part", "ascending"), ("__row", "ascending")]))
+    frame = sample.drop_columns(["__key", "__row", "__part"]).to_pandas()
+    if listed.rows <= sample_rows:
         return datasets.profile_of(frame), frame, "all rows"
-    profile = finish_profile(datasets.profile_of(frame), columns, rows, len(frame))
-    return profile, frame, f"a seeded sample of {len(frame):,} of {rows:,} rows"
+    profile = finish_profile(datasets.profile_of(frame), columns, listed.rows, len(frame))
+    return profile, frame, f"a seeded sample of {len(frame):,} of {listed.rows:,} rows"
