@@ -57,7 +57,10 @@ def ingest_source(
         read = ingest.ingest(source, ingest.workdir_for(store), credentials, query=query, table=table)
     elif listing.is_many(source):  # a folder, glob or prefix: one part per file, unchanged files not read
         cache = StatCache(get_settings().ensure_home() / "stat-cache.json")
-        read = ingest_many(listing.list_source(source, credentials), store, cache)
+        found = listing.list_source(source, credentials)
+        read = ingest_many(
+            found, store, cache, known=lambda fingerprint: _version_of(workspace, name, fingerprint)
+        )
     else:
         read = ingest.ingest(source, ingest.workdir_for(store), credentials)
     stored = ingest.store_ingested(store, read)
@@ -75,6 +78,22 @@ def ingest_source(
         source=redact(source),
     )
     return IngestedDataset(output, read.sample, read.validated_on, read.notes, read.files, read.parts)
+
+
+def _version_of(workspace: Workspace, name: str, fingerprint: str) -> Digest | None:
+    """NAME's latest version whose table has this fingerprint (the same rows, however cut into files)."""
+    from sqlalchemy import select
+
+    from provenflow.ledger import models as m
+
+    with workspace.ledger.reader() as session:
+        query = (
+            select(m.DatasetVersion).where(m.DatasetVersion.name == name).order_by(m.DatasetVersion.id.desc())
+        )
+        for version in session.scalars(query.limit(200)):
+            if (version.profile or {}).get("fingerprint") == fingerprint:
+                return Digest(version.hash)
+    return None
 
 
 @task(cache_policy=NO_CACHE)

@@ -28,6 +28,13 @@ def test_data_run_on_a_hive_folder_then_a_model_run_and_verify(project):
     shown = pf_json(project, "runs", "show", first["run_id"][:8])
     files = {i["name"]: i["hash"] for i in shown["inputs"] if i["kind"] == "file"}
     assert sorted(files) == ["region=north/part-0.parquet", "region=south/part-0.parquet"]
+    # The same rows cut into two files: the same version, not a new one.
+    north = pd.read_parquet(root / "region=north" / "part-0.parquet")
+    (root / "region=north" / "part-0.parquet").unlink()
+    north.iloc[:50].to_parquet(root / "region=north" / "part-0.parquet", index=False)
+    north.iloc[50:].to_parquet(root / "region=north" / "part-1.parquet", index=False)
+    recut = pf_json(project, "data-run", "--name", "events", "--source", "events")
+    assert recut["dataset"]["ref"] == first["dataset"]["ref"] and not recut["dataset"]["new"]
     _write(root, "west", 2)
     second = pf_json(project, "data-run", "--name", "events", "--source", "events/")
     assert second["dataset"]["rows"] == 600 and second["dataset"]["new"]

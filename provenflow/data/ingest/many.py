@@ -12,6 +12,7 @@ unchanged file is read neither as a source nor as a part.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 from provenflow.data import datasets, manifest
 from provenflow.data.ingest.listing import Listing, SourceFile
 from provenflow.data.ingest.one_pass import BLOCK_BYTES, Ingested, ingest, workdir_for
-from provenflow.data.ingest.part_summaries import Summaries, threshold
+from provenflow.data.ingest.part_summaries import Summaries, fingerprint, threshold
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, finish_profile
 from provenflow.data.ingest.stat_cache import StatCache
 from provenflow.data.ingest.widening import join_types
@@ -37,8 +38,11 @@ def ingest_many(
     block_bytes: int = BLOCK_BYTES,
     sample_rows: int = SAMPLE_ROWS,
     summaries: Summaries | None = None,
+    known: Callable[[str], Digest | None] | None = None,
 ) -> Ingested:
-    """Store every file of LISTING as a part and the manifest that lists them; describe the table."""
+    """Store every file of LISTING as a part and the manifest that lists them; describe the table.
+    KNOWN finds an earlier version by the table's fingerprint (part_summaries.fingerprint): the same
+    rows in the same order cut into other files are that version again, not a new one."""
     entries = {f.relative: _part(listing, f, store, cache, block_bytes, {}) for f in listing.files}
     wider = _joined_types(listing, entries)
     if wider:  # read again, with the joined types, the files that had a narrower one
@@ -56,10 +60,13 @@ def ingest_many(
         ],
         first["schema"],
     )
-    stored = store.put_bytes(listed.to_bytes())
     cache.save()
     summaries = summaries or Summaries(cache.path.parent / "part-summaries" if cache.path else None)
     profile, sample, validated_on = _describe(store, listed, sample_rows, summaries)
+    earlier = known(profile["fingerprint"]) if known else None
+    if earlier is not None and store.exists(earlier):
+        listed = manifest.Manifest.from_bytes(store.read_bytes(earlier))
+    stored = store.put_bytes(listed.to_bytes())
     notes = [
         {"level": n["level"], "message": f"{rel}: {n['message']}"}
         for rel, e in entries.items()
@@ -169,10 +176,11 @@ def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int, 
     """The whole table's profile and validation sample, from the parts' summaries: exact counts
     merged, the sample the rows of every part below one key threshold (part_summaries)."""
     columns: dict[str, Column] = {}
-    kept = []
+    kept, sums = [], []
     below = threshold(listed.rows, sample_rows)
     for index, part in enumerate(listed.parts):
         summary = summaries.of(store, part.digest, below)
+        sums.append((summary.rows, summary.sums))
         for name, column in summary.columns.items():
             if name not in columns:
                 columns[name] = Column(pa.null())
@@ -185,6 +193,9 @@ def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int, 
     sample = sample.take(pc.sort_indices(sample, [("__part", "ascending"), ("__row", "ascending")]))
     frame = sample.drop_columns(["__key", "__row", "__part"]).to_pandas()
     if listed.rows <= sample_rows:
-        return datasets.profile_of(frame), frame, "all rows"
-    profile = finish_profile(datasets.profile_of(frame), columns, listed.rows, len(frame))
-    return profile, frame, f"a seeded sample of {len(frame):,} of {listed.rows:,} rows"
+        profile, validated_on = datasets.profile_of(frame), "all rows"
+    else:
+        profile = finish_profile(datasets.profile_of(frame), columns, listed.rows, len(frame))
+        validated_on = f"a seeded sample of {len(frame):,} of {listed.rows:,} rows"
+    profile["fingerprint"] = fingerprint(sums, listed.schema)
+    return profile, frame, validated_on

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -30,7 +31,12 @@ from provenflow.digest import Digest
 from provenflow.storage.store import ContentStore
 
 _KEY_RANGE = float(2**64)
-VERSION = 1
+VERSION = 2
+# The table's fingerprint: a polynomial hash of its rows' hashes, sum(h_i * BASE**i) modulo four
+# primes below 2**31 (~124 bits). It depends on the rows and their order only, and the parts'
+# sums combine (shifted by BASE**offset), so the same table cut into other files has the same one.
+PRIMES = (2147483647, 2147483629, 2147483587, 2147483579)
+BASE = 1_000_003
 
 
 @dataclass
@@ -39,6 +45,7 @@ class Summary:
     columns: dict[str, Column]
     below: int  # every row of the part with a key up to this is kept
     kept: pa.Table  # those rows, with "__key" and "__row" (the position in the part)
+    sums: tuple[int, ...] = ()  # the part's rows' polynomial hash, one per prime (PRIMES)
 
 
 def row_keys(digest: Digest, count: int) -> np.ndarray:
@@ -75,7 +82,9 @@ class Summaries:
             if summary.below <= 2 * int(below):
                 return summary
             keep = pc.less_equal(summary.kept["__key"], pa.scalar(int(below), pa.uint64()))
-            summary = Summary(summary.rows, summary.columns, int(below), summary.kept.filter(keep))
+            summary = Summary(
+                summary.rows, summary.columns, int(below), summary.kept.filter(keep), summary.sums
+            )
         else:
             summary = self._read(store, digest, below)
         if path is not None:
@@ -93,7 +102,11 @@ class Summaries:
         keys = row_keys(digest, rows)
         columns = {f.name: Column(f.type) for f in parquet.schema_arrow}
         kept, start = [], 0
+        sums = [0] * len(PRIMES)
         for batch in parquet.iter_batches(batch_size=64 * 1024):
+            hashes = pd.util.hash_pandas_object(batch.to_pandas(), index=False).to_numpy()
+            for j, prime in enumerate(PRIMES):
+                sums[j] = (sums[j] + _poly(hashes, prime) * pow(BASE, start, prime)) % prime
             for name, array in zip(batch.schema.names, batch.columns, strict=True):
                 columns[name].add(array)
             chosen = np.flatnonzero(keys[start : start + batch.num_rows] <= below)
@@ -105,4 +118,27 @@ class Summaries:
         schema = parquet.schema_arrow.append(pa.field("__key", pa.uint64())).append(
             pa.field("__row", pa.int64())
         )
-        return Summary(rows, columns, int(below), pa.concat_tables(kept) if kept else schema.empty_table())
+        return Summary(
+            rows, columns, int(below), pa.concat_tables(kept) if kept else schema.empty_table(), tuple(sums)
+        )
+
+
+def _poly(hashes: np.ndarray, prime: int) -> int:
+    """sum(h_i * BASE**i) mod PRIME, vectorised: every product of two residues fits in 62 bits."""
+    residues = hashes % np.uint64(prime)
+    powers = np.ones(1, dtype=np.uint64)
+    while len(powers) < len(residues):  # BASE**0 .. BASE**(2k-1) from BASE**0 .. BASE**(k-1)
+        step = np.uint64(pow(BASE, len(powers), prime))
+        powers = np.concatenate([powers, powers * step % np.uint64(prime)])
+    products = residues * powers[: len(residues)] % np.uint64(prime)
+    return int(products.sum(dtype=np.uint64)) % prime  # < 2**31 each: sums of 2**32 of them fit
+
+
+def fingerprint(parts: list[tuple[int, tuple[int, ...]]], schema: list) -> str:
+    """The table's fingerprint from its parts' (rows, sums) in order, and its schema."""
+    totals, offset = [0] * len(PRIMES), 0
+    for rows, sums in parts:
+        for j, prime in enumerate(PRIMES):
+            totals[j] = (totals[j] + sums[j] * pow(BASE, offset, prime)) % prime
+        offset += rows
+    return Digest.of_bytes(repr((schema, offset, totals)).encode()).hex
