@@ -56,6 +56,10 @@ def _mount_source_checkout() -> None:
 
 _mount_source_checkout()
 
+from provenflow import _moved  # noqa: E402 - after the mount: old import paths of moved modules
+
+_moved.install()
+
 
 def __getattr__(name: str) -> Any:
     if name in ("Run", "RunSummary", "start"):

@@ -203,6 +203,6 @@ def build_pipeline(frame: pd.DataFrame, selection: Selection, estimator: Any) ->
 
 
 # Pickled pipelines name this class by module path. Models trained before the core moved into
-# sub-packages name ``provenflow.preprocessing.DateFeatures``; keeping that name (and the shim module
-# there) keeps their bytes, and so their content hashes and reproductions, unchanged.
+# sub-packages name ``provenflow.preprocessing.DateFeatures``; keeping that name (``provenflow._moved``
+# answers its import) keeps new models' bytes as before, and so content hashes and reproductions.
 DateFeatures.__module__ = "provenflow.preprocessing"
