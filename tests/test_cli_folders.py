@@ -45,6 +45,18 @@ def test_data_run_on_a_hive_folder_then_a_model_run_and_verify(project):
     assert model["metrics"]
     verified = pf(project, "verify")
     assert verified.returncode == 0, verified.stderr + verified.stdout
+    # verify hashes every part, not only the manifest that names them.
+    parts = [
+        o["hash"]
+        for o in pf_json(project, "runs", "show", second["run_id"][:8])["outputs"]
+        if o["kind"] == "part"
+    ]
+    assert len(parts) == 4  # north (two files), south, west
+    damaged = project / ".provenflow" / "store" / "objects" / parts[-1][:2] / parts[-1][2:]
+    damaged.chmod(0o644)
+    damaged.write_bytes(damaged.read_bytes() + b"x")
+    broken = pf(project, "verify")
+    assert broken.returncode != 0 and parts[-1][:12] in broken.stdout + broken.stderr
 
 
 def test_data_run_on_an_empty_folder_is_one_line(project):
