@@ -128,8 +128,10 @@ def test_files_must_share_a_schema_and_csv_types_are_joined(tmp_path):
     table, store = _run(str(folder), tmp_path)
     assert datasets.load_table(store, table.digest)["a"].tolist() == [1.0, 2.0, 1.5, 2.5]
     pd.DataFrame({"a": [1], "c": ["z"]}).to_csv(folder / "3.csv", index=False)
+    fresh = ContentStore(str(tmp_path / "fresh"))
     with pytest.raises(DataError, match=r"'3.csv' does not have the schema of '1.csv': it has no column 'b'"):
-        _run(str(folder), tmp_path)
+        _run(str(folder), tmp_path, fresh, StatCache(tmp_path / "other.json"))
+    assert not _objects(fresh) and not os.listdir(fresh.tmp_dir)  # nothing stored, no part left behind
 
 
 @pytest.mark.parametrize(

@@ -43,15 +43,25 @@ def ingest_many(
     """Store every file of LISTING as a part and the manifest that lists them; describe the table.
     KNOWN finds an earlier version by the table's fingerprint (part_summaries.fingerprint): the same
     rows in the same order cut into other files are that version again, not a new one."""
-    entries = {f.relative: _part(listing, f, store, cache, block_bytes, {}) for f in listing.files}
-    wider = _joined_types(listing, entries)
-    if wider:  # read again, with the joined types, the files that had a narrower one
+    entries: dict[str, dict] = {}
+    try:
         for file in listing.files:
-            had = dict(entries[file.relative]["schema"])
-            forced = {k: t for k, t in wider.items() if k in had and had[k] != str(t)}
-            if forced:
-                entries[file.relative] = _part(listing, file, store, cache, block_bytes, forced)
-    _check_schemas(listing, entries)
+            entries[file.relative] = _part(listing, file, store, cache, block_bytes, {})
+        wider = _joined_types(listing, entries)
+        if wider:  # read again, with the joined types, the files that had a narrower one
+            for file in listing.files:
+                had = dict(entries[file.relative]["schema"])
+                forced = {k: t for k, t in wider.items() if k in had and had[k] != str(t)}
+                if forced:
+                    _discard(entries[file.relative])
+                    entries[file.relative] = _part(listing, file, store, cache, block_bytes, forced)
+        _check_schemas(listing, entries)
+        # Only now, every file read and their schemas agreeing, does anything go into the store.
+        for file in listing.files:
+            _commit(listing, file, entries[file.relative], store, cache)
+    finally:
+        for entry in entries.values():
+            _discard(entry)
     first = entries[listing.files[0].relative]
     listed = manifest.Manifest(
         [
@@ -102,7 +112,6 @@ def _part(
     known = cache.get(key)
     if known and store.exists(Digest(known["part"])) and store.exists(Digest(known["raw"])):
         return known
-    raw = datasets.store_source(store, file.url, listing.credentials).digest
     ingested = ingest(
         file.url,
         workdir_for(store),
@@ -114,20 +123,33 @@ def _part(
     )
     try:
         schema = pq.read_schema(ingested.path)
-        part = store.put_file(ingested.path, ingested.digest, move=True)
-    finally:
-        if os.path.exists(ingested.path):
-            os.unlink(ingested.path)
-    entry = {
-        "raw": raw.hex,
-        "part": part.digest.hex,
+    except BaseException:
+        os.unlink(ingested.path)
+        raise
+    return {
+        "part": ingested.digest.hex,
         "rows": ingested.rows,
-        "size": part.size,
+        "size": ingested.size,
         "schema": [[f.name, str(f.type)] for f in schema],
         "notes": ingested.notes,
+        "pending": ingested.path,  # the part, written but not yet stored (_commit)
+        "key": key,
     }
-    cache.put(key, entry)
-    return entry
+
+
+def _commit(listing: Listing, file: SourceFile, entry: dict, store: ContentStore, cache: StatCache) -> None:
+    """Store a file read in this run: its raw bytes (for reproduction) and its part; remember both."""
+    if "pending" not in entry:
+        return
+    entry["raw"] = datasets.store_source(store, file.url, listing.credentials).digest.hex
+    store.put_file(entry.pop("pending"), Digest(entry["part"]), move=True)
+    cache.put(entry.pop("key"), entry)
+
+
+def _discard(entry: dict) -> None:
+    path = entry.pop("pending", None)
+    if path and os.path.exists(path):
+        os.unlink(path)
 
 
 def _joined_types(listing: Listing, entries: dict[str, dict]) -> dict[str, pa.DataType]:
