@@ -278,7 +278,8 @@ def test_a_daily_cycle_is_learnt_from_the_raw_timestamp():
     trained = training.train_and_evaluate(frame, "load", tree, seed=0, test_size=0.25)
     names = list(trained.pipeline.named_steps["prepare"].get_feature_names_out())
     assert "datetime__at_hour" in names and "datetime__at_minute" in names
-    assert trained.metrics["r2"] > 0.99  # without the hour, a day's cycle is invisible (r2 near 0)
+    # Without the hour a tree reaches r2 0.92 here, from the fractional elapsed days alone (measured).
+    assert trained.metrics["r2"] > 0.99
     raw = pd.DataFrame({"at": ["2026-03-01 09:00:00", "2026-03-01 23:00:00"]})
     assert trained.pipeline.predict(raw).tolist() == [10.0, 1.0]
     dates_only = pd.DataFrame({"at": at.strftime("%Y-%m-%d"), "load": frame["load"]})
