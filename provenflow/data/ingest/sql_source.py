@@ -107,8 +107,8 @@ def _batch(
 ) -> pa.RecordBatch:
     arrays = []
     wider: dict[str, pa.DataType] = {}
-    for index, name in enumerate(names):
-        values = [row[index] for row in rows]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]  # transposed in C
+    for name, values in zip(names, columns, strict=True):
         known = types.get(name)
         try:
             array = pa.array(values, type=known) if known is not None else pa.array(values)
