@@ -59,6 +59,8 @@ def reproduce(
         "verdict": result.verdict,
         "model_hash": result.output_hash if original.flow == "model-run" else None,
         "dataset_hash": result.output_hash if original.flow == "data-run" else None,
+        "outputs": result.output_hash if original.entry else None,
+        "entry": original.entry,
         "metrics": result.metrics,
         "env_diff": result.env_diff,
         "code": result.code,

@@ -71,8 +71,23 @@ class Settings(BaseSettings):
 
     signing_key: SecretStr | None = Field(
         default=None,
-        description="The model-signing key itself (64 hex digits); for workers that share a ledger. "
-        "Takes precedence over signing_key_block and signing_key_file.",
+        description="The signing key itself: ed25519:HEX (private: seals), ed25519-public:HEX (verifies "
+        "only: servers, deployments, reproducers) or a legacy 64-hex HMAC secret. Takes precedence over "
+        "signing_key_block and signing_key_file.",
+    )
+    reproduction_pins: Path | None = Field(
+        default=None,
+        description="Set by `provenflow reproduce` for the re-run: the dataset versions to pin "
+        "(provenflow.tracking.pins).",
+    )
+    reproduction_runs: Path | None = Field(
+        default=None,
+        description="Set by `provenflow reproduce` for the re-run: where the re-run's run ids are written.",
+    )
+    verify_keys: str | None = Field(
+        default=None,
+        description="Comma-separated key texts that verify seals but never make them: the old HMAC secret "
+        "while moving to Ed25519, or a rotated-out public key (SECURITY.md).",
     )
     signing_key_block: str | None = Field(
         default=None, description="Name of a Prefect Secret block holding the model-signing key."

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from prefect import task
@@ -8,8 +9,9 @@ from prefect.settings import PREFECT_API_URL
 
 from provenflow.data import datasets
 from provenflow.digest import Digest
+from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
-from provenflow.modeling import reproduce, training
+from provenflow.modeling import reproduce, signing, training
 from provenflow.modeling.reproduce import RecordedRun
 from provenflow.project import project_root
 from provenflow.settings import get_settings
@@ -18,8 +20,10 @@ from provenflow.workspace import Workspace
 
 @task(cache_policy=NO_CACHE)
 def load_recorded_run(workspace: Workspace, run_id: str) -> RecordedRun:
+    """The run, only if its code seal verifies: nothing of its code is checked out before."""
+    key = signing.signing_key()
     with workspace.ledger.reader() as session:
-        return reproduce.recorded_run(session, run_id)
+        return reproduce.recorded_run(session, run_id, key)
 
 
 @task(cache_policy=NO_CACHE)
@@ -40,11 +44,21 @@ def checkout_code(workspace: Workspace, run: RecordedRun, code: str, scratch: Pa
 @task(cache_policy=NO_CACHE)
 def rerun(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path, blocks: dict) -> RecordedRun:
     """The same flow, same parameters, exact inputs, in its own process inside the checkout."""
+    if run.entry:
+        return rerun_entry(workspace, run, checkout, scratch)
     source = suite = None
     if run.flow == "data-run":
         source = reproduce.fetch_source(workspace.store, run, scratch)
         suite = reproduce.fetch_suite(workspace.store, run, scratch)
     parameters = {**reproduce.rerun_parameters(run, source, suite), **{k: v for k, v in blocks.items() if v}}
+    result = reproduce.replay(run.flow, parameters, checkout, reproduce.replay_env(_child_env(workspace)))
+    with workspace.ledger.reader() as session:
+        again = reproduce.recorded_run(session, result["run_id"])
+    reproduce.check_reported_model(again, result)
+    return again
+
+
+def _child_env(workspace: Workspace) -> dict[str, str]:
     settings = get_settings()
     env = {
         "PROVENFLOW_HOME": str(settings.home_dir),
@@ -52,14 +66,31 @@ def rerun(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path,
         "PROVENFLOW_STORE_URL": workspace.store.url,
         "PROVENFLOW_ESTIMATOR_MODULES": ",".join(settings.estimator_modules),
     }
+    # The re-run seals its record with this machine's key, never one it would invent.
+    signing_config = {
+        "PROVENFLOW_SIGNING_KEY": settings.signing_key.get_secret_value() if settings.signing_key else None,
+        "PROVENFLOW_SIGNING_KEY_BLOCK": settings.signing_key_block,
+        "PROVENFLOW_SIGNING_KEY_FILE": str(settings.signing_key_file) if settings.signing_key_file else None,
+        "PROVENFLOW_VERIFY_KEYS": settings.verify_keys,
+    }
+    env.update({name: value for name, value in signing_config.items() if value})
     api = PREFECT_API_URL.value()
     if api:
         env["PREFECT_API_URL"] = api
-    result = reproduce.replay(run.flow, parameters, checkout, reproduce.replay_env(env))
+    return env
+
+
+def rerun_entry(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path) -> RecordedRun:
+    """The team's own script, notebook or flow, with its dataset inputs pinned (provenflow.tracking.pins)."""
+    pins, runs = scratch / "pins.json", scratch / "runs.txt"
+    pins.write_text(json.dumps(reproduce.pins_of(run)))
+    runs.write_text("")
+    env = {**_child_env(workspace), "PROVENFLOW_REPRODUCTION_PINS": str(pins), "PROVENFLOW_REPRODUCTION_RUNS": str(runs)}
+    reproduce.replay(run.flow, run.parameters, checkout, reproduce.replay_env(env), entry=run.entry)
+    started = runs.read_text().split()
     with workspace.ledger.reader() as session:
-        again = reproduce.recorded_run(session, result["run_id"])
-    reproduce.check_reported_model(again, result)
-    return again
+        names = {r.id: r.name for r in session.query(m.Run).filter(m.Run.id.in_(started))} if started else {}
+        return reproduce.recorded_run(session, reproduce.pick_rerun(run, started, names))
 
 
 @task(cache_policy=NO_CACHE)
@@ -67,6 +98,8 @@ def compare_results(
     workspace: Workspace, original: RecordedRun, again: RecordedRun, code: str
 ) -> reproduce.Comparison:
     store = workspace.store
+    if original.entry:
+        return reproduce.compare(original, again, _same_tables(workspace, original, again), code)
     if original.flow == "model-run":
         first, second = original.model_output, again.model_output
         equivalent = False
@@ -86,3 +119,22 @@ def compare_results(
             datasets.load_table(store, Digest(second.hash))
         )
     return reproduce.compare(original, again, equivalent, code)
+
+
+def _same_tables(workspace: Workspace, original: RecordedRun, again: RecordedRun) -> bool:
+    """Every output of the team's code that differs in bytes is a dataset with the same table."""
+    before, after = reproduce.outputs_by_key(original), reproduce.outputs_by_key(again)
+    if before.keys() != after.keys():
+        return False
+    differing = [k for k in before if before[k] != after[k]]
+    if any(not k.startswith("dataset:") for k in differing):
+        return False
+    for k in differing:
+        try:
+            first = datasets.load_table(workspace.store, Digest(before[k]))
+            second = datasets.load_table(workspace.store, Digest(after[k]))
+        except ValueError:  # not a table (a dataset the team stored in its own format): bytes decide
+            return False
+        if not first.equals(second):
+            return False
+    return True

@@ -11,7 +11,9 @@ from sqlalchemy import select
 
 from provenflow.digest import Digest
 from provenflow.ledger import models as m
+from provenflow.modeling import signing
 from provenflow.modeling.reproduce import ReproductionError
+from provenflow.tracking import code_seal
 from provenflow.workspace import Workspace
 from tests.conftest import PENGUINS
 
@@ -146,6 +148,8 @@ def test_different_package_version_is_reported(repo):
             m.Environment(hash="f" * 64, python=run.environment.python, platform="other", packages=packages)
         )
         run.environment_hash = "f" * 64
+        # Recorded there, so sealed there (the seal covers the environment): sealed again here.
+        run.code_seal = code_seal.seal(code_seal.CodeIdentity.of(run), signing.signing_key())
     report = reproduce(run_id=trained["run_id"])
     change = next(d for d in report["env_diff"] if d["package"] == "scikit-learn")
     assert change["change"] == "changed" and change["recorded"] == "0.24.2"
@@ -167,6 +171,9 @@ def test_lineage_lists_reproductions_and_refusals(repo):
         ]
         run = s.get(m.Run, trained["run_id"])
         run.code_commit = "0" * 40  # a commit this repository has never seen
+        # As if recorded (and sealed) in a clone with a commit not fetched here; a ledger write
+        # without the key is refused before this (tests/security/test_reproduce_sealed.py).
+        run.code_seal = code_seal.seal(code_seal.CodeIdentity.of(run), signing.signing_key())
         s.commit()
     with pytest.raises(ReproductionError, match=r"commit 0{40} .* is not in the repository"):
         reproduce(run_id=trained["run_id"])

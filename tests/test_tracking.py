@@ -1,5 +1,7 @@
 """The tracking API and the ledger, on SQLite and on PostgreSQL."""
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -9,6 +11,7 @@ from provenflow.errors import ProvenflowError, RefError
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_any, resolve_dataset, resolve_model, resolve_run
 from provenflow.tracking import catalog
+from provenflow.tracking.entry import notebook_cells_hash
 from provenflow.tracking.lineage import lineage
 from provenflow.tracking.run import DatasetOutput, ModelOutput
 
@@ -173,13 +176,19 @@ def test_fluent_api_needs_an_active_run():
 
 def test_notebook_code_identity(workspace, tmp_path, monkeypatch):
     notebook = tmp_path / "analysis.ipynb"
-    notebook.write_text('{"cells": []}')
+    cell = {"cell_type": "code", "source": ["x = 1\n", "x"], "outputs": [], "metadata": {}}
+    notebook.write_text(json.dumps({"cells": [cell]}))
     monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
     pf.start("notebook-run", workspace=workspace)
     pf.metric("r2", 0.8)
     summary = pf.end()
     assert summary.code["file"].endswith("analysis.ipynb")
-    assert summary.code["file_hash"] == Digest.of_file(notebook).hex
+    # The code identity is the code cells' source: outputs change it not, a changed line does.
+    first = summary.code["file_hash"]
+    notebook.write_text(json.dumps({"cells": [{**cell, "outputs": [{"output_type": "stream", "text": "1"}]}]}))
+    assert notebook_cells_hash(notebook) == first
+    notebook.write_text(json.dumps({"cells": [{**cell, "source": "x = 2"}]}))
+    assert notebook_cells_hash(notebook) != first
 
 
 def test_parameters_are_json_safe_and_free_of_credentials(workspace):

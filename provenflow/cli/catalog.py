@@ -205,6 +205,44 @@ def models_sign(
     )
 
 
+@runs_app.command("seal")
+def runs_seal(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes) to seal.")],
+    replace: Annotated[
+        bool, typer.Option(help="Also overwrite seals that do not verify (only after checking the run's code).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Seal runs' code identities (commit, diff, entry point, environment, parameters) so that
+    `provenflow reproduce` may execute them (see SECURITY.md): for runs recorded before code seals, or
+    after a key rotation. Reproduction executes what you seal: check the commit and the diff first."""
+    from provenflow.modeling import signing
+    from provenflow.tracking import code_seal
+
+    key = signing.signing_key(create=True)
+    with default_workspace().ledger.transaction() as session:
+        outcomes = code_seal.seal_runs(session, run_ids, key, replace)
+    if as_json:
+        return out.print_json([{"run": r, "outcome": o} for r, o in outcomes])
+    out.table(f"run code seals (key {key.id}, {key.source})", ["run", "outcome"], [list(o) for o in outcomes])
+
+
+@models_app.command("public-key")
+def models_public_key() -> None:
+    """Print this machine's public key (ed25519-public:HEX): what model servers, deployments and
+    reproducers are given as PROVENFLOW_SIGNING_KEY. It verifies seals and cannot make them."""
+    from provenflow.errors import ConfigError
+    from provenflow.modeling import signing
+
+    key = signing.signing_key()
+    if not isinstance(key, signing.Ed25519Key):
+        raise ConfigError(
+            f"this machine's signing key ({key.source}) is a legacy HMAC secret, which has no public half; "
+            "move to Ed25519 first (SECURITY.md, 'Moving to Ed25519')"
+        )
+    print(key.public_text())
+
+
 @commands.command()
 def compare(
     run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")], as_json: JsonOpt = False

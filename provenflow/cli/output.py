@@ -182,10 +182,20 @@ def reproduction(result: dict) -> None:
     console.print(
         f"[bold {colour}]{result['verdict']}[/bold {colour}]  run {result['original']} reproduced as {result['reproduction']}"
     )
-    hashes = result["model_hash"] or result["dataset_hash"]
-    console.print(
-        f"output hash: {hashes['original']}\n   reproduced: {hashes['reproduced']}", highlight=False
-    )
+    entry = result.get("entry")
+    if entry:
+        console.print(f"re-ran {entry['kind']} {entry['path']}", highlight=False)
+        for name, hashes in (result.get("outputs") or {}).items():
+            same = "same" if hashes["original"] == hashes["reproduced"] else "DIFFERS"
+            console.print(
+                f"output {name}: {same}  {str(hashes['original'])[:12]} → {str(hashes['reproduced'])[:12]}",
+                highlight=False,
+            )
+    else:
+        hashes = result["model_hash"] or result["dataset_hash"]
+        console.print(
+            f"output hash: {hashes['original']}\n   reproduced: {hashes['reproduced']}", highlight=False
+        )
     code = result["code"]
     console.print(
         f"code: {code['source']} ({'same as recorded' if code['same'] else 'differs from recorded'})"

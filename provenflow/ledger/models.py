@@ -53,6 +53,12 @@ class Run(Base):
     code_diff_hash: Mapped[str | None] = mapped_column(String(64))
     code_file: Mapped[str | None] = mapped_column(String(1024))  # notebook or script run
     code_file_hash: Mapped[str | None] = mapped_column(String(64))
+    # What a run of the team's own code executed, for `provenflow reproduce` (provenflow.tracking.entry):
+    # {"kind": "script" | "notebook" | "flow", "path": ..., ...}; None for provenflow's own flows.
+    code_entry: Mapped[dict | None] = mapped_column(JSON)
+    # The signing key's seal over commit, diff hash, entry, environment and parameters
+    # (provenflow.tracking.code_seal); None: recorded before code seals, or without a key.
+    code_seal: Mapped[str | None] = mapped_column(String(256))
     environment_hash: Mapped[str | None] = mapped_column(ForeignKey("environments.hash"))
     user: Mapped[str | None] = mapped_column(String(128))
     host: Mapped[str | None] = mapped_column(String(256))
@@ -139,9 +145,10 @@ class ModelVersion(Base):
     metrics: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
-    # HMAC of name, version, hash and format under a key outside the ledger (provenflow.modeling.signing);
-    # not to be confused with ``signature``, the model's inputs. None: recorded before seals existed.
-    seal: Mapped[str | None] = mapped_column(String(128))
+    # Ed25519 signature (or a legacy HMAC) of name, version, hash and format under a key outside the
+    # ledger (provenflow.modeling.signing); not to be confused with ``signature``, the model's inputs.
+    # None: recorded before seals existed.
+    seal: Mapped[str | None] = mapped_column(String(256))
 
     @property
     def ref(self) -> str:

@@ -15,7 +15,7 @@ from provenflow.errors import ProvenflowError, SignatureError
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import check_name
 from provenflow.modeling import signing
-from provenflow.modeling.signing import SigningKey
+from provenflow.modeling.signing import Key
 
 if TYPE_CHECKING:
     from provenflow.workspace import Workspace
@@ -202,8 +202,8 @@ class SealOutcome:
 def seal_versions(
     workspace: Workspace,
     refs: list[str],
-    key: SigningKey,
-    previous: SigningKey | None = None,
+    key: Key,
+    previous: Key | None = None,
     replace: bool = False,
 ) -> list[SealOutcome]:
     """Seal model versions an admin has decided to trust, after checking their stored bytes still
@@ -228,10 +228,14 @@ def seal_versions(
             model = signing.ModelIdentity.of(version)
             outcome = "sealed"
             if version.seal is not None:
-                if _verifies(model, version.seal, key):
+                if _verifies(model, version.seal, key) and version.seal.split(":")[1] == key.id:
                     outcomes.append(SealOutcome(version.ref, version.hash, "already sealed"))
                     continue
-                if previous is not None and _verifies(model, version.seal, previous):
+                # Sealed by a verify-only key (PROVENFLOW_VERIFY_KEYS, e.g. the old HMAC secret) or
+                # the previous key file: a rotation, sealed again under this key.
+                if _verifies(model, version.seal, key) or (
+                    previous is not None and _verifies(model, version.seal, previous)
+                ):
                     outcome = "re-sealed"
                 elif replace:
                     outcome = "replaced"
@@ -247,7 +251,7 @@ def seal_versions(
     return outcomes
 
 
-def _verifies(model: signing.ModelIdentity, recorded: str, key: SigningKey) -> bool:
+def _verifies(model: signing.ModelIdentity, recorded: str, key: Key) -> bool:
     try:
         signing.verify(model, recorded, key)
     except SignatureError:

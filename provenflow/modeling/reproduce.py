@@ -29,7 +29,9 @@ from provenflow.digest import Digest
 from provenflow.errors import ProvenflowError, StoreError
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_run
+from provenflow.modeling.signing import Key
 from provenflow.storage.store import ContentStore
+from provenflow.tracking import code_seal
 from provenflow.tracking.environment import capture_environment, diff_packages
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ class RecordedRun:
     code_commit: str | None
     code_diff_hash: str | None
     packages: list[str]
+    entry: dict | None = None  # a run of the team's own code: what to execute (provenflow.tracking.entry)
 
     @property
     def model_output(self) -> Edge | None:
@@ -75,14 +78,20 @@ class RecordedRun:
         return next((e for e in self.outputs if e.kind == "dataset"), None)
 
 
-def recorded_run(session: Session, run_id: str) -> RecordedRun:
+def recorded_run(session: Session, run_id: str, key: Key | None = None) -> RecordedRun:
+    """The run as recorded; with ``key``, only when its code seal verifies (before anything of its
+    recorded code is checked out or executed)."""
     run = resolve_run(session, run_id)
     if run.state != "completed":
         raise ReproductionError(f"run {run.id} ended {run.state}; only completed runs can be reproduced")
-    if run.flow not in FLOWS:
+    if run.flow not in FLOWS and not run.code_entry:
         raise ReproductionError(
-            f"run {run.id} was recorded by flow {run.flow!r}; provenflow reproduces {' and '.join(FLOWS)} runs"
+            f"run {run.id} (flow {run.flow!r}) recorded no entry point to execute again: provenflow reproduces "
+            f"{' and '.join(FLOWS)} runs, and runs started with provenflow.start() from a script, a notebook or "
+            "a Prefect flow inside a git repository"
         )
+    if key is not None:
+        code_seal.verify(code_seal.CodeIdentity.of(run), run.code_seal, key)
     return RecordedRun(
         id=run.id,
         flow=run.flow,
@@ -94,6 +103,7 @@ def recorded_run(session: Session, run_id: str) -> RecordedRun:
         code_commit=run.code_commit,
         code_diff_hash=run.code_diff_hash,
         packages=list(run.environment.packages) if run.environment else [],
+        entry=run.code_entry,
     )
 
 
@@ -138,6 +148,33 @@ def materialise_code(repo: Path, run: RecordedRun, store: ContentStore, destinat
             raise ReproductionError(
                 f"the recorded uncommitted changes of run {run.id} do not apply to {run.code_commit}: "
                 f"{applied.stderr.decode().strip()}"
+            )
+    check_entry(run, destination, repo)
+
+
+def check_entry(run: RecordedRun, destination: Path, repo: Path) -> None:
+    """The recorded entry point is there in the materialised code (and a notebook's cells are the ones
+    that ran: a notebook's unsaved edits are not in its file)."""
+    entry = run.entry
+    if not entry:
+        return
+    path = destination / entry["path"]
+    inside = [(destination / p).resolve().is_relative_to(destination.resolve())
+              for p in (entry["path"], entry.get("cwd") or ".")]  # fmt: skip
+    if not all(inside):
+        remove_worktree(repo, destination)
+        raise ReproductionError(f"the entry point of run {run.id} names a path outside its recorded code")
+    if not path.is_file():
+        remove_worktree(repo, destination)
+        raise ReproductionError(f"the entry point {entry['path']} of run {run.id} is not in its recorded code")
+    if entry["kind"] == "notebook":
+        from provenflow.tracking.entry import notebook_cells_hash
+
+        if notebook_cells_hash(path) != entry["cells"]:
+            remove_worktree(repo, destination)
+            raise ReproductionError(
+                f"the notebook {entry['path']} at the recorded commit and diff is not the one run {run.id} "
+                "executed (its cells were edited and not saved before the run started); it cannot be reproduced"
             )
 
 
@@ -193,18 +230,52 @@ def fetch_suite(store: ContentStore, run: RecordedRun, folder: Path) -> Path | N
     return store.get_file(Digest(edge.hash), folder / f"suite-{edge.hash[:12]}.json")
 
 
-def replay(flow: str, parameters: dict, cwd: Path, env: dict[str, str]) -> dict:
-    """Run the flow in its own process inside the checked-out code; its result as a dict."""
-    spec = json.dumps({"flow": flow, "parameters": parameters})
+def trusted_path() -> str:
+    """The folder this provenflow was imported from: the re-run imports provenflow from there first."""
+    return str(Path(__file__).resolve().parents[2])  # …/provenflow/modeling/reproduce.py
+
+
+def replay_command() -> list[str]:
+    """The re-run's interpreter, isolated (``-I``: no cwd, no PYTHONPATH, no user site on sys.path), with
+    this provenflow imported before anything of the checked-out code is on the path: a ``provenflow``
+    folder in the recorded code can never stand in for provenflow itself."""
+    boot = (
+        f"import sys; sys.path.insert(0, {trusted_path()!r}); import provenflow; "
+        "from provenflow.modeling.replay import main; main()"
+    )
+    return [sys.executable, "-I", "-c", boot]
+
+
+def replay(flow: str, parameters: dict, cwd: Path, env: dict[str, str], entry: dict | None = None) -> dict:
+    """Run the flow (or the recorded entry point) in its own process inside the checked-out code;
+    its result as a dict."""
+    spec = json.dumps({"flow": flow, "parameters": parameters, "entry": entry, "root": str(cwd),
+                       "trusted": trusted_path()})  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "provenflow.modeling.replay"],
-        input=spec, cwd=cwd, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        replay_command(), input=spec, cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
             return json.loads(line.removeprefix(RESULT_MARKER))
     detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    raise ReproductionError(f"the re-run of the {flow} flow failed (exit {done.returncode}): {detail}")
+    what = f"the {flow} flow" if entry is None else f"{entry['kind']} {entry['path']}"
+    raise ReproductionError(f"the re-run of {what} failed (exit {done.returncode}): {detail}")
+
+
+def pins_of(run: RecordedRun) -> dict[str, str]:
+    """The dataset versions the run read, by name: what the re-run's ``@latest`` must mean."""
+    return {e.name.split("@", 1)[0]: e.name for e in run.inputs if e.kind == "dataset"}
+
+
+def pick_rerun(original: RecordedRun, run_ids: list[str], names: dict[str, str]) -> str:
+    """Of the runs the re-run started, the one that repeats ``original`` (the first of its name)."""
+    for run_id in run_ids:
+        if names.get(run_id) == original.name:
+            return run_id
+    raise ReproductionError(
+        f"the re-run of run {original.id} started no run named {original.name!r} "
+        f"(it started {len(run_ids)}: {', '.join(sorted(set(names.values()))) or 'none'})"
+    )
 
 
 def check_reported_model(again: RecordedRun, result: dict) -> None:
@@ -270,9 +341,16 @@ def compare(
     outputs_equivalent: bool,
     code_source: str,
 ) -> Comparison:
-    out_kind = "model" if original.flow == "model-run" else "dataset"
-    first = next((e.hash for e in original.outputs if e.kind == out_kind), None)
-    second = next((e.hash for e in rerun.outputs if e.kind == out_kind), None)
+    if original.flow in FLOWS:
+        out_kind = "model" if original.flow == "model-run" else "dataset"
+        first = next((e.hash for e in original.outputs if e.kind == out_kind), None)
+        second = next((e.hash for e in rerun.outputs if e.kind == out_kind), None)
+        output_hash: dict = {"original": first, "reproduced": second}
+    else:  # the team's own code: every output, by kind and name
+        before, after = outputs_by_key(original), outputs_by_key(rerun)
+        output_hash = {k: {"original": before.get(k), "reproduced": after.get(k)} for k in sorted(before | after)}
+        first = json.dumps(before, sort_keys=True)
+        second = json.dumps(after, sort_keys=True)
     # A metric only the reproduction has (a newer provenflow records more, e.g. validated_rows) is
     # shown but is no difference: the original could not have recorded it.
     metrics = {
@@ -294,7 +372,7 @@ def compare(
     same_inputs = sorted((e.kind, e.hash) for e in original.inputs) == sorted(
         (e.kind, e.hash) for e in rerun.inputs
     )
-    if first is not None and first == second:
+    if first is not None and first == second and (original.flow in FLOWS or all(v["equal"] for v in metrics.values())):
         verdict = "identical"
     elif outputs_equivalent and all(v["equal"] for v in metrics.values()):
         verdict = "equivalent"
@@ -314,9 +392,15 @@ def compare(
             notes.append("the estimator ran with random_state=None, so each fit draws new random numbers")
         if unseeded or not causes:
             causes.append("non-determinism")
-    return Comparison(
-        verdict, {"original": first, "reproduced": second}, metrics, env_diff, code, causes, notes
-    )
+    return Comparison(verdict, output_hash, metrics, env_diff, code, causes, notes)
+
+
+def outputs_by_key(run: RecordedRun) -> dict[str, str]:
+    """``kind:name`` → hash; a dataset's or model's name without its version (a re-run numbers anew)."""
+    return {
+        f"{e.kind}:{e.name.split('@', 1)[0] if e.kind in ('dataset', 'model') else e.name}": e.hash
+        for e in run.outputs
+    }
 
 
 def reproductions_of(session: Session, run_id: str) -> list[dict]:

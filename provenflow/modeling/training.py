@@ -22,7 +22,7 @@ from provenflow.data.features import FeatureChoice
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, TrainingError, did_you_mean
 from provenflow.modeling import signing
-from provenflow.modeling.signing import ModelIdentity, Sealed, SigningKey
+from provenflow.modeling.signing import Key, ModelIdentity, Sealed
 from provenflow.project import project_root
 
 if TYPE_CHECKING:
@@ -437,7 +437,7 @@ def serialize(pipeline: Any) -> bytes:
     return pickle.dumps(pipeline, protocol=5)
 
 
-def deserialize(data: bytes, model: ModelIdentity, seal: str | None, key: SigningKey | None) -> Any:
+def deserialize(data: bytes, model: ModelIdentity, seal: str | None, key: Key | None) -> Any:
     """The one place provenflow unpickles: only bytes of a model whose seal checks out under ``key``
     and whose bytes hash to the sealed hash. ``key=None`` skips the seal, only where the hash came
     by a channel the ledger's writers cannot touch: a bundle baked into a release image with no key
@@ -452,7 +452,7 @@ def deserialize(data: bytes, model: ModelIdentity, seal: str | None, key: Signin
     return pickle.loads(data)
 
 
-def load_model(store: ContentStore, version: Sealed, key: SigningKey | None = None) -> Any:
+def load_model(store: ContentStore, version: Sealed, key: Key | None = None) -> Any:
     """The fitted pipeline of a model version (a ledger row): its seal checked before its bytes are
     even read, then their hash, then unpickled. ``key`` defaults to the configured signing key."""
     model = ModelIdentity.of(version)

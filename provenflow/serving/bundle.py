@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from provenflow.digest import Digest
 from provenflow.errors import IntegrityError, SignatureError, StoreError
 from provenflow.modeling import signing
-from provenflow.modeling.signing import ModelIdentity, SigningKey
+from provenflow.modeling.signing import Key, ModelIdentity
 from provenflow.serving.inputs import Batch, Feature
 from provenflow.serving.runtime import (
     Predictions,
@@ -115,7 +115,7 @@ class LoadedModel:
     predictor: Predictor
     runtime_reason: str | None  # why scikit-learn serves, when it does
     folder: Path
-    key: SigningKey | None
+    key: Key | None
     _pipeline: Any = None
 
     @functools.cached_property
@@ -167,7 +167,7 @@ class LoadedModel:
 
 
 def load_bundle(
-    folder: str | os.PathLike, use_onnx: bool = True, key: SigningKey | None = None
+    folder: str | os.PathLike, use_onnx: bool = True, key: Key | None = None
 ) -> LoadedModel:
     """Verify and load a bundle; IntegrityError when a file does not match its recorded hash, and
     SignatureError when ``key`` is given and the seal does not verify (checked before anything
@@ -207,7 +207,7 @@ def _check_pickle(folder: Path, meta: BundleMetadata) -> None:
         )
 
 
-def _unpickle(folder: Path, meta: BundleMetadata, key: SigningKey | None) -> Any:
+def _unpickle(folder: Path, meta: BundleMetadata, key: Key | None) -> Any:
     from provenflow.modeling.training import deserialize
 
     model_path = folder / MODEL_FILE

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provenflow.errors import ProvenflowError
-from provenflow.modeling.signing import SigningKey, parse_key
+from provenflow.modeling.signing import Key, parse_key
 from provenflow.serving.app import DEFAULT_MAX_ROWS, create_app
 from provenflow.serving.bundle import LoadedModel, export_bundle, load_bundle
 from provenflow.serving.mirror import URL_ENV as SHADOW_URL_ENV
@@ -109,7 +109,7 @@ def serve_bundle(
     options: ServerOptions,
     log_url: str | None,
     fs: fsspec.AbstractFileSystem | None = None,
-    key: SigningKey | None = None,
+    key: Key | None = None,
 ) -> int:
     """Verify and load ``bundle``, then run uvicorn until SIGINT/SIGTERM; the log is flushed on the way
     out. With ``options.workers`` > 1, that many processes share one socket (see the module's doc)."""
@@ -124,7 +124,7 @@ def _serve_one(
     options: ServerOptions,
     log_url: str | None,
     fs: fsspec.AbstractFileSystem | None,
-    key: SigningKey | None,
+    key: Key | None,
     sock: socket.socket | None = None,
     loaded: int | None = None,
 ) -> None:
@@ -174,7 +174,7 @@ def _serve_workers(
     options: ServerOptions,
     log_url: str | None,
     fs: fsspec.AbstractFileSystem | None,
-    key: SigningKey | None,
+    key: Key | None,
 ) -> int:
     """Fork ``options.workers`` processes on one listening socket and supervise them. Each worker
     loads the model itself (nothing of onnxruntime crosses a fork); SIGINT/SIGTERM are passed on."""

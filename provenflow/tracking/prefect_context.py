@@ -96,3 +96,31 @@ def rename_flow_run(flow_run_id: str, name: str) -> None:
 
     with get_client(sync_client=True) as client:
         client.update_flow_run(flow_run_id, name=name)
+
+
+@dataclass(frozen=True)
+class FlowEntry:
+    """The flow function a run is inside: its source file, its name and the flow run's parameters."""
+
+    file: str | None
+    function: str
+    qualname: str
+    parameters: dict
+
+
+def current_flow_entry() -> FlowEntry | None:
+    if "prefect" not in sys.modules:
+        return None
+    import inspect
+
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow is None:
+        return None
+    fn = ctx.flow.fn
+    try:
+        file = inspect.getsourcefile(fn)
+    except TypeError:
+        file = None
+    return FlowEntry(file, fn.__name__, fn.__qualname__, dict(ctx.parameters or {}))

@@ -41,16 +41,17 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from provenflow.digest import Digest
-from provenflow.errors import LedgerConflict, ProvenflowError
+from provenflow.errors import ConfigError, LedgerConflict, ProvenflowError, SignatureError
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_dataset, resolve_model
 from provenflow.modeling import signing
 from provenflow.redact import redact
 from provenflow.storage.references import referenced_hashes
 from provenflow.storage.store import ContentStore, note_new_objects, stop_noting
-from provenflow.tracking import crashes, prefect_context
+from provenflow.tracking import code_seal, crashes, pins, prefect_context
+from provenflow.tracking.entry import capture_entry
 from provenflow.tracking.environment import EnvironmentState, capture_environment
-from provenflow.tracking.source import CodeState, capture_code
+from provenflow.tracking.source import CodeState, capture_code, current_code_file
 from provenflow.tracking.summary import RunSummary  # re-exported: provenflow.tracking.run.RunSummary
 from provenflow.workspace import Workspace
 
@@ -114,6 +115,7 @@ class Run:
     parameters: dict = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     code: CodeState | None = None
+    entry: dict | None = None  # what reproduction re-executes (provenflow.tracking.entry)
     environment: EnvironmentState | None = None
     summary: RunSummary | None = None
     _metrics: list[tuple[str, float, int | None, datetime]] = field(default_factory=list)
@@ -170,7 +172,7 @@ class Run:
         if isinstance(item, str) and "@" in item and not Path(item).exists():
             with self.workspace.ledger.reader() as session:
                 if item.split("@", 1)[0] in _dataset_names(session):
-                    return self.input(resolve_dataset(session, item))
+                    return self.input(resolve_dataset(session, pins.pinned_dataset(item)))
                 return self.input(resolve_model(session, item))
         path = Path(item)
         stored = self.workspace.store.put_file(path)
@@ -262,7 +264,7 @@ class Run:
                     parameters=self.parameters, code_commit=code.commit if code else None,
                     code_dirty=code.dirty if code else None, code_diff_hash=code.diff_hash if code else None,
                     code_file=code.file if code else None, code_file_hash=code.file_hash if code else None,
-                    user=_user(), host=host, pid=pid, process=identity,
+                    code_entry=self.entry, user=_user(), host=host, pid=pid, process=identity,
                     prefect_flow_run_id=self.prefect_flow_run_id, prefect_url=self.prefect_url,
                     started_at=self.started_at,
                 )
@@ -297,7 +299,10 @@ class Run:
         # This process produced the models' bytes itself: it seals them, so loaders can tell them
         # from bytes someone put in the store and the ledger by other means. The key is fetched
         # before the transaction: a Secret block is an API call, not to be made holding a write lock.
-        key = signing.signing_key(create=True) if self._models else None
+        # Every run's code identity is sealed too, so `reproduce` executes only what a recording
+        # machine ran (provenflow.tracking.code_seal). A machine that holds no private key (a serving
+        # pod, a read-only home) still records runs without models, unsealed: they cannot be reproduced.
+        key = signing.signing_key(create=True) if self._models and not pins.reproducing() else _sealing_key_if_any()
         for attempt in range(_COMMIT_ATTEMPTS):
             try:
                 with self.workspace.ledger.transaction() as session:
@@ -343,6 +348,7 @@ class Run:
             code_diff_hash=code.diff_hash if code else None,
             code_file=code.file if code else None,
             code_file_hash=code.file_hash if code else None,
+            code_entry=self.entry,
             environment_hash=env.hash if env else None,
             user=_user(),
             host=socket.gethostname(),
@@ -354,10 +360,19 @@ class Run:
             started_at=self.started_at,
             ended_at=ended_at,
         )
+        if key is not None and key.can_seal:
+            run.code_seal = code_seal.seal(code_seal.CodeIdentity.of(run), key)
         session.add(run)
         session.flush()
         outputs: list[_Edge] = []
         now = datetime.now(UTC)
+        if pins.reproducing():
+            # A reproduction's re-run registers nothing: a different result must not become a
+            # dataset's @latest or a model's next version. Its outputs are edges to their objects,
+            # which the reproducer compares with the original's.
+            outputs = [_Edge("output", "dataset", f"{ds.name}@{ds.digest.short}", ds.digest.hex) for ds in self._datasets]
+            outputs += [_Edge("output", "model", f"{mo.name}@reproduction", mo.digest.hex) for mo in self._models]
+            self._datasets, self._models = [], []
         for ds in self._datasets:
             row = session.scalar(
                 select(m.DatasetVersion).where(
@@ -464,6 +479,8 @@ def start(
     _settle_crashed_once(workspace, in_prefect=flow_run is not None)
     run_id = flow_run.id if flow_run and _claim(workspace, flow_run) else str(uuid.uuid4())
     code = capture_code(code_file=Path(code_file) if code_file else None)
+    # provenflow's own flows (kind data, model, ...) are replayed from their parameters.
+    entry = capture_entry(code.root, Path(code_file) if code_file else current_code_file(), _jsonable) if kind == "custom" else None
     run = Run(
         workspace=workspace,
         kind=kind,
@@ -473,6 +490,7 @@ def start(
         prefect_flow_run_id=flow_run.id if flow_run else None,
         prefect_url=flow_run.ui_url if flow_run else None,
         code=code,
+        entry=entry,
         environment=capture_environment(),
     )
     if code.diff:
@@ -482,6 +500,7 @@ def start(
     run._open()
     run._new_objects, run._noting = note_new_objects()
     run._token = _active.set(run)
+    pins.note_started(run.id)
     return run
 
 
@@ -522,6 +541,14 @@ def _settle_crashed_once(workspace: Workspace, in_prefect: bool) -> None:
         return
     _settled.add(workspace.ledger.url)
     crashes.settle(workspace.ledger, prefect=in_prefect)
+
+
+def _sealing_key_if_any() -> signing.Key | None:
+    try:  # a reproduction's re-run uses the reproducer's key or none: it never makes one
+        key = signing.signing_key(create=not pins.reproducing())
+    except (SignatureError, ConfigError):
+        return None
+    return key if key.can_seal else None
 
 
 def _dataset_names(session) -> set[str]:

@@ -26,6 +26,7 @@ class CodeState:
     file: str | None  # notebook or script, relative to the git root where possible
     file_hash: str | None
     skipped_untracked: tuple[str, ...] = ()
+    root: Path | None = None  # the git repository's root, when there is one
 
     @property
     def diff_hash(self) -> str | None:
@@ -71,7 +72,7 @@ def _stamped(cwd: Path) -> tuple[str | None, bool | None]:
 def capture_code(cwd: Path | None = None, code_file: Path | None = None) -> CodeState:
     cwd = (cwd or Path.cwd()).resolve()
     code_file = code_file or current_code_file()
-    file_hash = Digest.of_file(code_file).hex if code_file else None
+    file_hash = _file_identity(code_file) if code_file else None
     try:
         top = _git(["rev-parse", "--show-toplevel"], cwd)
     except FileNotFoundError:
@@ -105,4 +106,14 @@ def capture_code(cwd: Path | None = None, code_file: Path | None = None) -> Code
         file=rel_file,
         file_hash=file_hash,
         skipped_untracked=tuple(skipped),
+        root=root,
     )
+
+
+def _file_identity(code_file: Path) -> str:
+    """A script's bytes; a notebook's code cells (its outputs change every time it runs)."""
+    if code_file.suffix == ".ipynb":
+        from provenflow.tracking.entry import notebook_cells_hash
+
+        return notebook_cells_hash(code_file)
+    return Digest.of_file(code_file).hex

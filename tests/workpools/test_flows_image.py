@@ -183,7 +183,7 @@ def test_flows_image_runs_a_kubernetes_flow_run(
     secrets = {
         "provenflow-ledger": {"url": ledger_url},
         "provenflow-store": {"url": str(shared_store)},
-        "provenflow-signing-key": {"key": signing_key(create=True).secret.hex()},
+        "provenflow-signing-key": {"key": signing_key(create=True).text()},
     }
     started = time.monotonic()
     code, logs, spec = run_job_container(docker_client, job, secrets, shared_store, timeout=900)
