@@ -287,6 +287,24 @@ def prepare_env(quiet: bool = True) -> None:
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(get_settings().heartbeat_seconds))
 
 
+def unreachable() -> str | None:
+    """One line saying which Prefect server does not answer and how to start it, when PREFECT_API_URL
+    (the environment's or the active profile's) names one that is down; else None. Without it,
+    Prefect's client retries and ends in a long traceback ("Failed to reach API at …")."""
+    configured = os.environ.get("PREFECT_API_URL")
+    where = "PREFECT_API_URL in the environment"
+    if not configured:
+        configured, where = _profile_api_url(), "PREFECT_API_URL of the active Prefect profile"
+    if not configured or healthy(configured, timeout=2.0):
+        return None
+    from provenflow.redact import redact
+
+    return (
+        f"no Prefect server answers at {redact(configured)} ({where}); start it with `provenflow up` (this "
+        "project's server) or `prefect server start`, or unset PREFECT_API_URL to use this project's server"
+    )
+
+
 def connect(quiet: bool = True) -> str | None:
     """Point this process at a Prefect API before Prefect is imported.
 
