@@ -63,6 +63,7 @@ def retrain(
             deployment = policy.retrain_deployment
             deployment_parameters = policy.retrain_parameters if deployment_parameters is None else deployment_parameters
     auto_approve = True if auto_approve is None else auto_approve
+    sql: dict = {}  # a SQL source's query or table, read again as the training data was
     with workspace.ledger.reader() as session:
         champion = resolve_model(session, model)
         trained = session.get(m.Run, champion.run_id)
@@ -73,6 +74,7 @@ def retrain(
         if not source and producer:  # where the training data came from, with the same credentials
             source = producer.parameters.get("source")
             source_credentials = producer.parameters.get("source_credentials")
+            sql = {k: producer.parameters[k] for k in ("query", "table") if producer.parameters.get(k)}
         deployed = session.scalars(
             select(m.Deployment)
             .where(m.Deployment.model_version_id == champion.id)
@@ -112,7 +114,7 @@ def retrain(
             new_data = None  # the gate scores on the rows the challenger's own run held out
         else:
             data = data_run(name=dataset.name, source=source, source_credentials=source_credentials,
-                            ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+                            ledger_block=ledger_block, store_block=store_block, **sql)  # fmt: skip
             challenger = model_run(
                 dataset=data["dataset"]["ref"], target=params["target"], estimator=params["estimator"],
                 params=params.get("params") or {}, seed=params.get("seed", 42),

@@ -21,11 +21,17 @@ def _credentials(block: str | None) -> Credentials | None:
 
 @task(cache_policy=NO_CACHE)
 def ingest_source(
-    workspace: Workspace, name: str, source: str, credentials_block: str | None = None
+    workspace: Workspace,
+    name: str,
+    source: str,
+    credentials_block: str | None = None,
+    query: str | None = None,
+    table: str | None = None,
 ) -> IngestedDataset:
     """One streamed pass over the source (read with the credentials in CREDENTIALS_BLOCK, a Secret
-    block, if any): its canonical Parquet object stored, its schema and profile, a bounded sample."""
-    return versioning.ingest_source(workspace, name, source, _credentials(credentials_block))
+    block, if any): its canonical Parquet object stored, its schema and profile, a bounded sample.
+    With QUERY or TABLE, SOURCE is a SQLAlchemy URL and the rows are those of the query."""
+    return versioning.ingest_source(workspace, name, source, _credentials(credentials_block), query, table)
 
 
 @task(cache_policy=NO_CACHE)
@@ -46,6 +52,13 @@ def validate_frame(
 @task(cache_policy=NO_CACHE)
 def store_suite(workspace: Workspace, suite: validation.Suite) -> Digest:
     return versioning.store_suite(workspace, suite)
+
+
+@task(cache_policy=NO_CACHE)
+def store_query(workspace: Workspace, query: str | None, table: str | None) -> Digest:
+    """Keep the query a SQL source was read with (a table's: SELECT * FROM it) with the run."""
+    text = query if query else f"SELECT * FROM {table}"
+    return workspace.store.put_bytes(text.encode()).digest
 
 
 @task(cache_policy=NO_CACHE)

@@ -238,3 +238,51 @@ def test_an_identifier_can_still_be_used_as_a_number_when_asked():
     )
     chosen = features.select(frame, "y", FeatureChoice.of(roles={"store_id": "numeric"}), profile)
     assert chosen.used == {"store_id": "numeric", "x": "numeric"}
+
+
+# DateFeatures({"at": "%Y-%m-%d %H:%M:%S"}) fitted on one column and pickled by the code before
+# time-of-day features existed: stored models hold exactly such bytes.
+_OLD_DATE_FEATURES = (
+    "gAWVHwEAAAAAAACMGHByb3ZlbmZsb3cucHJlcHJvY2Vzc2luZ5SMDERhdGVGZWF0dXJlc5STlCmBlH2UKIwHZm9ybWF0c5R9lIwCYXSU"
+    "jBElWS0lbS0lZCAlSDolTTolU5RzjAhjb2x1bW5zX5RdlIwCYXSUYYwObl9mZWF0dXJlc19pbl+USwGMEWZlYXR1cmVfbmFtZXNfaW5f"
+    "lIwWbnVtcHkuX2NvcmUubXVsdGlhcnJheZSMDF9yZWNvbnN0cnVjdJSTlIwFbnVtcHmUjAduZGFycmF5lJOUSwCFlEMBYpSHlFKUKEsB"
+    "SwGFlGgRjAVkdHlwZZSTlIwCTziUiYiHlFKUKEsDjAF8lE5OTkr/////Sv////9LP3SUYoldlGgLYXSUYnViLg=="
+)
+
+
+def test_a_timestamp_column_gives_the_hour_and_minute_and_old_models_keep_their_features():
+    import base64
+    import pickle
+
+    from provenflow.modeling.preprocessing import DateFeatures
+
+    frame = pd.DataFrame({"at": ["2026-01-01 13:30:00", "2026-01-02 08:15:00"]})
+    old = pickle.loads(base64.b64decode(_OLD_DATE_FEATURES))
+    assert old.transform(frame).shape == (2, 5)  # as trained: no hour
+    assert pickle.dumps(old, protocol=5) == base64.b64decode(_OLD_DATE_FEATURES)  # the same bytes again
+    plain = DateFeatures({"at": "%Y-%m-%d %H:%M:%S"}).fit(frame)
+    assert pickle.dumps(plain, protocol=5) == base64.b64decode(_OLD_DATE_FEATURES)  # date-only: as before
+    timed = DateFeatures({"at": "%Y-%m-%d %H:%M:%S"}, {"at": ["hour", "minute"]}).fit(frame)
+    assert timed.transform(frame)[:, 5:].tolist() == [[13, 30], [8, 15]]
+    assert list(timed.get_feature_names_out())[-2:] == ["at_hour", "at_minute"]
+
+
+def test_a_daily_cycle_is_learnt_from_the_raw_timestamp():
+    rng = np.random.default_rng(0)
+    at = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24 * 30, 2000), "min")
+    hour = at.hour.to_numpy()
+    frame = pd.DataFrame(
+        {"at": at.strftime("%Y-%m-%d %H:%M:%S"), "load": np.where((hour >= 8) & (hour < 18), 10.0, 1.0)}
+    )
+    tree = training.import_estimator("sklearn.tree.DecisionTreeRegressor", {}, seed=0)
+    trained = training.train_and_evaluate(frame, "load", tree, seed=0, test_size=0.25)
+    names = list(trained.pipeline.named_steps["prepare"].get_feature_names_out())
+    assert "datetime__at_hour" in names and "datetime__at_minute" in names
+    # Without the hour a tree reaches r2 0.92 here, from the fractional elapsed days alone (measured).
+    assert trained.metrics["r2"] > 0.99
+    raw = pd.DataFrame({"at": ["2026-03-01 09:00:00", "2026-03-01 23:00:00"]})
+    assert trained.pipeline.predict(raw).tolist() == [10.0, 1.0]
+    dates_only = pd.DataFrame({"at": at.strftime("%Y-%m-%d"), "load": frame["load"]})
+    tree = training.import_estimator("sklearn.tree.DecisionTreeRegressor", {}, seed=0)
+    plain = training.train_and_evaluate(dates_only, "load", tree, seed=0, test_size=0.25)
+    assert "datetime__at_hour" not in list(plain.pipeline.named_steps["prepare"].get_feature_names_out())

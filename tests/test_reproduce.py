@@ -187,3 +187,20 @@ def test_failed_runs_and_other_flows_are_refused(repo):
         failed = s.scalars(select(m.Run).where(m.Run.state == "failed")).one().id
     with pytest.raises(ReproductionError, match="ended failed"):
         reproduce(run_id=failed)
+
+
+def test_a_folder_data_run_reproduces_identical(repo):
+    """The folder is rebuilt from the stored files under their relative paths (partition folders too)."""
+    import pandas as pd
+
+    frame = pd.read_csv(repo / "penguins.csv")
+    for island, rows in frame.groupby("island"):
+        (repo / "byisland" / f"island={island}").mkdir(parents=True)
+        rows.drop(columns="island").to_csv(repo / "byisland" / f"island={island}" / "part.csv", index=False)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "partitioned copy")
+    data_run, _, reproduce = flows()
+    data = data_run(name="islands", source="byisland")
+    report = reproduce(run_id=data["run_id"])
+    assert report["verdict"] == "identical", report
+    assert report["dataset_hash"]["reproduced"] == data["dataset"]["hash"]

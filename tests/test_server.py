@@ -147,3 +147,25 @@ def test_a_start_from_stopped_skips_the_block_registration_the_first_start_did(p
         assert skip not in environ
     finally:
         _pf(project, port, "server", "stop")
+
+
+def test_an_unreachable_prefect_server_is_one_line_naming_it(tmp_path):
+    """Before: Prefect's client retried for ~20 s and printed a 60-line traceback ending in
+    'RuntimeError: Failed to reach API at …'."""
+    import shutil
+
+    port = free_port()  # nothing listens there
+    shutil.copy(PENGUINS, tmp_path / "penguins.csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENFLOW_", "PREFECT_"))}
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    done = subprocess.run(
+        [CLI, "data-run", "--name", "p", "--source", "penguins.csv"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"Error: no Prefect server answers at http://127.0.0.1:{port}/api (PREFECT_API_URL in the environment); "
+        "start it with `provenflow up` (this project's server) or `prefect server start`, or unset "
+        "PREFECT_API_URL to use this project's server"
+    ]
+    assert not list(tmp_path.glob(".provenflow/store/objects/*/*"))  # nothing stored

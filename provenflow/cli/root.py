@@ -37,9 +37,13 @@ def main(
 
 
 def prefect_ready() -> None:
+    from provenflow.errors import ConfigError
     from provenflow.platform import server
 
-    notice = server.connect(quiet=not state["verbose"], require=True)
+    problem = server.unreachable()
+    if problem:
+        raise ConfigError(problem)
+    notice = server.connect(quiet=not state["verbose"])
     if notice:
         out.err_console.print(f"[yellow]Note:[/yellow] {notice}", highlight=False)
 

@@ -15,7 +15,13 @@ commands = typer.Typer()  # registered on the root app by provenflow.cli.main, i
 @commands.command("data-run")
 def data_run(
     name: Annotated[str, typer.Option(help="Dataset name.")],
-    source: Annotated[str, typer.Option(help="CSV, JSON Lines, JSON or Parquet file: a path or fsspec URL.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            help="CSV, JSON Lines, JSON or Parquet file, or a folder, glob or prefix of them: a path or "
+            "fsspec URL; with --query or --table, a SQLAlchemy URL (postgresql://user@host/db)."
+        ),
+    ],
     suite: Annotated[
         str | None,
         typer.Option(
@@ -26,6 +32,11 @@ def data_run(
     ] = None,
     source_credentials: Annotated[
         str | None, typer.Option(help="A Prefect Secret block holding user:password for the source.")
+    ] = None,
+    query: Annotated[str | None, typer.Option(help="A SELECT to read from the SQL database at --source.")] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(help="A table (or schema.table) to read whole from the SQL database at --source."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -38,7 +49,9 @@ def data_run(
 
     source, source_credentials = _keep_credentials(name, source, source_credentials)
     with out.err_console.status(f"data run {name}: read, validate, store…"):
-        result = flow(name=name, source=source, suite=suite, source_credentials=source_credentials)
+        result = flow(
+            name=name, source=source, suite=suite, source_credentials=source_credentials, query=query, table=table
+        )
     if as_json:
         out.print_json(result)
         return

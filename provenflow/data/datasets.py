@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from provenflow.data import dialect
+from provenflow.data import dialect, manifest
 from provenflow.data.credentials import Credentials, split_url, storage_options
 from provenflow.data.dates import count_dates
 from provenflow.data.dialect import Dialect
@@ -309,8 +309,38 @@ def store_source(store: ContentStore, source: str, credentials: Credentials | No
 
 
 def load_table(store: ContentStore, digest: Digest) -> pd.DataFrame:
-    """A stored dataset version, verified against its hash before it is parsed."""
-    return pd.read_parquet(io.BytesIO(store.read_bytes(digest)))
+    """A stored dataset version, verified against its hash before it is parsed (a manifest's
+    parts each against theirs, assembled in the manifest's order)."""
+    data = store.read_bytes(digest)
+    if not manifest.is_manifest(data):
+        return pd.read_parquet(io.BytesIO(data))
+    return load_arrow(store, digest, data).to_pandas()
+
+
+def load_arrow(store: ContentStore, digest: Digest, data: bytes | None = None) -> pa.Table:
+    """A stored dataset version as one Arrow table, a manifest's parts concatenated."""
+    data = store.read_bytes(digest) if data is None else data
+    if not manifest.is_manifest(data):
+        return pq.read_table(io.BytesIO(data))
+    listed = manifest.Manifest.from_bytes(data)
+    return pa.concat_tables(pq.read_table(io.BytesIO(store.read_bytes(p.digest))) for p in listed.parts)
+
+
+def _parts(store: ContentStore, digest: Digest) -> list[Digest]:
+    """The Parquet objects of a version: itself, or a manifest's parts (every one verified)."""
+    if store.local:
+        store.check(digest)
+        with open(store.path(digest), "rb") as fh:
+            head = fh.read(len(manifest.MAGIC))
+        if not manifest.is_manifest(head):
+            return [digest]
+    data = store.read_bytes(digest)
+    if not manifest.is_manifest(data):
+        return [digest]
+    parts = [p.digest for p in manifest.Manifest.from_bytes(data).parts]
+    for part in parts:
+        store.check(part)
+    return parts
 
 
 # A model run on a dataset of more rows than this trains on a seeded sample of this many by default.
@@ -338,16 +368,16 @@ def load_sample(store: ContentStore, digest: Digest, size: int, seed: int) -> pd
     """SIZE seeded rows of a stored dataset version, read a row group at a time (the whole table
     need not fit in memory), after the object is verified against its hash."""
     if not store.local:
-        table = pq.read_table(io.BytesIO(store.read_bytes(digest)))
+        table = load_arrow(store, digest)
         return table.take(sampled_rows(table.num_rows, size, seed)).to_pandas()
-    store.check(digest)
-    parquet = pq.ParquetFile(store.path(digest))
-    chosen = sampled_rows(parquet.metadata.num_rows, size, seed)
+    files = [pq.ParquetFile(store.path(part)) for part in _parts(store, digest)]
+    chosen = sampled_rows(sum(f.metadata.num_rows for f in files), size, seed)
     parts, start = [], 0
-    for group in range(parquet.num_row_groups):
-        count = parquet.metadata.row_group(group).num_rows
-        lo, hi = np.searchsorted(chosen, [start, start + count])
-        if hi > lo:
-            parts.append(parquet.read_row_group(group).take(chosen[lo:hi] - start))
-        start += count
-    return pa.concat_tables(parts).to_pandas() if parts else parquet.schema_arrow.empty_table().to_pandas()
+    for parquet in files:
+        for group in range(parquet.num_row_groups):
+            count = parquet.metadata.row_group(group).num_rows
+            lo, hi = np.searchsorted(chosen, [start, start + count])
+            if hi > lo:
+                parts.append(parquet.read_row_group(group).take(chosen[lo:hi] - start))
+            start += count
+    return pa.concat_tables(parts).to_pandas() if parts else files[0].schema_arrow.empty_table().to_pandas()

@@ -35,9 +35,15 @@ def local_paths(source: str) -> list[str]:
 def check_local_source(source: str, roots: Sequence[Path]) -> None:
     """ConfigError (one line) unless every local file SOURCE names lies under one of ROOTS once its
     links are resolved (a link inside a root to a file outside it is refused)."""
+    import glob
+
     resolved_roots = [Path(os.path.realpath(root)) for root in roots]
-    for path in local_paths(source):
-        real = Path(os.path.realpath(os.path.expanduser(path)))
+    named = [os.path.expanduser(p) for p in local_paths(source)]
+    # A folder or a glob is read file by file: each file it holds, links resolved, must be inside too.
+    expanded = [m for p in named if glob.has_magic(p) for m in glob.glob(p, recursive=True)]
+    expanded += [str(f) for p in named if os.path.isdir(p) for f in Path(p).rglob("*")]
+    for path in [*named, *expanded]:
+        real = Path(os.path.realpath(path))
         if not any(real == root or root in real.parents for root in resolved_roots):
             from provenflow.redact import redact
 

@@ -15,6 +15,9 @@ import pandas as pd
 
 from provenflow.data import datasets, ingest, validation
 from provenflow.data.credentials import Credentials
+from provenflow.data.ingest import listing
+from provenflow.data.ingest.many import ingest_many
+from provenflow.data.ingest.stat_cache import StatCache
 from provenflow.digest import Digest
 from provenflow.project import project_root
 from provenflow.redact import redact
@@ -30,16 +33,31 @@ class IngestedDataset:
     sample: pd.DataFrame  # what validation sees: every row of a table up to ingest.SAMPLE_ROWS rows
     validated_on: str
     notes: list[dict]  # how the file was read, where that was inferred (dialect.Dialect.notes)
+    files: list[tuple[str, Digest]] = ()  # a folder's files: relative path and raw hash (stored)
+    parts: list[Digest] = ()  # a folder's version: the parts its manifest lists
 
 
 def ingest_source(
-    workspace: Workspace, name: str, source: str, credentials: Credentials | None = None
+    workspace: Workspace,
+    name: str,
+    source: str,
+    credentials: Credentials | None = None,
+    query: str | None = None,
+    table: str | None = None,
 ) -> IngestedDataset:
     """One streamed pass over SOURCE: its canonical Parquet object stored, its schema and profile,
-    a bounded sample."""
+    a bounded sample. With QUERY or TABLE, SOURCE is a SQLAlchemy URL and the rows are those of the
+    query; a folder, glob or prefix is read as one table, one part per file, unchanged files not read."""
     store = workspace.store
-    table = ingest.ingest(source, ingest.workdir_for(store), credentials)
-    stored = ingest.store_ingested(store, table)
+    if query or table:
+        read = ingest.ingest(source, ingest.workdir_for(store), credentials, query=query, table=table)
+    elif listing.is_many(source):
+        cache = StatCache(get_settings().ensure_home() / "stat-cache.json")
+        found = listing.list_source(source, credentials)
+        read = ingest_many(found, store, cache, known=lambda fingerprint: _version_of(workspace, name, fingerprint))
+    else:
+        read = ingest.ingest(source, ingest.workdir_for(store), credentials)
+    stored = ingest.store_ingested(store, read)
     output = DatasetOutput(
         name=name,
         digest=stored.digest,
@@ -47,13 +65,27 @@ def ingest_source(
         uri=stored.uri,
         format=datasets.PARQUET,
         repaired=stored.repaired,
-        rows=table.rows,
-        columns=len(table.schema),
-        schema=table.schema,
-        profile=table.profile,
+        rows=read.rows,
+        columns=len(read.schema),
+        schema=read.schema,
+        profile=read.profile,
         source=redact(source),
     )
-    return IngestedDataset(output, table.sample, table.validated_on, table.notes)
+    return IngestedDataset(output, read.sample, read.validated_on, read.notes, read.files, read.parts)
+
+
+def _version_of(workspace: Workspace, name: str, fingerprint: str) -> Digest | None:
+    """NAME's latest version whose table has this fingerprint (the same rows, however cut into files)."""
+    from sqlalchemy import select
+
+    from provenflow.ledger import models as m
+
+    with workspace.ledger.reader() as session:
+        query = select(m.DatasetVersion).where(m.DatasetVersion.name == name).order_by(m.DatasetVersion.id.desc())
+        for version in session.scalars(query.limit(200)):
+            if (version.profile or {}).get("fingerprint") == fingerprint:
+                return Digest(version.hash)
+    return None
 
 
 def choose_suite(

@@ -35,11 +35,22 @@ class DateFeatures(TransformerMixin, BaseEstimator):
     day of year and days elapsed since 1970-01-01; NaN where a value is missing or not a date.
 
     ``formats`` maps each column to its strftime format (None: datetime dtype, or mixed formats).
+    ``times`` maps a column whose values carry a time of day to the parts it also gives: ``hour``,
+    and ``minute`` when the minutes vary (``time_parts`` decides from the training data).
     Stateless apart from the column names, so it is deterministic and pickles the same every time.
     """
 
-    def __init__(self, formats: dict[str, str | None] | None = None) -> None:
+    # Models pickled before ``times`` existed have no such attribute: the class's None is what they
+    # read, so they unpickle to the behaviour they were trained with. A transformer without times
+    # does not store it either, so its pickle has the same bytes as before.
+    times: dict[str, list[str]] | None = None
+
+    def __init__(
+        self, formats: dict[str, str | None] | None = None, times: dict[str, list[str]] | None = None
+    ) -> None:
         self.formats = formats
+        if times:
+            self.times = times
 
     def fit(self, X: Any, y: Any = None) -> DateFeatures:
         frame = _frame(X)
@@ -51,6 +62,7 @@ class DateFeatures(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         frame = _frame(X, self.columns_)
         formats = self.formats or {}
+        times = self.times or {}
         parts = []
         for column in self.columns_:
             when = parse_dates(frame[column].reset_index(drop=True), formats.get(column))
@@ -61,12 +73,25 @@ class DateFeatures(TransformerMixin, BaseEstimator):
                 when.dt.dayofyear,
                 (when - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400.0,
             ]
+            parts += [getattr(when.dt, part) for part in times.get(column, ())]
         if not parts:
             return np.zeros((len(frame), 0))
         return np.column_stack([p.to_numpy(dtype="float64", na_value=np.nan) for p in parts])
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return np.asarray([f"{c}_{part}" for c in self.columns_ for part in DATE_PARTS], dtype=object)
+        times = self.times or {}
+        return np.asarray(
+            [f"{c}_{part}" for c in self.columns_ for part in (*DATE_PARTS, *times.get(c, ()))], dtype=object
+        )
+
+
+def time_parts(values: pd.Series, fmt: str | None) -> list[str]:
+    """The time-of-day parts a date column's values call for: none when every value is at midnight
+    (a date), ``hour`` when some are not, and ``minute`` too when the minutes vary."""
+    when = parse_dates(values.dropna().reset_index(drop=True), fmt).dropna()
+    if when.empty or (when == when.dt.normalize()).all():
+        return []
+    return ["hour", "minute"] if when.dt.minute.nunique() > 1 else ["hour"]
 
 
 def _frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
@@ -95,6 +120,12 @@ def native_categories(estimator: Any) -> bool:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     return isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor))
+
+
+def _date_features(frame: pd.DataFrame, dates: list[str], formats: dict[str, str | None]) -> DateFeatures:
+    """Time-of-day parts only for the columns that have them, so a date-only model pickles as before."""
+    times = {c: parts for c in dates if (parts := time_parts(frame[c], formats.get(c)))}
+    return DateFeatures({c: formats.get(c) for c in dates}, times or None)
 
 
 def build_pipeline(frame: pd.DataFrame, selection: Selection, estimator: Any) -> Any:
@@ -157,7 +188,7 @@ def build_pipeline(frame: pd.DataFrame, selection: Selection, estimator: Any) ->
                 "datetime",
                 Pipeline(
                     [
-                        ("parts", DateFeatures({c: selection.date_formats.get(c) for c in dates})),
+                        ("parts", _date_features(frame, dates, selection.date_formats)),
                         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                         ("scale", scaler()),
                     ]

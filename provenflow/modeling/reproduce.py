@@ -205,11 +205,21 @@ def rerun_parameters(run: RecordedRun, source_copy: Path | None, suite_copy: Pat
 
 
 def fetch_source(store: ContentStore, run: RecordedRun, folder: Path) -> Path | None:
-    """A data run's raw source, copied out of the store under its original file name."""
-    edge = next((e for e in run.inputs if e.kind == "file"), None)
-    if edge is None:
+    """A data run's raw source, copied out of the store under its original file name (a folder's
+    files under their paths relative to it, so partition folders read the same)."""
+    edges = [e for e in run.inputs if e.kind == "file"]
+    if not edges:
         return None
-    return store.get_file(Digest(edge.hash), folder / Path(edge.name).name)
+    from provenflow.data.ingest import listing
+
+    if listing.is_many(str(run.parameters.get("source", ""))):
+        root = folder / "source"
+        for edge in edges:
+            target = root / edge.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            store.get_file(Digest(edge.hash), target)
+        return root
+    return store.get_file(Digest(edges[0].hash), folder / Path(edges[0].name).name)
 
 
 def fetch_suite(store: ContentStore, run: RecordedRun, folder: Path) -> Path | None:

@@ -364,44 +364,35 @@ def prepare_env(quiet: bool = True) -> None:
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(get_settings().heartbeat_seconds))
 
 
-def reachable(url: str, timeout: float = 2.0) -> bool:
-    """Whether anything answers HTTP at URL's health endpoint (an answer of 401, from a server with
-    authentication, counts: the server runs)."""
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+def unreachable() -> str | None:
+    """One line saying which Prefect server does not answer and how to start it, when PREFECT_API_URL
+    (the environment's or the active profile's) names one that is down; else None. Without it,
+    Prefect's client retries and ends in a long traceback ("Failed to reach API at …")."""
+    configured = os.environ.get("PREFECT_API_URL")
+    where = "PREFECT_API_URL in the environment"
+    if not configured:
+        configured, where = _profile_api_url(), "PREFECT_API_URL of the active Prefect profile"
+    if not configured or healthy(configured, timeout=2.0):
+        return None
+    from provenflow.redact import redact
+
+    return (
+        f"no Prefect server answers at {redact(configured)} ({where}); start it with `provenflow up` (this "
+        "project's server) or `prefect server start`, or unset PREFECT_API_URL to use this project's server"
+    )
 
 
-def connect(quiet: bool = True, require: bool = False) -> str | None:
+def connect(quiet: bool = True) -> str | None:
     """Point this process at a Prefect API before Prefect is imported.
 
     Order: PREFECT_API_URL in the environment, the active Prefect profile, then this project's
     local server. Returns a notice to show once when none is there and Prefect will fall back to
     its ephemeral mode, else None. ``quiet`` keeps flow and task logs off the terminal (they still
-    reach the Prefect UI), for commands that print their own summary. ``require``: a Prefect API
-    that is set but does not answer is a ConfigError (one line naming it) instead of a traceback
-    from deep in Prefect's client.
+    reach the Prefect UI), for commands that print their own summary.
     """
     prepare_env(quiet)
     try:
-        given = os.environ.get("PREFECT_API_URL") or _profile_api_url()
-        if given:
-            if require and not reachable(given):
-                from provenflow.errors import ConfigError
-                from provenflow.redact import redact
-
-                where = (
-                    "PREFECT_API_URL" if os.environ.get("PREFECT_API_URL") else "the active Prefect profile"
-                )
-                raise ConfigError(
-                    f"no Prefect server answers at {redact(given)} ({where}); start it (`provenflow up` for "
-                    "this project's, or `prefect server start`), or unset PREFECT_API_URL to use this "
-                    "project's local server"
-                )
+        if os.environ.get("PREFECT_API_URL") or _profile_api_url():
             return None
         url = api_url()
         if healthy(url, timeout=0.5):

@@ -372,3 +372,50 @@ def test_retrain_reads_the_source_again_with_its_secret_block(project, prefect_a
     assert_nowhere(marker, project=project, api=prefect_api, since=since,
                    flow_run_ids={json.loads(data.stdout)["run_id"], result["run_id"]},
                    outputs=[data.stdout, data.stderr])  # fmt: skip
+
+
+@pytest.fixture
+def password_role(postgres, marker) -> Iterator[str]:
+    """A role that must give its password (scram), on a database with a table: the session's cluster
+    trusts every other role, so only this one's connections prove the password reached the driver."""
+    import psycopg
+
+    admin = postgres.url("postgres", "postgresql")
+    url = postgres.create_database("sql_secret")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS sqlreader")
+        conn.execute(f"CREATE ROLE sqlreader LOGIN PASSWORD '{marker}'")
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t AS SELECT i AS id, i % 5 AS k FROM generate_series(1, 50) AS i")
+        conn.execute("GRANT SELECT ON t TO sqlreader")
+    before = hba.read_text()
+    hba.write_text("host all sqlreader 127.0.0.1/32 scram-sha-256\n" + before)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        yield url.replace("postgres@", "sqlreader@")
+    finally:
+        hba.write_text(before)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+
+
+def test_sql_source_password_is_used_and_kept_out(project, prefect_api, password_role, marker):
+    """A SQL source's password in --source goes to a Secret block; a wrong one is refused in one line."""
+    since = _now()
+    with_password = password_role.replace("sqlreader@", f"sqlreader:{marker}@")
+    done = pf(project, "data-run", "--name", "t", "--source", with_password, "--table", "t", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["dataset"]["rows"] == 50
+    bad = f"wrong{secrets.token_hex(12)}"
+    refused = password_role.replace("sqlreader@", f"sqlreader:{bad}@")
+    wrong = pf(project, "data-run", "--name", "t", "--source", refused, "--query", "SELECT * FROM t")
+    error = wrong.stderr.strip().splitlines()[-1]
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr, wrong.stderr
+    assert error.startswith("Error: cannot connect to 'postgresql+psycopg://127.0.0.1:")
+    assert "password authentication failed" in error
+    ids = {r["id"] for r in _flow_runs_since(prefect_api, since)}
+    for secret in (marker, bad):
+        assert_nowhere(secret, project=project, api=prefect_api, since=since, flow_run_ids=ids,
+                       outputs=[done.stdout, done.stderr, wrong.stdout, wrong.stderr])  # fmt: skip

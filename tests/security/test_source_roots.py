@@ -35,7 +35,16 @@ def test_a_link_to_a_worker_file_is_refused_in_one_line(project, deployed, tmp_p
     message = str(refused.value)
     assert "outside the folders this worker reads sources from" in message and "\n" not in message
     assert "PROVENFLOW_SOURCE_ROOTS" in message
-    for source in ("/etc/passwd", "file:///etc/passwd", "simplecache::file:///etc/passwd", "../x.csv"):
+    (project / "more").mkdir()
+    (project / "more" / "b.csv").symlink_to(secret)
+    for source in (
+        str(project / "*.csv"),
+        str(project / "more"),
+        "/etc/passwd",
+        "file:///etc/passwd",
+        "simplecache::file:///etc/passwd",
+        "../x.csv",
+    ):
         with pytest.raises(ConfigError):
             data_run(name="stolen", source=source)
     from provenflow.workspace import Workspace

@@ -26,6 +26,7 @@ from provenflow.data.ingest.json_source import json_batches
 from provenflow.data.ingest.parquet_source import parquet_batches
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, Sample, finish_profile
 from provenflow.data.ingest.sniffing import Markers, Reencode, next_encoding
+from provenflow.data.ingest.sql_source import sql_batches
 from provenflow.data.ingest.widening import CONVERSION, Widen, join_types, type_of_value
 from provenflow.digest import Digest
 from provenflow.errors import DataError, StoreError
@@ -34,6 +35,7 @@ from provenflow.storage.store import ContentStore
 
 # How the reader cuts the source; not part of the canonical form (tests vary it).
 BLOCK_BYTES = 8 * 1024 * 1024
+SQL_BATCH_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class Ingested:
     validated_on: str  # "all rows" or "a seeded sample of N of M rows"
     # What was inferred about how the file is written (dialect.Dialect.notes): run warnings to show.
     notes: list[dict] = field(default_factory=list)
+    # A source of many files (ingest.many): each file's relative path and raw hash, the version's
+    # parts, and the version (a manifest) already in the store.
+    files: list[tuple[str, Digest]] = field(default_factory=list)
+    parts: list[Digest] = field(default_factory=list)
+    stored: bool = False
 
 
 def ingest(
@@ -58,17 +65,29 @@ def ingest(
     credentials: Credentials | None = None,
     block_bytes: int = BLOCK_BYTES,
     sample_rows: int = SAMPLE_ROWS,
+    constants: dict[str, pa.Scalar] | None = None,
+    types: dict[str, pa.DataType] | None = None,
+    query: str | None = None,
+    table: str | None = None,
 ) -> Ingested:
-    """Read SOURCE once as batches; write its canonical Parquet form into WORKDIR and describe it."""
-    fmt = datasets._format_of(source)
+    """Read SOURCE once as batches; write its canonical Parquet form into WORKDIR and describe it.
+    CONSTANTS are columns of one value added to every row (a Hive partition's key=value folders)."""
+    sql = (query, table) if query or table else None  # SOURCE is then a SQLAlchemy URL
+    fmt = "sql" if sql else datasets._format_of(source)
     shown = redact(split_url(source)[0])
-    types: dict[str, pa.DataType] = {}
+    types = dict(types or {})  # a column's type given (a CSV's, joined with its folder's other files)
     how = None  # sniffed once; a pass that finds more (a wider type, a marker, an encoding) starts again
     while True:
         try:
             if how is None:
-                how = datasets.dialect_of(*datasets._open_source(source, credentials), fmt, shown)
-            return _one_pass(source, fmt, how, workdir, credentials, block_bytes, sample_rows, types)
+                how = (
+                    Dialect()
+                    if sql
+                    else datasets.dialect_of(*datasets._open_source(source, credentials), fmt, shown)
+                )
+            return _one_pass(
+                source, fmt, how, workdir, credentials, block_bytes, sample_rows, types, constants or {}, sql
+            )
         except Widen as widen:
             types.update(widen.types)
         except Markers as found:
@@ -126,14 +145,20 @@ def _one_pass(
     block_bytes: int,
     sample_rows: int,
     types: dict[str, pa.DataType],
+    constants: dict[str, pa.Scalar],
+    sql: tuple[str | None, str | None] | None = None,
 ) -> Ingested:
     converted: dict[str, str] = {}
-    if fmt == "parquet":
+    if sql:
+        batches = sql_batches(source, *sql, credentials, SQL_BATCH_ROWS, types, converted)
+    elif fmt == "parquet":
         batches = parquet_batches(source, credentials, max(1024, block_bytes // 64), converted)
     elif fmt in ("json", "jsonl"):
         batches = json_batches(source, fmt, credentials, block_bytes)
     else:
         batches = csv_batches(source, how, credentials, block_bytes, types)
+    if constants:
+        batches = _with_constants(source, batches, constants)
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=workdir)
     os.close(fd)
     try:
@@ -148,16 +173,22 @@ def _one_pass(
                 sample = Sample(sample_rows)
                 columns = {f.name: Column(f.type) for f in schema}
             writer.write(batch)
-            sample.add(batch, rows)
-            for name, array in zip(schema.names, batch.columns, strict=True):
-                columns[name].add(array)
+            if sample_rows:  # 0: a part of a larger table (ingest.many), described as a whole later
+                sample.add(batch, rows)
+                for name, array in zip(schema.names, batch.columns, strict=True):
+                    columns[name].add(array)
             rows += batch.num_rows
         shown = redact(split_url(source)[0])
         if writer is None or rows == 0:
+            if sql:
+                raise DataError(f"the query on {shown!r} returned no rows")
             raise DataError(f"{shown!r} has a header but no rows")
         writer.close()
         frame = sample.frame(schema)
-        if rows <= sample_rows:
+        if not sample_rows:
+            profile = {"rows": rows, "columns": {f.name: {"dtype": str(f.type)} for f in schema}}
+            validated_on = "not validated"
+        elif rows <= sample_rows:
             profile = datasets.profile_of(frame)
             validated_on = "all rows"
         else:
@@ -188,6 +219,19 @@ def _one_pass(
         raise
 
 
+def _with_constants(source: str, batches, constants: dict[str, pa.Scalar]):
+    for batch in batches:
+        clash = [name for name in constants if name in batch.schema.names]
+        if clash:
+            raise DataError(
+                f"{redact(split_url(source)[0])!r} has a column {clash[0]!r} and sits in a {clash[0]}=… "
+                "partition folder too; rename the column or the folder"
+            )
+        for name, value in constants.items():
+            batch = batch.append_column(name, pa.repeat(value, batch.num_rows))
+        yield batch
+
+
 def _schema(schema: pa.Schema, profile: dict) -> list[dict]:
     """datasets.schema_of's format: the pandas dtype each column loads as."""
     return [{"name": f.name, "dtype": profile["columns"][f.name]["dtype"]} for f in schema]
@@ -195,6 +239,8 @@ def _schema(schema: pa.Schema, profile: dict) -> list[dict]:
 
 def store_ingested(store: ContentStore, ingested: Ingested) -> datasets.StoredTable:
     """Move the canonical file into the store (a rename on a local store)."""
+    if ingested.stored:
+        return datasets.StoredTable(ingested.digest, ingested.size, store.uri(ingested.digest), False)
     stored = store.put_file(ingested.path, ingested.digest, move=True)
     return datasets.StoredTable(
         stored.digest, stored.size, store.uri(stored.digest), stored.created, stored.repaired

@@ -108,6 +108,26 @@ class Column:
                 counted = pc.value_counts(array.drop_null())
                 self._count(counted.field(0).to_pylist(), counted.field(1).to_numpy(), limit=EXACT_DISTINCT)
 
+    def merge(self, other: Column) -> None:
+        """Add the statistics of OTHER (the same column over other rows), as if its rows had been added."""
+        self.missing += other.missing
+        self.infinite += other.infinite
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        if self.numeric and other.count:
+            total = self.count + other.count
+            with np.errstate(invalid="ignore", over="ignore"):
+                delta = other.mean - self.mean
+                self.m2 += other.m2 + delta * delta * self.count * other.count / total
+                self.mean += delta * other.count / total
+            self.count = total
+        elif not self.numeric:
+            self.count += other.count
+        if self.counts is None or other.counts is None:
+            self.counts = None
+        else:
+            limit = datasets.DISCRETE_VALUES if self.numeric else EXACT_DISTINCT
+            self._count(list(other.counts), list(other.counts.values()), limit=limit)
+
     def _moments(self, values: np.ndarray) -> None:
         n = len(values)
         if not n:

@@ -1,0 +1,223 @@
+"""A table of many files: each file one part in the store, the version a manifest of the parts.
+
+Each file is read by the one pass (``one_pass.ingest``) with its partition columns added, into its
+own canonical Parquet part; a file the stat cache knows unchanged is not read at all. Every part
+must have the first file's schema, except that a CSV column's type is joined across files (an
+integer column in one day's export and a decimal one in the next are read as decimals in both). The
+profile and the validation sample come from each part's summary (part_summaries: exact counts and
+the part's sample rows, kept under .provenflow), so they describe the whole table while an
+unchanged file is read neither as a source nor as a part.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from provenflow.data import datasets, manifest
+from provenflow.data.ingest.listing import Listing, SourceFile
+from provenflow.data.ingest.one_pass import BLOCK_BYTES, Ingested, ingest, workdir_for
+from provenflow.data.ingest.part_summaries import Summaries, fingerprint, threshold
+from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, finish_profile
+from provenflow.data.ingest.stat_cache import StatCache
+from provenflow.data.ingest.widening import join_types
+from provenflow.digest import Digest
+from provenflow.errors import DataError
+from provenflow.storage.store import ContentStore
+
+
+def ingest_many(
+    listing: Listing,
+    store: ContentStore,
+    cache: StatCache,
+    block_bytes: int = BLOCK_BYTES,
+    sample_rows: int = SAMPLE_ROWS,
+    summaries: Summaries | None = None,
+    known: Callable[[str], Digest | None] | None = None,
+) -> Ingested:
+    """Store every file of LISTING as a part and the manifest that lists them; describe the table.
+    KNOWN finds an earlier version by the table's fingerprint (part_summaries.fingerprint): the same
+    rows in the same order cut into other files are that version again, not a new one."""
+    entries: dict[str, dict] = {}
+    try:
+        for file in listing.files:
+            entries[file.relative] = _part(listing, file, store, cache, block_bytes, {})
+        wider = _joined_types(listing, entries)
+        if wider:  # read again, with the joined types, the files that had a narrower one
+            for file in listing.files:
+                had = dict(entries[file.relative]["schema"])
+                forced = {k: t for k, t in wider.items() if k in had and had[k] != str(t)}
+                if forced:
+                    _discard(entries[file.relative])
+                    entries[file.relative] = _part(listing, file, store, cache, block_bytes, forced)
+        _check_schemas(listing, entries)
+        # Only now, every file read and their schemas agreeing, does anything go into the store.
+        for file in listing.files:
+            _commit(listing, file, entries[file.relative], store, cache)
+    finally:
+        for entry in entries.values():
+            _discard(entry)
+    first = entries[listing.files[0].relative]
+    listed = manifest.Manifest(
+        [
+            manifest.Part(Digest(e["part"]), e["rows"], e["size"])
+            for e in (entries[f.relative] for f in listing.files)
+        ],
+        first["schema"],
+    )
+    cache.save()
+    summaries = summaries or Summaries(cache.path.parent / "part-summaries" if cache.path else None)
+    profile, sample, validated_on = _describe(store, listed, sample_rows, summaries)
+    earlier = known(profile["fingerprint"]) if known else None
+    if earlier is not None and store.exists(earlier):
+        listed = manifest.Manifest.from_bytes(store.read_bytes(earlier))
+    stored = store.put_bytes(listed.to_bytes())
+    notes = [
+        {"level": n["level"], "message": f"{rel}: {n['message']}"}
+        for rel, e in entries.items()
+        for n in e.get("notes", [])
+    ]
+    return Ingested(
+        path="",
+        digest=stored.digest,
+        size=listed.size,
+        rows=listed.rows,
+        schema=[{"name": name, "dtype": profile["columns"][name]["dtype"]} for name, _ in listed.schema],
+        profile=profile,
+        sample=sample,
+        validated_on=validated_on,
+        notes=notes,
+        files=[(f.relative, Digest(entries[f.relative]["raw"])) for f in listing.files],
+        parts=[p.digest for p in listed.parts],
+        stored=True,
+    )
+
+
+def _part(
+    listing: Listing,
+    file: SourceFile,
+    store: ContentStore,
+    cache: StatCache,
+    block_bytes: int,
+    types: dict[str, pa.DataType],
+) -> dict:
+    """FILE's part: from the stat cache when the file and both its objects are unchanged, else read."""
+    how = {"partition": file.partition, "types": {k: str(t) for k, t in sorted(types.items())}}
+    key = cache.key(file.url, file.stamp, how)
+    known = cache.get(key)
+    if known and store.exists(Digest(known["part"])) and store.exists(Digest(known["raw"])):
+        return known
+    ingested = ingest(
+        file.url,
+        workdir_for(store),
+        listing.credentials,
+        block_bytes=block_bytes,
+        sample_rows=0,
+        constants=listing.constants(file),
+        types=types,
+    )
+    try:
+        schema = pq.read_schema(ingested.path)
+    except BaseException:
+        os.unlink(ingested.path)
+        raise
+    return {
+        "part": ingested.digest.hex,
+        "rows": ingested.rows,
+        "size": ingested.size,
+        "schema": [[f.name, str(f.type)] for f in schema],
+        "notes": ingested.notes,
+        "pending": ingested.path,  # the part, written but not yet stored (_commit)
+        "key": key,
+    }
+
+
+def _commit(listing: Listing, file: SourceFile, entry: dict, store: ContentStore, cache: StatCache) -> None:
+    """Store a file read in this run: its raw bytes (for reproduction) and its part; remember both."""
+    if "pending" not in entry:
+        return
+    entry["raw"] = datasets.store_source(store, file.url, listing.credentials).digest.hex
+    store.put_file(entry.pop("pending"), Digest(entry["part"]), move=True)
+    cache.put(entry.pop("key"), entry)
+
+
+def _discard(entry: dict) -> None:
+    path = entry.pop("pending", None)
+    if path and os.path.exists(path):
+        os.unlink(path)
+
+
+def _joined_types(listing: Listing, entries: dict[str, dict]) -> dict[str, pa.DataType]:
+    """For CSV files: each column's type joined over every file that has it, where they differ."""
+    if listing.fmt not in ("csv", "tsv"):
+        return {}
+    seen: dict[str, set[str]] = {}
+    for file in listing.files:
+        for name, text in entries[file.relative]["schema"]:
+            seen.setdefault(name, set()).add(text)
+    wider = {}
+    for name, texts in seen.items():
+        if len(texts) > 1:
+            joined = pa.null()
+            for text in sorted(texts):
+                joined = join_types(joined, pa.type_for_alias(text))
+            wider[name] = joined
+    return wider
+
+
+def _check_schemas(listing: Listing, entries: dict[str, dict]) -> None:
+    first = listing.files[0].relative
+    expected = dict(entries[first]["schema"])
+    for file in listing.files[1:]:
+        schema = dict(entries[file.relative]["schema"])
+        if schema == expected:
+            continue
+        missing = [n for n in expected if n not in schema]
+        extra = [n for n in schema if n not in expected]
+        if missing:
+            how = f"it has no column {missing[0]!r}"
+        elif extra:
+            how = f"it has a column {extra[0]!r} that {first!r} has not"
+        elif list(schema) != list(expected):
+            how = f"its columns are in another order ({', '.join(schema)})"
+        else:
+            name = next(n for n in expected if schema[n] != expected[n])
+            how = f"column {name!r} is {schema[name]} there but {expected[name]} in {first!r}"
+        raise DataError(
+            f"{listing.shown!r}: {file.relative!r} does not have the schema of {first!r}: {how}; "
+            "the files of one dataset must share their columns"
+        )
+
+
+def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int, summaries: Summaries):
+    """The whole table's profile and validation sample, from the parts' summaries: exact counts
+    merged, the sample the rows of every part below one key threshold (part_summaries)."""
+    columns: dict[str, Column] = {}
+    kept, sums = [], []
+    below = threshold(listed.rows, sample_rows)
+    for index, part in enumerate(listed.parts):
+        summary = summaries.of(store, part.digest, below)
+        sums.append((summary.rows, summary.sums))
+        for name, column in summary.columns.items():
+            if name not in columns:
+                columns[name] = Column(pa.null())
+                columns[name].numeric, columns[name].integer = column.numeric, column.integer
+            columns[name].merge(column)
+        table = summary.kept
+        table = table.filter(pc.less_equal(table["__key"], pa.scalar(below, pa.uint64())))
+        kept.append(table.append_column("__part", pa.array(np.full(table.num_rows, index), pa.int64())))
+    sample = pa.concat_tables(kept)
+    sample = sample.take(pc.sort_indices(sample, [("__part", "ascending"), ("__row", "ascending")]))
+    frame = sample.drop_columns(["__key", "__row", "__part"]).to_pandas()
+    if listed.rows <= sample_rows:
+        profile, validated_on = datasets.profile_of(frame), "all rows"
+    else:
+        profile = finish_profile(datasets.profile_of(frame), columns, listed.rows, len(frame))
+        validated_on = f"a seeded sample of {len(frame):,} of {listed.rows:,} rows"
+    profile["fingerprint"] = fingerprint(sums, listed.schema)
+    return profile, frame, validated_on

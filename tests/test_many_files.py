@@ -1,0 +1,229 @@
+"""Sources of many files: folders, globs and prefixes read as one table, a version a manifest of parts."""
+
+import itertools
+import os
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from provenflow.data import datasets
+from provenflow.data.ingest import listing
+from provenflow.data.ingest.many import ingest_many
+from provenflow.data.ingest.stat_cache import StatCache
+from provenflow.errors import DataError
+from provenflow.storage.store import ContentStore
+
+
+def _frame(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=rows).round(3),
+            "n": rng.integers(0, 9, rows),
+            "c": rng.choice(["a", "b"], rows),
+        }
+    )
+
+
+def _run(source: str, tmp_path, store=None, cache=None):
+    store = store or ContentStore(str(tmp_path / "store"))
+    cache = cache or StatCache(tmp_path / "cache.json")
+    return ingest_many(listing.list_source(source), store, cache), store
+
+
+def _objects(store: ContentStore) -> dict[str, int]:
+    found = {}
+    for folder, _, names in os.walk(os.path.join(store.root, "objects")):
+        for name in names:
+            found[os.path.join(folder, name)] = os.path.getsize(os.path.join(folder, name))
+    return found
+
+
+def test_a_hive_folder_is_one_table_with_typed_partition_columns(tmp_path):
+    root = tmp_path / "events"
+    for region, year in (("north", 2025), ("south", 2025), ("north", 2026)):
+        folder = root / f"region={region}" / f"year={year}"
+        folder.mkdir(parents=True)
+        _frame(50, year + len(region)).to_parquet(folder / "part-0.parquet", index=False)
+    (root / "_SUCCESS").write_text("")
+    table, store = _run(str(root), tmp_path)
+    frame = datasets.load_table(store, table.digest)
+    assert len(frame) == table.rows == 150
+    assert list(frame.columns) == ["x", "n", "c", "region", "year"]
+    assert str(frame["year"].dtype) == "int64" and set(frame["region"]) == {"north", "south"}
+    # Rows in the order of the files' relative paths: north/2025, north/2026, south/2025.
+    assert frame["year"].tolist() == [2025] * 50 + [2026] * 50 + [2025] * 50
+    assert [rel for rel, _ in table.files] == [
+        "region=north/year=2025/part-0.parquet", "region=north/year=2026/part-0.parquet",
+        "region=south/year=2025/part-0.parquet",
+    ]  # fmt: skip
+    assert table.profile["rows"] == 150 and table.profile["columns"]["year"]["kind"] == "numeric"
+    sample = datasets.load_sample(store, table.digest, 20, seed=1)
+    assert len(sample) == 20 and list(sample.columns) == list(frame.columns)
+
+
+def test_a_glob_of_csv_exports_gives_the_same_version_whatever_the_listing_order(tmp_path):
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    days = {f"2026-01-0{d}.csv": _frame(30, d) for d in (1, 2, 3)}
+    for name, frame in days.items():
+        frame.to_csv(exports / name, index=False)
+    (exports / "notes.txt").write_text("not data")
+    table, store = _run(str(exports / "2026-*.csv"), tmp_path)
+    assert table.rows == 90
+    expected = pd.concat(days.values(), ignore_index=True)
+    pd.testing.assert_frame_equal(datasets.load_table(store, table.digest), expected, check_dtype=False)
+    # Another copy, the files written in the opposite order: the same version.
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in sorted(days, reverse=True):
+        days[name].to_csv(other / name, index=False)
+    again, _ = _run(str(other / "*.csv"), tmp_path / "second")
+    assert again.digest == table.digest
+
+
+def test_an_fsspec_prefix_is_read_like_a_folder(tmp_path):
+    fs = fsspec.filesystem("memory")
+    for d in (1, 2):
+        with fs.open(f"/bucket/sales/day={d}/part.csv", "w") as fh:
+            _frame(10, d).to_csv(fh, index=False)
+    table, store = _run("memory://bucket/sales/", tmp_path)
+    frame = datasets.load_table(store, table.digest)
+    assert len(frame) == 20 and frame["day"].tolist() == [1] * 10 + [2] * 10
+
+
+def test_a_new_partition_stores_only_that_partition_and_unchanged_files_are_not_read(tmp_path, monkeypatch):
+    root = tmp_path / "big"
+    for day in range(1, 6):
+        (root / f"day={day}").mkdir(parents=True)
+        _frame(2000, day).to_csv(root / f"day={day}" / "data.csv", index=False)
+    store = ContentStore(str(tmp_path / "store"))
+    first, _ = _run(str(root), tmp_path, store)
+    before = _objects(store)
+    (root / "day=6").mkdir()
+    _frame(2000, 6).to_csv(root / "day=6" / "data.csv", index=False)
+    new_file = os.path.getsize(root / "day=6" / "data.csv")
+    read = []
+    from provenflow.data.ingest import many
+
+    real = many.ingest
+    monkeypatch.setattr(many, "ingest", lambda source, *a, **k: read.append(source) or real(source, *a, **k))
+    second, _ = _run(str(root), tmp_path, store, StatCache(tmp_path / "cache.json"))
+    assert read == [str(root / "day=6" / "data.csv")]  # the five unchanged files were not read
+    added = {p: s for p, s in _objects(store).items() if p not in before}
+    assert second.digest != first.digest and second.rows == 12_000
+    # The new raw file, its part and the manifest: about the new partition's size, not the folder's.
+    assert sum(added.values()) < 2.5 * new_file and len(added) == 3
+    assert datasets.load_table(store, second.digest)["day"].tolist()[-1] == 6
+
+
+def test_files_must_share_a_schema_and_csv_types_are_joined(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_csv(folder / "1.csv", index=False)
+    pd.DataFrame({"a": [1.5, 2.5], "b": ["x", "y"]}).to_csv(folder / "2.csv", index=False)
+    table, store = _run(str(folder), tmp_path)
+    assert datasets.load_table(store, table.digest)["a"].tolist() == [1.0, 2.0, 1.5, 2.5]
+    pd.DataFrame({"a": [1], "c": ["z"]}).to_csv(folder / "3.csv", index=False)
+    fresh = ContentStore(str(tmp_path / "fresh"))
+    with pytest.raises(DataError, match=r"'3.csv' does not have the schema of '1.csv': it has no column 'b'"):
+        _run(str(folder), tmp_path, fresh, StatCache(tmp_path / "other.json"))
+    assert not _objects(fresh) and not os.listdir(fresh.tmp_dir)  # nothing stored, no part left behind
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ({}, "the folder holds no data file"),
+        ({"region=a/x.csv": "a\n1\n", "north/x.csv": "a\n1\n"}, "partition folder 'north'"),
+        ({"x.csv": "a\n1\n", "y.parquet": None}, "mixes formats"),
+    ],
+)
+def test_bad_folders_get_one_clear_line(tmp_path, layout, message):
+    root = tmp_path / "src"
+    root.mkdir()
+    for name, text in layout.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            pa.table({"a": [1]}).to_pandas().to_parquet(root / name)
+        else:
+            (root / name).write_text(text)
+    store = ContentStore(str(tmp_path / "store"))
+    with pytest.raises(DataError, match=message):
+        _run(str(root), tmp_path, store)
+    assert not _objects(store)  # nothing written
+
+
+def test_a_glob_matching_nothing(tmp_path):
+    with pytest.raises(DataError, match="no file matches the pattern"):
+        listing.list_source(str(tmp_path / "exports-*.csv"))
+
+
+def test_the_profile_is_the_whole_tables_and_unchanged_parts_are_not_read_again(tmp_path, monkeypatch):
+    from provenflow.data.ingest import part_summaries
+
+    root = tmp_path / "t"
+    root.mkdir()
+    for day in range(1, 5):
+        _frame(1500, day).to_csv(root / f"{day}.csv", index=False)
+    store = ContentStore(str(tmp_path / "store"))
+    listed = listing.list_source(str(root))
+    small = ingest_many(listed, store, StatCache(tmp_path / "cache.json"))
+    whole = datasets.load_table(store, small.digest)
+    assert {**small.profile, "fingerprint": None} == {**datasets.profile_of(whole), "fingerprint": None}
+    assert small.validated_on == "all rows"
+    # Above the sample size: exact counts and moments, quantiles from a sample of about 2,000 rows.
+    cache = StatCache(tmp_path / "cache2.json")
+    large = ingest_many(listed, store, cache, sample_rows=2000)
+    x = large.profile["columns"]["x"]
+    assert x["count"] == 6000 and x["mean"] == pytest.approx(whole["x"].mean())
+    assert x["std"] == pytest.approx(whole["x"].std()) and x["min"] == whole["x"].min()
+    assert large.profile["columns"]["c"]["frequencies"] == whole["c"].value_counts().to_dict()
+    assert 1700 < len(large.sample) < 2300 and "sample" in large.validated_on
+    read = []
+    real = part_summaries.Summaries._read
+    monkeypatch.setattr(
+        part_summaries.Summaries, "_read", lambda self, s, d, b: read.append(d) or real(self, s, d, b)
+    )
+    _frame(1500, 9).to_csv(root / "5.csv", index=False)
+    again = ingest_many(
+        listing.list_source(str(root)), store, StatCache(tmp_path / "cache2.json"), sample_rows=2000
+    )
+    assert len(read) == 1 and read[0] == again.parts[-1]  # only the new part was read for the profile
+    assert again.profile["columns"]["x"]["count"] == 7500
+    # A part keeps its sample rows when a partition is added: the rows sampled before are sampled again.
+    assert 1700 < len(again.sample) < 2300
+
+
+def test_the_same_rows_cut_into_other_files_are_the_same_version(tmp_path):
+    rows = _frame(5000, 1)
+    cuts = {"two": [0, 2500, 5000], "three": [0, 100, 4000, 5000]}
+    results = {}
+    store = ContentStore(str(tmp_path / "store"))
+    seen: dict[str, object] = {}
+
+    def known(fingerprint):
+        return seen.get(fingerprint)
+
+    for name, edges in cuts.items():
+        root = tmp_path / name
+        root.mkdir()
+        for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+            rows.iloc[lo:hi].to_csv(root / f"{i}.csv", index=False)
+        table = ingest_many(
+            listing.list_source(str(root)), store, StatCache(tmp_path / "c.json"), known=known
+        )
+        seen[table.profile["fingerprint"]] = table.digest
+        results[name] = table
+    assert results["two"].digest == results["three"].digest
+    assert results["two"].profile["fingerprint"] == results["three"].profile["fingerprint"]
+    shuffled = tmp_path / "other-order"
+    shuffled.mkdir()
+    rows.iloc[::-1].to_csv(shuffled / "0.csv", index=False)
+    other = ingest_many(
+        listing.list_source(str(shuffled)), store, StatCache(tmp_path / "c.json"), known=known
+    )
+    assert other.profile["fingerprint"] != results["two"].profile["fingerprint"]  # order is part of a table
