@@ -33,7 +33,9 @@ def data_run(
     source_credentials: Annotated[
         str | None, typer.Option(help="A Prefect Secret block holding user:password for the source.")
     ] = None,
-    query: Annotated[str | None, typer.Option(help="A SELECT to read from the SQL database at --source.")] = None,
+    query: Annotated[
+        str | None, typer.Option(help="A SELECT to read from the SQL database at --source.")
+    ] = None,
     table: Annotated[
         str | None,
         typer.Option(help="A table (or schema.table) to read whole from the SQL database at --source."),
@@ -50,7 +52,12 @@ def data_run(
     source, source_credentials = _keep_credentials(name, source, source_credentials)
     with out.err_console.status(f"data run {name}: read, validate, store…"):
         result = flow(
-            name=name, source=source, suite=suite, source_credentials=source_credentials, query=query, table=table
+            name=name,
+            source=source,
+            suite=suite,
+            source_credentials=source_credentials,
+            query=query,
+            table=table,
         )
     if as_json:
         out.print_json(result)
@@ -91,9 +98,11 @@ def _keep_credentials(name: str, source: str, block: str | None) -> tuple[str, s
     from rich.markup import escape
 
     from provenflow.blocks.credentials import keep_credentials
+    from provenflow.data.credentials import FILE_PROTOCOLS, protocol_of
     from provenflow.data.datasets import check_source
 
-    check_source(url, credentials)  # DataError (one line) when refused: no block is written
+    if protocol_of(url) in FILE_PROTOCOLS:  # a file: DataError (one line) when refused, no block written
+        check_source(url, credentials)
     block = keep_credentials(name, credentials)
     out.err_console.print(
         f"[yellow]Note:[/yellow] the credentials in --source are kept in the Prefect Secret block "

@@ -58,6 +58,10 @@ def split_url(url: str) -> tuple[str, Credentials | None]:
     return f"{scheme}://{rest[at + 1 :]}", Credentials.parse(rest[:at])
 
 
+# Protocols whose URLs name a file storage_options can authenticate (a SQL source's URL is none).
+FILE_PROTOCOLS = frozenset({"http", "https", "s3", "s3a", "ftp", "sftp", "ssh", "smb", "webdav", "file"})
+
+
 def protocol_of(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else "file"
 
