@@ -23,6 +23,7 @@ import pandas as pd
 
 from provenflow.data.datasets import is_numeric
 from provenflow.errors import TrainingError
+from provenflow.modeling.training import plain_value
 
 TASKS = ("classification", "regression")
 
@@ -111,7 +112,7 @@ def describe(model: Any, example: pd.DataFrame, task: str | None = None) -> Desc
     params = {}
     if flavor == "sklearn":
         try:
-            params = {k: _plain(v) for k, v in model.get_params(deep=False).items()}
+            params = {k: plain_value(v) for k, v in model.get_params(deep=False).items()}
         except Exception:  # a duck-typed get_params that wants arguments: no params, still a model
             params = {}
     estimator = f"{kind.__module__}.{kind.__qualname__}"
@@ -165,12 +166,5 @@ def signature_of(example: pd.DataFrame, target: str | None, target_dtype: str | 
 
 
 def _classes(values: Any) -> list[Any] | None:
-    return None if values is None else [_plain(v) for v in values]
+    return None if values is None else [plain_value(v) for v in values]
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)

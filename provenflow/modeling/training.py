@@ -337,13 +337,13 @@ def train_and_evaluate(
         "left_out": dict(selection.left_out),
     }
     if kind == "classification":
-        signature["classes"] = [_plain(c) for c in pipeline.classes_]
+        signature["classes"] = [plain_value(c) for c in pipeline.classes_]
     return TrainedModel(
         pipeline=pipeline,
         task=kind,
         metrics=metrics,
         signature=signature,
-        params={k: _plain(v) for k, v in estimator.get_params(deep=False).items()},
+        params={k: plain_value(v) for k, v in estimator.get_params(deep=False).items()},
         train_rows=len(x_train),
         test_rows=len(x_test),
         unlabelled_rows=unlabelled,
@@ -478,7 +478,8 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A hyper-parameter or class label as JSON takes it: numpy scalars as Python's, objects as repr."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (str, int, float, bool)) or value is None:
