@@ -22,7 +22,7 @@ from provenflow.flows.release import release
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
 from provenflow.modeling import registry
-from provenflow.tasks.retrain import run_training_deployment
+from provenflow.tasks.retrain import deployment_that_trained, run_training_deployment
 from provenflow.tasks.workspace import open_workspace
 
 
@@ -84,10 +84,16 @@ def retrain(
             session.get(m.DriftReport, int(drift_report)) if drift_report and drift_report.isdigit() else None
         )
         champion_ref, params = champion.ref, dict(trained.parameters)
+        built_in = trained.flow == "model-run"  # the recipe's own runs retrain the recipe's way
+        trained_in = trained.prefect_flow_run_id
         target = deployed.target if deployed else None
         # Redeploy the way the champion was deployed (its port, its Kubernetes target block).
         deployed_with = session.get(m.Run, deployed.run_id).parameters if deployed and deployed.run_id else {}
         report_hash = report.report_hash if report else None
+    if not deployment and not built_in and (found := deployment_that_trained(trained_in)):
+        # A team's own flow, started from its deployment, made the champion: that flow retrains it.
+        deployment = found[0]
+        deployment_parameters = found[1] if deployment_parameters is None else deployment_parameters
     if not source and not deployment:
         raise registry.PromotionError(
             f"no data source to retrain {champion_ref} on; pass source=, or deployment= to retrain with "

@@ -45,3 +45,26 @@ def run_training_deployment(name: str, parameters: dict[str, Any], timeout: floa
             "Completed; nothing to promote. Is a worker of its work pool running? See its logs in the Prefect UI"
         )
     return str(flow_run.id)
+
+
+@task(cache_policy=NO_CACHE)
+def deployment_that_trained(flow_run_id: str | None) -> tuple[str, dict[str, Any]] | None:
+    """The deployment (FLOW/DEPLOYMENT) and parameters of the Prefect flow run that trained a model,
+    when a deployment started it: retraining runs the same deployment again, so a model a team's own
+    flow made is retrained by that flow, on drift or on decay, with no policy to configure. None when
+    the run was not started from a deployment (a script, a notebook) or Prefect no longer knows it."""
+    if not flow_run_id:
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            flow_run = client.read_flow_run(flow_run_id)
+            if flow_run.deployment_id is None:
+                return None
+            deployment = client.read_deployment(flow_run.deployment_id)
+            flow = client.read_flow(deployment.flow_id)
+        except ObjectNotFound:
+            return None
+    return f"{flow.name}/{deployment.name}", dict(flow_run.parameters or {})

@@ -1,7 +1,9 @@
 """examples/team_project end to end on a real Prefect server, a real process worker and real HTTP:
 the team's own flow trains through its own deployment → log_model → promote → a local model
 server (in its own folder, where the team's features.py is not) answers → retrain through the
-team's own deployment → the new version is gated, promoted and redeployed."""
+team's own deployment → the new version is gated, promoted and redeployed → a retrain with no policy
+at all (as the decay trigger starts it) finds the deployment that trained the champion and runs it
+again → the first training run reproduces identical from its recorded commit."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ def _prefect(project, *args: str) -> None:
 def team_project(project):
     """The example copied into a fresh project folder, deployed, with a worker of its pool running."""
     shutil.copytree(EXAMPLE, project, dirs_exist_ok=True)
+    for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "the team's project"]):  # reproducible
+        subprocess.run(["git", "-c", "user.email=ds@example.com", "-c", "user.name=ds", *command], cwd=project,
+                       check=True, capture_output=True)  # fmt: skip
     subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "work-pool", "create", POOL, "--type", "process"],
                    cwd=project, capture_output=True, text=True, timeout=120, env=os.environ.copy())  # fmt: skip
     _prefect(project, "deploy", "--all")
@@ -100,6 +105,23 @@ def test_own_flow_trains_promotes_serves_and_retrains(team_project):
             assert session.get(m.Run, second.run_id).parameters["C"] == 0.3  # the parameters retrain gave
         served = httpx.get(f"{result['deployment']['endpoint']}/metadata", timeout=10).json()
         assert served["model"]["version"] == 2
+
+        # As the decay trigger starts it: no policy block. The champion says which deployment made it.
+        again = retrain(model="penguins-species@production")
+        names.add(again["deployment"]["name"])
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            rerun = client.read_flow_run(again["training_flow_run"])
+            assert client.read_deployment(rerun.deployment_id).name == "train"
+        assert rerun.parameters["C"] == 0.3  # the parameters of the flow run that trained the champion
+        # Same code, data and parameters: the same bytes, so the same version (content-addressed).
+        assert again["challenger"] == "penguins-species@2", again
+
+        from provenflow.flows.reproduce import reproduce
+
+        report = reproduce(run_id=first.run_id)
+        assert report["verdict"] == "identical", report
     finally:
         for name in names:
             stop(deployments / name)
