@@ -41,7 +41,9 @@ def userinfo_end(rest: str) -> int | None:
 def _mask_url(match: re.Match) -> str:
     rest = match["rest"]
     at = userinfo_end(rest)
-    return match["scheme"] + (rest if at is None else "***" + rest[at:])
+    if at is None or rest[:at] == "***" or rest[:at].endswith(":***"):
+        return match["scheme"] + rest  # nothing to hide, or masked already (SQLAlchemy's user:***@ kept)
+    return match["scheme"] + "***" + rest[at:]
 
 
 class _UrlUserinfo:
