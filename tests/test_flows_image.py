@@ -44,7 +44,7 @@ def test_build_context_holds_the_project_not_caches(plan, tmp_path):
     (wheels / "requirements.txt").write_text("\n".join(plan.requirements))
     context = flows_image.build_context(plan, wheels, "base:1", tmp_path / "context", "c" * 40, False)
     project = context / "project"
-    for part in ("flows/model_run.py", "flows/_flow.py", "tasks/model.py", "provenflow/tracking.py",
+    for part in ("flows/model_run.py", "flows/_flow.py", "tasks/model.py", "provenflow/tracking/run.py",
                  "blocks/registry.py", "prefect.yaml", "deployments/kubernetes-base-job-template.json"):  # fmt: skip
         assert (project / part).is_file(), part
     assert not list(project.rglob("__pycache__")) and not list(project.rglob("*.pyc"))
