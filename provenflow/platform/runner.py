@@ -44,10 +44,12 @@ from provenflow.platform.pidfile import live_pid, terminate
 if TYPE_CHECKING:
     import subprocess
 
+# Not `sweep`: its process pool (joblib's loky) started from a run forked off the runner hung in CI-like
+# runs (workers idle, the run waiting), so a sweep pays its own imports until that is understood.
 # Commands that run flows, and those that read the ledger (SQLAlchemy and the models alone take
 # ~0.3 s to import): the ones worth forking from warm imports.
 COMMANDS = frozenset({
-    "data-run", "model-run", "sweep", "reproduce", "promote", "drift-check", "release", "deploy",
+    "data-run", "model-run", "reproduce", "promote", "drift-check", "release", "deploy",
     "runs", "datasets", "models", "lineage", "compare", "quality-check", "feedback",
 })  # fmt: skip
 # Of those, the ones that only read the ledger: they need no Prefect settings of their own unless
@@ -66,7 +68,6 @@ _PRELOAD = (
     "provenflow.tracking.crashes",
     "provenflow.flows.data_run",
     "provenflow.flows.model_run",
-    "provenflow.flows.sweep",
     "provenflow.flows.reproduce",
     "provenflow.flows.promote",
     "provenflow.flows.drift_monitor",
