@@ -81,10 +81,11 @@ def _version_of(workspace: Workspace, name: str, fingerprint: str) -> Digest | N
     from provenflow.ledger import models as m
 
     with workspace.ledger.reader() as session:
-        query = select(m.DatasetVersion).where(m.DatasetVersion.name == name).order_by(m.DatasetVersion.id.desc())
-        for version in session.scalars(query.limit(200)):
-            if (version.profile or {}).get("fingerprint") == fingerprint:
-                return Digest(version.hash)
+        # Two columns, not whole rows (schemas, sources): this runs on every data-run of a folder.
+        query = select(m.DatasetVersion.hash, m.DatasetVersion.profile).where(m.DatasetVersion.name == name)
+        for digest, profile in session.execute(query.order_by(m.DatasetVersion.id.desc()).limit(200)):
+            if (profile or {}).get("fingerprint") == fingerprint:
+                return Digest(digest)
     return None
 
 
