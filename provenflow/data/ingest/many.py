@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from provenflow.data import datasets, manifest
 from provenflow.data.ingest.listing import Listing, SourceFile
 from provenflow.data.ingest.one_pass import BLOCK_BYTES, Ingested, ingest, workdir_for
-from provenflow.data.ingest.part_summaries import Summaries, fingerprint, threshold
+from provenflow.data.ingest.part_summaries import Summaries, Summarizer, fingerprint, threshold
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, finish_profile
 from provenflow.data.ingest.stat_cache import StatCache
 from provenflow.data.ingest.widening import join_types
@@ -44,9 +44,11 @@ def ingest_many(
     KNOWN finds an earlier version by the table's fingerprint (part_summaries.fingerprint): the same
     rows in the same order cut into other files are that version again, not a new one."""
     entries: dict[str, dict] = {}
+    summaries = summaries or Summaries(cache.path.parent / "part-summaries" if cache.path else None)
     try:
         for file in listing.files:
-            entries[file.relative] = _part(listing, file, store, cache, block_bytes, {})
+            others = sum(e["rows"] for e in entries.values())  # the table has at least these rows
+            entries[file.relative] = _part(listing, file, store, cache, block_bytes, {}, others, sample_rows)
         wider = _joined_types(listing, entries)
         if wider:  # read again, with the joined types, the files that had a narrower one
             for file in listing.files:
@@ -54,11 +56,14 @@ def ingest_many(
                 forced = {k: t for k, t in wider.items() if k in had and had[k] != str(t)}
                 if forced:
                     _discard(entries[file.relative])
-                    entries[file.relative] = _part(listing, file, store, cache, block_bytes, forced)
+                    others = sum(e["rows"] for rel, e in entries.items() if rel != file.relative)
+                    entries[file.relative] = _part(
+                        listing, file, store, cache, block_bytes, forced, others, sample_rows
+                    )
         _check_schemas(listing, entries)
         # Only now, every file read and their schemas agreeing, does anything go into the store.
         for file in listing.files:
-            _commit(listing, file, entries[file.relative], store, cache)
+            _commit(listing, file, entries[file.relative], store, cache, summaries)
     finally:
         for entry in entries.values():
             _discard(entry)
@@ -71,7 +76,6 @@ def ingest_many(
         first["schema"],
     )
     cache.save()
-    summaries = summaries or Summaries(cache.path.parent / "part-summaries" if cache.path else None)
     profile, sample, validated_on = _describe(store, listed, sample_rows, summaries)
     earlier = known(profile["fingerprint"]) if known else None
     if earlier is not None and store.exists(earlier):
@@ -105,8 +109,11 @@ def _part(
     cache: StatCache,
     block_bytes: int,
     types: dict[str, pa.DataType],
+    others: int = 0,
+    sample_rows: int = SAMPLE_ROWS,
 ) -> dict:
-    """FILE's part: from the stat cache when the file and both its objects are unchanged, else read."""
+    """FILE's part: from the stat cache when the file and both its objects are unchanged, else read,
+    and summarised in the same pass (the table has at least OTHERS rows besides this file's)."""
     how = {"partition": file.partition, "types": {k: str(t) for k, t in sorted(types.items())}}
     key = cache.key(file.url, file.stamp, how)
     known = cache.get(key)
@@ -120,6 +127,7 @@ def _part(
         sample_rows=0,
         constants=listing.constants(file),
         types=types,
+        summarize=lambda schema: Summarizer(schema, others, sample_rows),
     )
     try:
         schema = pq.read_schema(ingested.path)
@@ -134,15 +142,25 @@ def _part(
         "notes": ingested.notes,
         "pending": ingested.path,  # the part, written but not yet stored (_commit)
         "key": key,
+        "summary": ingested.summary,
     }
 
 
-def _commit(listing: Listing, file: SourceFile, entry: dict, store: ContentStore, cache: StatCache) -> None:
-    """Store a file read in this run: its raw bytes (for reproduction) and its part; remember both."""
+def _commit(
+    listing: Listing,
+    file: SourceFile,
+    entry: dict,
+    store: ContentStore,
+    cache: StatCache,
+    summaries: Summaries,
+) -> None:
+    """Store a file read in this run: its raw bytes (for reproduction), its part and its summary;
+    remember them."""
     if "pending" not in entry:
         return
     entry["raw"] = datasets.store_source(store, file.url, listing.credentials).digest.hex
     store.put_file(entry.pop("pending"), Digest(entry["part"]), move=True)
+    summaries.put(Digest(entry["part"]), entry.pop("summary"))
     cache.put(entry.pop("key"), entry)
 
 

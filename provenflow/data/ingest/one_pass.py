@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -24,6 +25,7 @@ from provenflow.data.ingest.canonical import CanonicalWriter
 from provenflow.data.ingest.csv_source import csv_batches, header_names
 from provenflow.data.ingest.json_source import json_batches
 from provenflow.data.ingest.parquet_source import parquet_batches
+from provenflow.data.ingest.part_summaries import Summarizer, Summary
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, Sample, finish_profile
 from provenflow.data.ingest.sniffing import Markers, Reencode, next_encoding
 from provenflow.data.ingest.sql_source import sql_batches
@@ -57,6 +59,7 @@ class Ingested:
     files: list[tuple[str, Digest]] = field(default_factory=list)
     parts: list[Digest] = field(default_factory=list)
     stored: bool = False
+    summary: Summary | None = None  # a part's summary, made by the pass (ingest(summarize=...))
 
 
 def ingest(
@@ -69,9 +72,12 @@ def ingest(
     types: dict[str, pa.DataType] | None = None,
     query: str | None = None,
     table: str | None = None,
+    summarize: Callable[[pa.Schema], Summarizer] | None = None,
 ) -> Ingested:
     """Read SOURCE once as batches; write its canonical Parquet form into WORKDIR and describe it.
-    CONSTANTS are columns of one value added to every row (a Hive partition's key=value folders)."""
+    CONSTANTS are columns of one value added to every row (a Hive partition's key=value folders).
+    SUMMARIZE makes the summariser a part of a larger table is described by (ingest.many), fed in the
+    same pass, so the part is not read back."""
     sql = (query, table) if query or table else None  # SOURCE is then a SQLAlchemy URL
     fmt = "sql" if sql else datasets._format_of(source)
     shown = redact(split_url(source)[0])
@@ -86,7 +92,17 @@ def ingest(
                     else datasets.dialect_of(*datasets._open_source(source, credentials), fmt, shown)
                 )
             return _one_pass(
-                source, fmt, how, workdir, credentials, block_bytes, sample_rows, types, constants or {}, sql
+                source,
+                fmt,
+                how,
+                workdir,
+                credentials,
+                block_bytes,
+                sample_rows,
+                types,
+                constants or {},
+                sql,
+                summarize,
             )
         except Widen as widen:
             types.update(widen.types)
@@ -147,6 +163,7 @@ def _one_pass(
     types: dict[str, pa.DataType],
     constants: dict[str, pa.Scalar],
     sql: tuple[str | None, str | None] | None = None,
+    summarize: Callable[[pa.Schema], Summarizer] | None = None,
 ) -> Ingested:
     converted: dict[str, str] = {}
     if sql:
@@ -162,7 +179,7 @@ def _one_pass(
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=workdir)
     os.close(fd)
     try:
-        writer = sample = None
+        writer = sample = summarizer = None
         columns: dict[str, Column] = {}
         rows = 0
         schema = None
@@ -172,7 +189,10 @@ def _one_pass(
                 writer = CanonicalWriter(path, schema)
                 sample = Sample(sample_rows)
                 columns = {f.name: Column(f.type) for f in schema}
+                summarizer = summarize(schema) if summarize else None
             writer.write(batch)
+            if summarizer is not None:  # while the writer's thread encodes the batch
+                summarizer.add(batch)
             if sample_rows:  # 0: a part of a larger table (ingest.many), described as a whole later
                 sample.add(batch, rows)
                 for name, array in zip(schema.names, batch.columns, strict=True):
@@ -210,6 +230,7 @@ def _one_pass(
                     for name, what in converted.items()
                 ),
             ],
+            summary=summarizer.finish() if summarizer is not None else None,
         )
     except BaseException:
         if writer is not None:

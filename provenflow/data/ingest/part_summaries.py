@@ -2,9 +2,10 @@
 
 A folder's profile is exact counts and moments (``profiling.Column``, mergeable) plus quantiles and
 validation from a seeded sample. Here each part keeps both: its columns' accumulators, and the rows
-a sample of the table's size takes. A row's sample key comes from the part's hash and its
+a sample of the table's size takes. A row's sample key comes from the row's content hash and its
 position in the part, not its position in the table, so a part's rows keep their keys when a
-partition is added before it. The table's sample is then every part's rows whose key is below
+partition is added before it; and it is known while the file is read, so the pass that writes a
+new part summarises it too (``Summarizer``), and the part is not read back. The table's sample is then every part's rows whose key is below
 ``SAMPLE_ROWS / rows`` of the key range: about SAMPLE_ROWS rows (binomially), the whole table
 when it has at most SAMPLE_ROWS rows (then profiled exactly), and taken from the parts' kept rows
 without reading the parts. Summaries are derived from the parts (named by their hash), so they are
@@ -31,7 +32,7 @@ from provenflow.digest import Digest
 from provenflow.storage.store import ContentStore
 
 _KEY_RANGE = float(2**64)
-VERSION = 2
+VERSION = 3  # 3: row keys from the rows' hashes, not the part's hash (known during the pass)
 # The table's fingerprint: a polynomial hash of its rows' hashes, sum(h_i * BASE**i) modulo four
 # primes below 2**31 (~124 bits). It depends on the rows and their order only, and the parts'
 # sums combine (shifted by BASE**offset), so the same table cut into other files has the same one.
@@ -48,11 +49,10 @@ class Summary:
     sums: tuple[int, ...] = ()  # the part's rows' polynomial hash, one per prime (PRIMES)
 
 
-def row_keys(digest: Digest, count: int) -> np.ndarray:
-    """A pseudo-random key per row (splitmix64 of the part's hash and the row's position in it)."""
-    seed = np.uint64(int(digest.hex[:16], 16))
+def row_keys(hashes: np.ndarray, start: int) -> np.ndarray:
+    """A pseudo-random key per row: splitmix64 of the row's content hash and its position in the part."""
     with np.errstate(over="ignore"):
-        z = np.arange(count, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + seed
+        z = hashes + (np.arange(start, start + len(hashes), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
@@ -68,59 +68,134 @@ def threshold(rows: int, sample_rows: int) -> np.uint64:
 class Summaries:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
+        self.fresh: dict[str, Summary] = {}  # made in this process by the pass that wrote the part
 
     def of(self, store: ContentStore, digest: Digest, below: np.uint64) -> Summary:
         """The part's summary holding its rows with keys up to BELOW (the table's sample threshold).
         The table grows, so a kept summary usually holds more; it is cut down when it holds more than
         twice what is needed, so the summaries together hold about 2 × SAMPLE_ROWS rows at most."""
         path = self.folder / f"{digest.hex}-{VERSION}.pickle" if self.folder else None
-        summary = None
-        if path is not None and path.exists():
+        summary = self.fresh.get(digest.hex)
+        if summary is None and path is not None and path.exists():
             with contextlib.suppress(Exception), open(path, "rb") as fh:
                 summary = pickle.load(fh)  # written by this code, under the project's own .provenflow
         if summary is not None and summary.below >= int(below):
             if summary.below <= 2 * int(below):
                 return summary
-            keep = pc.less_equal(summary.kept["__key"], pa.scalar(int(below), pa.uint64()))
-            summary = Summary(
-                summary.rows, summary.columns, int(below), summary.kept.filter(keep), summary.sums
-            )
+            kept = summary.kept.filter(_up_to(summary.kept["__key"], below))
+            summary = Summary(summary.rows, summary.columns, int(below), kept, summary.sums)
         else:
             summary = self._read(store, digest, below)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".summary-", dir=path.parent)
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(summary, fh, protocol=5)
-            os.replace(tmp, path)
+        self.put(digest, summary)
         return summary
 
+    def put(self, digest: Digest, summary: Summary) -> None:
+        """Keep SUMMARY of the part DIGEST (written whole through a rename)."""
+        self.fresh[digest.hex] = summary
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".summary-", dir=self.folder)
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(summary, fh, protocol=5)
+        os.replace(tmp, self.folder / f"{digest.hex}-{VERSION}.pickle")
+
     def _read(self, store: ContentStore, digest: Digest, below: np.uint64) -> Summary:
+        """Rebuilt from the stored part (a summary lost, or kept with too few rows)."""
         source = store.path(digest) if store.local else store.fs.open(store.path(digest))
         parquet = pq.ParquetFile(source)
-        rows = parquet.metadata.num_rows
-        keys = row_keys(digest, rows)
-        columns = {f.name: Column(f.type) for f in parquet.schema_arrow}
-        kept, start = [], 0
-        sums = [0] * len(PRIMES)
+        summarizer = Summarizer(parquet.schema_arrow, fixed=below)
         for batch in parquet.iter_batches(batch_size=64 * 1024):
-            hashes = pd.util.hash_pandas_object(batch.to_pandas(), index=False).to_numpy()
-            for j, prime in enumerate(PRIMES):
-                sums[j] = (sums[j] + _poly(hashes, prime) * pow(BASE, start, prime)) % prime
-            for name, array in zip(batch.schema.names, batch.columns, strict=True):
-                columns[name].add(array)
-            chosen = np.flatnonzero(keys[start : start + batch.num_rows] <= below)
-            if len(chosen):
-                table = pa.Table.from_batches([batch]).take(chosen)
-                table = table.append_column("__key", pa.array(keys[start + chosen]))
-                kept.append(table.append_column("__row", pa.array(start + chosen, pa.int64())))
-            start += batch.num_rows
-        schema = parquet.schema_arrow.append(pa.field("__key", pa.uint64())).append(
-            pa.field("__row", pa.int64())
-        )
-        return Summary(
-            rows, columns, int(below), pa.concat_tables(kept) if kept else schema.empty_table(), tuple(sums)
-        )
+            summarizer.add(batch)
+        return summarizer.finish()
+
+
+class Summarizer:
+    """A part's summary built from its batches as they go by, in order: the one pass over a new file
+    (``one_pass``) feeds it, so the part is not read back. The rows kept are those with a key up to
+    the sample threshold of a table of at least OTHERS rows besides this part's, lowered as the
+    part's rows are counted (a table is never smaller than the rows seen), so memory stays about
+    SAMPLE_ROWS rows; FIXED keeps a given threshold instead."""
+
+    def __init__(
+        self, schema: pa.Schema, others: int = 0, sample_rows: int = 0, fixed: np.uint64 | None = None
+    ) -> None:
+        self.schema = schema
+        self.others, self.sample_rows, self.fixed = others, sample_rows, fixed
+        self.columns = {f.name: Column(f.type) for f in schema}
+        self.sums = [0] * len(PRIMES)
+        self.rows = 0
+        self.kept: list[pa.Table] = []
+        self.below = int(fixed) if fixed is not None else 2**64 - 1
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        start = self.rows
+        hashes = row_hashes(batch)
+        for j, prime in enumerate(PRIMES):
+            self.sums[j] = (self.sums[j] + _poly(hashes, prime) * pow(BASE, start, prime)) % prime
+        for name, array in zip(batch.schema.names, batch.columns, strict=True):
+            self.columns[name].add(array)
+        self.rows += batch.num_rows
+        if self.fixed is None:
+            below = int(threshold(self.others + self.rows, self.sample_rows))
+            if below < self.below // 2:  # cut what is kept now and then, not at every batch
+                self.below = below
+                self.kept = [t.filter(_up_to(t["__key"], below)) for t in self.kept]
+        keys = row_keys(hashes, start)
+        chosen = np.flatnonzero(keys <= np.uint64(self.below))
+        if len(chosen):
+            table = pa.Table.from_batches([batch]).take(chosen)
+            table = table.append_column("__key", pa.array(keys[chosen]))
+            self.kept.append(table.append_column("__row", pa.array(start + chosen, pa.int64())))
+
+    def finish(self) -> Summary:
+        below = self.below
+        if self.fixed is None:
+            below = int(threshold(self.others + self.rows, self.sample_rows))
+        if self.kept:
+            kept = pa.concat_tables(self.kept)
+            kept = kept.filter(_up_to(kept["__key"], below))
+        else:
+            kept = self.schema.append(pa.field("__key", pa.uint64())).append(pa.field("__row", pa.int64()))
+            kept = kept.empty_table()
+        return Summary(self.rows, self.columns, below, kept.combine_chunks(), tuple(self.sums))
+
+
+def _up_to(keys, below: int):
+    return pc.less_equal(keys, pa.scalar(int(below), pa.uint64()))
+
+
+def row_hashes(batch: pa.RecordBatch) -> np.ndarray:
+    """``pd.util.hash_pandas_object(batch.to_pandas(), index=False)``, the fingerprint's row hash,
+    computed faster: pandas hashes a text column by factorising its values as Python objects (most
+    of the pass's time on a table of strings); here Arrow finds the distinct values and pandas
+    hashes only those. The same numbers (tests/test_many_files.py compares them)."""
+    if not batch.num_columns:
+        return np.array([], dtype=np.uint64)
+    out = np.full(batch.num_rows, 0x345678, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    with np.errstate(over="ignore"):
+        for i, array in enumerate(batch.columns):  # pandas' combine_hash_arrays
+            out ^= _column_hashes(array)
+            out *= mult
+            inverse = batch.num_columns - i
+            mult += np.uint64(82520 + inverse + inverse)
+        out += np.uint64(97531)
+    return out
+
+
+def _column_hashes(array: pa.Array) -> np.ndarray:
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return pd.util.hash_pandas_object(array.to_pandas(), index=False).to_numpy()
+    encoded = pc.dictionary_encode(array)
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+    hashed = pd.util.hash_array(distinct.astype(object), categorize=False)
+    if not len(hashed):
+        return np.full(len(array), np.iinfo(np.uint64).max, dtype=np.uint64)
+    result = hashed.take(encoded.indices.fill_null(0).to_numpy(zero_copy_only=False))
+    if encoded.indices.null_count:
+        result[encoded.indices.is_null().to_numpy(zero_copy_only=False)] = np.iinfo(np.uint64).max
+    return result
 
 
 def _poly(hashes: np.ndarray, prime: int) -> int:

@@ -99,6 +99,9 @@ class Column:
                 values = values[~nan]
             self.missing += len(array) - len(values)
             self._moments(values)
+            # A continuous column shows itself in its first values: no full sort and count then.
+            if self.counts is not None and len(np.unique(values[:1000])) > datasets.DISCRETE_VALUES:
+                self.counts = None
             if self.counts is not None and len(values):
                 self._count(*np.unique(values, return_counts=True), limit=datasets.DISCRETE_VALUES)
         else:
@@ -106,7 +109,12 @@ class Column:
             self.count += len(array) - array.null_count
             if self.counts is not None:
                 counted = pc.value_counts(array.drop_null())
-                self._count(counted.field(0).to_pylist(), counted.field(1).to_numpy(), limit=EXACT_DISTINCT)
+                if len(counted) > EXACT_DISTINCT:  # an identifier: too many to count, no Python list of them
+                    self.counts = None
+                else:
+                    self._count(
+                        counted.field(0).to_pylist(), counted.field(1).to_numpy(), limit=EXACT_DISTINCT
+                    )
 
     def merge(self, other: Column) -> None:
         """Add the statistics of OTHER (the same column over other rows), as if its rows had been added."""
