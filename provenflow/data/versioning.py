@@ -81,11 +81,13 @@ def _version_of(workspace: Workspace, name: str, fingerprint: str) -> Digest | N
     from provenflow.ledger import models as m
 
     with workspace.ledger.reader() as session:
-        # Two columns, not whole rows (schemas, sources): this runs on every data-run of a folder.
-        query = select(m.DatasetVersion.hash, m.DatasetVersion.profile).where(m.DatasetVersion.name == name)
-        for digest, profile in session.execute(query.order_by(m.DatasetVersion.id.desc()).limit(200)):
-            if (profile or {}).get("fingerprint") == fingerprint:
-                return Digest(digest)
+        # An indexed column (migration 0012), not the versions' profiles: this runs on every data-run of a folder.
+        query = select(m.DatasetVersion.hash).where(
+            m.DatasetVersion.name == name, m.DatasetVersion.fingerprint == fingerprint
+        )
+        found = session.scalar(query.order_by(m.DatasetVersion.id.desc()).limit(1))
+        if found is not None:
+            return Digest(found)
     return None
 
 

@@ -19,7 +19,7 @@ __all__ = ["HEAD_REVISION", "Ledger", "safe_url"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration; a ledger at this revision needs no Alembic run (saves ~100 ms per open).
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 # Any fixed 64-bit number: the PostgreSQL advisory lock that makes migrations one at a time.
 # Advisory locks are per database, so two ledgers on one server do not wait for each other.
 _MIGRATION_LOCK_KEY = 0x70726F76656E666C  # "provenfl"

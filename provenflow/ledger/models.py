@@ -105,7 +105,6 @@ class Metric(Base):
 
 class DatasetVersion(Base):
     __tablename__ = "dataset_versions"
-    __table_args__ = (UniqueConstraint("name", "hash", name="uq_dataset_name_hash"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(256), index=True)
@@ -121,6 +120,21 @@ class DatasetVersion(Base):
     source: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # profile["fingerprint"] of a folder's version (ingest.part_summaries.fingerprint: the same rows
+    # however cut into files), as a column so a data-run finds the earlier version of the same table
+    # with an index instead of reading every version's profile. Set with the profile.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        UniqueConstraint("name", "hash", name="uq_dataset_name_hash"),
+        Index("ix_dataset_versions_name_fingerprint", "name", "fingerprint"),
+    )
+
+    @validates("profile")
+    def _keep_fingerprint(self, _key: str, profile: dict | None) -> dict | None:
+        found = (profile or {}).get("fingerprint")
+        self.fingerprint = found if isinstance(found, str) else None
+        return profile
 
     @property
     def ref(self) -> str:
