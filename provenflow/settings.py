@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     max_columns: int = Field(
         default=2000, ge=1, description="Most columns a data-run takes; a wider source is refused."
     )
+    # Every file of a folder is a part: a stat-cache entry, a manifest entry and two ledger links per run.
+    max_files: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most files a folder, glob or prefix source may hold; a larger one is refused "
+        "before any file is read.",
+    )
     max_expectations: int = Field(
         default=500,
         ge=1,

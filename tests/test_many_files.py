@@ -258,3 +258,26 @@ def test_the_row_hash_is_pandas_hash_of_the_rows():
     expected = pd.util.hash_pandas_object(batch.to_pandas(), index=False).to_numpy()
     assert row_hashes(batch).tolist() == expected.tolist()
     assert row_hashes(batch.slice(0, 0)).tolist() == []
+
+
+def test_a_folder_of_more_files_than_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    from provenflow.settings import get_settings
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(4):
+        (root / f"{i}.csv").write_text("a\n1\n")
+    monkeypatch.setenv("PROVENFLOW_MAX_FILES", "3")
+    get_settings.cache_clear()
+    try:
+        store = ContentStore(str(tmp_path / "store"))
+        with pytest.raises(DataError) as refused:
+            _run(str(root), tmp_path, store)
+        message = str(refused.value)
+        assert "4 files, more than the limit of 3" in message and "PROVENFLOW_MAX_FILES" in message
+        assert "\n" not in message and not _objects(store)
+        monkeypatch.setenv("PROVENFLOW_MAX_FILES", "4")
+        get_settings.cache_clear()
+        assert _run(str(root), tmp_path, store)[0].rows == 4
+    finally:
+        get_settings.cache_clear()

@@ -20,6 +20,7 @@ from provenflow.data import datasets
 from provenflow.data.credentials import Credentials, split_url, storage_options
 from provenflow.errors import DataError
 from provenflow.redact import redact
+from provenflow.settings import get_settings
 
 _GLOB = re.compile(r"[*?\[]")
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -100,6 +101,12 @@ def list_source(source: str, credentials: Credentials | None = None) -> Listing:
     if not entries:
         what = "no file matches the pattern" if glob else "the folder holds no data file"
         raise DataError(f"{shown!r}: {what}; expected .csv, .tsv, .jsonl, .json or .parquet files")
+    limit = get_settings().max_files
+    if len(entries) > limit:  # before any file is read: each is a part, a cache entry and ledger links
+        raise DataError(
+            f"{shown!r} holds {len(entries):,} files, more than the limit of {limit:,}; name fewer with a "
+            "glob (say, one month's), merge small files, or raise PROVENFLOW_MAX_FILES"
+        )
     formats = {}
     for relative, _, _ in entries:
         try:
