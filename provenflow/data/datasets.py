@@ -245,12 +245,13 @@ def profile_of(frame: pd.DataFrame) -> dict:
         entry: dict = {"dtype": str(series.dtype), "missing": missing, "count": int(len(series) - missing)}
         present = series.dropna()
         if is_numeric(series) and len(present):
-            values = present.to_numpy(dtype="float64")
-            finite = values[np.isfinite(values)]
+            # Sorted once: the quantiles, the edges and the histogram then need no partition or sort
+            # of their own (np.quantile picks the same elements; the counts are np.histogram's).
+            values = present.to_numpy(dtype="float64")  # in row order: the moments' sums depend on it
+            ordered = np.sort(values)
+            finite = ordered[np.isfinite(ordered)]
             edges = np.unique(np.quantile(finite, QUANTILES)) if len(finite) else np.array([0.0])
-            counts, _ = (
-                np.histogram(finite, bins=edges) if len(edges) > 1 else (np.array([len(finite)]), None)
-            )
+            counts = _histogram(finite, edges) if len(edges) > 1 else np.array([len(finite)])
             entry.update(
                 kind="numeric",
                 infinite=int(np.isinf(values).sum()),
@@ -259,7 +260,7 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 min=_finite(values.min()),
                 max=_finite(values.max()),
                 quantiles={
-                    str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=False)
+                    str(q): float(v) for q, v in zip(QUANTILES, np.quantile(ordered, QUANTILES), strict=False)
                 },
                 histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
             )
@@ -269,7 +270,8 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 if len(distinct) <= DISCRETE_VALUES:
                     entry["values"] = {number_key(v): int(c) for v, c in distinct.items()}
         else:
-            freq = present.astype(str).value_counts()
+            freq = (present if pd.api.types.is_string_dtype(present.dtype) and present.dtype != object
+                    else present.astype(str)).value_counts()  # fmt: skip
             top = freq.head(TOP_CATEGORIES)
             entry.update(
                 kind="categorical",
@@ -281,6 +283,14 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 entry["dates"] = count_dates(present)
         columns[str(name)] = entry
     return {"rows": len(frame), "columns": columns}
+
+
+def _histogram(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """np.histogram(ordered, bins=edges) of an already sorted array (its own algorithm, less its sort)."""
+    cumulative = np.concatenate(
+        [ordered.searchsorted(edges[:-1], "left"), ordered.searchsorted(edges[-1:], "right")]
+    )
+    return np.diff(cumulative)
 
 
 @dataclass(frozen=True)
