@@ -62,3 +62,20 @@ def test_a_failing_query_and_a_missing_choice(sales_db, tmp_path):
         ingest.ingest(sales_db, str(tmp_path), query="SELECT * FROM no_such_table")
     with pytest.raises(DataError, match="exactly one of --query"):
         ingest.ingest(sales_db, str(tmp_path), query="SELECT 1", table="sales")
+
+
+def test_a_table_with_a_primary_key_is_ordered_by_it_alone(postgres, tmp_path):
+    """ORDER BY the key (the database walks its index) instead of every column; the order still fixed."""
+    import psycopg
+
+    url = postgres.create_database("provenflow_sql_keyed")
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE keyed (city text, n int, id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE unkeyed (city text, n int, id int)")
+        for name in ("keyed", "unkeyed"):
+            conn.execute(f"INSERT INTO {name} VALUES ('Oslo', 1, 1), ('Lima', 2, 2), ('Oslo', 0, 3)")
+    keyed = ingest.ingest(url, str(tmp_path), table="public.keyed")
+    assert pd.read_parquet(keyed.path)["id"].tolist() == [1, 2, 3]  # by the key, not by city first
+    unkeyed = ingest.ingest(url, str(tmp_path), table="unkeyed")
+    assert pd.read_parquet(unkeyed.path)["id"].tolist() == [2, 3, 1]  # every column: Lima, Oslo 0, Oslo 1
+    assert ingest.ingest(url, str(tmp_path), table="keyed").digest == keyed.digest

@@ -5,7 +5,9 @@ flat however large the table. The query is wrapped in ``ORDER BY`` every column:
 return the rows of an unordered query in another order on the next run (PostgreSQL's synchronised
 scans do), and the canonical Parquet, so the version, depends on the order. Ordering rather than an
 order-blind hash keeps the stored table in one reproducible order, at the cost of a sort in the
-database. The password comes from CREDENTIALS (a Secret block) or the driver's environment
+database. A ``--table`` with a primary key is ordered by that key alone: unique, so the order is as
+fixed, and the database reads it through the key's index instead of sorting every column (a table
+whose key is its leading columns, an ``id`` first, gets the same order, so the same version, as before). The password comes from CREDENTIALS (a Secret block) or the driver's environment
 (libpq's PGPASSWORD or ~/.pgpass), never from the URL that is recorded.
 """
 
@@ -51,7 +53,7 @@ def sql_batches(
     types: dict[str, pa.DataType],
     converted: dict[str, str],
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of QUERY (or TABLE), ordered by every column, as batches of BATCH_ROWS; a column
+    """The rows of QUERY (or TABLE), ordered by every column (a TABLE's primary key), as batches of BATCH_ROWS; a column
     whose type must widen past the first batch (NULLs then numbers, integers then decimals) raises Widen."""
     import sqlalchemy as sa
 
@@ -61,7 +63,7 @@ def sql_batches(
         with engine.connect() as conn:
             names = list(conn.execute(sa.text(f"SELECT * FROM {inner} LIMIT 0")).keys())
             check_names(shown_url(source), names)
-            order = ", ".join(str(i + 1) for i in range(len(names)))
+            order = _order_by(conn, names, table)
             streaming = conn.execution_options(stream_results=True, max_row_buffer=batch_rows)
             result = streaming.execute(sa.text(f"SELECT * FROM {inner} ORDER BY {order}"))
             for rows in result.partitions(batch_rows):
@@ -72,6 +74,25 @@ def sql_batches(
         raise _sql_error(source, exc, credentials) from None
     finally:
         engine.dispose()
+
+
+def _order_by(conn, names: list[str], table: str | None) -> str:
+    """TABLE's primary key columns when it has one (by position in the result), else every column."""
+    key: list[str] = []
+    if table:
+        import sqlalchemy as sa
+
+        schema, _, name = table.rpartition(".")
+        try:
+            key = (
+                sa.inspect(conn).get_pk_constraint(name, schema=schema or None).get("constrained_columns")
+                or []
+            )
+        except (sa.exc.SQLAlchemyError, NotImplementedError):
+            key = []  # no reflection for this database or table: every column, as for a query
+    if key and all(column in names for column in key):
+        return ", ".join(str(names.index(column) + 1) for column in key)
+    return ", ".join(str(i + 1) for i in range(len(names)))
 
 
 def _engine(source: str, credentials: Credentials | None):
