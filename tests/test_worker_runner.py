@@ -24,6 +24,21 @@ from tests.conftest import PENGUINS
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
+# An estimator that poisons scikit-learn in its process (LogisticRegression.fit raises from then on),
+# then dies by SIGKILL (as an out-of-memory kill would): neither may reach the runner or the next run.
+POISON = """
+import os, signal
+import sklearn.linear_model
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+class Poison(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        def broken(*args, **kwargs):
+            raise RuntimeError("poisoned by the previous run")
+        sklearn.linear_model.LogisticRegression.fit = broken
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
@@ -75,11 +90,13 @@ class Worker:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _run(deployment_id: str, parameters: dict, worker: Worker, wait: float = 240):
+def _run(
+    deployment_id: str, parameters: dict, worker: Worker, wait: float = 240, job_variables: dict | None = None
+):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    flow_run = run_deployment(deployment_id, parameters=parameters, timeout=0)
+    flow_run = run_deployment(deployment_id, parameters=parameters, timeout=0, job_variables=job_variables)
     deadline = time.monotonic() + wait
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
@@ -109,6 +126,7 @@ def warm_worker(tmp_path_factory, prefect_api):
     root = tmp_path_factory.mktemp("warm-worker") / "project"
     root.mkdir()
     shutil.copy(PENGUINS, root / "penguins.csv")
+    (root / "poison.py").write_text(POISON)
     home = root / ".provenflow"
     saved, env = dict(os.environ), _env()
     os.environ.clear()
@@ -173,6 +191,26 @@ def test_cancelling_a_forked_run_kills_it(warm_worker):
         time.sleep(0.2)
     assert not Path(f"/proc/{run.pid}").exists(), "the forked run outlived its cancellation"
     assert runner.ping(home) == status.pid
+
+
+def test_a_forked_run_that_dies_is_crashed_alone(warm_worker):
+    """A run killed by a signal: the worker sees its process die by that signal (the client exits the
+    same way) and marks the flow run Crashed; the runner and the next run are untouched."""
+    root, home, status, deployments, worker = warm_worker
+    data = _run(deployments["data-run"], {"name": "penguins", "source": str(root / "penguins.csv")}, worker)
+    assert data.state.is_completed(), worker.output()
+    model = {"dataset": "penguins@latest", "target": "species"}
+    # The project folder as working directory: `poison` imports from there, as a team's own module would.
+    crashed = _run(deployments["model-run"], {**model, "estimator": "poison.Poison", "name": "poisoned"}, worker,
+                   job_variables={"working_dir": str(root), "env": {"PROVENFLOW_ESTIMATOR_MODULES": "sklearn,poison"}})  # fmt: skip
+    assert crashed.state.is_crashed(), f"{crashed.state}\n{worker.output()}"
+    assert "-9" in (crashed.state.message or "") or "SIGKILL" in (crashed.state.message or ""), (
+        f"{crashed.state.message}\n{worker.output()}"
+    )
+    assert runner.ping(home) == status.pid
+    good = _run(deployments["model-run"], {**model, "estimator": "sklearn.linear_model.LogisticRegression",
+                                            "params": {"max_iter": 2000}}, worker)  # fmt: skip
+    assert good.state.is_completed(), f"{good.state}\n{worker.output()}"
 
 
 def test_without_a_runner_the_worker_runs_the_engine_itself(tmp_path):

@@ -14,6 +14,7 @@ When no runner answers, or the runner was started from other code or another int
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -32,7 +33,8 @@ def main(argv: list[str]) -> None:
         os.execv(sys.executable, [sys.executable, *ENGINE])
     if end.get("signal"):
         number = int(end["signal"])
-        signal.signal(number, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
+            signal.signal(number, signal.SIG_DFL)
         os.kill(os.getpid(), number)
     sys.exit(int(end.get("exit", 1)))
 
