@@ -67,9 +67,10 @@ def _deploy(pool: str) -> dict[str, str]:
 
 
 class Worker:
-    """`python -m provenflow.platform.worker --pool POOL` for the project whose state is in HOME."""
+    """`provenflow pools worker POOL` (CLI) or `python -m provenflow.platform.worker --pool POOL` for the
+    project whose state is in HOME."""
 
-    def __init__(self, pool: str, home: Path, sources: Path) -> None:
+    def __init__(self, pool: str, home: Path, sources: Path, cli: bool = False) -> None:
         self.home = home
         self.log = home.parent / f"worker-{pool}.log"
         home.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,9 @@ class Worker:
                "PROVENFLOW_SOURCE_ROOTS": str(sources)}  # fmt: skip
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "provenflow.platform.worker", "--pool", pool, "--limit", "2"],
+                [str(Path(sys.executable).parent / "provenflow"), "pools", "worker", pool, "--limit", "2"]
+                if cli
+                else [sys.executable, "-m", "provenflow.platform.worker", "--pool", pool, "--limit", "2"],
                 cwd=home.parent, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
@@ -139,7 +142,7 @@ def warm_worker(tmp_path_factory, prefect_api):
     if not status.running:
         pytest.fail(f"the runner did not listen within 300 s; see {status.log}")
     deployments = _deploy("warm-process")
-    worker = Worker("warm-process", home, root)
+    worker = Worker("warm-process", home, root, cli=True)
     yield root, home, status, deployments, worker
     worker.stop()
     runner.stop(home)
