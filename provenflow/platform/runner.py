@@ -502,7 +502,7 @@ def _handle(conn: socket.socket, identity: dict) -> None:
         _run(request, fds)  # never returns
     for fd in fds:
         os.close(fd)
-    _reply(conn, _supervise(conn, pid))
+    _reply(conn, _supervise(conn, pid, group=bool(request.get("engine"))))
 
 
 def _mismatch(request: dict, identity: dict) -> str | None:
@@ -526,8 +526,19 @@ def _mismatch(request: dict, identity: dict) -> str | None:
     return None
 
 
-def _supervise(conn: socket.socket, pid: int) -> dict:
-    """Wait for the run; forward Ctrl-C; kill the run when its caller is gone."""
+def _supervise(conn: socket.socket, pid: int, group: bool = False) -> dict:
+    """Wait for the run; forward Ctrl-C (and a worker's SIGTERM); kill the run when its caller is gone.
+    GROUP: signal the run's whole process group, as Prefect's worker signals its flow run's (a flow run's
+    own subprocesses go with it on cancellation)."""
+
+    def send(number: int) -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, number)  # the run leads its group (setpgid in _run)...
+                return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)  # ...unless it has not got that far yet
+
     pidfd = os.pidfd_open(pid)
     try:
         while True:
@@ -537,16 +548,13 @@ def _supervise(conn: socket.socket, pid: int) -> dict:
             message = conn.recv(64)
             if message:  # "int": the caller's Ctrl-C; "term": a worker cancelling its flow run
                 for word in message.split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGTERM if word == b"term" else signal.SIGINT)
+                    send(signal.SIGTERM if word == b"term" else signal.SIGINT)
                 continue
             # The caller died (or was killed): its run goes with it, as an in-process run would.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+            send(signal.SIGTERM)
             ready, _, _ = select.select([pidfd], [], [], _KILL_GRACE)
             if not ready:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                send(signal.SIGKILL)
             break
     finally:
         os.close(pidfd)
