@@ -180,8 +180,8 @@ def worker(
     ] = None,
 ) -> None:
     """Run a process worker for POOL here (Prefect's, as `prefect worker start --pool POOL`), whose flow
-    runs fork from this project's warm runner with Prefect, pandas and scikit-learn imported: ~3 s less
-    per deployment run, schedule or retrain. Starts the runner when it is not up."""
+    runs fork from this project's warm runner with Prefect, pandas and scikit-learn imported, instead of
+    a new interpreter per deployment run, schedule or retrain. Starts the runner when it is not up."""
     import os
     import sys
 

@@ -4,7 +4,7 @@
 
 It asks the warm runner of RUNNER_HOME (``provenflow.platform.runner``) to fork the flow run that the
 worker put in ``PREFECT__FLOW_RUN_ID``, with this process's environment, working directory and
-stdout/stderr, so the run starts with Prefect, pandas and scikit-learn imported (~3 s less per run).
+stdout/stderr, so the run starts with Prefect, pandas and scikit-learn imported (seconds less per run).
 It imports none of them itself: it stays the small process the worker watches, passes the worker's
 SIGTERM (a cancellation) on to the run, and exits as the run did, with its exit status or by the
 same signal, so the worker's crash detection reads it as it would read the engine's own process.
