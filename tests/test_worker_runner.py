@@ -183,6 +183,11 @@ def test_cancelling_a_forked_run_kills_it(warm_worker):
     assert run is not None and run.pid, worker.output()
     assert Path(f"/proc/{run.pid}").exists()
     with get_client(sync_client=True) as client:
+        # The worker sets it once the process runs.
+        while not client.read_flow_run(flow_run.id).infrastructure_pid:
+            time.sleep(0.2)
+        client_pid = _infrastructure_pid(client.read_flow_run(flow_run.id))
+        assert run.pid != client_pid  # forked from the runner, not the client the worker started
         client.set_flow_run_state(flow_run.id, Cancelling(), force=True)  # what the UI's Cancel button does
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not client.read_flow_run(flow_run.id).state.is_final():
