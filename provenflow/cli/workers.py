@@ -178,6 +178,7 @@ def worker(
     limit: Annotated[
         int | None, typer.Option("--limit", "-l", min=1, help="Most flow runs at once (default: no limit).")
     ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="The worker's name in Prefect.")] = None,
 ) -> None:
     """Run a process worker for POOL here (Prefect's, as `prefect worker start --pool POOL`), whose flow
     runs fork from this project's warm runner with Prefect, pandas and scikit-learn imported, instead of
@@ -198,6 +199,8 @@ def worker(
     argv = [sys.executable, "-m", "provenflow.platform.worker", "--pool", pool]
     if limit is not None:
         argv += ["--limit", str(limit)]
+    if name is not None:
+        argv += ["--name", name]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)  # the worker is this process: Ctrl-C and kill reach Prefect's worker
