@@ -221,6 +221,16 @@ def test_a_forked_run_that_dies_is_crashed_alone(warm_worker):
     assert good.state.is_completed(), f"{good.state}\n{worker.output()}"
 
 
+def test_a_deployment_with_its_own_command_keeps_it(warm_worker):
+    root, home, _, deployments, worker = warm_worker
+    own = f"{sys.executable} -m prefect.engine"
+    flow_run = _run(deployments["data-run"], {"name": "penguins", "source": str(root / "penguins.csv")}, worker,
+                    job_variables={"command": own})  # fmt: skip
+    assert flow_run.state.is_completed(), f"{flow_run.state}\n{worker.output()}"
+    run = _ledger_run(home, str(flow_run.id))
+    assert run.pid == _infrastructure_pid(flow_run)  # its own command's process ran it, nothing forked
+
+
 def test_without_a_runner_the_worker_runs_the_engine_itself(tmp_path):
     home = tmp_path / "project" / ".provenflow"  # no runner listens there
     deployments = _deploy("cold-process")
