@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import queue
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -178,7 +176,6 @@ def _one_pass(
         batches = csv_batches(source, how, credentials, block_bytes, types)
     if constants:
         batches = _with_constants(source, batches, constants)
-    batches = _read_ahead(batches)
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=workdir)
     os.close(fd)
     try:
@@ -241,51 +238,6 @@ def _one_pass(
                 writer.close()
         os.unlink(path)
         raise
-
-
-def _read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """BATCHES, the next ones parsed in a thread while this one is profiled, sampled and handed to
-    the writer: pyarrow parses without the GIL, so on two cores the parse no longer waits for the
-    Python side (it did, a batch at a time). At most DEPTH batches wait, so memory stays bounded; an
-    error of the source is raised here, as if read here; stopping early stops the thread."""
-    waiting: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        waiting.put((batch, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            waiting.put((done, None))
-        except BaseException as exc:  # handed to the reader, with its type (Widen, Markers, ArrowInvalid)
-            waiting.put((None, exc))
-        finally:
-            if hasattr(batches, "close"):
-                batches.close()  # the source's file, in this thread (a generator is closed where it runs)
-
-    thread = threading.Thread(target=produce, name="provenflow-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            batch, exc = waiting.get()
-            if exc is not None:
-                raise exc
-            if batch is done:
-                return
-            yield batch
-    finally:
-        stop.set()
-        while thread.is_alive():  # drain, so a producer blocked on a full queue sees the stop
-            with contextlib.suppress(queue.Empty):
-                waiting.get(timeout=0.05)
-        thread.join()
 
 
 def _with_constants(source: str, batches, constants: dict[str, pa.Scalar]):
