@@ -258,6 +258,9 @@ def test_the_row_hash_is_pandas_hash_of_the_rows():
     expected = pd.util.hash_pandas_object(batch.to_pandas(), index=False).to_numpy()
     assert row_hashes(batch).tolist() == expected.tolist()
     assert row_hashes(batch.slice(0, 0)).tolist() == []
+    ids = pa.RecordBatch.from_pydict({"id": [f"row-{i}" for i in range(3000)], "n": list(range(3000))})
+    expected = pd.util.hash_pandas_object(ids.to_pandas(), index=False).to_numpy()
+    assert row_hashes(ids).tolist() == expected.tolist()  # an identifier column: hashed without its distinct values
 
 
 def test_a_folder_of_more_files_than_the_limit_is_refused_before_reading(tmp_path, monkeypatch):

@@ -187,6 +187,9 @@ def row_hashes(batch: pa.RecordBatch) -> np.ndarray:
 def _column_hashes(array: pa.Array) -> np.ndarray:
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return pd.util.hash_pandas_object(array.to_pandas(), index=False).to_numpy()
+    if not array.null_count and len(array) >= 1000 and pc.count_distinct(array[:1000]).as_py() > 900:
+        # Nearly all distinct (an identifier): finding the distinct values first would save nothing.
+        return pd.util.hash_array(array.to_numpy(zero_copy_only=False).astype(object), categorize=False)
     encoded = pc.dictionary_encode(array)
     distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
     hashed = pd.util.hash_array(distinct.astype(object), categorize=False)
