@@ -270,8 +270,13 @@ def profile_of(frame: pd.DataFrame) -> dict:
                 if len(distinct) <= DISCRETE_VALUES:
                     entry["values"] = {number_key(v): int(c) for v, c in distinct.items()}
         else:
-            freq = (present if pd.api.types.is_string_dtype(present.dtype) and present.dtype != object
-                    else present.astype(str)).value_counts()  # fmt: skip
+            if pd.api.types.is_bool_dtype(present.dtype):  # two values: counted, then named as text
+                freq = present.value_counts()
+                freq.index = freq.index.map(str)
+            elif pd.api.types.is_string_dtype(present.dtype) and present.dtype != object:
+                freq = present.value_counts()
+            else:
+                freq = present.astype(str).value_counts()
             top = freq.head(TOP_CATEGORIES)
             entry.update(
                 kind="categorical",
