@@ -70,6 +70,7 @@ def parse_arrow(
         raise RequestError(problems)
     _check_rows(table.num_rows, max_rows)
     columns: dict[str, np.ndarray] = {}
+    given: dict[str, pa.ChunkedArray] = {}  # string columns as they came: the prediction log writes them so
     for feature in features:
         column = table.column(feature.name)
         problem = _type_problem(feature, column.type)
@@ -85,11 +86,13 @@ def parse_arrow(
             )
             continue
         columns[feature.name] = values
+        if pa.types.is_string(column.type):
+            given[feature.name] = column
         if feature.kind == "datetime":
             problems += _date_problems(feature, values)
     if problems:
         raise RequestError(problems, total=len(problems))
-    return Batch(columns, table.num_rows)
+    return Batch(columns, table.num_rows, given)
 
 
 def read_stream(body: bytes | bytearray, max_rows: int) -> pa.Table:

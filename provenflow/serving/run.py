@@ -277,6 +277,7 @@ def open_log(
     return PredictionLog(
         url, meta.name, meta.version, meta.hash, model.features, meta.classes,
         flush_rows=options.flush_rows, flush_seconds=options.flush_seconds, fs=fs, fsync=options.log_fsync,
+        segment_process=True,  # off the event loop's GIL: predictlog/builder.py
     )  # fmt: skip
 
 
