@@ -35,6 +35,7 @@ from serving import _columns, _rows, free_port, make_bundle
 import provenflow
 
 TARGET_P99_MS = 5.0
+TARGET_P999_MS = 5.0  # issue 21
 LOADGEN = BENCH / "loadgen.py"
 # How server and generator are scheduled (--priority): on a machine shared with other CPU-bound work,
 # "rt" (SCHED_FIFO, needs root) shows what the server does on cores of its own.
@@ -203,11 +204,16 @@ def report(results: dict, args: argparse.Namespace) -> None:
     console.print(
         f"p99 ≤ {TARGET_P99_MS:g} ms at {args.rate:g} req/s (median of runs): {verdict(p99 <= TARGET_P99_MS)} ({p99:.2f} ms)"
     )
+    console.print(
+        f"p99.9 ≤ {TARGET_P999_MS:g} ms (median of runs): {verdict(p999 <= TARGET_P999_MS)} ({p999:.2f} ms; "
+        f"generator floor {results['floor']['p999_ms']:.2f} ms; 'late' = how late the generator sent)"
+    )
     how, note = f"{args.priority} priority", f"{args.seconds:g} s per run, median of {len(last)} run(s)"
     record(f"serving: 1 row at 500 req/s, p50 ({how})", p50, "ms", note=note)
     record(f"serving: 1 row at 500 req/s, p99 ({how})", p99, "ms", target=TARGET_P99_MS, note=note)
-    record(f"serving: 1 row at 500 req/s, p99.9 ({how})", p999, "ms", note=note)
+    record(f"serving: 1 row at 500 req/s, p99.9 ({how})", p999, "ms", target=TARGET_P999_MS, note=note)
     record(f"serving: generator floor (null server), p99 ({how})", f["p99_ms"], "ms")
+    record(f"serving: generator floor (null server), p99.9 ({how})", f["p999_ms"], "ms")
     if results["throughput"]:
         table = Table(title="closed loop, wrk -t1 -c16, 1 row per request, prediction log on")
         for column in ("workers", "req/s", "p50 ms", "p99 ms", "errors"):

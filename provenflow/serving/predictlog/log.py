@@ -61,7 +61,7 @@ class PredictionLog:
         model_hash: str,
         features: tuple[Feature, ...],
         classes: list[Any] | None,
-        flush_rows: int = 10_000,
+        flush_rows: int = 100_000,
         flush_seconds: float = 10.0,
         max_backlog_rows: int = 1_000_000,
         fs: fsspec.AbstractFileSystem | None = None,
@@ -213,7 +213,9 @@ class PredictionLog:
             wal.requests.append((request_id, chunk.rows))
             wal.rows += chunk.rows
             self._buffered += chunk.rows
-            full = self._buffered >= self.flush_rows
+            # The open file, not the backlog: a backlog would wake the writer at every append, and it
+            # would seal a file (a segment, an fsync) per request, falling further behind.
+            full = wal.rows >= self.flush_rows
         if full:
             self._wake.set()
 
