@@ -18,7 +18,7 @@ import pytest
 
 from provenflow.errors import StoreError
 from provenflow.serving.inputs import Batch
-from provenflow.serving.predictlog import read_predictions
+from provenflow.serving.predictlog import builder, read_predictions
 from provenflow.serving.runtime import Predictions
 from tests.serving.test_predictlog import batch, open_log, segments
 
@@ -148,3 +148,18 @@ def test_requests_taken_from_arrow_frames_read_back_as_decoded_ones(tmp_path):
     b, _ = read_predictions(str(tmp_path / "crashed"), "m/odel", 3)
     assert len(a) == 403
     pd.testing.assert_frame_equal(a.drop(columns="time"), b.drop(columns="time"))
+
+
+def test_a_hung_builder_is_killed_and_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr(builder, "BUILD_TIMEOUT", 1.0)
+    with open_log(tmp_path, flush_rows=10**9, flush_seconds=600, segment_process=True) as log:
+        fill(log, 10)
+        log._builder.start()
+        hung = log._builder.pid
+        os.kill(hung, signal.SIGSTOP)
+        log.flush()  # no answer within the timeout: killed, the segment built here
+        assert log.rows_written == 10 and log.error is None and not _alive(hung)
+        monkeypatch.setattr(builder, "BUILD_TIMEOUT", 300.0)  # a new child's imports may take longer than 1 s
+        fill(log, 10)
+        log.flush()
+        assert log._builder.pid not in (None, hung) and log.rows_written == 20

@@ -23,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 from typing import BinaryIO
 
 from provenflow.serving.predictlog.segments import encode_segment
@@ -89,7 +91,7 @@ class SegmentBuilder:
                     "segment builder process failed (%s: %s); building %s in the server",
                     type(exc).__name__, exc, path,
                 )  # fmt: skip
-                self._stop()
+                self._stop(kill=True)
         return build_segment(path)
 
     def close(self) -> None:
@@ -102,15 +104,18 @@ class SegmentBuilder:
                 [sys.executable, "-m", "provenflow.serving.predictlog.builder"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                bufsize=0,  # answers are read from the descriptor, with a deadline (_read_fd)
                 close_fds=True,
             )
         return self._child
 
-    def _stop(self) -> None:
+    def _stop(self, kill: bool = False) -> None:
         child, self._child = self._child, None
         if child is None:
             return
         try:
+            if kill:
+                child.kill()
             child.stdin.close()  # it exits on end of input
             child.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
@@ -124,13 +129,34 @@ def _ask(child: subprocess.Popen, path: str) -> tuple[str, bytes, int]:
     encoded = path.encode()
     child.stdin.write(_LENGTH.pack(len(encoded)) + encoded)
     child.stdin.flush()
-    status, name_length, data_length = _ANSWER.unpack(_read(child.stdout, _ANSWER.size))
-    name = _read(child.stdout, name_length).decode()
-    data = _read(child.stdout, data_length)
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    fd = child.stdout.fileno()
+    status, name_length, data_length = _ANSWER.unpack(_read_fd(fd, _ANSWER.size, deadline))
+    name = _read_fd(fd, name_length, deadline).decode()
+    data = _read_fd(fd, data_length, deadline)
     if status == 1:
         raise SegmentError(data.decode())
-    rows = _LENGTH.unpack(_read(child.stdout, _LENGTH.size))[0]
+    rows = _LENGTH.unpack(_read_fd(fd, _LENGTH.size, deadline))[0]
     return name, data, rows
+
+
+# A hung builder must not stop the log for good: past this, it is killed and the segment built here.
+# A 1,000,000-row segment (the default backlog limit) builds in ~1 s.
+BUILD_TIMEOUT = 300.0
+
+
+def _read_fd(fd: int, size: int, deadline: float) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise TimeoutError(f"the segment builder process gave no answer in {BUILD_TIMEOUT:g} s")
+        part = os.read(fd, min(size - got, 1 << 20))
+        if not part:
+            raise EOFError(f"the segment builder process ended ({got} of {size} bytes)")
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def _read(stream: BinaryIO, size: int) -> bytes:
