@@ -233,8 +233,7 @@ def answer_stream(
     identity: dict[str, Any], classes: list[Any] | None, predictions: Predictions, request_id: str
 ) -> bytes:
     """The answer as an Arrow IPC stream: ``prediction``, ``proba_<class>`` per class."""
-    labels = predictions.labels
-    columns = {"prediction": pa.array(labels.tolist() if labels.dtype == object else labels)}
+    columns = {"prediction": predictions.arrow_labels}  # the one the prediction log's frame took
     if predictions.probabilities is not None and classes is not None:
         proba = np.asarray(predictions.probabilities, dtype=np.float64)
         for i, cls in enumerate(classes):

@@ -35,6 +35,7 @@ from provenflow.serving.predictlog.schema import Chunk, Schema, feature_columns
 from provenflow.serving.predictlog.segments import log_folder, store_segment
 from provenflow.serving.predictlog.siblings import sibling_requests
 from provenflow.serving.predictlog.wal import (
+    ARROW_FRAME_ROWS,
     Wal,
     open_wal,
     request_frames,
@@ -196,6 +197,7 @@ class PredictionLog:
             predictions.labels,
             predictions.probabilities,
             batch.arrow,
+            predictions.arrow_labels if batch.rows >= ARROW_FRAME_ROWS else None,
         )
         frames = request_frames(chunk)  # serialized outside the lock
         with self._lock:

@@ -36,6 +36,7 @@ class Chunk:
     labels: np.ndarray
     probabilities: np.ndarray | None
     arrow: dict[str, Any] | None = None  # Batch.arrow: columns already in Arrow
+    arrow_labels: Any = None  # Predictions.arrow_labels, when already made
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,8 @@ def _arrow_part(chunk: Chunk, rows: slice, k: int, parts: int) -> pa.Buffer:
         f"c.{name}": given[name][rows] if name in given else _arrow_array(values[rows])
         for name, values in chunk.columns.items()
     }
-    columns["y"] = _arrow_array(np.asarray(chunk.labels)[rows])
+    labels = chunk.arrow_labels
+    columns["y"] = labels[rows] if labels is not None else _arrow_array(np.asarray(chunk.labels)[rows])
     if chunk.probabilities is not None:
         proba = np.asarray(chunk.probabilities, dtype=np.float64)[rows]
         for i in range(proba.shape[1]):
