@@ -31,6 +31,7 @@ SHORT = {
     "serving_tail": ["--seconds", "20", "--throughput-seconds", "5"],
     "predictlog_crash": ["--seconds", "3"],
     "overhead": ["--reps", "2"],
+    "worker_start": ["--reps", "2"],
     "data_scale": ["--sizes", "1M"],
 }
 
