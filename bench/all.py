@@ -26,7 +26,7 @@ SHORT = {
     "tracking": ["--reps", "3"],
     "datasets": ["--size-mb", "256", "--reps", "3"],
     "drift": ["--no-per-test", "--reps", "1"],
-    "serving": ["--seconds", "3"],
+    "serving": ["--seconds", "3", "--clients", "2"],  # the Arrow ÷ JSON records target was set at 2 clients
     "sweep": ["--small", "--no-dask"],
     "serving_tail": ["--seconds", "20", "--throughput-seconds", "5"],
     "predictlog_crash": ["--seconds", "3"],
