@@ -457,3 +457,31 @@ def test_dataset_reads_the_version_a_reproduction_pins(ws, project, penguins_fra
     with pf.start("replay", workspace=ws) as run:
         frame = pf.dataset("penguins@latest")
     assert len(frame) == len(penguins_frame) and run.summary.inputs[0]["name"] == str(first)
+
+
+def test_loading_an_own_code_model_writes_no_folder(ws, team_module, penguins_frame, tmp_path, monkeypatch):
+    """Each load used to extract the carried code into a new mkdtemp folder that was never removed (a
+    server reloading its model, a drift check per run): now the code is imported from the model's own
+    bytes in memory, so loading twice leaves nothing behind, and the model's code still reads as source."""
+    import inspect
+    import tempfile
+
+    labelled = penguins_frame.dropna(subset=["species"])
+    model = own_pipeline(team_module, labelled)
+    with pf.start("train", workspace=ws):
+        logged = pf.log_model(model, name="m", input_example=labelled[FEATURES].head())
+    export_bundle(ws, str(logged), tmp_path / "bundle")
+    for name in logged.code:  # as in a server started elsewhere: only the carried copies are left
+        sys.modules.pop(name.removesuffix(".py"), None)
+        (Path(team_module.__file__).parent / name).unlink()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where mkdtemp would write
+    rows = labelled[FEATURES].head()
+    for _ in range(2):
+        loaded = load_bundle(tmp_path / "bundle").pipeline
+        assert list(loaded.predict(rows)) == list(model.predict(rows))
+    assert list(scratch.iterdir()) == []
+    carried = type(loaded.steps[0][1])
+    assert carried.__module__ == team_module.__name__ and carried is not team_module.BillRatio
+    assert "helper.ratio" in inspect.getsource(carried)  # tracebacks show the carried source
