@@ -51,14 +51,16 @@ def rerun(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path,
         source = reproduce.fetch_source(workspace.store, run, scratch)
         suite = reproduce.fetch_suite(workspace.store, run, scratch)
     parameters = {**reproduce.rerun_parameters(run, source, suite), **{k: v for k, v in blocks.items() if v}}
-    result = reproduce.replay(run.flow, parameters, checkout, reproduce.replay_env(_child_env(workspace)))
+    result = reproduce.replay(run.flow, parameters, checkout, reproduce.replay_env(child_env(workspace)))
     with workspace.ledger.reader() as session:
         again = reproduce.recorded_run(session, result["run_id"])
     reproduce.check_reported_model(again, result)
     return again
 
 
-def _child_env(workspace: Workspace) -> dict[str, str]:
+def child_env(workspace: Workspace) -> dict[str, str]:
+    """What a child process that runs recorded code needs: this workspace, this signing key, this Prefect
+    server (re-runs here, and retraining by the code that trained a model: tasks.retrain)."""
     settings = get_settings()
     env = {
         "PROVENFLOW_HOME": str(settings.home_dir),
@@ -85,7 +87,7 @@ def rerun_entry(workspace: Workspace, run: RecordedRun, checkout: Path, scratch:
     pins, runs = scratch / "pins.json", scratch / "runs.txt"
     pins.write_text(json.dumps(reproduce.pins_of(run)))
     runs.write_text("")
-    env = {**_child_env(workspace), "PROVENFLOW_REPRODUCTION_PINS": str(pins), "PROVENFLOW_REPRODUCTION_RUNS": str(runs)}
+    env = {**child_env(workspace), "PROVENFLOW_REPRODUCTION_PINS": str(pins), "PROVENFLOW_REPRODUCTION_RUNS": str(runs)}
     reproduce.replay(run.flow, run.parameters, checkout, reproduce.replay_env(env), entry=run.entry)
     started = runs.read_text().split()
     with workspace.ledger.reader() as session:

@@ -68,3 +68,33 @@ def deployment_that_trained(flow_run_id: str | None) -> tuple[str, dict[str, Any
         except ObjectNotFound:
             return None
     return f"{flow.name}/{deployment.name}", dict(flow_run.parameters or {})
+
+
+@task(cache_policy=NO_CACHE)
+def rerun_training_code(workspace: Any, entry: dict[str, Any]) -> list[str]:
+    """Run again the notebook, script or flow that trained a model (its recorded entry point), in the
+    project as it is now, in its own process: the team's current code, reading the newest data (no
+    dataset is pinned, unlike a reproduction) and registering what it logs. A notebook runs in a real
+    Jupyter kernel, as ``provenflow reproduce`` runs it. Returns the ids of the runs it started."""
+    import tempfile
+    from pathlib import Path
+
+    from provenflow.modeling import reproduce
+    from provenflow.project import project_root
+    from provenflow.tasks.reproduce import child_env
+
+    root = project_root()
+    if not (root / entry["path"]).is_file():
+        raise PromotionError(
+            f"the {entry['kind']} that trained the model, {entry['path']}, is not in the project at {root}; "
+            "run retrain from the project's folder, or name a training deployment (deployment=)"
+        )
+    with tempfile.TemporaryDirectory(prefix="provenflow-retrain-") as scratch:
+        runs = Path(scratch) / "runs.txt"
+        runs.write_text("")
+        env = {**child_env(workspace), "PROVENFLOW_REPRODUCTION_RUNS": str(runs)}
+        try:
+            reproduce.replay("retrain", {}, root, reproduce.replay_env(env), entry=entry)
+        except reproduce.ReproductionError as exc:
+            raise PromotionError(f"retraining by running {entry['kind']} {entry['path']} again failed: {exc}") from None
+        return runs.read_text().split()
