@@ -97,4 +97,6 @@ def rerun_training_code(workspace: Any, entry: dict[str, Any]) -> list[str]:
             reproduce.replay("retrain", {}, root, reproduce.replay_env(env), entry=entry)
         except reproduce.ReproductionError as exc:
             raise PromotionError(f"retraining by running {entry['kind']} {entry['path']} again failed: {exc}") from None
-        return runs.read_text().split()
+        from provenflow.tracking.pins import read_noted
+
+        return read_noted(runs.read_text())[0]

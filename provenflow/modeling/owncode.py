@@ -155,6 +155,72 @@ def collect(data: bytes, root: Path, code_paths: Sequence[str | os.PathLike] = (
     return [files[p] for p in sorted(files)]
 
 
+# -- the installed distributions it needs ----------------------------------------------
+
+
+def imported_modules(files: Sequence[CodeFile]) -> set[str]:
+    """The top-level modules the carried files import (absolute imports, anywhere in the file)."""
+    import ast
+
+    names: set[str] = set()
+    for file in files:
+        if not file.path.endswith(".py"):
+            continue
+        try:
+            tree = ast.parse(file.data)
+        except (SyntaxError, ValueError):  # not Python 3 source: it would not import either
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def requirements(data: bytes, files: Sequence[CodeFile]) -> list[str]:
+    """``dist==version`` for each installed distribution that provides a module the pickle names or
+    the carried code imports (not the standard library, not provenflow, not the carried modules):
+    what a server must have installed besides the carried code. A release image installs those its
+    serving packages lack (provenflow.deploy.release)."""
+    import importlib.metadata
+
+    carried = {f.path.split("/")[0].removesuffix(".py") for f in files}
+    pickled = {n.split(".")[0] for n in pickled_names(data) if n.split(".")[0] in sys.modules}
+    names = (pickled | imported_modules(files)) - carried - set(sys.stdlib_module_names) - {"provenflow", "__main__"}
+    provided = importlib.metadata.packages_distributions()
+    out = set()
+    for name in names:
+        for dist in provided.get(name, []):
+            try:
+                out.add(f"{dist}=={importlib.metadata.version(dist)}")
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return sorted(out, key=str.lower)
+
+
+def check_requirements(wanted: Sequence[str], ref: str) -> list[str]:
+    """Before a model loads: a distribution it was logged with that is not installed here is a
+    ModelCodeError naming it (rather than a bare "no module named" from deep inside the pickle).
+    Returns notes for distributions installed in another version (the model may still load)."""
+    import importlib.metadata
+
+    notes = []
+    for requirement in wanted:
+        dist, _, version = requirement.partition("==")
+        try:
+            installed = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            raise ModelCodeError(
+                f"model {ref} needs the distribution {requirement} (its code imports it), which is not installed "
+                f"here; install it (pip install '{requirement}'), or serve the model from its release image "
+                "(provenflow release installs it)"
+            ) from None
+        if version and installed != version:
+            notes.append(f"{dist} {installed} is installed; {ref} was logged with {version}")
+    return notes
+
+
 # -- the archive -----------------------------------------------------------------------
 
 

@@ -232,7 +232,13 @@ def log_model(
     )
     if files:
         signature["code"] = {f.path: f.hash for f in files}
+    needed = owncode.requirements(pickled, files)
+    if needed:  # installed distributions it imports: a release image installs those it lacks
+        signature["requirements"] = needed
     store = run.workspace.store
+    example = _stored_example(store, input_example)
+    if example:  # a reproduction compares predictions on it when a re-run's model has other bytes
+        signature["input_example"] = example
     stored = store.put_bytes(data)
     output = ModelOutput(
         name=name, digest=stored.digest, size=stored.size, uri=store.uri(stored.digest), format=format,
@@ -245,6 +251,19 @@ def log_model(
         _keep_probabilities(run, described.model, x_eval, y_eval, output)
     return LoggedModel(name, stored.digest.hex, format, described.flavor, described.task,
                        dict(signature.get("code", {})), run)  # fmt: skip
+
+
+def _stored_example(store, example: pd.DataFrame) -> str | None:
+    """The example rows (up to 100) as a Parquet object in the store; its hash, or None when the rows
+    do not go into Parquet (objects of the team's own): the reproduction then compares on the reference."""
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        example.head(100).to_parquet(buffer, index=False)
+    except (ValueError, TypeError, NotImplementedError, ArithmeticError):  # pyarrow's conversion errors derive from these
+        return None
+    return store.put_bytes(buffer.getvalue()).digest.hex
 
 
 def _eval(value: Any) -> tuple[pd.DataFrame | None, pd.Series | None]:
