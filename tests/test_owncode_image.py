@@ -5,6 +5,7 @@ carried code, finds the distribution installed in the image, and answers over HT
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import tempfile
 import time
@@ -20,6 +21,17 @@ from tests.services import free_port
 from tests.serving.conftest import records_of
 from tests.test_log_model import FEATURES, penguins_frame, slugged_model, team_module, ws  # noqa: F401 - fixtures
 from tests.test_release_deploy import docker_client  # noqa: F401 - a fixture
+
+LIST = """
+import importlib.metadata, os, zipfile
+for root, _, files in sorted(os.walk("/model")):
+    for name in sorted(files):
+        path = os.path.join(root, name)
+        print(path, os.path.getsize(path))
+for name in zipfile.ZipFile("/model/model.pkl").namelist():
+    print("  model.pkl:", name)
+print("\\n".join(sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())))
+"""
 
 
 def test_own_code_model_serves_from_a_release_image(ws, project, team_module, penguins_frame, docker_client, tmp_path):  # noqa: F811
@@ -61,6 +73,11 @@ def test_own_code_model_serves_from_a_release_image(ws, project, team_module, pe
         assert answer.status_code == 200, answer.text + container.logs().decode()[-2000:]
         assert answer.json()["predictions"] == model.predict(rows[FEATURES])  # slugs: "adelie", ...
         assert set(answer.json()["predictions"]) <= {"adelie", "chinstrap", "gentoo"}
+        # What the image holds: the bundle (the code archive, its metadata) and the distribution installed.
+        listing = container.exec_run(["/opt/venv/bin/python", "-c", LIST]).output.decode()
+        print(listing)  # for the record: pytest -s shows it
+        assert f"python-slugify=={importlib.metadata.version('python-slugify')}" in listing.splitlines()
+        assert "/model/model.pkl" in listing
     finally:
         container.remove(force=True)
         docker_client.images.remove(image, force=True)

@@ -199,7 +199,7 @@ def log_model(
     classes = described.classes
     if described.task == "classification" and classes is None:
         seen = y_eval if y_eval is not None else pd.Series(described.model.predict(input_example))
-        classes = [flavors._plain(c) for c in sorted(pd.unique(seen.dropna()), key=str)]
+        classes = [training.plain_value(c) for c in sorted(pd.unique(seen.dropna()), key=str)]
     signature = flavors.signature_of(
         input_example, target, str(y_eval.dtype) if y_eval is not None else None, described.task, classes
     )
