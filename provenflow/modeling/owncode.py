@@ -20,6 +20,7 @@ model and code give the same bytes, so re-logging an unchanged model is the same
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.util
 import io
@@ -178,24 +179,44 @@ def imported_modules(files: Sequence[CodeFile]) -> set[str]:
     return names
 
 
+_VERSIONS: dict[str, str] = {}  # distribution -> version installed, as this process first found it
+
+
+def installed_version(dist: str) -> str | None:
+    """The installed version of DIST (None when it is not installed). A version found is kept for the
+    process: reading distribution metadata costs ~2 ms a name, paid on every model load otherwise,
+    and a module once imported stays the version it was even if the files change under it."""
+    import importlib.metadata
+
+    if dist not in _VERSIONS:
+        try:
+            _VERSIONS[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    return _VERSIONS[dist]
+
+
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    """Top-level module -> the distributions providing it (~0.3 s to read: once per process)."""
+    import importlib.metadata
+
+    return dict(importlib.metadata.packages_distributions())
+
+
 def requirements(data: bytes, files: Sequence[CodeFile]) -> list[str]:
     """``dist==version`` for each installed distribution that provides a module the pickle names or
     the carried code imports (not the standard library, not provenflow, not the carried modules):
     what a server must have installed besides the carried code. A release image installs those its
     serving packages lack (provenflow.deploy.release)."""
-    import importlib.metadata
-
     carried = {f.path.split("/")[0].removesuffix(".py") for f in files}
     pickled = {n.split(".")[0] for n in pickled_names(data) if n.split(".")[0] in sys.modules}
     names = (pickled | imported_modules(files)) - carried - set(sys.stdlib_module_names) - {"provenflow", "__main__"}
-    provided = importlib.metadata.packages_distributions()
     out = set()
     for name in names:
-        for dist in provided.get(name, []):
-            try:
-                out.add(f"{dist}=={importlib.metadata.version(dist)}")
-            except importlib.metadata.PackageNotFoundError:
-                continue
+        for dist in _providers().get(name, []):
+            if (version := installed_version(dist)) is not None:
+                out.add(f"{dist}=={version}")
     return sorted(out, key=str.lower)
 
 
@@ -203,19 +224,16 @@ def check_requirements(wanted: Sequence[str], ref: str) -> list[str]:
     """Before a model loads: a distribution it was logged with that is not installed here is a
     ModelCodeError naming it (rather than a bare "no module named" from deep inside the pickle).
     Returns notes for distributions installed in another version (the model may still load)."""
-    import importlib.metadata
-
     notes = []
     for requirement in wanted:
         dist, _, version = requirement.partition("==")
-        try:
-            installed = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
+        installed = installed_version(dist)
+        if installed is None:
             raise ModelCodeError(
                 f"model {ref} needs the distribution {requirement} (its code imports it), which is not installed "
                 f"here; install it (pip install '{requirement}'), or serve the model from its release image "
                 "(provenflow release installs it)"
-            ) from None
+            )
         if version and installed != version:
             notes.append(f"{dist} {installed} is installed; {ref} was logged with {version}")
     return notes
