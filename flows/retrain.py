@@ -110,6 +110,8 @@ def retrain(
             f"{champion_ref} records no training dataset to retrain the built-in way; name the team's own "
             "training deployment (deployment=, or the policy's retrain_deployment)"
         )
+    if deployment or entry:
+        source = None  # the team's own code reads its data itself: no source is used, none recorded
     parameters = {"model": champion_ref, "source": source, "alias": alias, "drift_report": drift_report,
                   "deployment": deployment, "deployment_parameters": deployment_parameters,
                   "entry": entry}  # fmt: skip
