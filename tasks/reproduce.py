@@ -139,12 +139,13 @@ def _same_tables(workspace: Workspace, original: RecordedRun, again: RecordedRun
     if before.keys() != after.keys():
         return False
     differing = [k for k in before if before[k] != after[k]]
-    if any(not k.startswith(("dataset:", "model:")) for k in differing):
+    tables = ("dataset:", "input-example:")  # a model's example rows compare as a table does
+    if any(not k.startswith((*tables, "model:")) for k in differing):
         return False
     for k in [k for k in differing if k.startswith("model:")]:
         if not _same_model_predictions(workspace, original, k.removeprefix("model:"), Digest(after[k])):
             return False
-    for k in [k for k in differing if k.startswith("dataset:")]:
+    for k in [k for k in differing if k.startswith(tables)]:
         try:
             first = datasets.load_table(workspace.store, Digest(before[k]))
             second = datasets.load_table(workspace.store, Digest(after[k]))

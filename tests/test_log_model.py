@@ -189,6 +189,10 @@ def test_log_model_registers_a_sealed_version_with_its_code(ws, team_module, pen
         assert [i["name"] for i in version.signature["inputs"]] == FEATURES
         assert version.signature["target"]["name"] == "species"
         assert version.metrics["custom"] == 0.5 and version.metrics["accuracy"] > 0.9
+        from provenflow.storage.references import referenced_hashes
+
+        # The example rows a reproduction compares predictions on: stored, and kept by gc (a run edge).
+        assert version.signature["input_example"] in referenced_hashes(session)
         kinds = {io.kind for io in session.get(m.Run, run.id).io}
     assert {"dataset", "model", "calibration"} <= kinds  # lineage, and CBPE's held-out probabilities
 

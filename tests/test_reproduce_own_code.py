@@ -268,7 +268,9 @@ def test_a_model_with_other_bytes_is_compared_by_its_predictions(repo, how, verd
                           capture_output=True, text=True, check=True)  # fmt: skip
     run_id = done.stdout.split("RUN ")[1].split()[0]
     report = reproduce(run_id)
-    (model,) = report["outputs"].values()
+    model = report["outputs"]["model:doubler"]
     assert model["original"] != model["reproduced"]  # a timestamp inside: never the same bytes
+    example = report["outputs"]["input-example:doubler input example"]
+    assert example["original"] == example["reproduced"]  # the rows it is compared on
     assert report["verdict"] == verdict, report
     assert report["causes"] == ["non-determinism"], report  # same data and code; as model-run says it

@@ -238,7 +238,8 @@ def log_model(
     store = run.workspace.store
     example = _stored_example(store, input_example)
     if example:  # a reproduction compares predictions on it when a re-run's model has other bytes
-        signature["input_example"] = example
+        signature["input_example"] = example.hex
+        run.link("output", "input-example", f"{name} input example", example)  # an edge: gc keeps it
     stored = store.put_bytes(data)
     output = ModelOutput(
         name=name, digest=stored.digest, size=stored.size, uri=store.uri(stored.digest), format=format,
@@ -253,7 +254,7 @@ def log_model(
                        dict(signature.get("code", {})), run)  # fmt: skip
 
 
-def _stored_example(store, example: pd.DataFrame) -> str | None:
+def _stored_example(store, example: pd.DataFrame) -> Digest | None:
     """The example rows (up to 100) as a Parquet object in the store; its hash, or None when the rows
     do not go into Parquet (objects of the team's own): the reproduction then compares on the reference."""
     import io
@@ -263,7 +264,7 @@ def _stored_example(store, example: pd.DataFrame) -> str | None:
         example.head(100).to_parquet(buffer, index=False)
     except (ValueError, TypeError, NotImplementedError, ArithmeticError):  # pyarrow's conversion errors derive from these
         return None
-    return store.put_bytes(buffer.getvalue()).digest.hex
+    return store.put_bytes(buffer.getvalue()).digest
 
 
 def _eval(value: Any) -> tuple[pd.DataFrame | None, pd.Series | None]:
