@@ -128,7 +128,7 @@ def retrain(
                 challenger_ref, challenger_metrics = made.ref, dict(made.metrics or {})
             new_data = None  # the gate scores on the rows the challenger's own run held out
         elif entry:  # the notebook (script, flow) that trained the champion trains the challenger
-            training_runs = rerun_training_code(workspace, entry)
+            training_runs = rerun_training_code(workspace, champion.run_id)
             with workspace.ledger.reader() as session:
                 made = registry.registered_by_runs(session, training_runs, champion.name)
                 challenger_ref, challenger_metrics = made.ref, dict(made.metrics or {})

@@ -274,3 +274,27 @@ def test_a_model_with_other_bytes_is_compared_by_its_predictions(repo, how, verd
     assert example["original"] == example["reproduced"]  # the rows it is compared on
     assert report["verdict"] == verdict, report
     assert report["causes"] == ["non-determinism"], report  # same data and code; as model-run says it
+
+
+def test_retraining_runs_the_recorded_script_again_and_refuses_a_changed_entry(repo):
+    """The retrain flow's step for a model a script trained: the script runs again in the project as
+    it is now (on the newest data, nothing pinned); an entry point changed in the ledger is refused by
+    its code seal before anything runs."""
+    from provenflow.tasks.retrain import rerun_training_code
+
+    dataset_version("1 2")
+    (repo / "train.py").write_text(SCRIPT)
+    commit(repo)
+    done = subprocess.run([sys.executable, "train.py", "1"], cwd=repo, env=child_env(),
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    run_id = done.stdout.split("RUN ")[1].split()[0]
+    dataset_version("5 5")
+    (started,) = rerun_training_code.fn(Workspace.default(), run_id)
+    again = recorded(started)
+    assert again.name == "train-script" and again.id != run_id
+    with Workspace.default().ledger.reader() as session:  # the newest data, 5 + 5: not the recorded 1 + 2
+        assert {x.key: x.value for x in session.get(m.Run, started).metrics} == {"total": 10.0}
+    with Workspace.default().ledger.transaction() as session:  # a ledger write, no key
+        session.get(m.Run, run_id).code_entry = {**recorded(run_id).code_entry, "path": "../../outside.py"}
+    with pytest.raises(SignatureError, match="code seal does not match"):
+        rerun_training_code.fn(Workspace.default(), run_id)
