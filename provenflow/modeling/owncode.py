@@ -204,13 +204,58 @@ def _providers() -> dict[str, list[str]]:
     return dict(importlib.metadata.packages_distributions())
 
 
+class _Stub:
+    """Stands in for every class and function while :func:`global_modules` walks a pickle: accepts
+    any call, state and item, so the walk completes without importing or running anything."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Stub:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
+        return _Stub()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> _Stub:
+        return _Stub()
+
+
+class _GlobalsOnly(pickle.Unpickler):
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+        self.modules: set[str] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.modules.add(module)
+        return _Stub
+
+
+def global_modules(data: bytes) -> set[str]:
+    """The modules whose classes and functions the pickle names (GLOBAL and STACK_GLOBAL), found by
+    unpickling with every one of them replaced by a stub: nothing is imported or executed. (Every
+    string in a pickle would also count a DataFrame's ``attrs`` as the ``attrs`` package.)"""
+    reader = _GlobalsOnly(io.BytesIO(data))
+    try:
+        reader.load()
+    except Exception:  # a reducer the stub cannot satisfy: the names found so far, and every string
+        return reader.modules | pickled_names(data)
+    return reader.modules
+
+
 def requirements(data: bytes, files: Sequence[CodeFile]) -> list[str]:
     """``dist==version`` for each installed distribution that provides a module the pickle names or
     the carried code imports (not the standard library, not provenflow, not the carried modules):
     what a server must have installed besides the carried code. A release image installs those its
     serving packages lack (provenflow.deploy.release)."""
     carried = {f.path.split("/")[0].removesuffix(".py") for f in files}
-    pickled = {n.split(".")[0] for n in pickled_names(data) if n.split(".")[0] in sys.modules}
+    pickled = {n.split(".")[0] for n in global_modules(data)}
     names = (pickled | imported_modules(files)) - carried - set(sys.stdlib_module_names) - {"provenflow", "__main__"}
     out = set()
     for name in names:
