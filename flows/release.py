@@ -14,7 +14,13 @@ from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
 from provenflow.settings import get_settings
-from provenflow.tasks.release import build_image, collect_wheels, export_model_bundle, push_image
+from provenflow.tasks.release import (
+    build_image,
+    collect_model_wheels,
+    collect_wheels,
+    export_model_bundle,
+    push_image,
+)
 from provenflow.tasks.workspace import open_workspace
 
 
@@ -56,8 +62,10 @@ def release(
             metadata = dataclasses.asdict(bundle)
             labels = core.oci_labels(metadata)
             wheels = collect_wheels(get_settings().home_dir / "wheels")
+            # What the team's own code imports that the serving packages are not (none for model-run's).
+            extra = collect_model_wheels(get_settings().home_dir / "wheels", bundle.signature or {}, wheels)
             image = f"{repository_of(version.name)}:{version.version}-{version.hash[:12]}"
-            built = build_image(scratch / "bundle", wheels, base_image, image, labels, scratch)
+            built = build_image(scratch / "bundle", wheels, base_image, image, labels, scratch, extra)
             pushed = push_image(image, auth)
             runtime = "onnx" if bundle.onnx else "sklearn"
             if bundle.onnx_reason:  # e.g. date features or native categories: no ONNX graph

@@ -5,7 +5,10 @@ held-out rows) → release and redeploy to the champion's target.
 A team that trains with its own code names its own training deployment instead (the policy's
 ``retrain_deployment``, or DEPLOYMENT): that flow run replaces the data run and model run, and the
 model version it registered (``provenflow.log_model`` under the champion's name) goes through the
-same gate, promotion and redeploy."""
+same gate, promotion and redeploy. With no deployment named, a model the team's own code trained is
+retrained by that code: the deployment whose flow run trained it, else the notebook, script or flow
+its training run recorded as its entry point, run again in the project as it is now, on the newest
+data."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from provenflow.flows.release import release
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
 from provenflow.modeling import registry
-from provenflow.tasks.retrain import deployment_that_trained, run_training_deployment
+from provenflow.tasks.retrain import deployment_that_trained, rerun_training_code, run_training_deployment
 from provenflow.tasks.workspace import open_workspace
 
 
@@ -86,6 +89,7 @@ def retrain(
         champion_ref, params = champion.ref, dict(trained.parameters)
         built_in = trained.flow == "model-run"  # the recipe's own runs retrain the recipe's way
         trained_in = trained.prefect_flow_run_id
+        entry = None if built_in else trained.code_entry  # the notebook, script or flow that trained it
         target = deployed.target if deployed else None
         # Redeploy the way the champion was deployed (its port, its Kubernetes target block).
         deployed_with = session.get(m.Run, deployed.run_id).parameters if deployed and deployed.run_id else {}
@@ -94,30 +98,41 @@ def retrain(
         # A team's own flow, started from its deployment, made the champion: that flow retrains it.
         deployment = found[0]
         deployment_parameters = found[1] if deployment_parameters is None else deployment_parameters
-    if not source and not deployment:
+    if deployment:
+        entry = None
+    if not source and not deployment and not entry:
         raise registry.PromotionError(
             f"no data source to retrain {champion_ref} on; pass source=, or deployment= to retrain with "
             "the team's own training flow"
         )
-    if not deployment and dataset is None:
+    if not deployment and not entry and dataset is None:
         raise registry.PromotionError(
             f"{champion_ref} records no training dataset to retrain the built-in way; name the team's own "
             "training deployment (deployment=, or the policy's retrain_deployment)"
         )
+    if deployment or entry:
+        source = None  # the team's own code reads its data itself: no source is used, none recorded
     parameters = {"model": champion_ref, "source": source, "alias": alias, "drift_report": drift_report,
-                  "deployment": deployment, "deployment_parameters": deployment_parameters}  # fmt: skip
+                  "deployment": deployment, "deployment_parameters": deployment_parameters,
+                  "entry": entry}  # fmt: skip
     with provenflow.start(f"retrain-{champion.name}", kind="retrain", flow="retrain", parameters=parameters,
                           workspace=workspace) as run:  # fmt: skip
         run.input(champion)
         if report_hash:
             run.link("input", "drift-report", f"drift-report-{drift_report}", Digest(report_hash))
-        training_run = None
+        training_run = training_runs = None
         if deployment:  # the team's own flow trains it, and registers it under the champion's name
             training_run = run_training_deployment(deployment, deployment_parameters or {}, deployment_timeout)
             with workspace.ledger.reader() as session:
                 made = registry.registered_by_flow_run(session, training_run, champion.name)
                 challenger_ref, challenger_metrics = made.ref, dict(made.metrics or {})
             new_data = None  # the gate scores on the rows the challenger's own run held out
+        elif entry:  # the notebook (script, flow) that trained the champion trains the challenger
+            training_runs = rerun_training_code(workspace, champion.run_id)
+            with workspace.ledger.reader() as session:
+                made = registry.registered_by_runs(session, training_runs, champion.name)
+                challenger_ref, challenger_metrics = made.ref, dict(made.metrics or {})
+            new_data = None
         else:
             data = data_run(name=dataset.name, source=source, source_credentials=source_credentials,
                             ledger_block=ledger_block, store_block=store_block, **sql)  # fmt: skip
@@ -157,6 +172,8 @@ def retrain(
         "challenger": challenger_ref,
         "dataset": new_data,
         "training_flow_run": training_run,
+        "training_runs": training_runs,
+        "training_entry": entry,
         "promotion": decision["decision"],
         "deployment": placed,
     }

@@ -20,11 +20,18 @@ def collect_wheels(cache: Path, requirements: list[str] | None = None) -> Path:
     return release.collect_wheels(cache, requirements)
 
 
+@task(cache_policy=NO_CACHE, retries=1)
+def collect_model_wheels(cache: Path, signature: dict, serving_wheels: Path) -> Path | None:
+    """Wheels for what the model's own code imports and the serving wheels lack."""
+    return release.collect_model_wheels(cache, release.model_requirements(signature, serving_wheels))
+
+
 @task(cache_policy=NO_CACHE)
 def build_image(
-    bundle: Path, wheels: Path, base_image: str, image: str, labels: dict, scratch: Path
-) -> release.BuiltImage:
-    context = release.build_context(bundle, wheels, base_image, scratch / "context")
+    bundle: Path, wheels: Path, base_image: str, image: str, labels: dict, scratch: Path,
+    model_wheels: Path | None = None,
+) -> release.BuiltImage:  # fmt: skip
+    context = release.build_context(bundle, wheels, base_image, scratch / "context", model_wheels)
     return release.build_image(release.docker_client(), context, image, labels, base_image)
 
 

@@ -9,12 +9,14 @@ from prefect.settings import PREFECT_API_URL
 
 from provenflow.data import datasets
 from provenflow.digest import Digest
+from provenflow.errors import ProvenflowError
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
-from provenflow.modeling import reproduce, signing, training
+from provenflow.modeling import registry, reproduce, signing, training
 from provenflow.modeling.reproduce import RecordedRun
 from provenflow.project import project_root
 from provenflow.settings import get_settings
+from provenflow.tracking.pins import read_noted
 from provenflow.workspace import Workspace
 
 
@@ -51,14 +53,16 @@ def rerun(workspace: Workspace, run: RecordedRun, checkout: Path, scratch: Path,
         source = reproduce.fetch_source(workspace.store, run, scratch)
         suite = reproduce.fetch_suite(workspace.store, run, scratch)
     parameters = {**reproduce.rerun_parameters(run, source, suite), **{k: v for k, v in blocks.items() if v}}
-    result = reproduce.replay(run.flow, parameters, checkout, reproduce.replay_env(_child_env(workspace)))
+    result = reproduce.replay(run.flow, parameters, checkout, reproduce.replay_env(child_env(workspace)))
     with workspace.ledger.reader() as session:
         again = reproduce.recorded_run(session, result["run_id"])
     reproduce.check_reported_model(again, result)
     return again
 
 
-def _child_env(workspace: Workspace) -> dict[str, str]:
+def child_env(workspace: Workspace) -> dict[str, str]:
+    """What a child process that runs recorded code needs: this workspace, this signing key, this Prefect
+    server (re-runs here, and retraining by the code that trained a model: tasks.retrain)."""
     settings = get_settings()
     env = {
         "PROVENFLOW_HOME": str(settings.home_dir),
@@ -85,12 +89,19 @@ def rerun_entry(workspace: Workspace, run: RecordedRun, checkout: Path, scratch:
     pins, runs = scratch / "pins.json", scratch / "runs.txt"
     pins.write_text(json.dumps(reproduce.pins_of(run)))
     runs.write_text("")
-    env = {**_child_env(workspace), "PROVENFLOW_REPRODUCTION_PINS": str(pins), "PROVENFLOW_REPRODUCTION_RUNS": str(runs)}
+    env = {**child_env(workspace), "PROVENFLOW_REPRODUCTION_PINS": str(pins), "PROVENFLOW_REPRODUCTION_RUNS": str(runs)}
     reproduce.replay(run.flow, run.parameters, checkout, reproduce.replay_env(env), entry=run.entry)
-    started = runs.read_text().split()
+    started, models = read_noted(runs.read_text())
     with workspace.ledger.reader() as session:
         names = {r.id: r.name for r in session.query(m.Run).filter(m.Run.id.in_(started))} if started else {}
-        return reproduce.recorded_run(session, reproduce.pick_rerun(run, started, names))
+        again = reproduce.recorded_run(session, reproduce.pick_rerun(run, started, names))
+    for edge in (e for e in again.outputs if e.kind == "model"):
+        if edge.hash not in models:  # what compare_results may load must come from the re-run itself
+            raise reproduce.ReproductionError(
+                f"the ledger records the re-run's model {edge.name} as {edge.hash[:12]}, which the re-run did "
+                "not report; someone changed the ledger during the reproduction. Refusing to load it"
+            )
+    return again
 
 
 @task(cache_policy=NO_CACHE)
@@ -122,14 +133,19 @@ def compare_results(
 
 
 def _same_tables(workspace: Workspace, original: RecordedRun, again: RecordedRun) -> bool:
-    """Every output of the team's code that differs in bytes is a dataset with the same table."""
+    """Every output of the team's code that differs in bytes is a dataset with the same table, or a
+    model with the same predictions on its recorded input example and its drift reference."""
     before, after = reproduce.outputs_by_key(original), reproduce.outputs_by_key(again)
     if before.keys() != after.keys():
         return False
     differing = [k for k in before if before[k] != after[k]]
-    if any(not k.startswith("dataset:") for k in differing):
+    tables = ("dataset:", "input-example:")  # a model's example rows compare as a table does
+    if any(not k.startswith((*tables, "model:")) for k in differing):
         return False
-    for k in differing:
+    for k in [k for k in differing if k.startswith("model:")]:
+        if not _same_model_predictions(workspace, original, k.removeprefix("model:"), Digest(after[k])):
+            return False
+    for k in [k for k in differing if k.startswith(tables)]:
         try:
             first = datasets.load_table(workspace.store, Digest(before[k]))
             second = datasets.load_table(workspace.store, Digest(after[k]))
@@ -138,3 +154,34 @@ def _same_tables(workspace: Workspace, original: RecordedRun, again: RecordedRun
         if not first.equals(second):
             return False
     return True
+
+
+def _same_model_predictions(workspace: Workspace, original: RecordedRun, name: str, reproduced: Digest) -> bool:
+    """The recorded version of model NAME and the re-run's predict the same on the rows the version
+    recorded: its input example, and (up to 1,000 rows of) its drift reference. No rows: not provable."""
+    edge = next(e for e in original.outputs if e.kind == "model" and e.name.split("@", 1)[0] == name)
+    store = workspace.store
+    with workspace.ledger.reader() as session:
+        version = resolve_model(session, edge.name)
+        recorded = training.load_model(store, version)
+        columns = [i["name"] for i in (version.signature or {}).get("inputs", [])]
+        frames = []
+        example = (version.signature or {}).get("input_example")
+        if example:
+            frames.append(datasets.load_table(store, Digest(example)))
+        try:
+            reference = registry.training_reference(session, version)
+        except ProvenflowError:  # no training data recorded: the example alone
+            reference = None
+        if reference is not None:
+            table = datasets.load_table(store, Digest(reference.hash))
+            if set(columns) <= set(table.columns):
+                frames.append(table[columns].sample(n=min(len(table), 1000), random_state=0))
+    if not frames:
+        return False
+    again = training.load_reproduced(store, reproduced)  # its hash came from the re-run (rerun_entry)
+    try:
+        return all(reproduce.same_predictions(recorded, again, frame[columns] if columns else frame)
+                   for frame in frames)  # fmt: skip
+    except Exception:  # the re-run's model cannot predict on the recorded rows: not the same model
+        return False

@@ -68,3 +68,42 @@ def deployment_that_trained(flow_run_id: str | None) -> tuple[str, dict[str, Any
         except ObjectNotFound:
             return None
     return f"{flow.name}/{deployment.name}", dict(flow_run.parameters or {})
+
+
+@task(cache_policy=NO_CACHE)
+def rerun_training_code(workspace: Any, run_id: str) -> list[str]:
+    """Run again the notebook, script or flow that trained a model (the entry point run RUN_ID
+    recorded), in the project as it is now, in its own process: the team's current code, reading the
+    newest data (no dataset is pinned, unlike a reproduction) and registering what it logs. A notebook
+    runs in a real Jupyter kernel, as ``provenflow reproduce`` runs it. The run's code seal is checked
+    first, as ``reproduce`` checks it: an entry point changed in the ledger is refused before anything
+    runs. Returns the ids of the runs it started."""
+    import tempfile
+    from pathlib import Path
+
+    from provenflow.modeling import reproduce, signing
+    from provenflow.project import project_root
+    from provenflow.tasks.reproduce import child_env
+
+    with workspace.ledger.reader() as session:
+        entry = reproduce.recorded_run(session, run_id, signing.signing_key()).entry
+    root = project_root().resolve()
+    path = (root / entry["path"]).resolve() if entry else None
+    cwd = (root / (entry.get("cwd") or ".")).resolve() if entry else root
+    if path is None or not path.is_relative_to(root) or not cwd.is_relative_to(root) or not path.is_file():
+        raise PromotionError(
+            f"the {entry['kind'] if entry else 'code'} that trained the model ({entry['path'] if entry else 'none recorded'}) "
+            f"is not in the project at {root}; run retrain from the project's folder, or name a training "
+            "deployment (deployment=)"
+        )
+    with tempfile.TemporaryDirectory(prefix="provenflow-retrain-") as scratch:
+        runs = Path(scratch) / "runs.txt"
+        runs.write_text("")
+        env = {**child_env(workspace), "PROVENFLOW_REPRODUCTION_RUNS": str(runs)}
+        try:
+            reproduce.replay("retrain", {}, root, reproduce.replay_env(env), entry=entry)
+        except reproduce.ReproductionError as exc:
+            raise PromotionError(f"retraining by running {entry['kind']} {entry['path']} again failed: {exc}") from None
+        from provenflow.tracking.pins import read_noted
+
+        return read_noted(runs.read_text())[0]

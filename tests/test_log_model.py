@@ -189,6 +189,10 @@ def test_log_model_registers_a_sealed_version_with_its_code(ws, team_module, pen
         assert [i["name"] for i in version.signature["inputs"]] == FEATURES
         assert version.signature["target"]["name"] == "species"
         assert version.metrics["custom"] == 0.5 and version.metrics["accuracy"] > 0.9
+        from provenflow.storage.references import referenced_hashes
+
+        # The example rows a reproduction compares predictions on: stored, and kept by gc (a run edge).
+        assert version.signature["input_example"] in referenced_hashes(session)
         kinds = {io.kind for io in session.get(m.Run, run.id).io}
     assert {"dataset", "model", "calibration"} <= kinds  # lineage, and CBPE's held-out probabilities
 
@@ -457,3 +461,98 @@ def test_dataset_reads_the_version_a_reproduction_pins(ws, project, penguins_fra
     with pf.start("replay", workspace=ws) as run:
         frame = pf.dataset("penguins@latest")
     assert len(frame) == len(penguins_frame) and run.summary.inputs[0]["name"] == str(first)
+
+
+def test_loading_an_own_code_model_writes_no_folder(ws, team_module, penguins_frame, tmp_path, monkeypatch):
+    """Each load used to extract the carried code into a new mkdtemp folder that was never removed (a
+    server reloading its model, a drift check per run): now the code is imported from the model's own
+    bytes in memory, so loading twice leaves nothing behind, and the model's code still reads as source."""
+    import inspect
+    import tempfile
+
+    labelled = penguins_frame.dropna(subset=["species"])
+    model = own_pipeline(team_module, labelled)
+    with pf.start("train", workspace=ws):
+        logged = pf.log_model(model, name="m", input_example=labelled[FEATURES].head())
+    export_bundle(ws, str(logged), tmp_path / "bundle")
+    for name in logged.code:  # as in a server started elsewhere: only the carried copies are left
+        sys.modules.pop(name.removesuffix(".py"), None)
+        (Path(team_module.__file__).parent / name).unlink()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where mkdtemp would write
+    rows = labelled[FEATURES].head()
+    for _ in range(2):
+        loaded = load_bundle(tmp_path / "bundle").pipeline
+        assert list(loaded.predict(rows)) == list(model.predict(rows))
+    assert list(scratch.iterdir()) == []
+    carried = type(loaded.steps[0][1])
+    assert carried.__module__ == team_module.__name__ and carried is not team_module.BillRatio
+    assert "helper.ratio" in inspect.getsource(carried)  # tracebacks show the carried source
+
+
+SLUGGED = """
+from slugify import slugify  # python-slugify: installed here, not one of the serving packages
+
+
+class Slugged:
+    '''Labels from the team's pipeline, as slugs.'''
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    def predict(self, frame):
+        return [slugify(str(label)) for label in self.pipeline.predict(frame)]
+"""
+
+
+def slugged_model(project, team_module, frame):
+    """A model whose carried code imports an installed distribution the serving image lacks."""
+    name = f"slugged_{uuid.uuid4().hex[:8]}"
+    (project / f"{name}.py").write_text(SLUGGED)
+    return importlib.import_module(name).Slugged(own_pipeline(team_module, frame))
+
+
+def test_the_distributions_carried_code_imports_are_recorded_and_checked(ws, project, team_module, penguins_frame, tmp_path):
+    """Before, a model whose code imported python-slugify recorded nothing of it: a server or image
+    without it failed deep in the unpickling. Now log_model records it (with its version), a release
+    adds it and its dependencies to the serving wheels, and a load where it is missing names it."""
+    import importlib.metadata
+
+    import attrs  # noqa: F401 - as a pytest session (jsonschema, docker) imports it
+
+    from provenflow.deploy import release
+
+    labelled = penguins_frame.dropna(subset=["species"])
+    model = slugged_model(project, team_module, labelled)
+    with pf.start("train", workspace=ws):
+        logged = pf.log_model(model, name="slugged", input_example=labelled[FEATURES].head())
+    with ws.ledger.reader() as session:
+        signature = resolve_model(session, str(logged)).signature
+    slugify_pin = f"python-slugify=={importlib.metadata.version('python-slugify')}"
+    assert slugify_pin in signature["requirements"]
+    assert not {"sys", "provenflow"} & {r.split("==")[0] for r in signature["requirements"]}
+    assert not [r for r in signature["requirements"] if r.startswith(("features_", "helpers_"))]  # carried
+    # The pickle holds the string "attrs" (a DataFrame's attribute); the attrs package (imported here by
+    # then) is not what it names. Before, every string in the pickle that was a loaded module counted.
+    assert "attrs" in sys.modules and not [r for r in signature["requirements"] if r.startswith("attrs==")]
+
+    serving = tmp_path / "wheels"  # what the serving wheels hold: scikit-learn, numpy, pandas, ...
+    serving.mkdir()
+    for wheel in ("scikit_learn-1-py3-none-any.whl", "numpy-2-py3-none-any.whl", "pandas-3-py3-none-any.whl",
+                  "scipy-1-py3-none-any.whl", "joblib-1-py3-none-any.whl", "threadpoolctl-3-py3-none-any.whl"):  # fmt: skip
+        (serving / wheel).write_bytes(b"")
+    extra = release.model_requirements(signature, serving)
+    assert slugify_pin in extra  # and what it depends on, pinned as installed here
+    assert f"text-unidecode=={importlib.metadata.version('text-unidecode')}" in extra
+    assert not [r for r in extra if r.lower().startswith(("numpy", "scikit-learn", "pandas"))]
+
+    from provenflow.modeling.owncode import check_requirements
+
+    with pytest.raises(ModelCodeError) as caught:
+        check_requirements(["no-such-distribution==1.0"], "slugged@1")
+    assert str(caught.value).startswith(
+        "model slugged@1 needs the distribution no-such-distribution==1.0 (its code imports it), which is not installed"
+    )
+    with pytest.raises(release.ReleaseError, match=r"needs the distribution no-such-distribution==1.0"):
+        release.model_requirements({"requirements": ["no-such-distribution==1.0"]}, serving)

@@ -228,3 +228,73 @@ def test_a_different_result_says_why_and_registers_nothing(repo):
     with Workspace.default().ledger.reader() as session:
         versions = session.query(m.DatasetVersion).filter(m.DatasetVersion.name == "features").all()
     assert len(versions) == 1 and versions[0].hash == features["original"]
+
+
+# A model of the team's own: doubles x, plus an offset; it keeps when it was trained (so it never pickles
+# the same twice) and, when told to, draws its offset unseeded (so it predicts differently each time).
+SCORER = """\
+class Doubler:
+    def __init__(self, trained_at, offset):
+        self.trained_at, self.offset = trained_at, offset
+
+    def predict(self, frame):
+        return frame["x"].to_numpy() * 2.0 + self.offset
+"""
+TRAIN_DOUBLER = """\
+import random
+import sys
+import time
+
+import pandas as pd
+
+import provenflow as pf
+from scorer import Doubler
+
+with pf.start("train-doubler") as run:
+    offset = random.random() if sys.argv[1] == "unseeded" else 0.5
+    pf.log_model(Doubler(time.time(), offset), name="doubler", input_example=pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
+print("RUN", run.id)
+"""
+
+
+@pytest.mark.parametrize(("how", "verdict"), [("stamped", "equivalent"), ("unseeded", "different")])
+def test_a_model_with_other_bytes_is_compared_by_its_predictions(repo, how, verdict):
+    """Before, any own-code model whose bytes changed was 'different': now its predictions on the
+    recorded input example decide between equivalent and different, as for model-run."""
+    (repo / "scorer.py").write_text(SCORER)
+    (repo / "train.py").write_text(TRAIN_DOUBLER)
+    commit(repo)
+    done = subprocess.run([sys.executable, "train.py", how], cwd=repo, env=child_env(),
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    run_id = done.stdout.split("RUN ")[1].split()[0]
+    report = reproduce(run_id)
+    model = report["outputs"]["model:doubler"]
+    assert model["original"] != model["reproduced"]  # a timestamp inside: never the same bytes
+    example = report["outputs"]["input-example:doubler input example"]
+    assert example["original"] == example["reproduced"]  # the rows it is compared on
+    assert report["verdict"] == verdict, report
+    assert report["causes"] == ["non-determinism"], report  # same data and code; as model-run says it
+
+
+def test_retraining_runs_the_recorded_script_again_and_refuses_a_changed_entry(repo):
+    """The retrain flow's step for a model a script trained: the script runs again in the project as
+    it is now (on the newest data, nothing pinned); an entry point changed in the ledger is refused by
+    its code seal before anything runs."""
+    from provenflow.tasks.retrain import rerun_training_code
+
+    dataset_version("1 2")
+    (repo / "train.py").write_text(SCRIPT)
+    commit(repo)
+    done = subprocess.run([sys.executable, "train.py", "1"], cwd=repo, env=child_env(),
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    run_id = done.stdout.split("RUN ")[1].split()[0]
+    dataset_version("5 5")
+    (started,) = rerun_training_code.fn(Workspace.default(), run_id)
+    again = recorded(started)
+    assert again.name == "train-script" and again.id != run_id
+    with Workspace.default().ledger.reader() as session:  # the newest data, 5 + 5: not the recorded 1 + 2
+        assert {x.key: x.value for x in session.get(m.Run, started).metrics} == {"total": 10.0}
+    with Workspace.default().ledger.transaction() as session:  # a ledger write, no key
+        session.get(m.Run, run_id).code_entry = {**recorded(run_id).code_entry, "path": "../../outside.py"}
+    with pytest.raises(SignatureError, match="code seal does not match"):
+        rerun_training_code.fn(Workspace.default(), run_id)

@@ -12,6 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -140,3 +142,102 @@ def pf_rows():
     import pandas as pd
 
     return pd.read_csv(PENGUINS).dropna(subset=["species"]).sample(30, random_state=2)
+
+
+@pytest.fixture
+def notebook_project(project):
+    """The example in a fresh git repository (no deployment, no worker: a notebook needs neither)."""
+    shutil.copytree(EXAMPLE, project, dirs_exist_ok=True)
+    for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "the team's project"]):
+        subprocess.run(["git", "-c", "user.email=ds@example.com", "-c", "user.name=ds", *command], cwd=project,
+                       check=True, capture_output=True)  # fmt: skip
+    return project
+
+
+def test_a_notebook_trains_serves_drifts_retrains_and_reproduces(notebook_project, monkeypatch):
+    """The example's notebook, run in a real Jupyter kernel, through the whole chain: its model (with
+    features.py inside) is promoted and served from another folder; shifted traffic drifts; the retrain
+    flow runs the notebook again on the newest data, and its version is gated, promoted and redeployed;
+    the first notebook run reproduces identical from its recorded commit and data."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    import provenflow as pf
+    from provenflow.data.datasets import read_table
+    from provenflow.deploy.local import stop
+    from provenflow.flows.deploy import deploy
+    from provenflow.flows.drift_monitor import drift_monitor
+    from provenflow.flows.promote import promote
+    from provenflow.flows.reproduce import reproduce
+    from provenflow.flows.retrain import retrain
+    from provenflow.ledger import models as m
+    from provenflow.ledger.refs import resolve_model
+    from provenflow.modeling import owncode, registry, training
+    from provenflow.settings import get_settings
+    from provenflow.workspace import Workspace
+    from tests.test_drift_flow import send
+
+    with pf.start("ingest"):
+        first_data = pf.log_dataset(PENGUINS, name="penguins")
+    notebook = notebook_project / "train.ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))  # what Jupyter's server sets; nbclient does not
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    executed = NotebookClient(nbformat.read(notebook, as_version=4), kernel_name="python3", timeout=300,
+                              resources={"metadata": {"path": str(notebook_project)}}).execute()  # fmt: skip
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    run_id, ref = executed.cells[-1].outputs[0]["text"].split()[1:3]
+    assert ref == "penguins-notebook@1"
+    workspace = Workspace.default()
+    with workspace.ledger.reader() as session:
+        trained = session.get(m.Run, run_id)
+        assert trained.code_entry["kind"] == "notebook" and trained.code_entry["path"] == "train.ipynb"
+        first = resolve_model(session, ref)
+        assert first.format == owncode.FORMAT and set(first.signature["code"]) == {"features.py"}
+        model = training.load_model(workspace.store, first)
+
+    assert promote(model=ref, to="production", auto_approve=True)["decision"] == "approved"
+    placed = deploy(model="penguins-notebook@production", target="local")
+    deployments = get_settings().home_dir / "deployments"
+    names = {placed["name"]}
+    try:
+        rows = pf_rows()
+        answer = httpx.post(f"{placed['endpoint']}/predict", json={"records": records_of(rows, COLUMNS)}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == list(model.predict(rows[COLUMNS]))
+
+        # Production traffic moves away from the training data: heavier penguins.
+        shifted = read_table(str(PENGUINS))[COLUMNS].sample(n=600, replace=True, random_state=5)
+        shifted["body_mass_g"] += 900
+        start = datetime.now(UTC)
+        send(placed["endpoint"], shifted)
+        time.sleep(2.5)  # local deployments flush their prediction log every second
+        report = drift_monitor(model="penguins-notebook@production", since=start)
+        assert report["drift"] is True and report["features"]["body_mass_g"]["drift"] is True, (report["verdict"], report.get("reason"))
+
+        # The newest data, as the team's data preparation records it; then the notebook retrains.
+        fresh = read_table(str(PENGUINS))
+        fresh["body_mass_g"] += 900
+        with pf.start("ingest-newest"):
+            newest = pf.log_dataset(fresh, name="penguins")
+        result = retrain(model="penguins-notebook@production", drift_report=str(report["report_id"]))
+        names.add(result["deployment"]["name"])
+        assert result["challenger"] == "penguins-notebook@2" and result["promotion"] == "approved", result
+        assert result["training_entry"]["kind"] == "notebook" and result["training_flow_run"] is None
+        with workspace.ledger.reader() as session:
+            assert registry.holder_of(session, "penguins-notebook", "production").version == 2
+            second = resolve_model(session, "penguins-notebook@2")
+            retrained = session.get(m.Run, second.run_id)
+            assert retrained.code_entry["kind"] == "notebook"  # the notebook ran again, in a kernel
+            assert {io.hash for io in retrained.io if io.kind == "dataset"} == {newest.hash}
+        served = httpx.get(f"{result['deployment']['endpoint']}/metadata", timeout=10).json()
+        assert served["model"]["version"] == 2
+
+        # The first notebook run, at its recorded commit, on the data it read (not the newest).
+        again = reproduce(run_id=run_id)
+        assert again["verdict"] == "identical", again
+        with workspace.ledger.reader() as session:
+            rerun = session.get(m.Run, again["reproduction"])
+            assert {io.hash for io in rerun.io if io.kind == "dataset"} == {first_data.hash}
+    finally:
+        for name in names:
+            stop(deployments / name)

@@ -4,7 +4,9 @@ The image is a base image (a minimal Debian with Python, made with debootstrap: 
 infra/serving/make-base-image.sh) plus wheels downloaded or built on the host and copied into the
 build context, so nothing inside the build touches a network (``network_mode="none"``), plus the
 model bundle. Serving packages are pinned to the versions installed on the host, so the image
-unpickles the model with the scikit-learn that trained it. When the bundle has a checked ONNX graph,
+unpickles the model with the scikit-learn that trained it. A model logged by the team's own code
+also gets the installed distributions its code imports (``signature.requirements``, recorded by
+``log_model``) and their dependencies, as wheels built on the host. When the bundle has a checked ONNX graph,
 the image gets no pickle at all: nothing in it can run code when the model is loaded (SECURITY.md).
 OCI labels carry the model's identity.
 """
@@ -91,6 +93,78 @@ def collect_wheels(cache: Path, requirements: list[str] | None = None) -> Path:
     return folder
 
 
+def _canonical(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _wheel_names(folder: Path) -> set[str]:
+    return {_canonical(w.name.split("-", 1)[0]) for w in folder.glob("*.whl")}
+
+
+def model_requirements(signature: dict, serving_wheels: Path) -> list[str]:
+    """What the model's own code needs that the serving wheels do not hold: the distributions
+    ``log_model`` recorded (``signature.requirements``) and, from this environment's metadata, their
+    dependencies, each pinned to the version installed here (it must be the one the model was logged
+    with). ReleaseError naming the distribution when this environment cannot provide it."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    have = _wheel_names(serving_wheels)
+    wanted = [r.partition("==") for r in signature.get("requirements") or []]
+    out: dict[str, str] = {}
+    todo = [(dist, version) for dist, _, version in wanted]
+    while todo:
+        dist, version = todo.pop()
+        key = _canonical(dist)
+        if key in have or key in out:
+            continue
+        try:
+            installed = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            raise ReleaseError(
+                f"the model needs the distribution {dist}{'==' + version if version else ''} (its code imports it), "
+                f"which is not installed where the image is built; install it here (pip install '{dist}"
+                f"{'==' + version if version else ''}') and release again"
+            ) from None
+        if version and installed != version:
+            raise ReleaseError(
+                f"the model was logged with {dist}=={version}, but {installed} is installed where the image is "
+                f"built; install {dist}=={version} here (the image pins what is installed) and release again"
+            )
+        out[key] = f"{dist}=={installed}"
+        for raw in importlib.metadata.requires(dist) or []:
+            requirement = Requirement(raw)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append((requirement.name, ""))
+    return sorted(out.values(), key=str.lower)
+
+
+def collect_model_wheels(cache: Path, requirements: list[str]) -> Path | None:
+    """Wheels for REQUIREMENTS alone (their dependencies are listed in them already), kept in
+    ``cache`` per set, as the serving wheels are; None when there are none."""
+    if not requirements:
+        return None
+    key = "model-" + hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
+    folder = cache / key
+    if (folder / "requirements.txt").exists():
+        return folder
+    staging = cache / f".{key}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(staging), *requirements],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ReleaseError(f"could not collect wheels for the model's own requirements: {done.stderr.strip()[-800:]}")
+    (staging / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    staging.rename(folder)
+    return folder
+
+
 def oci_labels(metadata: dict) -> dict[str, str]:
     """Standard OCI annotations plus provenflow's own: what model, from which run, data and code."""
     return {
@@ -124,13 +198,19 @@ ENTRYPOINT ["/opt/venv/bin/python", "-m", "provenflow.serving", "--bundle", "/mo
 """
 
 
-def build_context(bundle: Path, wheels: Path, base_image: str, dest: Path) -> Path:
-    """The folder docker builds from: Dockerfile, wheels, the provenflow package, the bundle."""
+def build_context(bundle: Path, wheels: Path, base_image: str, dest: Path, model_wheels: Path | None = None) -> Path:
+    """The folder docker builds from: Dockerfile, wheels (the serving packages', and MODEL_WHEELS for
+    what the model's own code imports: collect_model_wheels), the provenflow package, the bundle."""
     import provenflow
     from provenflow.serving.bundle import MODEL_FILE, ONNX_FILE
 
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(wheels, dest / "wheels")
+    if model_wheels is not None:
+        for wheel in model_wheels.glob("*.whl"):
+            shutil.copy2(wheel, dest / "wheels" / wheel.name)
+        listed = (dest / "wheels" / "requirements.txt").read_text() + (model_wheels / "requirements.txt").read_text()
+        (dest / "wheels" / "requirements.txt").write_text(listed)
     shutil.copytree(
         Path(provenflow.__file__).parent,
         dest / "provenflow",

@@ -11,7 +11,8 @@ carries the modules of the team's repository that it needs, in one archive with 
 The archive is the model's stored object, so its BLAKE3 hash (the model's identity) covers the
 code too, and the seal (provenflow.modeling.signing) covers the hash: code that was changed after
 the model was registered fails the same check as a changed pickle. ``load`` runs only after
-``training.deserialize`` has checked both; only then is the code folder put on ``sys.path``.
+``training.deserialize`` has checked both; only then is the code importable, from the checked bytes
+in memory (nothing is extracted to disk).
 
 The archive is deterministic (sorted entries, fixed timestamps, stored uncompressed): the same
 model and code give the same bytes, so re-logging an unchanged model is the same version.
@@ -19,16 +20,19 @@ model and code give the same bytes, so re-logging an unchanged model is the same
 
 from __future__ import annotations
 
+import functools
+import importlib.abc
+import importlib.util
 import io
 import os
 import pickle
 import pickletools
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.machinery import ModuleSpec
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
 
@@ -152,6 +156,134 @@ def collect(data: bytes, root: Path, code_paths: Sequence[str | os.PathLike] = (
     return [files[p] for p in sorted(files)]
 
 
+# -- the installed distributions it needs ----------------------------------------------
+
+
+def imported_modules(files: Sequence[CodeFile]) -> set[str]:
+    """The top-level modules the carried files import (absolute imports, anywhere in the file)."""
+    import ast
+
+    names: set[str] = set()
+    for file in files:
+        if not file.path.endswith(".py"):
+            continue
+        try:
+            tree = ast.parse(file.data)
+        except (SyntaxError, ValueError):  # not Python 3 source: it would not import either
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+_VERSIONS: dict[str, str] = {}  # distribution -> version installed, as this process first found it
+
+
+def installed_version(dist: str) -> str | None:
+    """The installed version of DIST (None when it is not installed). A version found is kept for the
+    process: reading distribution metadata costs ~2 ms a name, paid on every model load otherwise,
+    and a module once imported stays the version it was even if the files change under it."""
+    import importlib.metadata
+
+    if dist not in _VERSIONS:
+        try:
+            _VERSIONS[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    return _VERSIONS[dist]
+
+
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    """Top-level module -> the distributions providing it (~0.3 s to read: once per process)."""
+    import importlib.metadata
+
+    return dict(importlib.metadata.packages_distributions())
+
+
+class _Stub:
+    """Stands in for every class and function while :func:`global_modules` walks a pickle: accepts
+    any call, state and item, so the walk completes without importing or running anything."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Stub:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
+        return _Stub()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> _Stub:
+        return _Stub()
+
+
+class _GlobalsOnly(pickle.Unpickler):
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+        self.modules: set[str] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.modules.add(module)
+        return _Stub
+
+
+def global_modules(data: bytes) -> set[str]:
+    """The modules whose classes and functions the pickle names (GLOBAL and STACK_GLOBAL), found by
+    unpickling with every one of them replaced by a stub: nothing is imported or executed. (Every
+    string in a pickle would also count a DataFrame's ``attrs`` as the ``attrs`` package.)"""
+    reader = _GlobalsOnly(io.BytesIO(data))
+    try:
+        reader.load()
+    except Exception:  # a reducer the stub cannot satisfy: the names found so far, and every string
+        return reader.modules | pickled_names(data)
+    return reader.modules
+
+
+def requirements(data: bytes, files: Sequence[CodeFile]) -> list[str]:
+    """``dist==version`` for each installed distribution that provides a module the pickle names or
+    the carried code imports (not the standard library, not provenflow, not the carried modules):
+    what a server must have installed besides the carried code. A release image installs those its
+    serving packages lack (provenflow.deploy.release)."""
+    carried = {f.path.split("/")[0].removesuffix(".py") for f in files}
+    pickled = {n.split(".")[0] for n in global_modules(data)}
+    names = (pickled | imported_modules(files)) - carried - set(sys.stdlib_module_names) - {"provenflow", "__main__"}
+    out = set()
+    for name in names:
+        for dist in _providers().get(name, []):
+            if (version := installed_version(dist)) is not None:
+                out.add(f"{dist}=={version}")
+    return sorted(out, key=str.lower)
+
+
+def check_requirements(wanted: Sequence[str], ref: str) -> list[str]:
+    """Before a model loads: a distribution it was logged with that is not installed here is a
+    ModelCodeError naming it (rather than a bare "no module named" from deep inside the pickle).
+    Returns notes for distributions installed in another version (the model may still load)."""
+    notes = []
+    for requirement in wanted:
+        dist, _, version = requirement.partition("==")
+        installed = installed_version(dist)
+        if installed is None:
+            raise ModelCodeError(
+                f"model {ref} needs the distribution {requirement} (its code imports it), which is not installed "
+                f"here; install it (pip install '{requirement}'), or serve the model from its release image "
+                "(provenflow release installs it)"
+            )
+        if version and installed != version:
+            notes.append(f"{dist} {installed} is installed; {ref} was logged with {version}")
+    return notes
+
+
 # -- the archive -----------------------------------------------------------------------
 
 
@@ -177,52 +309,107 @@ def listing(data: bytes) -> dict[str, str]:
 
 
 def load(data: bytes, ref: str) -> Any:
-    """Unpickle an archive whose hash and seal the caller has checked: its code is written to a new
-    private folder, put first on sys.path while the pickle loads, last after. A module the archive lacks and
-    this process cannot import is a ModelCodeError naming it."""
+    """Unpickle an archive whose hash and seal the caller has checked. Its code is imported from the
+    archive's bytes in memory (:class:`CarriedCode`), never written to disk: a load leaves no folder
+    behind and nothing on disk can be swapped between the check and the import. The finder is first
+    on ``sys.meta_path`` while the pickle loads, last after. A module the archive lacks and this
+    process cannot import is a ModelCodeError naming it."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()
         if PICKLE_ENTRY not in names:
             raise StoreError(f"model {ref} is a code archive without {PICKLE_ENTRY}; register it again")
-        folder = Path(tempfile.mkdtemp(prefix="provenflow-code-"))  # 0700, this process's own
+        files: dict[str, bytes] = {}
         for name in names:
             if not name.startswith(CODE_DIR) or name.endswith("/"):
                 continue
-            relative = Path(name[len(CODE_DIR) :])
+            relative = PurePosixPath(name[len(CODE_DIR) :])
             if relative.is_absolute() or ".." in relative.parts:
                 raise StoreError(
                     f"model {ref} carries a code file outside its folder ({name!r}); refusing it"
                 )
-            target = folder / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(name))
+            files[relative.as_posix()] = archive.read(name)
         pickled = archive.read(PICKLE_ENTRY)
-    _forget_other_models_code(names)
-    # First on the path while the pickle loads (it imports the carried modules, and they what they
-    # import at their top), then last: an import the model's code makes later (inside a function)
-    # still finds its carried module, but the process's own imports (the team's code in a notebook,
-    # say) find their own copy first, not an old one a model carried.
-    sys.path.insert(0, str(folder))
-    import importlib
-
-    importlib.invalidate_caches()
+    finder = _finder_for(Digest.of_bytes(data).hex, files)
+    _forget_other_models_code(finder)
+    # First while the pickle loads (it imports the carried modules, and they what they import at
+    # their top), then last: an import the model's code makes later (inside a function) still finds
+    # its carried module, but the process's own imports (the team's code in a notebook, say) find
+    # their own copy first, not an old one a model carried.
+    _remove(finder)
+    sys.meta_path.insert(0, finder)
     try:
         return unpickle(pickled, ref)
     finally:
-        sys.path.remove(str(folder))
-        sys.path.append(str(folder))
+        _remove(finder)
+        sys.meta_path.append(finder)
 
 
-def _forget_other_models_code(names: list[str]) -> None:
+class CarriedCode(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
+    """Imports the modules a model archive carries straight from its bytes. ``__file__`` is
+    ``<provenflow-model HASH12>/features.py``: no such file exists, and tracebacks and
+    ``inspect.getsource`` read the source through :meth:`get_source`."""
+
+    def __init__(self, archive_hash: str, files: dict[str, bytes]) -> None:
+        self.archive_hash = archive_hash
+        self.files = files
+        self.root = f"<provenflow-model {archive_hash[:12]}>"
+
+    def _path_of(self, fullname: str) -> tuple[str, bool] | None:
+        base = fullname.replace(".", "/")
+        if f"{base}/__init__.py" in self.files:
+            return f"{base}/__init__.py", True
+        if f"{base}.py" in self.files:
+            return f"{base}.py", False
+        return None
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        found = self._path_of(fullname)
+        if found is None:
+            return None
+        relative, package = found
+        spec = ModuleSpec(fullname, self, origin=f"{self.root}/{relative}", is_package=package)
+        if package:
+            spec.submodule_search_locations = [f"{self.root}/{relative.rsplit('/', 1)[0]}"]
+        spec.has_location = True  # so the module gets a __file__ (the virtual path above)
+        return spec
+
+    def get_source(self, fullname: str) -> str | None:
+        found = self._path_of(fullname)
+        return None if found is None else importlib.util.decode_source(self.files[found[0]])
+
+    def get_code(self, fullname: str) -> Any:
+        found = self._path_of(fullname)
+        if found is None:
+            raise ImportError(f"no module {fullname!r} in model {self.root}", name=fullname)
+        return compile(self.files[found[0]], f"{self.root}/{found[0]}", "exec", dont_inherit=True)
+
+    def is_package(self, fullname: str) -> bool:
+        found = self._path_of(fullname)
+        return bool(found and found[1])
+
+
+_FINDERS: dict[str, CarriedCode] = {}  # archive hash -> its finder: a model loaded again reuses it
+
+
+def _finder_for(archive_hash: str, files: dict[str, bytes]) -> CarriedCode:
+    if archive_hash not in _FINDERS:
+        _FINDERS[archive_hash] = CarriedCode(archive_hash, files)
+    return _FINDERS[archive_hash]
+
+
+def _remove(finder: CarriedCode) -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if f is not finder]
+
+
+def _forget_other_models_code(finder: CarriedCode) -> None:
     """A process that loads a second model carrying a module of the same name (a new version of
-    features.py) must not reuse the first model's: modules imported from another model's code
-    folder are dropped from sys.modules first. A module the process imported from anywhere else
-    (the team's own, in a notebook) is left alone."""
-    tops = {n[len(CODE_DIR) :].split("/")[0].removesuffix(".py") for n in names if n.startswith(CODE_DIR)}
-    marker = f"{os.sep}provenflow-code-"
+    features.py) must not reuse the first model's: modules another model's archive provided are
+    dropped from sys.modules first. A module the process imported from anywhere else (the team's
+    own, in a notebook) is left alone, and so is one this same archive provided (the same code)."""
+    tops = {path.split("/")[0].removesuffix(".py") for path in finder.files}
     for name in [n for n in sys.modules if n.split(".")[0] in tops]:
-        file = getattr(sys.modules[name], "__file__", None) or ""
-        if marker in file:
+        loader = getattr(getattr(sys.modules[name], "__spec__", None), "loader", None)
+        if isinstance(loader, CarriedCode) and loader is not finder:
             del sys.modules[name]
 
 

@@ -141,6 +141,25 @@ def registered_by_flow_run(session: Session, flow_run_id: str, name: str) -> m.M
     return found[0]
 
 
+def registered_by_runs(session: Session, run_ids: list[str], name: str) -> m.ModelVersion:
+    """The version of model NAME that runs RUN_IDS registered (the newest, if several): what a team's
+    notebook or script, run again by the retrain flow, produced."""
+    edges = session.scalars(
+        select(m.RunIO)
+        .join(m.Run)
+        .where(m.Run.id.in_(run_ids), m.Run.state == "completed", m.RunIO.direction == "output",
+               m.RunIO.kind == "model", m.RunIO.model_version_id.is_not(None))
+        .order_by(m.RunIO.id.desc())
+    )  # fmt: skip
+    found = [e.model_version for e in edges if e.model_version.name == name]
+    if not found:
+        raise PromotionError(
+            f"the code that trained {name!r}, run again, registered no version of it ({len(run_ids)} runs "
+            f"started); it must call provenflow.log_model(model, name={name!r}, ...) inside provenflow.start(...)"
+        )
+    return found[0]
+
+
 def training_reference(session: Session, version: m.ModelVersion) -> m.DatasetVersion:
     """The dataset version whose profile is VERSION's drift reference: the one ``log_model`` was
     given as ``reference=``, else the training run's (first) input dataset."""

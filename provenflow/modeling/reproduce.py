@@ -6,7 +6,8 @@ re-run the same flow with the same parameters, pinned to the exact input version
 process inside that worktree; compare the outputs bit for bit and every metric; give a verdict.
 
     identical   every output hashes the same
-    equivalent  different bytes, but the same predictions (or the same table) and metrics
+    equivalent  different bytes, but the same predictions (or the same table) and metrics; a model of
+                the team's own code is compared on its recorded input example and its drift reference
     different   anything else, with the likely causes: data, code, environment, non-determinism
 """
 
@@ -320,7 +321,9 @@ def same_predictions(original: object, reproduced: object, features: pd.DataFram
     """Labels (or values) equal, and class probabilities within 1e-9, on the same rows."""
     import numpy as np
 
-    first, second = original.predict(features), reproduced.predict(features)
+    first, second = np.asarray(original.predict(features)), np.asarray(reproduced.predict(features))
+    if first.shape != second.shape:
+        return False
     if first.dtype.kind in "fc":
         if not np.allclose(first, second, rtol=0, atol=1e-9):
             return False

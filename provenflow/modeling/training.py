@@ -459,9 +459,12 @@ def deserialize(data: bytes, model: ModelIdentity, seal: str | None, key: Key | 
 def load_model(store: ContentStore, version: Sealed, key: Key | None = None) -> Any:
     """The fitted pipeline of a model version (a ledger row): its seal checked before its bytes are
     even read, then their hash, then unpickled. ``key`` defaults to the configured signing key."""
+    from provenflow.modeling.owncode import check_requirements
+
     model = ModelIdentity.of(version)
     key = key or signing.signing_key()
     signing.verify(model, version.seal, key)
+    check_requirements((getattr(version, "signature", None) or {}).get("requirements") or [], model.ref)
     return deserialize(store.read_bytes(Digest(model.hash)), model, version.seal, key)
 
 
@@ -469,8 +472,12 @@ def load_reproduced(store: ContentStore, digest: Digest) -> Any:
     """A model that a reproduction's own child process just trained and reported to its parent
     over a pipe (``provenflow.modeling.reproduce.replay``): not a registered version, so it has no seal; the
     hash it was handed is trusted because it did not come from the ledger."""
-    model = ModelIdentity("(reproduced)", 0, digest.hex, MODEL_FORMAT)
-    return deserialize(store.read_bytes(digest), model, None, None)
+    from provenflow.modeling import owncode
+
+    data = store.read_bytes(digest)
+    # A model the team's own code logged may be a code archive (a zip), not a bare pickle.
+    format = owncode.FORMAT if data[:4] == b"PK\x03\x04" else MODEL_FORMAT
+    return deserialize(data, ModelIdentity("(reproduced)", 0, digest.hex, format), None, None)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -217,6 +217,10 @@ def _unpickle(folder: Path, meta: BundleMetadata, key: Key | None) -> Any:
             "pickle out when ONNX was accepted), and the pickle was asked for; serve it with ONNX, or "
             "release the model again with ONNX off"
         )
+    from provenflow.modeling.owncode import check_requirements
+
+    for note in check_requirements((meta.signature or {}).get("requirements") or [], meta.ref):
+        log.warning("loading %s: %s", meta.ref, note)
     try:
         return deserialize(_read(model_path), ModelIdentity.of(meta), meta.seal, key)
     except SignatureError:

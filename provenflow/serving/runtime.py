@@ -53,6 +53,8 @@ class SklearnPredictor:
     def predict(self, batch: Batch) -> Predictions:
         frame = pd.DataFrame({name: batch.columns[name] for name in self.names}, copy=False)
         labels = np.asarray(self.pipeline.predict(frame))
+        if labels.dtype.kind in "US":  # a plain Python model's list of str: numpy's fixed-width strings,
+            labels = labels.astype(object)  # which JSON and the prediction log take as Python strings
         proba = np.asarray(self.pipeline.predict_proba(frame), dtype=np.float64) if self.has_proba else None
         return Predictions(labels, proba)
 

@@ -199,7 +199,7 @@ def log_model(
     classes = described.classes
     if described.task == "classification" and classes is None:
         seen = y_eval if y_eval is not None else pd.Series(described.model.predict(input_example))
-        classes = [flavors._plain(c) for c in sorted(pd.unique(seen.dropna()), key=str)]
+        classes = [training.plain_value(c) for c in sorted(pd.unique(seen.dropna()), key=str)]
     signature = flavors.signature_of(
         input_example, target, str(y_eval.dtype) if y_eval is not None else None, described.task, classes
     )
@@ -232,7 +232,14 @@ def log_model(
     )
     if files:
         signature["code"] = {f.path: f.hash for f in files}
+    needed = owncode.requirements(pickled, files)
+    if needed:  # installed distributions it imports: a release image installs those it lacks
+        signature["requirements"] = needed
     store = run.workspace.store
+    example = _stored_example(store, input_example)
+    if example:  # a reproduction compares predictions on it when a re-run's model has other bytes
+        signature["input_example"] = example.hex
+        run.link("output", "input-example", f"{name} input example", example)  # an edge: gc keeps it
     stored = store.put_bytes(data)
     output = ModelOutput(
         name=name, digest=stored.digest, size=stored.size, uri=store.uri(stored.digest), format=format,
@@ -245,6 +252,19 @@ def log_model(
         _keep_probabilities(run, described.model, x_eval, y_eval, output)
     return LoggedModel(name, stored.digest.hex, format, described.flavor, described.task,
                        dict(signature.get("code", {})), run)  # fmt: skip
+
+
+def _stored_example(store, example: pd.DataFrame) -> Digest | None:
+    """The example rows (up to 100) as a Parquet object in the store; its hash, or None when the rows
+    do not go into Parquet (objects of the team's own): the reproduction then compares on the reference."""
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        example.head(100).to_parquet(buffer, index=False)
+    except (ValueError, TypeError, NotImplementedError, ArithmeticError):  # pyarrow's conversion errors derive from these
+        return None
+    return store.put_bytes(buffer.getvalue()).digest
 
 
 def _eval(value: Any) -> tuple[pd.DataFrame | None, pd.Series | None]:

@@ -7,7 +7,9 @@ The reproducer starts the team's own code (script, notebook, Prefect flow) with 
                                   (``pf.input("churn@latest")``, ``pf.dataset(...)``) goes through
                                   :func:`pinned_dataset`, so ``@latest`` means what it meant then.
     PROVENFLOW_REPRODUCTION_RUNS  a file the re-run's runs append their ids to, one a line, so the
-                                  reproducer finds the re-run in the ledger.
+                                  reproducer finds the re-run in the ledger; and ``model:HASH`` for each
+                                  model a re-run made, so the reproducer loads only a model whose hash
+                                  came from the re-run itself, not from the ledger alone.
 
 Outside a reproduction both are unset and these functions change nothing. :func:`reproducing` tells
 code that registers things (``pf.log_model``, ``pf.log_dataset``) that it runs inside a reproduction.
@@ -54,3 +56,17 @@ def note_started(run_id: str) -> None:
     if path is not None:
         with open(path, "a", encoding="utf-8") as f:
             f.write(run_id + "\n")
+
+
+def note_model(digest_hex: str) -> None:
+    """A model the re-run made (during a reproduction): its hash, on the reproducer's own channel."""
+    path = _settings().reproduction_runs
+    if path is not None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"model:{digest_hex}\n")
+
+
+def read_noted(text: str) -> tuple[list[str], set[str]]:
+    """The run ids and the model hashes a runs file holds."""
+    tokens = text.split()
+    return [t for t in tokens if ":" not in t], {t[6:] for t in tokens if t.startswith("model:")}

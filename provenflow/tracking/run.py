@@ -372,6 +372,8 @@ class Run:
             # which the reproducer compares with the original's.
             outputs = [_Edge("output", "dataset", f"{ds.name}@{ds.digest.short}", ds.digest.hex) for ds in self._datasets]
             outputs += [_Edge("output", "model", f"{mo.name}@reproduction", mo.digest.hex) for mo in self._models]
+            for mo in self._models:
+                pins.note_model(mo.digest.hex)
             self._datasets, self._models = [], []
         for ds in self._datasets:
             row = session.scalar(

@@ -69,6 +69,12 @@ def _stamped(cwd: Path) -> tuple[str | None, bool | None]:
     return None, None
 
 
+def _bytecode(name: str) -> bool:
+    """A file Python writes itself when the team's code is imported (a project without a .gitignore
+    has them untracked): recorded, it would make every run dirty and every reproduction differ in code."""
+    return "__pycache__" in Path(name).parts or name.endswith((".pyc", ".pyo"))
+
+
 def capture_code(cwd: Path | None = None, code_file: Path | None = None) -> CodeState:
     cwd = (cwd or Path.cwd()).resolve()
     code_file = code_file or current_code_file()
@@ -93,6 +99,8 @@ def capture_code(cwd: Path | None = None, code_file: Path | None = None) -> Code
     skipped = []
     parts = [diff]
     for name in filter(None, untracked.split("\0")):
+        if _bytecode(name):  # Python's own cache of the code, written by importing it: not code
+            continue
         path = root / name
         if not path.is_file() or path.stat().st_size > UNTRACKED_LIMIT:
             skipped.append(name)
