@@ -4,7 +4,8 @@
     .venv/bin/python bench/all.py --full     # every script at its default size (~15 min)
     .venv/bin/python bench/all.py serving_tail drift   # only these
 
-``bench/.work/summary.json`` is started afresh; each script adds its figures with
+``bench/.work/summary.json`` is started afresh (the run before kept as summary.previous.json, so each
+figure is checked against a second run: more than 20% apart is marked "not reproduced"); each script adds its figures with
 ``common.record(name, value, unit, target=..., better=...)``, and a script that fails is
 recorded as such, the others still run. The summary is printed at the end and, after a run of
 every script, written as bench/README.md's figures table (never typed by hand); keep a copy per
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from common import BENCH, ROOT, SUMMARY, console, record, summary_table, write_readme_figures
+from common import BENCH, PREVIOUS, ROOT, SUMMARY, console, record, summary_table, write_readme_figures
 
 # script -> arguments of the short mode (sizes keep each target's meaning; see bench/README.md)
 SHORT = {
@@ -30,6 +31,7 @@ SHORT = {
     "serving_tail": ["--seconds", "20", "--throughput-seconds", "5"],
     "predictlog_crash": ["--seconds", "3"],
     "overhead": ["--reps", "2"],
+    "worker_start": ["--reps", "2"],
     "data_scale": ["--sizes", "1M"],
 }
 
@@ -41,8 +43,8 @@ def main() -> int:
     args = parser.parse_args()
     if unknown := set(args.only) - set(SHORT):
         parser.error(f"no such benchmark: {', '.join(sorted(unknown))}; choose from {', '.join(SHORT)}")
-    if not args.only:
-        SUMMARY.unlink(missing_ok=True)
+    if not args.only and SUMMARY.exists():
+        SUMMARY.replace(PREVIOUS)  # the run before, against which each figure's reproduction is checked
     failed = []
     for script, short in SHORT.items():
         if args.only and script not in args.only:

@@ -12,7 +12,7 @@ Measured on the tree whose ``provenflow`` is imported (the server runs from that
    (``bench/serving.py``'s load generator; latency from the scheduled send time): p50/p99 ms.
 3. then 300 requests/s from 6 threads, the server gets SIGKILL at a random moment 1-2 s in, and
    the log is read back (which recovers what the dead process left): answered 200 vs logged ids.
-Default flush settings throughout (a segment every 10,000 rows or 10 s).
+Default flush settings throughout (a segment every 100,000 rows or 10 s).
 """
 
 from __future__ import annotations

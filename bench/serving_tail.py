@@ -35,6 +35,7 @@ from serving import _columns, _rows, free_port, make_bundle
 import provenflow
 
 TARGET_P99_MS = 5.0
+TARGET_P999_MS = 5.0  # issue 21
 LOADGEN = BENCH / "loadgen.py"
 # How server and generator are scheduled (--priority): on a machine shared with other CPU-bound work,
 # "rt" (SCHED_FIFO, needs root) shows what the server does on cores of its own.
@@ -83,8 +84,10 @@ def generate(port: int, body_file: Path, rate: float, seconds: float) -> dict:
     out = subprocess.run(
         [*PREFIX, sys.executable, LOADGEN, "--port", str(port), "--body-file", str(body_file), "--rate", str(rate),
          "--seconds", str(seconds)],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -183,15 +186,15 @@ def report(results: dict, args: argparse.Namespace) -> None:
     table = Table(
         title=f"1 row at {args.rate:g} req/s, prediction log on, {args.seconds:g} s per run, {args.priority} priority (ms from the scheduled send)"
     )
-    for column in ("server", "load", "p50", "p99", "p99.9", "max", "send p99", "errors", "gen CPU µs/req"):
+    for column in ("server", "load", "p50", "p99", "p99.9", "max", "send p99", "late p99.9", "errors", "gen CPU µs/req"):
         table.add_column(column, justify="left" if column == "server" else "right")
     f = results["floor"]
     table.add_row("null server (generator floor)", "", f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['p999_ms']:.2f}",
-                  f"{f['max_ms']:.1f}", f"{f['send_p99_ms']:.2f}", str(f["errors"]), f"{f['generator_cpu_us_per_request']:.0f}")  # fmt: skip
+                  f"{f['max_ms']:.1f}", f"{f['send_p99_ms']:.2f}", f"{f['lag_p999_ms']:.2f}", str(f["errors"]), f"{f['generator_cpu_us_per_request']:.0f}")  # fmt: skip
     for tree, runs in results["fixed"].items():
         for r in runs:
             table.add_row(tree, f"{r['load']:.1f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['p999_ms']:.2f}",
-                          f"{r['max_ms']:.1f}", f"{r['send_p99_ms']:.2f}", str(r["errors"]),
+                          f"{r['max_ms']:.1f}", f"{r['send_p99_ms']:.2f}", f"{r['lag_p999_ms']:.2f}", str(r["errors"]),
                           f"{r['generator_cpu_us_per_request']:.0f}")  # fmt: skip
     console.print(table)
     last = list(results["fixed"].values())[-1]  # the tree under test comes last in an A/B
@@ -201,11 +204,16 @@ def report(results: dict, args: argparse.Namespace) -> None:
     console.print(
         f"p99 ≤ {TARGET_P99_MS:g} ms at {args.rate:g} req/s (median of runs): {verdict(p99 <= TARGET_P99_MS)} ({p99:.2f} ms)"
     )
+    console.print(
+        f"p99.9 ≤ {TARGET_P999_MS:g} ms (median of runs): {verdict(p999 <= TARGET_P999_MS)} ({p999:.2f} ms; "
+        f"generator floor {results['floor']['p999_ms']:.2f} ms; 'late' = how late the generator sent)"
+    )
     how, note = f"{args.priority} priority", f"{args.seconds:g} s per run, median of {len(last)} run(s)"
     record(f"serving: 1 row at 500 req/s, p50 ({how})", p50, "ms", note=note)
     record(f"serving: 1 row at 500 req/s, p99 ({how})", p99, "ms", target=TARGET_P99_MS, note=note)
-    record(f"serving: 1 row at 500 req/s, p99.9 ({how})", p999, "ms", note=note)
+    record(f"serving: 1 row at 500 req/s, p99.9 ({how})", p999, "ms", target=TARGET_P999_MS, note=note)
     record(f"serving: generator floor (null server), p99 ({how})", f["p99_ms"], "ms")
+    record(f"serving: generator floor (null server), p99.9 ({how})", f["p999_ms"], "ms")
     if results["throughput"]:
         table = Table(title="closed loop, wrk -t1 -c16, 1 row per request, prediction log on")
         for column in ("workers", "req/s", "p50 ms", "p99 ms", "errors"):

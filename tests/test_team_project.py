@@ -12,10 +12,12 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
+from provenflow.platform import runner
 from tests.conftest import PENGUINS, REPO
 from tests.serving.conftest import records_of
 
@@ -41,15 +43,22 @@ def team_project(project):
     subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "work-pool", "create", POOL, "--type", "process"],
                    cwd=project, capture_output=True, text=True, timeout=120, env=os.environ.copy())  # fmt: skip
     _prefect(project, "deploy", "--all")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--limit", "1"],
-        # Polls every second (default 10 s): the test waits for each flow run it starts.
-        cwd=project, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
+    # The worker the README starts: Prefect's, with the team's flow runs forked from the project's warm runner.
+    home = project / ".provenflow"
+    assert runner.start(home, wait=300).running, (home / "runner.log").read_text()[-2000:]
+    log = project.parent / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "provenflow"), "pools", "worker", POOL, "--limit", "1"],
+            # Polls every second (default 10 s): the test waits for each flow run it starts.
+            cwd=project, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"}, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
     yield project
     os.killpg(worker.pid, signal.SIGTERM)  # the worker and the flow-run processes it started
     worker.wait(timeout=30)
+    runner.stop(home)
+    assert "Note: the warm runner differs" not in log.read_text(errors="replace")  # every run was forked
 
 
 def test_own_flow_trains_promotes_serves_and_retrains(team_project):

@@ -170,3 +170,37 @@ def create(
     out.table(
         "work pools", ["name", "type", "action"], [[r["name"], r["type"], r["action"]] for r in results]
     )
+
+
+@pools_app.command("worker")
+def worker(
+    pool: Annotated[str, typer.Argument(help="The process work pool to poll.")] = "provenflow-process",
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-l", min=1, help="Most flow runs at once (default: no limit).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="The worker's name in Prefect.")] = None,
+) -> None:
+    """Run a process worker for POOL here (Prefect's, as `prefect worker start --pool POOL`), whose flow
+    runs fork from this project's warm runner with Prefect, pandas and scikit-learn imported, instead of
+    a new interpreter per deployment run, schedule or retrain. Starts the runner when it is not up."""
+    import os
+    import sys
+
+    from provenflow.platform import runner, server
+
+    notice = server.connect(
+        quiet=False
+    )  # this project's server, unless PREFECT_API_URL or a profile says otherwise
+    if notice:
+        out.err_console.print(f"[yellow]Note:[/yellow] {notice}", highlight=False)
+    # The flow runs work in this project (ledger, store) whatever their working folder, as `up`'s worker's do.
+    os.environ["PROVENFLOW_HOME"] = str(runner.home())
+    runner.start()  # imports in the background; runs start as new interpreters until it listens
+    argv = [sys.executable, "-m", "provenflow.platform.worker", "--pool", pool]
+    if limit is not None:
+        argv += ["--limit", str(limit)]
+    if name is not None:
+        argv += ["--name", name]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # the worker is this process: Ctrl-C and kill reach Prefect's worker

@@ -20,6 +20,12 @@ run, from the socket, as it would from its parent). When the runner is not up, o
 from another interpreter, import path, provenflow code or set of installed packages, the CLI
 runs the command in its own process as before.
 
+A process worker's flow runs fork from it too (``submit_flow_run``, called by
+``provenflow.platform.engine_client``, the command ``provenflow.platform.worker`` gives each run): the
+run executes ``prefect.engine`` for the worker's ``PREFECT__FLOW_RUN_ID`` instead of a CLI command. The
+client stays the process the worker watches and kills: it passes SIGTERM and SIGINT on to the run and
+exits as the run did (the same status, or the same signal).
+
 ``start``/``stop``/``status`` are what ``provenflow server start|stop`` (and ``provenflow up``) call.
 """
 
@@ -43,6 +49,7 @@ from provenflow.platform.pidfile import live_pid, terminate
 
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Callable
 
 # Commands that run flows, and those that read the ledger (SQLAlchemy and the models alone take
 # ~0.3 s to import): the ones worth forking from warm imports.
@@ -111,6 +118,11 @@ class RunnerStatus:
 
 
 # -- where things are (no settings import: the client path must stay light) ----------------------
+
+
+def home() -> Path:
+    """The project's state folder (PROVENFLOW_HOME, else .provenflow of the project), where its runner listens."""
+    return _home()
 
 
 def _home() -> Path:
@@ -204,12 +216,56 @@ def submit(argv: list[str]) -> int | None:
         home = _home()
     except OSError:
         return None
+    reply = _submit(home, {"argv": argv})
+    if reply is None:
+        return None
+    if reply.get("signal"):
+        return _died(f"the run process was killed by signal {reply['signal']} ({reply.get('name', '')})")
+    return int(reply["exit"])
+
+
+def submit_flow_run(home: Path) -> dict | None:
+    """Run ``prefect.engine`` for the flow run in ``PREFECT__FLOW_RUN_ID`` in the warm runner of HOME,
+    with this process's environment, directory and stdout/stderr; SIGTERM and SIGINT sent to this
+    process go on to the run. The run's end (``{"exit": code}`` or ``{"signal": number}``), or None
+    when no runner can take it (the caller then starts the engine itself)."""
+    if in_runner:
+        return None
+
     conn = _connect(home)
+    if conn is None:
+        return None
+
+    def forward(number: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(b"term\n" if number == signal.SIGTERM else b"int\n")
+
+    forwarded = {signal.SIGTERM, signal.SIGINT}
+    # Held until the request is out: a signal that came sooner follows it instead of preceding it.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
+
+    def sent() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    # From here on a cancellation (the worker's SIGTERM) is the run's to handle.
+    previous = {number: signal.signal(number, forward) for number in forwarded}
+    try:
+        return _submit(home, {"argv": ["prefect.engine"], "engine": True}, conn, sent)
+    finally:
+        sent()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _submit(
+    home: Path, request: dict, conn: socket.socket | None = None, sent: Callable[[], None] | None = None
+) -> dict | None:
+    conn = conn or _connect(home)
     if conn is None:
         return None
     with conn:
         request = {
-            "argv": argv,
+            **request,
             "cwd": os.getcwd(),
             "env": dict(os.environ),
             "python": _python(),
@@ -220,12 +276,14 @@ def submit(argv: list[str]) -> int | None:
         fds = array.array("i", [0, 1, 2])
         try:
             conn.sendmsg([_HEADER.pack(len(payload)), payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            if sent is not None:
+                sent()
             return _await_exit(conn)
         except (OSError, ValueError):
             return None
 
 
-def _await_exit(conn: socket.socket) -> int | None:
+def _await_exit(conn: socket.socket) -> dict | None:
     reader = conn.makefile("rb")
     try:
         while True:
@@ -237,16 +295,14 @@ def _await_exit(conn: socket.socket) -> int | None:
     finally:
         reader.close()
     if not line:
-        return _died("the runner went away during the run")
+        return {"exit": _died("the runner went away during the run")}
     reply = json.loads(line)
     if "fallback" in reply:
         sys.stderr.write(f"Note: {reply['fallback']}\n")
         return None
     if os.environ.get("PROVENFLOW_RUNNER_CPU"):  # for benchmarks on a loaded machine: CPU, not wall time
         sys.stderr.write(f"runner: the run used {reply.get('cpu')} s of CPU\n")
-    if reply.get("signal"):
-        return _died(f"the run process was killed by signal {reply['signal']} ({reply.get('name', '')})")
-    return int(reply["exit"])
+    return reply
 
 
 def _died(message: str) -> int:
@@ -445,14 +501,22 @@ def _handle(conn: socket.socket, identity: dict) -> None:
         _run(request, fds)  # never returns
     for fd in fds:
         os.close(fd)
-    _reply(conn, _supervise(conn, pid))
+    _reply(conn, _supervise(conn, pid, group=bool(request.get("engine"))))
 
 
 def _mismatch(request: dict, identity: dict) -> str | None:
     if request["python"] != identity["python"]:
         return "its Python"
     if request["path"] != identity["path"]:
-        return "its import path (PYTHONPATH)"
+        theirs, ours = request["path"], identity["path"]
+        differ = next(
+            (i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b),
+            min(len(theirs), len(ours)),
+        )
+        return (
+            f"its import path (PYTHONPATH): entry {differ + 1} is {theirs[differ] if differ < len(theirs) else 'absent'!r}"
+            f" here, {ours[differ] if differ < len(ours) else 'absent'!r} in the runner"
+        )
     current = fingerprint()
     if current["packages"] != identity["packages"]:
         return "its installed packages"
@@ -461,8 +525,19 @@ def _mismatch(request: dict, identity: dict) -> str | None:
     return None
 
 
-def _supervise(conn: socket.socket, pid: int) -> dict:
-    """Wait for the run; forward Ctrl-C; kill the run when its caller is gone."""
+def _supervise(conn: socket.socket, pid: int, group: bool = False) -> dict:
+    """Wait for the run; forward Ctrl-C (and a worker's SIGTERM); kill the run when its caller is gone.
+    GROUP: signal the run's whole process group, as Prefect's worker signals its flow run's (a flow run's
+    own subprocesses go with it on cancellation)."""
+
+    def send(number: int) -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, number)  # the run leads its group (setpgid in _run)...
+                return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)  # ...unless it has not got that far yet
+
     pidfd = os.pidfd_open(pid)
     try:
         while True:
@@ -470,17 +545,15 @@ def _supervise(conn: socket.socket, pid: int) -> dict:
             if pidfd in ready:
                 break
             message = conn.recv(64)
-            if message:  # "int": the caller's Ctrl-C
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGINT)
+            if message:  # "int": the caller's Ctrl-C; "term": a worker cancelling its flow run
+                for word in message.split():
+                    send(signal.SIGTERM if word == b"term" else signal.SIGINT)
                 continue
             # The caller died (or was killed): its run goes with it, as an in-process run would.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+            send(signal.SIGTERM)
             ready, _, _ = select.select([pidfd], [], [], _KILL_GRACE)
             if not ready:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                send(signal.SIGKILL)
             break
     finally:
         os.close(pidfd)
@@ -505,11 +578,14 @@ def _run(request: dict, fds: list[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        sys.argv = ["provenflow", *request["argv"]]
         sys.path[0] = request["path0"]  # the caller's script folder, not the runner's ''
-        _fresh_process_state(prefect=command_of(request["argv"]) not in _READERS)
+        _fresh_process_state(prefect=request.get("engine") or command_of(request["argv"]) not in _READERS)
         try:
-            _entry.run()
+            if request.get("engine"):
+                _run_engine()
+            else:
+                sys.argv = ["provenflow", *request["argv"]]
+                _entry.run()
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -539,6 +615,21 @@ def _run(request: dict, fds: list[int]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _run_engine() -> None:
+    """What ``python -m prefect.engine`` runs: the flow run in PREFECT__FLOW_RUN_ID, from loading its
+    deployment's flow (pull steps included) to its final state; it exits through SystemExit."""
+    import runpy
+    import warnings
+
+    sys.argv = [sys.executable]
+    with warnings.catch_warnings():
+        # runpy warns that prefect.engine is imported already (the runner's imports did it): expected.
+        warnings.filterwarnings(
+            "ignore", message=".*found in sys.modules after import", category=RuntimeWarning
+        )
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
 
 
 def _fresh_process_state(prefect: bool = True) -> None:

@@ -35,9 +35,11 @@ class Background:
 
 
 def _worker() -> Background:
+    # Prefect's process worker, whose flow runs fork from the warm runner (provenflow.platform.worker):
+    # a deployment run, a schedule or a retrain starts with the imports done, as a CLI command does.
     return Background(
         "worker",
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", PROCESS_POOL, "--type", "process"],
+        [sys.executable, "-m", "provenflow.platform.worker", "--pool", PROCESS_POOL],
         # Poll every 2 s rather than 10 s: a run launched from the UI starts promptly.
         env={"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_HEARTBEAT_SECONDS": "10"},
         ready=lambda api: bool(online_workers(PROCESS_POOL)),

@@ -18,16 +18,15 @@ open-loop generator in its own process, latency from the scheduled send; 2 share
 - The write-ahead append (one ``writev``, ~10 µs; never above 0.07 ms in 10,000 paced writes here)
   changes neither throughput (wrk: 2,549-2,611 req/s with it, 2,559-2,630 without, interleaved)
   nor p99; it stays per request, before the response.
-- Segments are built in the log's writer thread from parts of 500 requests: built whole, a
-  5,000-request segment was ~30 ms of GIL-holding numpy/arrow calls every 10 s, which the event
-  loop waited out (p99.9 17-22 ms; 5-13 ms in parts, interleaved runs).
-- What the worst 0.1% still wait for (2026-12-06, ``--priority rt``, 20 s runs paired on the same
-  bundle, load 8-10 from other work): the prediction log's segment writes. With segments written
-  (every 10 s) p99.9 was 15-19 ms (max 31-36 ms); the same tree with no segment written during the
-  run (--flush-seconds 600) 2.9-3.3 ms (max 4.3-4.6 ms), against the generator's floor of 1.5 ms.
-  Not the collector: gen0/gen2 thresholds raised to 100,000/1,000 after ``gc.freeze()`` gave
-  p99.9 11-20 ms against 10-17 ms. Building the segment in another process (the write-ahead file
-  already holds everything ``recovery`` needs) is the next step.
+- Segments are built in a child process (``predictlog/builder.py``) from the sealed write-ahead
+  file; the writer thread only stores the bytes it sends back. Built in the writer thread, a
+  5,000-request segment was ~30 ms of GIL-holding numpy/arrow calls every 10 s, which the event loop
+  waited out: that was what the worst 0.1% waited for (2026-12-06, ``--priority rt``, 20 s runs
+  paired on the same bundle, load 8-10: p99.9 15-19 ms with segments written, 2.9-3.3 ms with none
+  written during the run). With the child (``--trees main,this --rounds 3 --priority rt``, load
+  5.4-6.7, generator floor p99.9 3.2 ms): p99.9 3.1 / 3.5 / 6.4 ms against main's 8.0 / 10.5 /
+  12.2 ms. Not the collector: gen0/gen2 thresholds raised to 100,000/1,000 after ``gc.freeze()``
+  changed nothing measurable.
 - Not kept, measured no better: uvloop + httptools against asyncio + h11 (same throughput: the
   ~400 µs of CPU per request are FastAPI/Starlette and the model, not the protocol), a 1 ms
   GIL switch interval. ``--workers N`` (``run.py``) adds processes for throughput.

@@ -96,10 +96,13 @@ class RequestError(Exception):
 @dataclass(frozen=True)
 class Batch:
     """Checked input columns in the form training used: numeric as float64 with NaN for missing,
-    categorical as object arrays with NaN for missing."""
+    categorical as object arrays with NaN for missing. ``arrow``: the same values of some columns
+    as the Arrow arrays they came in (an Arrow body's string columns), for the prediction log to
+    write as they are."""
 
     columns: dict[str, np.ndarray]
     rows: int
+    arrow: dict[str, Any] | None = None
 
 
 def parse_request(

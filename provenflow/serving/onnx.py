@@ -103,6 +103,7 @@ class OnnxPredictor:
 
     def _feed(self, batch: Batch) -> dict[str, np.ndarray]:
         feed = {}
+        arrow = batch.arrow or {}  # columns that came as Arrow know their nulls: no scan for missing values
         for feature in self.features:
             column = batch.columns[feature.name]
             fill = self.fills.get(feature.name)
@@ -112,6 +113,10 @@ class OnnxPredictor:
                 feed[feature.name] = column.astype(self.numeric_type, copy=False).reshape(-1, 1)
             else:
                 # Categorical values are checked to be strings or missing (NaN) before they get here.
+                given = arrow.get(feature.name)
+                if given is not None and given.null_count == 0:
+                    feed[feature.name] = column.reshape(-1, 1)
+                    continue
                 missing = pd.isna(column)
                 if missing.any():
                     column = column.copy()

@@ -7,6 +7,7 @@ value the imputers fill in for each column, and which Python types the categorie
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +25,13 @@ class Predictions:
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
+
+    @functools.cached_property
+    def arrow_labels(self) -> Any:
+        """The labels as one Arrow array, made once for the prediction log's frame and an Arrow answer."""
+        import pyarrow as pa
+
+        return pa.array(self.labels, from_pandas=True) if self.labels.dtype == object else pa.array(self.labels)
 
 
 class Predictor(Protocol):

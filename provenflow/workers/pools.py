@@ -5,7 +5,8 @@
 
 - ``provenflow-process``: a process pool; a worker on the machine that holds the project runs the flows.
 - ``provenflow-vsphere``: also a *process* pool; its workers are the VMs ``provenflow workers scale`` clones,
-  each running ``prefect worker start --pool provenflow-vsphere`` (infra/cloud-init).
+  each running ``provenflow pools worker provenflow-vsphere`` (infra/cloud-init): Prefect's process worker,
+  its flow runs forked from a warm runner on the VM.
 - ``provenflow-kubernetes``: a Kubernetes pool whose base job template is
   ``deployments/kubernetes-base-job-template.json``; a worker in the cluster (infra/kubernetes) runs each flow
   run as a Job.

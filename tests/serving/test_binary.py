@@ -81,6 +81,9 @@ def test_arrow_body_predicts_like_json_and_answers_arrow(server, bundles, record
         rows = logged[logged["request_id"] == request_id].sort_values("row")
         assert rows["prediction"].tolist() == want["predictions"]
         assert rows["island"].tolist() == frame["island"].tolist()
+        # strings written to the log as the body held them (large_string), missing ones missing
+        assert rows["sex"].isna().tolist() == frame["sex"].isna().tolist() and frame["sex"].isna().any()
+        assert rows["sex"].dropna().tolist() == frame["sex"].dropna().tolist()
         np.testing.assert_array_equal(rows["bill_length_mm"].to_numpy(), frame["bill_length_mm"].to_numpy())
 
 

@@ -129,6 +129,27 @@ def test_failed_writes_keep_rows_and_retry(tmp_path):
     assert frame["request_id"].unique().tolist() == ["kept"] and log.error is None
 
 
+def test_a_backlog_is_not_cut_into_a_segment_per_request(tmp_path):
+    """While segments could not be stored, every append past ``flush_rows`` woke the writer, and each
+    wake sealed the open file with whatever it held: the backlog became a segment (an fsync, 8-16 ms
+    here) per request, which made it grow faster. A file is sealed once it holds ``flush_rows``."""
+    store = tmp_path / "store"
+    log = open_log(store, flush_rows=30, flush_seconds=600).start()
+    folder = Path(log.folder)
+    folder.rmdir()
+    folder.parent.rmdir()
+    folder.parent.write_text("not a folder")  # writes now fail
+    for i in range(60):
+        log.append(f"r{i}", *batch(3))
+        time.sleep(0.005)  # time for the writer to wake, as it would under load
+    folder.parent.unlink()
+    folder.mkdir(parents=True)  # the store is back
+    log.close()
+    frame, _ = read_predictions(str(store), "m/odel", 3)
+    assert len(frame) == 180 and frame["request_id"].iloc[-1] == "r59"
+    assert len(segments(store)) <= 180 // 30 + 1, len(segments(store))
+
+
 def _wait(condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -32,7 +32,7 @@ def test_template_renders_a_cloud_config_that_starts_a_prefect_worker():
     assert "PREFECT_API_URL='http://10.1.2.3:4200/api'" in env
     assert "PROVENFLOW_WHEELHOUSE_URL='http://files.internal/wheels/'" in env
     unit = files["/etc/systemd/system/provenflow-worker.service"]
-    assert 'ExecStart=/opt/provenflow/venv/bin/prefect worker start --pool "ml gpu" --type process' in unit
+    assert 'ExecStart=/opt/provenflow/venv/bin/provenflow pools worker "ml gpu" --name %H' in unit
     assert "EnvironmentFile=/etc/provenflow/worker.env" in unit and "Restart=always" in unit
     assert "--no-index --find-links" in files["/usr/local/sbin/provenflow-install"]
     assert ["systemctl", "enable", "--now", "provenflow-worker.service"] in document["runcmd"]

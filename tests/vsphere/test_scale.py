@@ -99,7 +99,7 @@ def test_cloud_init_guestinfo_on_the_clones_decodes_to_the_template(config, inve
     )  # fmt: skip
     assert user_data == expected
     assert user_data.startswith("#cloud-config\n")
-    assert 'prefect worker start --pool "provenflow-vsphere" --type process' in user_data
+    assert 'provenflow pools worker "provenflow-vsphere"' in user_data
     assert "PREFECT_API_URL='http://10.0.0.5:4200/api'" in user_data
     assert json.loads(metadata) == json.loads(render_metadata(worker.name))
     assert extra["provenflow.pool"] == "provenflow-vsphere"

@@ -7,8 +7,8 @@ Layout (any fsspec URL: a local folder or S3)::
 
 **Nothing answered is lost.** A request's rows reach this process's write-ahead file (``wal``)
 before the server answers; a background thread turns them into segments (``segments``, written by
-``log``); whatever a killed process left behind is stored by the next one to start or read
-(``recovery``). What other workers on the same disk answered but have not stored yet is read from
+``log``; the server has them built from the sealed file in a child process, ``builder``); whatever a
+killed process left behind is stored by the next one to start or read (``recovery``). What other workers on the same disk answered but have not stored yet is read from
 their write-ahead files (``siblings``); ``reading`` gives a time window of the log back as a DataFrame.
 What a row holds is in ``schema``.
 """

@@ -4,7 +4,8 @@
 ``fsync=True`` also flushes each record to disk, for machine crashes (measured here: ~2.6 ms p50 per
 request instead of ~10 µs). A background thread turns the buffered rows into a segment every
 ``flush_rows`` rows or ``flush_seconds``, and on ``close()``: it seals the write-ahead file (new
-appends go to a new one), stores the segment named after it, then deletes it.
+appends go to a new one), has the segment built from it (``builder``: in a child process when
+``segment_process``, as the server does, else in the thread), stores it, then deletes the file.
 
 A segment write that fails (store unreachable) keeps its rows and its file and is retried; while
 rows back up beyond ``max_backlog_rows`` ``append`` raises ``PredictionLogFull``, so the server
@@ -28,18 +29,19 @@ from fsspec.implementations.local import LocalFileSystem
 
 from provenflow.errors import StoreError
 from provenflow.serving.inputs import Batch, Feature
+from provenflow.serving.predictlog.builder import SegmentBuilder, build_segment
 from provenflow.serving.predictlog.recovery import recover
 from provenflow.serving.predictlog.schema import Chunk, Schema, feature_columns
-from provenflow.serving.predictlog.segments import log_folder, write_segment
+from provenflow.serving.predictlog.segments import log_folder, store_segment
 from provenflow.serving.predictlog.siblings import sibling_requests
 from provenflow.serving.predictlog.wal import (
+    ARROW_FRAME_ROWS,
     Wal,
     open_wal,
     request_frames,
     retire,
     truncate,
     wal_folder,
-    wal_tag,
     write_all,
 )
 from provenflow.serving.runtime import Predictions
@@ -60,17 +62,19 @@ class PredictionLog:
         model_hash: str,
         features: tuple[Feature, ...],
         classes: list[Any] | None,
-        flush_rows: int = 10_000,
+        flush_rows: int = 100_000,
         flush_seconds: float = 10.0,
         max_backlog_rows: int = 1_000_000,
         fs: fsspec.AbstractFileSystem | None = None,
         fsync: bool = False,
         wal_dir: str | None = None,
+        segment_process: bool = False,
     ) -> None:
         """``fs``: an already configured filesystem (e.g. ``ContentStore.fs``, with its credentials);
         ``store_url`` is then the store's root path in it. ``fsync``: also fsync every write-ahead
         record (survives a machine crash, not only a process crash; costs a disk flush per request).
-        ``wal_dir``: where the write-ahead files go (default: ``wal_folder``)."""
+        ``wal_dir``: where the write-ahead files go (default: ``wal_folder``). ``segment_process``:
+        build segments in a child process (``builder``), off this process's GIL and CPU."""
         if flush_rows < 1 or flush_seconds <= 0:
             raise ValueError(
                 f"flush_rows ({flush_rows}) and flush_seconds ({flush_seconds}) must be positive"
@@ -106,6 +110,7 @@ class PredictionLog:
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._builder = SegmentBuilder() if segment_process else None
 
     def __repr__(self) -> str:
         return f"PredictionLog({self.url!r}, buffered={self._buffered}, written={self.rows_written})"
@@ -118,7 +123,7 @@ class PredictionLog:
         """Request id → rows of what this process answered but has not yet written as a segment."""
         with self._lock:
             wals = [*self._sealed, *([self._wal] if self._wal else [])]
-            return {c.request_id: c.rows for wal in wals for c in wal.chunks}
+            return {request_id: rows for wal in wals for request_id, rows in wal.requests}
 
     def pending_requests(self) -> dict[str, int]:
         """Request id → rows answered by any server process on this disk (``--workers N``: the
@@ -152,7 +157,9 @@ class PredictionLog:
         self.flush()
         with self._lock:
             wal, self._wal = self._wal, None
-        if wal is not None and not wal.chunks:
+        if self._builder is not None:
+            self._builder.close()
+        if wal is not None and not wal.requests:
             retire(wal)
         elif wal is not None:
             os.close(wal.fd)
@@ -189,6 +196,8 @@ class PredictionLog:
             batch.columns,
             predictions.labels,
             predictions.probabilities,
+            batch.arrow,
+            predictions.arrow_labels if batch.rows >= ARROW_FRAME_ROWS else None,
         )
         frames = request_frames(chunk)  # serialized outside the lock
         with self._lock:
@@ -203,10 +212,12 @@ class PredictionLog:
                 truncate(wal.fd, wal.size)
                 self.error = f"cannot write {wal.path}: {exc}"
                 raise PredictionLogFull(f"the prediction log {self.url} {self.error}") from exc
-            wal.chunks.append(chunk)
+            wal.requests.append((request_id, chunk.rows))
             wal.rows += chunk.rows
             self._buffered += chunk.rows
-            full = self._buffered >= self.flush_rows
+            # The open file, not the backlog: a backlog would wake the writer at every append, and it
+            # would seal a file (a segment, an fsync) per request, falling further behind.
+            full = wal.rows >= self.flush_rows
         if full:
             self._wake.set()
 
@@ -217,7 +228,7 @@ class PredictionLog:
         with self._write_lock:
             stuck = None
             with self._lock:
-                if self._wal is not None and self._wal.chunks:
+                if self._wal is not None and self._wal.requests:
                     try:
                         self._sealed.append(self._wal)
                         self._wal = self._open_wal()
@@ -228,7 +239,9 @@ class PredictionLog:
             while self._sealed:
                 wal = self._sealed[0]
                 try:
-                    write_segment(self.fs, self.folder, self.schema, wal.chunks, wal_tag(wal.path))
+                    name, data, _ = (self._builder.build if self._builder else build_segment)(wal.path)
+                    if name:  # a file whose every request was torn off (a failed write) has none
+                        store_segment(self.fs, self.folder, name, data)
                 except Exception as exc:  # keep the rows (and their file) for the next attempt
                     self.error = f"{type(exc).__name__}: {exc}"
                     log.warning(
@@ -246,6 +259,8 @@ class PredictionLog:
             self.error = stuck
 
     def _run(self) -> None:
+        if self._builder is not None:
+            self._builder.start()
         while not self._stop:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()

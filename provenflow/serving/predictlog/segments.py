@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ import fsspec
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from provenflow.serving.predictlog.schema import Chunk, Schema
+from provenflow.serving.predictlog.schema import ArrowRows, Chunk, Schema
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -36,12 +37,21 @@ def write_segment(
     """Write ``chunks`` as ``{first}_{last}_{tag}.parquet``. The name depends only on the rows and
     the write-ahead file, so writing the same file's rows twice (a crash after the segment was
     stored but before its write-ahead file was deleted) replaces the segment with itself."""
+    name, data = encode_segment(schema, chunks, tag)
+    return store_segment(fs, folder, name, data)
+
+
+def encode_segment(schema: Schema, chunks: list[Chunk | ArrowRows], tag: str) -> tuple[str, bytes]:
+    """A segment's file name and Parquet bytes (``write_segment`` without the storing)."""
     table = schema.table(chunks)
     times = [c.time_us for c in chunks]
     name = f"{_stamp(min(times))}_{_stamp(max(times))}_{tag}.parquet"
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
-    data = buffer.getvalue()
+    return name, buffer.getvalue()
+
+
+def store_segment(fs: fsspec.AbstractFileSystem, folder: str, name: str, data: bytes) -> str:
     target = f"{folder}/{name}"
     if isinstance(fs, LocalFileSystem):
         write_local(target, data)
@@ -57,7 +67,9 @@ def _stamp(time_us: int) -> str:
 
 def write_local(target: str, data: bytes) -> None:
     folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".tmp-{name}")
+    # A name of its own: recovery in another process may write the same segment at the same time
+    # (a builder that outlived its server), and two writers of one temporary file could rename a torn one.
+    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex[:8]}-{name}")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
