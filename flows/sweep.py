@@ -19,7 +19,7 @@ from provenflow.tasks.sweep import (
     find_done,
     key_trials,
     publish_leaderboard,
-    record_cv_trial,
+    record_cv_trials,
     train_trial,
     trial_records,
 )
@@ -93,7 +93,7 @@ def sweep(
         common = dict(target=target, estimator=estimator, seed=seed, test_size=test_size, cv=cv, name=name,
                       ledger_block=ledger_block, store_block=store_block)  # fmt: skip
         if refit == "best":
-            trained, failed = refit_best(workspace, todo, done, max_concurrency, metric, common)
+            trained, failed = refit_best(run, workspace, todo, done, max_concurrency, metric, common)
         else:
             trained, failed = run_trials(todo, max_concurrency, runner, dask, dask_block, common)
         for message in failed:
@@ -135,11 +135,11 @@ def sweep(
 
 
 def refit_best(
-    workspace, todo: list, done: dict[str, str], jobs: int, metric: str | None, common: dict
+    run, workspace, todo: list, done: dict[str, str], jobs: int, metric: str | None, common: dict
 ) -> tuple[dict[str, str], list[str]]:
     """Cross-validate every trial to do in one pool of processes, record each as a run with its CV
-    metrics, then train, store and register the best trial (a model run) unless it already has a
-    model; (trial key → run id, messages of the trials that failed)."""
+    metrics (all in one transaction), then train, store and register the best trial (a model run)
+    unless it already has a model; (trial key → run id, messages of the trials that failed)."""
     c = common
     scores = cross_validate_trials(workspace, todo, c["target"], c["estimator"], c["seed"], c["test_size"], c["cv"],
                                    max(1, jobs))  # fmt: skip
@@ -154,39 +154,28 @@ def refit_best(
     candidates = [
         {"key": key, "metrics": result, "model": None, "trial": trial} for trial, key, result in scored
     ]
-    candidates += [{"key": keys[r["run_id"]], "metrics": r["metrics"], "model": r["model"],
-                    "trial": sweeping.Trial(r["dataset"], r["params"] or {})}
-                   for r in trial_records(workspace, list(done.values()))]  # fmt: skip
-    trained: dict[str, str] = {}
+    if done:
+        candidates += [{"key": keys[r["run_id"]], "metrics": r["metrics"], "model": r["model"],
+                        "trial": sweeping.Trial(r["dataset"], r["params"] or {})}
+                       for r in trial_records(workspace, list(done.values()))]  # fmt: skip
+    best = None
     if candidates:
-        board = sweeping.leaderboard(candidates, sweeping.rank_metric(candidates, metric))
-        best = board[0]
-        for trial, key, result in scored:
-            if key != best["key"]:
-                run_id = record_cv_trial(workspace, trial, key, result, c["target"], c["estimator"], c["seed"],
-                                         c["test_size"], c["cv"], c["name"])  # fmt: skip
-                if run_id:
-                    trained[key] = run_id
-        if not best["model"]:
-            trial = best["trial"]
-            parameters = {
-                "dataset": trial.dataset,
-                "params": trial.params,
-                "trial_key": best["key"],
-                **common,
-            }
-            if any(key == best["key"] for _, key, _ in scored):  # its folds are fitted: not again
-                parameters["cv_scores"] = best["metrics"]
-            try:
-                trained[best["key"]] = train_trial(**parameters)
-            except Exception as exc:
-                failed.append(
-                    f"trial {trial.dataset} {trial.params} failed: {str(exc).splitlines()[0][:300]}"
-                )
-    for (trial, key), result in zip(todo, scores, strict=True):
-        if isinstance(result, str):  # recorded as failed runs
-            record_cv_trial(workspace, trial, key, result, c["target"], c["estimator"], c["seed"], c["test_size"],
-                            c["cv"], c["name"])  # fmt: skip
+        best = sweeping.leaderboard(candidates, sweeping.rank_metric(candidates, metric))[0]
+    # Every trial but the one refit below: its CV metrics, or its error (a failed run).
+    recorded = [(trial, key, result) for (trial, key), result in zip(todo, scores, strict=True)
+                if best is None or key != best["key"] or best["model"]]  # fmt: skip
+    ids = record_cv_trials(run, recorded, c["target"], c["estimator"], c["seed"], c["test_size"], c["cv"],
+                           c["name"]) if recorded else []  # fmt: skip
+    trained = {key: run_id for (_, key, _), run_id in zip(recorded, ids, strict=True) if run_id}
+    if best and not best["model"]:
+        trial = best["trial"]
+        parameters = {"dataset": trial.dataset, "params": trial.params, "trial_key": best["key"], **common}
+        if any(key == best["key"] for _, key, _ in scored):  # its folds are fitted: not again
+            parameters["cv_scores"] = best["metrics"]
+        try:
+            trained[best["key"]] = train_trial(**parameters)
+        except Exception as exc:
+            failed.append(f"trial {trial.dataset} {trial.params} failed: {str(exc).splitlines()[0][:300]}")
     return trained, failed
 
 

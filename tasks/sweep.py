@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from provenflow.ledger.refs import resolve_dataset
 from provenflow.modeling import sweep
+from provenflow.tracking.run import Run
 from provenflow.tracking.source import capture_code
 from provenflow.workspace import Workspace
 
@@ -91,29 +92,36 @@ def cross_validate_trials(
 
 
 @task(cache_policy=NO_CACHE)
-def record_cv_trial(
-    workspace: Workspace, trial: sweep.Trial, key: str, result: dict[str, float] | str, target: str,
-    estimator: str, seed: int, test_size: float, folds: int, name: str | None,
-) -> str | None:  # fmt: skip
-    """A trial that is not refit (``refit="best"``) as a model run with its CV metrics and no model;
-    a failed one as a failed run. Returns the run id (None when it failed)."""
-    import provenflow
+def record_cv_trials(
+    sweep_run: Run, trials: list[tuple[sweep.Trial, str, dict[str, float] | str]], target: str, estimator: str,
+    seed: int, test_size: float, folds: int, name: str | None,
+) -> list[str | None]:  # fmt: skip
+    """Trials that are not refit (``refit="best"``), each a model run with its CV metrics and no
+    model, or a failed run with its error; all in one ledger transaction. Their run ids (None for
+    those that failed), in order."""
     from provenflow.ledger.refs import safe_name
+    from provenflow.redact import redact
+    from provenflow.tracking.run import beside, record_all
 
-    parameters = {
-        "dataset": trial.dataset, "target": target, "estimator": estimator, "params": trial.params, "seed": seed,
-        "test_size": test_size, "name": name, "cv": folds, "refit": False, "trial_key": sweep.cv_only_key(key),
-    }  # fmt: skip
-    label = name or safe_name(f"{trial.dataset.split('@')[0]}-{target}")
-    try:
-        with provenflow.start(label, kind="model", flow="model-run", parameters=parameters,
-                              workspace=workspace) as run:  # fmt: skip
-            run.input(trial.dataset)
-            if isinstance(result, str):
-                raise sweep.TrialFailed(result)
-            run.log_metrics(result)
-            run.warn("cross-validated only (refit=best): the sweep refit and registered its best trial alone",
-                     level="notice")  # fmt: skip
-    except sweep.TrialFailed:
-        return None
-    return run.id
+    workspace = sweep_run.workspace
+    with workspace.ledger.reader() as session:
+        versions = {d: resolve_dataset(session, d) for d in {trial.dataset for trial, _, _ in trials}}
+    runs = []
+    for trial, key, result in trials:
+        parameters = {
+            "dataset": trial.dataset, "target": target, "estimator": estimator, "params": trial.params,
+            "seed": seed, "test_size": test_size, "name": name, "cv": folds, "refit": False,
+            "trial_key": sweep.cv_only_key(key),
+        }  # fmt: skip
+        label = name or safe_name(f"{trial.dataset.split('@')[0]}-{target}")
+        run = beside(sweep_run, label, kind="model", flow="model-run", parameters=parameters)
+        run.input(versions[trial.dataset])
+        if isinstance(result, str):
+            runs.append((run, redact(f"TrialFailed: {result}")))  # as a run of start() says it
+            continue
+        run.log_metrics(result)
+        run.warn("cross-validated only (refit=best): the sweep refit and registered its best trial alone",
+                 level="notice")  # fmt: skip
+        runs.append((run, None))
+    record_all(workspace, runs)
+    return [None if error else run.id for run, error in runs]

@@ -106,6 +106,24 @@ def test_a_run_that_crashes_hard_and_poisons_its_process_leaves_the_next_run_unh
     assert runs["penguins-species"].state == "completed"
 
 
+def test_a_sweep_is_handed_to_the_runner_and_ends_with_its_process_pool(warm):
+    root, env, _ = warm
+    if pf(root, env, "datasets", "list", "--json").stdout.count("penguins") == 0:
+        assert pf(root, env, "data-run", "--name", "penguins", "--source", "penguins.csv").returncode == 0
+    started = time.monotonic()
+    # A pool's idle workers kept the run from ending (they wait 300 s for work) and, holding the
+    # caller's stdout, kept the caller's pipes open: a hang is a timeout here, not a 600 s wait.
+    result = subprocess.run([CLI, "sweep", "--dataset", "penguins@latest", "--target", "species", "--estimator",
+                             "sklearn.tree.DecisionTreeClassifier", "--grid", "max_depth=2,3", "--cv", "2",
+                             "--refit", "best", "--max-concurrency", "2", "--name", "swept"], cwd=root,
+                            env={**env, "PROVENFLOW_RUNNER_CPU": "1"}, capture_output=True, text=True,
+                            timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "runner: the run used" in result.stderr  # forked from the warm runner, not run in the CLI process
+    assert "swept@1" in result.stdout and result.stdout.count("None") == 1  # the best alone is registered
+    assert time.monotonic() - started < 120
+
+
 def test_runs_are_ordinary_prefect_flow_runs(warm):
     from prefect import get_client
 

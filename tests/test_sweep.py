@@ -142,11 +142,24 @@ def test_refit_best_cross_validates_every_trial_and_registers_only_the_best(proj
     grid = {"n_estimators": [5, 10], "max_depth": [2, 4]}
     with pytest.raises(ProvenflowError, match="give cv"):
         sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, refit="best")
-    result = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, cv=3,
-                        refit="best", max_concurrency=2)  # fmt: skip
-    assert (result["trials"], result["failed"]) == (4, [])
+    from sqlalchemy import event
+
+    grid["max_features"] = ["sqrt", 0.5]  # 8 trials
+    commits = []
+    engine = Workspace.default().ledger.engine
+    count = commits.append
+    event.listen(engine, "commit", count)
+    try:
+        result = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, cv=3,
+                            refit="best", max_concurrency=2)  # fmt: skip
+    finally:
+        event.remove(engine, "commit", count)
+    assert (result["trials"], result["failed"]) == (8, [])
+    # The sweep's run and the best trial's model run (each its running row, then its record), and the
+    # 7 other trials together: not two transactions per trial.
+    assert len(commits) <= 5, len(commits)
     board = result["leaderboard"]
-    assert result["metric"] == "f1.cv_mean" and board[0]["model"] and [r["model"] for r in board[1:]] == [None] * 3
+    assert result["metric"] == "f1.cv_mean" and board[0]["model"] and [r["model"] for r in board[1:]] == [None] * 7
     scores = [r["metrics"]["f1.cv_mean"] for r in board]
     assert scores == sorted(scores, reverse=True)
     # the folds computed in the pool give model-run's own numbers
@@ -157,8 +170,92 @@ def test_refit_best_cross_validates_every_trial_and_registers_only_the_best(proj
         assert record["metrics"]["f1.cv_mean"] == pytest.approx(expected["f1.cv_mean"])
     with Workspace.default().ledger.reader() as s:
         trials = s.scalars(select(m.Run).where(m.Run.kind == "model")).all()
-        assert len(trials) == 4 and all(t.state == "completed" for t in trials)  # every trial recorded
+        assert len(trials) == 8 and all(t.state == "completed" for t in trials)  # every trial recorded
         assert len(s.scalars(select(m.ModelVersion)).all()) == 1  # only the best registered
+        sweep_run = s.get(m.Run, result["run_id"])
+        for trial in trials:  # each with its parameters, CV metrics and input, in the sweep's flow run
+            assert trial.parameters["params"] in [r["params"] for r in board] and trial.parameters["cv"] == 3
+            assert {"f1.cv_mean", "f1.cv_std"} <= {x.key for x in trial.metrics}
+            assert [io.name for io in trial.io if io.direction == "input"] == [board[0]["dataset"]]
+            assert trial.environment_hash == sweep_run.environment_hash and trial.code_seal
+        cv_only = [t for t in trials if t.parameters.get("refit") is False]
+        assert len(cv_only) == 7 and {t.prefect_flow_run_id for t in cv_only} == {sweep_run.prefect_flow_run_id}
     again = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, cv=3, refit="best")
-    assert (again["trained"], again["reused"]) == (0, 4)
+    assert (again["trained"], again["reused"]) == (0, 8)
     assert {r["run_id"] for r in again["leaderboard"]} == {r["run_id"] for r in board}
+
+
+class _Probe:
+    """Put in the plan's rows: each time a process unpickles the rows, it writes its pid to a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return _unpickled, (self.path,)
+
+
+def _unpickled(path: str) -> str:
+    with open(path, "a") as out:
+        out.write(f"{os.getpid()}\n")
+    return path  # a plain string from then on: copies of the rows in the worker log nothing
+
+
+def test_each_worker_reads_the_rows_once_not_each_job(tmp_path):
+    import pandas as pd
+    from sklearn.tree import DecisionTreeClassifier
+
+    from provenflow.modeling import training
+    from provenflow.modeling.sweep_cv import cross_validate_trials
+    from tests.conftest import PENGUINS
+
+    frame = pd.read_csv(PENGUINS)[["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "species"]]
+    trees = [DecisionTreeClassifier(max_depth=d, random_state=0) for d in (1, 2, 3, 4)]
+    plan = training.cv_plan(frame, "species", trees[0], 3, 0.25, 3)
+    log = tmp_path / "unpickled"
+    plan.x_train.attrs["probe"] = _Probe(str(log))
+    results = cross_validate_trials(plan, trees, jobs=2)
+    # 4 trials × 3 folds = 12 jobs on 2 workers: the rows went to each worker once, not with each job
+    pids = log.read_text().split()
+    assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids), pids
+    assert str(os.getpid()) not in pids
+    for tree, result in zip(trees, results, strict=True):  # and the scores are the one-process ones
+        assert result == pytest.approx(training.cross_validate(frame, "species", tree, 3, 0.25, 3))
+
+
+def test_a_forest_is_scored_with_one_pass_over_the_rows():
+    import pandas as pd
+    from sklearn import metrics as skm
+    from sklearn.ensemble import RandomForestClassifier
+
+    from provenflow.modeling import training
+    from tests.conftest import PENGUINS
+
+    frame = pd.read_csv(PENGUINS)
+    for target in ("species", "sex"):  # three classes, then two
+        trained = training.train_and_evaluate(frame.dropna(subset=[target]), target,
+                                              RandomForestClassifier(n_estimators=15, random_state=0), 0, 0.3)  # fmt: skip
+        x_test = frame.dropna(subset=[target]).sample(120, random_state=1)
+        y_test = x_test.pop(target)
+        pipeline = trained.pipeline
+        predicted, proba, classes = pipeline.predict(x_test), pipeline.predict_proba(x_test), list(pipeline.classes_)
+        expected = {"accuracy": skm.accuracy_score(y_test, predicted)}
+        if len(classes) == 2:
+            expected["f1"] = skm.f1_score(y_test, predicted, pos_label=classes[-1])
+            expected["roc_auc"] = skm.roc_auc_score(y_test, proba[:, 1])
+        else:
+            expected["f1"] = skm.f1_score(y_test, predicted, average="macro")
+            expected["roc_auc"] = skm.roc_auc_score(y_test, proba, multi_class="ovr", labels=classes)
+        preprocess = pipeline.steps[0][1]
+        passes: list[int] = []
+
+        def counted(x, transform=preprocess.transform, passes=passes, **kw):
+            passes.append(len(x))
+            return transform(x, **kw)
+
+        preprocess.transform = counted
+        try:
+            assert training.evaluate(pipeline, x_test, y_test, "classification") == expected  # the same numbers
+        finally:
+            del preprocess.transform
+        assert passes == [120]  # predict_proba's pass; predict's class is its argmax

@@ -51,12 +51,10 @@ if TYPE_CHECKING:
     import subprocess
     from collections.abc import Callable
 
-# Not `sweep`: its process pool (joblib's loky) started from a run forked off the runner hung in CI-like
-# runs (workers idle, the run waiting), so a sweep pays its own imports until that is understood.
 # Commands that run flows, and those that read the ledger (SQLAlchemy and the models alone take
 # ~0.3 s to import): the ones worth forking from warm imports.
 COMMANDS = frozenset({
-    "data-run", "model-run", "reproduce", "promote", "drift-check", "release", "deploy",
+    "data-run", "model-run", "sweep", "reproduce", "promote", "drift-check", "release", "deploy",
     "runs", "datasets", "models", "lineage", "compare", "quality-check", "feedback",
 })  # fmt: skip
 # Of those, the ones that only read the ledger: they need no Prefect settings of their own unless
@@ -75,6 +73,7 @@ _PRELOAD = (
     "provenflow.tracking.crashes",
     "provenflow.flows.data_run",
     "provenflow.flows.model_run",
+    "provenflow.flows.sweep",
     "provenflow.flows.reproduce",
     "provenflow.flows.promote",
     "provenflow.flows.drift_monitor",
@@ -598,8 +597,16 @@ def _run(request: dict, fds: list[int]) -> None:
             traceback.print_exc()
             code = 1
     finally:
-        # Prefect drains its log and event workers in atexit handlers: run them, then leave without
-        # the runner's own interpreter teardown.
+        # What an interpreter does at exit, in its order, then leave without the runner's own
+        # teardown. First the threads' exit hooks and joins (threading._shutdown): joblib's loky and
+        # concurrent.futures shut their process pools down there. Without it, multiprocessing's
+        # atexit hook below joined a sweep's idle loky workers, which wait 300 s for work: the run
+        # hung at its end (tests/test_runner.py's sweep test).
+        with contextlib.suppress(BaseException):
+            import threading
+
+            threading._shutdown()
+        # Prefect drains its log and event workers in atexit handlers.
         with contextlib.suppress(BaseException):
             import atexit
 

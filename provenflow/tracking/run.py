@@ -506,6 +506,38 @@ def start(
     return run
 
 
+def beside(run: Run, name: str, *, kind: str, flow: str, parameters: dict[str, Any]) -> Run:
+    """A run of the same code, environment and Prefect flow run as RUN, built in memory for
+    ``record_all`` (a sweep's trial that was cross-validated in a worker process): not opened, not
+    active, its own id."""
+    other = Run(
+        workspace=run.workspace, kind=kind, flow=flow, name=name, id=str(uuid.uuid4()),
+        prefect_flow_run_id=run.prefect_flow_run_id, prefect_url=run.prefect_url, code=run.code,
+        environment=run.environment,
+    )  # fmt: skip
+    other.log_parameters(parameters)
+    return other
+
+
+def record_all(workspace: Workspace, runs: list[tuple[Run, str | None]]) -> None:
+    """Write runs that are over (each with its error message, or None) in one transaction, without
+    outputs. One transaction where each run of ``start`` takes two: a sweep records its trials
+    together once their folds are scored (nothing of a trial happens in this process between its
+    start and its end, so there is no running row to leave behind; a crash leaves no trial, and the
+    next sweep does them again). No run card each: the sweep's leaderboard shows them together."""
+    if not runs:
+        return
+    if any(run._models or run._datasets for run, _ in runs):
+        raise ProvenflowError("record_all writes runs without outputs; end a run with outputs itself")
+    key = _sealing_key_if_any()
+    ended_at = datetime.now(UTC)
+    with workspace.ledger.transaction() as session:
+        for run, error in runs:
+            run._write(session, ended_at, error, key)
+    for run, error in runs:
+        run.summary = run._summarise(ended_at, error, [])
+
+
 def active_run() -> Run:
     run = _active.get()
     if run is None:
