@@ -21,24 +21,9 @@ from sqlalchemy.orm import Session
 from provenflow.ledger import models as m
 from provenflow.platform import runner
 from tests.conftest import PENGUINS
+from tests.test_runner import POISON  # an estimator that poisons scikit-learn, then dies by SIGKILL
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-# An estimator that poisons scikit-learn in its process (LogisticRegression.fit raises from then on),
-# then dies by SIGKILL (as an out-of-memory kill would): neither may reach the runner or the next run.
-POISON = """
-import os, signal
-import sklearn.linear_model
-from sklearn.base import BaseEstimator, ClassifierMixin
-
-class Poison(ClassifierMixin, BaseEstimator):
-    def fit(self, X, y):
-        def broken(*args, **kwargs):
-            raise RuntimeError("poisoned by the previous run")
-        sklearn.linear_model.LogisticRegression.fit = broken
-        os.kill(os.getpid(), signal.SIGKILL)
-"""
-
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}

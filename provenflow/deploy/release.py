@@ -69,26 +69,33 @@ def collect_wheels(cache: Path, requirements: list[str] | None = None) -> Path:
     build then needs no network at all.
     """
     requirements = requirements or serving_requirements()
-    key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
+    pinned = "\n".join(p for p in capture_environment().packages if not p.startswith("provenflow=="))
+    return _wheels_once(cache, "", requirements, "the image", ["-c", "{constraints}"], constraints=pinned)
+
+
+def _wheels_once(
+    cache: Path, prefix: str, requirements: list[str], what: str, options: list[str], constraints: str = ""
+) -> Path:
+    """``pip wheel`` of REQUIREMENTS into a folder of ``cache`` named by their hash, kept once built:
+    built in a staging folder and renamed, so a failed or interrupted build leaves no half folder."""
+    key = prefix + hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
     folder = cache / key
     if (folder / "requirements.txt").exists():
         return folder
     staging = cache / f".{key}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    constraints = staging / "constraints.txt"
-    constraints.write_text(
-        "\n".join(p for p in capture_environment().packages if not p.startswith("provenflow=="))
-    )
+    pins = staging / "constraints.txt"
+    pins.write_text(constraints)
+    options = [o.replace("{constraints}", str(pins)) for o in options]
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(staging),
-         "-c", str(constraints), *requirements],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(staging), *options, *requirements],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
-        raise ReleaseError(f"could not collect wheels for the image: {done.stderr.strip()[-800:]}")
+        raise ReleaseError(f"could not collect wheels for {what}: {done.stderr.strip()[-800:]}")
     (staging / "requirements.txt").write_text("\n".join(requirements) + "\n")
-    constraints.unlink()
+    pins.unlink()
     staging.rename(folder)
     return folder
 
@@ -147,22 +154,7 @@ def collect_model_wheels(cache: Path, requirements: list[str]) -> Path | None:
     ``cache`` per set, as the serving wheels are; None when there are none."""
     if not requirements:
         return None
-    key = "model-" + hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
-    folder = cache / key
-    if (folder / "requirements.txt").exists():
-        return folder
-    staging = cache / f".{key}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(staging), *requirements],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise ReleaseError(f"could not collect wheels for the model's own requirements: {done.stderr.strip()[-800:]}")
-    (staging / "requirements.txt").write_text("\n".join(requirements) + "\n")
-    staging.rename(folder)
-    return folder
+    return _wheels_once(cache, "model-", requirements, "the model's own requirements", ["--no-deps"])
 
 
 def oci_labels(metadata: dict) -> dict[str, str]:

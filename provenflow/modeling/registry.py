@@ -120,43 +120,33 @@ def check_alias(alias: str) -> str:
 def registered_by_flow_run(session: Session, flow_run_id: str, name: str) -> m.ModelVersion:
     """The version of model NAME that the runs of Prefect flow run FLOW_RUN_ID registered (the
     newest, if several): what a team's own training deployment produced for the retrain flow."""
-    edge = session.scalars(
-        select(m.RunIO)
-        .join(m.Run)
-        .where(
-            m.Run.prefect_flow_run_id == str(flow_run_id),
-            m.Run.state == "completed",
-            m.RunIO.direction == "output",
-            m.RunIO.kind == "model",
-            m.RunIO.model_version_id.is_not(None),
-        )
-        .order_by(m.RunIO.id.desc())
+    return _newest_registered(
+        session, m.Run.prefect_flow_run_id == str(flow_run_id), name, f"flow run {flow_run_id} registered no version of model {name!r}; its flow must call"
     )
-    found = [e.model_version for e in edge if e.model_version.name == name]
-    if not found:
-        raise PromotionError(
-            f"flow run {flow_run_id} registered no version of model {name!r}; its flow must call "
-            f"provenflow.log_model(model, name={name!r}, ...) inside provenflow.start(...)"
-        )
-    return found[0]
 
 
 def registered_by_runs(session: Session, run_ids: list[str], name: str) -> m.ModelVersion:
     """The version of model NAME that runs RUN_IDS registered (the newest, if several): what a team's
     notebook or script, run again by the retrain flow, produced."""
+    return _newest_registered(
+        session, m.Run.id.in_(run_ids), name,
+        f"the code that trained {name!r}, run again, registered no version of it ({len(run_ids)} runs started); it must call",
+    )  # fmt: skip
+
+
+def _newest_registered(session: Session, runs: object, name: str, missing: str) -> m.ModelVersion:
+    """The newest version of model NAME that a completed run matching RUNS registered; PromotionError
+    (MISSING, then how to register one) when none did."""
     edges = session.scalars(
         select(m.RunIO)
         .join(m.Run)
-        .where(m.Run.id.in_(run_ids), m.Run.state == "completed", m.RunIO.direction == "output",
+        .where(runs, m.Run.state == "completed", m.RunIO.direction == "output",
                m.RunIO.kind == "model", m.RunIO.model_version_id.is_not(None))
         .order_by(m.RunIO.id.desc())
     )  # fmt: skip
     found = [e.model_version for e in edges if e.model_version.name == name]
     if not found:
-        raise PromotionError(
-            f"the code that trained {name!r}, run again, registered no version of it ({len(run_ids)} runs "
-            f"started); it must call provenflow.log_model(model, name={name!r}, ...) inside provenflow.start(...)"
-        )
+        raise PromotionError(f"{missing} provenflow.log_model(model, name={name!r}, ...) inside provenflow.start(...)")
     return found[0]
 
 
