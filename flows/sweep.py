@@ -93,7 +93,7 @@ def sweep(
         common = dict(target=target, estimator=estimator, seed=seed, test_size=test_size, cv=cv, name=name,
                       ledger_block=ledger_block, store_block=store_block)  # fmt: skip
         if refit == "best":
-            trained, failed = refit_best(run, workspace, todo, done, max_concurrency, metric, common)
+            trained, failed = refit_best(run, todo, done, max_concurrency, metric, common)
         else:
             trained, failed = run_trials(todo, max_concurrency, runner, dask, dask_block, common)
         for message in failed:
@@ -135,12 +135,12 @@ def sweep(
 
 
 def refit_best(
-    run, workspace, todo: list, done: dict[str, str], jobs: int, metric: str | None, common: dict
+    run, todo: list, done: dict[str, str], jobs: int, metric: str | None, common: dict
 ) -> tuple[dict[str, str], list[str]]:
     """Cross-validate every trial to do in one pool of processes, record each as a run with its CV
     metrics (all in one transaction), then train, store and register the best trial (a model run)
     unless it already has a model; (trial key → run id, messages of the trials that failed)."""
-    c = common
+    c, workspace = common, run.workspace
     scores = cross_validate_trials(workspace, todo, c["target"], c["estimator"], c["seed"], c["test_size"], c["cv"],
                                    max(1, jobs))  # fmt: skip
     failed = [f"trial {trial.dataset} {trial.params} failed: {result.splitlines()[0][:300]}"
@@ -163,7 +163,7 @@ def refit_best(
         best = sweeping.leaderboard(candidates, sweeping.rank_metric(candidates, metric))[0]
     # Every trial but the one refit below: its CV metrics, or its error (a failed run).
     recorded = [(trial, key, result) for (trial, key), result in zip(todo, scores, strict=True)
-                if best is None or key != best["key"] or best["model"]]  # fmt: skip
+                if best is None or key != best["key"]]  # fmt: skip
     ids = record_cv_trials(run, recorded, c["target"], c["estimator"], c["seed"], c["test_size"], c["cv"],
                            c["name"]) if recorded else []  # fmt: skip
     trained = {key: run_id for (_, key, _), run_id in zip(recorded, ids, strict=True) if run_id}

@@ -100,8 +100,7 @@ def record_cv_trials(
     model, or a failed run with its error; all in one ledger transaction. Their run ids (None for
     those that failed), in order."""
     from provenflow.ledger.refs import safe_name
-    from provenflow.redact import redact
-    from provenflow.tracking.run import beside, record_all
+    from provenflow.tracking.run import beside, error_message, record_all
 
     workspace = sweep_run.workspace
     with workspace.ledger.reader() as session:
@@ -117,7 +116,7 @@ def record_cv_trials(
         run = beside(sweep_run, label, kind="model", flow="model-run", parameters=parameters)
         run.input(versions[trial.dataset])
         if isinstance(result, str):
-            runs.append((run, redact(f"TrialFailed: {result}")))  # as a run of start() says it
+            runs.append((run, error_message(sweep.TrialFailed(result))))  # as a run of start() says it
             continue
         run.log_metrics(result)
         run.warn("cross-validated only (refit=best): the sweep refit and registered its best trial alone",

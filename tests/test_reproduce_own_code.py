@@ -99,13 +99,17 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": WT}
 
 
+def run_script(repo: Path, *argv: str) -> str:
+    """Run a script of REPO as its team would (``python train.py 2``); the id of the run it recorded."""
+    done = subprocess.run([sys.executable, *argv], cwd=repo, env=child_env(), capture_output=True, text=True, check=True)
+    return done.stdout.split("RUN ")[1].split()[0]
+
+
 def test_a_script_run_reproduces_identical_with_its_input_pinned(repo):
     first = dataset_version("1 2 3")
     (repo / "train.py").write_text(SCRIPT)
     commit(repo)
-    done = subprocess.run([sys.executable, "train.py", "2"], cwd=repo, env=child_env(),
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    run_id = done.stdout.split("RUN ")[1].split()[0]
+    run_id = run_script(repo, "train.py", "2")
     run = recorded(run_id)
     assert run.code_entry == {"kind": "script", "path": "train.py", "argv": ["2"], "cwd": "."}
     assert run.code_seal.startswith("ed25519:")
@@ -180,9 +184,7 @@ def test_a_changed_entry_point_is_refused(repo):
     dataset_version("1")
     (repo / "train.py").write_text(SCRIPT)
     commit(repo)
-    done = subprocess.run([sys.executable, "train.py", "1"], cwd=repo, env=child_env(),
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    run_id = done.stdout.split("RUN ")[1].split()[0]
+    run_id = run_script(repo, "train.py", "1")
     with Workspace.default().ledger.transaction() as session:  # a ledger write, no key
         run = session.get(m.Run, run_id)
         run.code_entry = {**run.code_entry, "argv": ["1; import os"]}
@@ -217,9 +219,7 @@ def test_a_different_result_says_why_and_registers_nothing(repo):
     verdict says so, and the re-run's table does not become features@latest."""
     (repo / "prepare.py").write_text(UNSEEDED)
     commit(repo)
-    done = subprocess.run([sys.executable, "prepare.py"], cwd=repo, env=child_env(),
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    run_id = done.stdout.split("RUN ")[1].split()[0]
+    run_id = run_script(repo, "prepare.py")
     report = reproduce(run_id)
     assert report["verdict"] == "different", report
     assert report["causes"] == ["non-determinism"], report
@@ -264,9 +264,7 @@ def test_a_model_with_other_bytes_is_compared_by_its_predictions(repo, how, verd
     (repo / "scorer.py").write_text(SCORER)
     (repo / "train.py").write_text(TRAIN_DOUBLER)
     commit(repo)
-    done = subprocess.run([sys.executable, "train.py", how], cwd=repo, env=child_env(),
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    run_id = done.stdout.split("RUN ")[1].split()[0]
+    run_id = run_script(repo, "train.py", how)
     report = reproduce(run_id)
     model = report["outputs"]["model:doubler"]
     assert model["original"] != model["reproduced"]  # a timestamp inside: never the same bytes
@@ -285,9 +283,7 @@ def test_retraining_runs_the_recorded_script_again_and_refuses_a_changed_entry(r
     dataset_version("1 2")
     (repo / "train.py").write_text(SCRIPT)
     commit(repo)
-    done = subprocess.run([sys.executable, "train.py", "1"], cwd=repo, env=child_env(),
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    run_id = done.stdout.split("RUN ")[1].split()[0]
+    run_id = run_script(repo, "train.py", "1")
     dataset_version("5 5")
     (started,) = rerun_training_code.fn(Workspace.default(), run_id)
     again = recorded(started)

@@ -40,14 +40,9 @@ class Poison(ClassifierMixin, BaseEstimator):
 '''
 
 
-@pytest.fixture(scope="module")
-def warm(tmp_path_factory, prefect_api):
-    root = tmp_path_factory.mktemp("warm") / "project"
-    root.mkdir()
-    shutil.copy(PENGUINS, root / "penguins.csv")
-    (root / "poison.py").write_text(POISON)
-    home = root / ".provenflow"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
+def start_runner(home: Path, env: dict[str, str]) -> runner.RunnerStatus:
+    """The runner of HOME started with ENV as its whole environment (a user's shell, not the test's);
+    fails the test when it does not listen within 300 s."""
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
@@ -58,6 +53,18 @@ def warm(tmp_path_factory, prefect_api):
         os.environ.update(saved)
     if not status.running:
         pytest.fail(f"the runner did not listen within 300 s; see {status.log}")
+    return status
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory, prefect_api):
+    root = tmp_path_factory.mktemp("warm") / "project"
+    root.mkdir()
+    shutil.copy(PENGUINS, root / "penguins.csv")
+    (root / "poison.py").write_text(POISON)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
+    home = root / ".provenflow"
+    status = start_runner(home, env)
     yield root, env, status
     runner.stop(home)
 

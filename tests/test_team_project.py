@@ -97,10 +97,7 @@ def test_own_flow_trains_promotes_serves_and_retrains(team_project):
     deployments = get_settings().home_dir / "deployments"
     names = {placed["name"]}
     try:
-        rows = pf_rows()
-        answer = httpx.post(f"{placed['endpoint']}/predict", json={"records": records_of(rows, COLUMNS)}, timeout=30)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["predictions"] == list(model.predict(rows[COLUMNS]))
+        answers_as(placed["endpoint"], model)
 
         # As a drift event starts it: the monitor's policy block names the team's own deployment.
         DriftPolicy(retrain_deployment="train/train", retrain_parameters={"C": 0.3}, auto_approve=True).save(
@@ -142,6 +139,14 @@ def pf_rows():
     import pandas as pd
 
     return pd.read_csv(PENGUINS).dropna(subset=["species"]).sample(30, random_state=2)
+
+
+def answers_as(endpoint: str, model) -> None:
+    """The deployment at ENDPOINT answers the example's rows over HTTP as MODEL predicts them."""
+    rows = pf_rows()
+    answer = httpx.post(f"{endpoint}/predict", json={"records": records_of(rows, COLUMNS)}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == list(model.predict(rows[COLUMNS]))
 
 
 @pytest.fixture
@@ -200,10 +205,7 @@ def test_a_notebook_trains_serves_drifts_retrains_and_reproduces(notebook_projec
     deployments = get_settings().home_dir / "deployments"
     names = {placed["name"]}
     try:
-        rows = pf_rows()
-        answer = httpx.post(f"{placed['endpoint']}/predict", json={"records": records_of(rows, COLUMNS)}, timeout=30)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["predictions"] == list(model.predict(rows[COLUMNS]))
+        answers_as(placed["endpoint"], model)
 
         # Production traffic moves away from the training data: heavier penguins.
         shifted = read_table(str(PENGUINS))[COLUMNS].sample(n=600, replace=True, random_state=5)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from provenflow.ledger import models as m
 from provenflow.platform import runner
 from tests.conftest import PENGUINS
-from tests.test_runner import POISON  # an estimator that poisons scikit-learn, then dies by SIGKILL
+from tests.test_runner import POISON, start_runner
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -116,16 +116,7 @@ def warm_worker(tmp_path_factory, prefect_api):
     shutil.copy(PENGUINS, root / "penguins.csv")
     (root / "poison.py").write_text(POISON)
     home = root / ".provenflow"
-    saved, env = dict(os.environ), _env()
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        status = runner.start(home, wait=300)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    if not status.running:
-        pytest.fail(f"the runner did not listen within 300 s; see {status.log}")
+    status = start_runner(home, _env())
     deployments = _deploy("warm-process")
     worker = Worker("warm-process", home, root, cli=True)
     yield root, home, status, deployments, worker

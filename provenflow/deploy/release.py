@@ -18,6 +18,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,16 +69,20 @@ def collect_wheels(cache: Path, requirements: list[str] | None = None) -> Path:
     Downloaded (or built) on the host once per set of versions and kept in ``cache``; the image
     build then needs no network at all.
     """
-    requirements = requirements or serving_requirements()
-    pinned = "\n".join(p for p in capture_environment().packages if not p.startswith("provenflow=="))
-    return _wheels_once(cache, "", requirements, "the image", ["-c", "{constraints}"], constraints=pinned)
+
+    def pinned() -> str:
+        return "\n".join(p for p in capture_environment().packages if not p.startswith("provenflow=="))
+
+    return _wheels_once(cache, "", requirements or serving_requirements(), "the image", pinned)
 
 
 def _wheels_once(
-    cache: Path, prefix: str, requirements: list[str], what: str, options: list[str], constraints: str = ""
+    cache: Path, prefix: str, requirements: list[str], what: str, constraints: Callable[[], str] | None
 ) -> Path:
     """``pip wheel`` of REQUIREMENTS into a folder of ``cache`` named by their hash, kept once built:
-    built in a staging folder and renamed, so a failed or interrupted build leaves no half folder."""
+    built in a staging folder and renamed, so a failed or interrupted build leaves no half folder.
+    With CONSTRAINTS (the pins, computed only when building) their dependencies come too; without,
+    REQUIREMENTS alone (``--no-deps``)."""
     key = prefix + hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
     folder = cache / key
     if (folder / "requirements.txt").exists():
@@ -86,8 +91,11 @@ def _wheels_once(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     pins = staging / "constraints.txt"
-    pins.write_text(constraints)
-    options = [o.replace("{constraints}", str(pins)) for o in options]
+    if constraints is None:
+        options = ["--no-deps"]
+    else:
+        pins.write_text(constraints())
+        options = ["-c", str(pins)]
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(staging), *options, *requirements],
         capture_output=True, text=True, check=False,
@@ -95,19 +103,15 @@ def _wheels_once(
     if done.returncode != 0:
         raise ReleaseError(f"could not collect wheels for {what}: {done.stderr.strip()[-800:]}")
     (staging / "requirements.txt").write_text("\n".join(requirements) + "\n")
-    pins.unlink()
+    pins.unlink(missing_ok=True)
     staging.rename(folder)
     return folder
 
 
-def _canonical(name: str) -> str:
-    import re
-
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _wheel_names(folder: Path) -> set[str]:
-    return {_canonical(w.name.split("-", 1)[0]) for w in folder.glob("*.whl")}
+    from packaging.utils import canonicalize_name
+
+    return {canonicalize_name(w.name.split("-", 1)[0]) for w in folder.glob("*.whl")}
 
 
 def model_requirements(signature: dict, serving_wheels: Path) -> list[str]:
@@ -118,6 +122,9 @@ def model_requirements(signature: dict, serving_wheels: Path) -> list[str]:
     import importlib.metadata
 
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from provenflow.modeling.owncode import installed_version
 
     have = _wheel_names(serving_wheels)
     wanted = [r.partition("==") for r in signature.get("requirements") or []]
@@ -125,17 +132,16 @@ def model_requirements(signature: dict, serving_wheels: Path) -> list[str]:
     todo = [(dist, version) for dist, _, version in wanted]
     while todo:
         dist, version = todo.pop()
-        key = _canonical(dist)
+        key = canonicalize_name(dist)
         if key in have or key in out:
             continue
-        try:
-            installed = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
+        installed = installed_version(dist)
+        if installed is None:
             raise ReleaseError(
                 f"the model needs the distribution {dist}{'==' + version if version else ''} (its code imports it), "
                 f"which is not installed where the image is built; install it here (pip install '{dist}"
                 f"{'==' + version if version else ''}') and release again"
-            ) from None
+            )
         if version and installed != version:
             raise ReleaseError(
                 f"the model was logged with {dist}=={version}, but {installed} is installed where the image is "
@@ -154,7 +160,7 @@ def collect_model_wheels(cache: Path, requirements: list[str]) -> Path | None:
     ``cache`` per set, as the serving wheels are; None when there are none."""
     if not requirements:
         return None
-    return _wheels_once(cache, "model-", requirements, "the model's own requirements", ["--no-deps"])
+    return _wheels_once(cache, "model-", requirements, "the model's own requirements", None)
 
 
 def oci_labels(metadata: dict) -> dict[str, str]:

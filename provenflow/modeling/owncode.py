@@ -308,7 +308,7 @@ def listing(data: bytes) -> dict[str, str]:
         }
 
 
-def load(data: bytes, ref: str) -> Any:
+def load(data: bytes, ref: str, archive_hash: str) -> Any:
     """Unpickle an archive whose hash and seal the caller has checked. Its code is imported from the
     archive's bytes in memory (:class:`CarriedCode`), never written to disk: a load leaves no folder
     behind and nothing on disk can be swapped between the check and the import. The finder is first
@@ -329,7 +329,7 @@ def load(data: bytes, ref: str) -> Any:
                 )
             files[relative.as_posix()] = archive.read(name)
         pickled = archive.read(PICKLE_ENTRY)
-    finder = _finder_for(Digest.of_bytes(data).hex, files)
+    finder = _finder_for(archive_hash, files)  # the hash the caller checked: not hashed again
     _forget_other_models_code(finder)
     # First while the pickle loads (it imports the carried modules, and they what they import at
     # their top), then last: an import the model's code makes later (inside a function) still finds

@@ -470,7 +470,7 @@ def deserialize(data: bytes, model: ModelIdentity, seal: str | None, key: Key | 
     from provenflow.modeling import owncode
 
     if model.format == owncode.FORMAT:  # the team's own code rides along: on sys.path only now
-        return owncode.load(data, model.ref)
+        return owncode.load(data, model.ref, actual.hex)
     return owncode.unpickle(data, model.ref)
 
 

@@ -29,9 +29,9 @@ class Predictions:
     @functools.cached_property
     def arrow_labels(self) -> Any:
         """The labels as one Arrow array, made once for the prediction log's frame and an Arrow answer."""
-        import pyarrow as pa
+        from provenflow.serving.predictlog.wal import arrow_array
 
-        return pa.array(self.labels, from_pandas=True) if self.labels.dtype == object else pa.array(self.labels)
+        return arrow_array(self.labels)
 
 
 class Predictor(Protocol):

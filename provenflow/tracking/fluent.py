@@ -255,16 +255,14 @@ def log_model(
 
 
 def _stored_example(store, example: pd.DataFrame) -> Digest | None:
-    """The example rows (up to 100) as a Parquet object in the store; its hash, or None when the rows
+    """The example rows (up to 100) stored as datasets store a table; its hash, or None when the rows
     do not go into Parquet (objects of the team's own): the reproduction then compares on the reference."""
-    import io
+    from provenflow.data import datasets
 
-    buffer = io.BytesIO()
     try:
-        example.head(100).to_parquet(buffer, index=False)
+        return datasets.store_table(store, example.head(100)).digest
     except (ValueError, TypeError, NotImplementedError, ArithmeticError):  # pyarrow's conversion errors derive from these
         return None
-    return store.put_bytes(buffer.getvalue()).digest
 
 
 def _eval(value: Any) -> tuple[pd.DataFrame | None, pd.Series | None]:

@@ -223,7 +223,7 @@ class Run:
             return self.summary
         ended_at = datetime.now(UTC)
         self._stop_noting()
-        message = _error_message(error) if error is not None else None
+        message = error_message(error) if error is not None else None
         try:
             if error is not None:
                 self._drop_outputs()
@@ -233,7 +233,7 @@ class Run:
                 # The record could not be written: take back what this run stored, and say so in
                 # a failed record if even that can be written.
                 self._drop_outputs()
-                message = f"the run could not be recorded: {_error_message(exc)}"
+                message = f"the run could not be recorded: {error_message(exc)}"
                 with contextlib.suppress(Exception):
                     self._commit(ended_at, message)
                 self._discard_new_objects()
@@ -600,7 +600,7 @@ def _user() -> str | None:
         return None
 
 
-def _error_message(error: BaseException) -> str:
+def error_message(error: BaseException) -> str:
     """What the ledger keeps of an error: its type and message, credentials masked (a library's
     message may quote a URL with its password)."""
     if isinstance(error, ProvenflowError):

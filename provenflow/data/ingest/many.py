@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from provenflow.data import datasets, manifest
 from provenflow.data.ingest.listing import Listing, SourceFile
 from provenflow.data.ingest.one_pass import BLOCK_BYTES, Ingested, ingest, workdir_for
-from provenflow.data.ingest.part_summaries import Summaries, Summarizer, fingerprint, threshold
+from provenflow.data.ingest.part_summaries import Summaries, Summarizer, fingerprint, threshold, up_to
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, finish_profile
 from provenflow.data.ingest.stat_cache import StatCache
 from provenflow.data.ingest.widening import join_types
@@ -46,17 +46,19 @@ def ingest_many(
     entries: dict[str, dict] = {}
     summaries = summaries or Summaries(cache.path.parent / "part-summaries" if cache.path else None)
     try:
+        others = 0  # the table has at least these rows: those of the files read before
         for file in listing.files:
-            others = sum(e["rows"] for e in entries.values())  # the table has at least these rows
             entries[file.relative] = _part(listing, file, store, cache, block_bytes, {}, others, sample_rows)
+            others += entries[file.relative]["rows"]
         wider = _joined_types(listing, entries)
         if wider:  # read again, with the joined types, the files that had a narrower one
+            total = others
             for file in listing.files:
                 had = dict(entries[file.relative]["schema"])
                 forced = {k: t for k, t in wider.items() if k in had and had[k] != str(t)}
                 if forced:
                     _discard(entries[file.relative])
-                    others = sum(e["rows"] for rel, e in entries.items() if rel != file.relative)
+                    others = total - entries[file.relative]["rows"]
                     entries[file.relative] = _part(
                         listing, file, store, cache, block_bytes, forced, others, sample_rows
                     )
@@ -227,7 +229,7 @@ def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int, 
                 columns[name].numeric, columns[name].integer = column.numeric, column.integer
             columns[name].merge(column)
         table = summary.kept
-        table = table.filter(pc.less_equal(table["__key"], pa.scalar(below, pa.uint64())))
+        table = table.filter(up_to(table["__key"], below))
         kept.append(table.append_column("__part", pa.array(np.full(table.num_rows, index), pa.int64())))
     sample = pa.concat_tables(kept)
     sample = sample.take(pc.sort_indices(sample, [("__part", "ascending"), ("__row", "ascending")]))

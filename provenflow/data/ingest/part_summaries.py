@@ -82,7 +82,7 @@ class Summaries:
         if summary is not None and summary.below >= int(below):
             if summary.below <= 2 * int(below):
                 return summary
-            kept = summary.kept.filter(_up_to(summary.kept["__key"], below))
+            kept = summary.kept.filter(up_to(summary.kept["__key"], below))
             summary = Summary(summary.rows, summary.columns, int(below), kept, summary.sums)
         else:
             summary = self._read(store, digest, below)
@@ -140,7 +140,7 @@ class Summarizer:
             below = int(threshold(self.others + self.rows, self.sample_rows))
             if below < self.below // 2:  # cut what is kept now and then, not at every batch
                 self.below = below
-                self.kept = [t.filter(_up_to(t["__key"], below)) for t in self.kept]
+                self.kept = [t.filter(up_to(t["__key"], below)) for t in self.kept]
         keys = row_keys(hashes, start)
         chosen = np.flatnonzero(keys <= np.uint64(self.below))
         if len(chosen):
@@ -154,14 +154,15 @@ class Summarizer:
             below = int(threshold(self.others + self.rows, self.sample_rows))
         if self.kept:
             kept = pa.concat_tables(self.kept)
-            kept = kept.filter(_up_to(kept["__key"], below))
+            kept = kept.filter(up_to(kept["__key"], below))
         else:
             kept = self.schema.append(pa.field("__key", pa.uint64())).append(pa.field("__row", pa.int64()))
             kept = kept.empty_table()
         return Summary(self.rows, self.columns, below, kept.combine_chunks(), tuple(self.sums))
 
 
-def _up_to(keys, below: int):
+def up_to(keys, below: int):
+    """Which sample KEYS are kept by a summary cut at BELOW."""
     return pc.less_equal(keys, pa.scalar(int(below), pa.uint64()))
 
 

@@ -111,7 +111,7 @@ def _fsync_dir(folder: str) -> None:
 
 
 def _framed(payload: bytes) -> bytes:
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+    return _frame_head(payload) + payload
 
 
 def _frame_head(payload: Any) -> bytes:
@@ -155,11 +155,11 @@ ARROW_FRAME_ROWS = 64
 def _arrow_part(chunk: Chunk, rows: slice, k: int, parts: int) -> pa.Buffer:
     given = chunk.arrow or {}
     columns = {
-        f"c.{name}": given[name][rows] if name in given else _arrow_array(values[rows])
+        f"c.{name}": given[name][rows] if name in given else arrow_array(values[rows])
         for name, values in chunk.columns.items()
     }
     labels = chunk.arrow_labels
-    columns["y"] = labels[rows] if labels is not None else _arrow_array(np.asarray(chunk.labels)[rows])
+    columns["y"] = labels[rows] if labels is not None else arrow_array(np.asarray(chunk.labels)[rows])
     if chunk.probabilities is not None:
         proba = np.asarray(chunk.probabilities, dtype=np.float64)[rows]
         for i in range(proba.shape[1]):
@@ -174,7 +174,8 @@ def _arrow_part(chunk: Chunk, rows: slice, k: int, parts: int) -> pa.Buffer:
     return sink.getvalue()
 
 
-def _arrow_array(values: np.ndarray) -> pa.Array:
+def arrow_array(values: np.ndarray) -> pa.Array:
+    """VALUES as one Arrow array; a missing category (NaN in an object array) becomes null."""
     if values.dtype == object:
         return pa.array(values, from_pandas=True)  # NaN (a missing category) → null
     return pa.array(values)
@@ -248,12 +249,7 @@ def read_wal(fd: int, arrow: bool = False) -> tuple[Schema, list[Chunk | ArrowRo
     schema = Schema.from_header(frames[0])
     chunks, parts = [], []
     for payload in frames[1:]:
-        if payload.startswith(_ARROW_MARK):
-            part = _arrow_frame(payload)
-            if not arrow:
-                part = _arrays(part)
-        else:
-            part = orjson.loads(payload)
+        part = _arrow_frame(payload) if arrow and payload.startswith(_ARROW_MARK) else decode_part(payload)
         if part["k"] == 0:
             parts = []
         parts.append(part)
