@@ -180,6 +180,12 @@ def test_refit_best_cross_validates_every_trial_and_registers_only_the_best(proj
             assert trial.environment_hash == sweep_run.environment_hash and trial.code_seal
         cv_only = [t for t in trials if t.parameters.get("refit") is False]
         assert len(cv_only) == 7 and {t.prefect_flow_run_id for t in cv_only} == {sweep_run.prefect_flow_run_id}
+        # The refit is a model run in the sweep's own flow run too, not a sub-flow run of its own
+        # (creating and ending one cost ~0.3 s of a 1.8 s small sweep), registered and sealed.
+        best_run = s.get(m.Run, board[0]["run_id"])
+        assert best_run.flow == "model-run" and best_run.state == "completed" and "refit" not in best_run.parameters
+        assert best_run.prefect_flow_run_id == sweep_run.prefect_flow_run_id
+        assert s.scalars(select(m.ModelVersion)).one().seal
     again = sweep_flow(datasets=["penguins@latest"], target="species", estimator=RF, grid=grid, cv=3, refit="best")
     assert (again["trained"], again["reused"]) == (0, 8)
     assert {r["run_id"] for r in again["leaderboard"]} == {r["run_id"] for r in board}
