@@ -79,12 +79,10 @@ def sweep(
         parameters["refit"] = refit
     with provenflow.start(f"sweep-{estimator.rsplit('.', 1)[-1]}", kind="sweep", flow="sweep",
                           parameters=parameters, workspace=workspace) as run:  # fmt: skip
-        keyed = key_trials(workspace, trials, estimator, seed, test_size, cv)
+        keyed = key_trials(workspace, trials, estimator, seed, test_size, cv, run.code)
         keys = [key for _, key in keyed]
-        done = find_done(workspace, keys)
-        if refit == "best":  # a trial cross-validated by an earlier refit-best sweep is done too
-            only = {sweeping.cv_only_key(key): key for key in keys if key not in done}
-            done |= {only[k]: run_id for k, run_id in find_done(workspace, list(only)).items()}
+        # With refit "best", a trial cross-validated by an earlier refit-best sweep is done too.
+        done = find_done(workspace, keys, cv_only=refit == "best")
         for trial, key in keyed:
             if key in done:
                 print(f"trial {trial.dataset} {trial.params}: reusing run {done[key]} (same data, "

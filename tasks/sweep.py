@@ -9,17 +9,19 @@ from prefect.cache_policies import NO_CACHE
 from provenflow.ledger.refs import resolve_dataset
 from provenflow.modeling import sweep
 from provenflow.tracking.run import Run
-from provenflow.tracking.source import capture_code
+from provenflow.tracking.source import CodeState, capture_code
 from provenflow.workspace import Workspace
 
 
 @task(cache_policy=NO_CACHE)
 def key_trials(
-    workspace: Workspace, trials: list[sweep.Trial], estimator: str, seed: int, test_size: float, cv: int | None
-) -> list[tuple[sweep.Trial, str]]:
+    workspace: Workspace, trials: list[sweep.Trial], estimator: str, seed: int, test_size: float, cv: int | None,
+    code: CodeState | None = None,
+) -> list[tuple[sweep.Trial, str]]:  # fmt: skip
     """Each trial with its dataset pinned to a version (``@latest`` resolved once, so every trial
-    and a re-run see the same data) and its key."""
-    code = capture_code()
+    and a re-run see the same data) and its key, over CODE (the sweep run's: the code its trials
+    record; captured again when not given, four git commands)."""
+    code = code or capture_code()
     code_id = f"{code.commit}+{code.diff_hash}" if code.commit or code.diff_hash else None
     with workspace.ledger.reader() as session:
         versions = {d: resolve_dataset(session, d) for d in {t.dataset for t in trials}}
@@ -33,9 +35,9 @@ def key_trials(
 
 
 @task(cache_policy=NO_CACHE)
-def find_done(workspace: Workspace, keys: list[str]) -> dict[str, str]:
+def find_done(workspace: Workspace, keys: list[str], cv_only: bool = False) -> dict[str, str]:
     with workspace.ledger.reader() as session:
-        return sweep.done_trials(session, keys)
+        return sweep.done_trials(session, keys, cv_only)
 
 
 @task(cache_policy=NO_CACHE)

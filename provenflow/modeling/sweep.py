@@ -112,8 +112,17 @@ def cv_only_key(key: str) -> str:
     return hashlib.sha256(f"{key}:cv-only".encode()).hexdigest()
 
 
-def done_trials(session, keys: Sequence[str]) -> dict[str, str]:
-    """trial key → id of the latest completed model run recorded with that key."""
+def done_trials(session, keys: Sequence[str], cv_only: bool = False) -> dict[str, str]:
+    """trial key → id of the latest completed model run recorded with that key; with CV_ONLY (a
+    refit-best sweep), also of a key's trial that an earlier refit-best sweep cross-validated only."""
+    found = _completed(session, keys)
+    if cv_only:
+        only = {cv_only_key(key): key for key in keys if key not in found}
+        found |= {only[k]: run_id for k, run_id in _completed(session, list(only)).items()}
+    return found
+
+
+def _completed(session, keys: Sequence[str]) -> dict[str, str]:
     wanted = sorted(set(keys))
     found: dict[str, str] = {}
     for start in range(

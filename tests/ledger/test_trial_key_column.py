@@ -54,3 +54,17 @@ def test_a_new_run_keeps_its_trial_key_in_the_column(workspace):
         assert done_trials(session, ["d" * 64]) == {"d" * 64: "n2"}  # the latest
         keys = [f"{i:064x}" for i in range(1200)]  # more than one chunk of the IN
         assert done_trials(session, [*keys, "d" * 64]) == {"d" * 64: "n2"}
+
+
+def test_a_refit_best_sweep_also_finds_the_trials_cross_validated_only(workspace):
+    from provenflow.modeling.sweep import cv_only_key
+
+    with workspace.ledger.transaction() as session:
+        session.add(m.Run(id="full", kind="model", flow="model-run", name="full", state="completed",
+                          parameters={"trial_key": "e" * 64}, started_at=datetime.now(UTC)))  # fmt: skip
+        session.add(m.Run(id="cv", kind="model", flow="model-run", name="cv", state="completed",
+                          parameters={"trial_key": cv_only_key("f" * 64)}, started_at=datetime.now(UTC)))  # fmt: skip
+    with workspace.ledger.reader() as session:
+        keys = ["e" * 64, "f" * 64, "0" * 64]
+        assert done_trials(session, keys) == {"e" * 64: "full"}  # a sweep that wants every model
+        assert done_trials(session, keys, cv_only=True) == {"e" * 64: "full", "f" * 64: "cv"}
