@@ -286,3 +286,24 @@ def test_a_daily_cycle_is_learnt_from_the_raw_timestamp():
     tree = training.import_estimator("sklearn.tree.DecisionTreeRegressor", {}, seed=0)
     plain = training.train_and_evaluate(dates_only, "load", tree, seed=0, test_size=0.25)
     assert "datetime__at_hour" not in list(plain.pipeline.named_steps["prepare"].get_feature_names_out())
+
+
+def test_the_leakage_check_scores_label_codes_as_it_scores_the_labels():
+    """The check fits and scores on integer codes of the labels (scikit-learn's target checks sorted
+    the text labels on every one-column fit: 80 ms → 29 ms on 5k rows × 8 columns); each column's
+    score is the one the labels themselves give, ties in a leaf included (codes keep the labels' order)."""
+    rng = np.random.default_rng(1)
+    penguins = datasets.read_table(str(PENGUINS))
+    ties = pd.DataFrame({"a": rng.integers(0, 3, 400), "b": rng.choice(["x", "y"], 400),
+                         "y": rng.choice(["c", "a", "b"], 400)})  # fmt: skip
+    for frame, target in ((penguins, "species"), (penguins, "island"), (ties, "y")):
+        for seed in (0, 1):
+            x_train, x_test, y_train, y_test = training.split_rows(frame, target, "classification", seed, 0.25)
+            codes_train, codes_test = data_checks._as_codes(y_train, y_test)
+            assert codes_train.dtype.kind == "i"
+            for column in x_train.columns:
+                coded = data_checks._one_feature_score(x_train[column], codes_train, x_test[column], codes_test,
+                                                       "classification")  # fmt: skip
+                plain = data_checks._one_feature_score(x_train[column], y_train, x_test[column], y_test,
+                                                       "classification")  # fmt: skip
+                assert coded == plain, (target, seed, column)
