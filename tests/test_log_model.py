@@ -573,3 +573,23 @@ def test_a_composite_model_lists_each_step_s_parameters():
     assert params["gradientboostingclassifier__max_depth"] == 3
     assert params["columntransformer__station__handle_unknown"] == "error"
     assert not {"steps", "columntransformer", "columntransformer__transformers"} & set(params)
+
+
+def test_the_team_s_runs_that_registered_a_model_are_its_leaderboard(ws, team_module, penguins_frame):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from provenflow.ui.leaderboard import leaderboard_rows, model_runs
+
+    labelled = penguins_frame.dropna(subset=["species"])
+    for c in (0.001, 10.0):
+        with pf.start("train-species", parameters={"C": c}, workspace=ws):
+            model = make_pipeline(team_module.BillRatio(), LogisticRegression(C=c, max_iter=1000))
+            model.fit(labelled[FEATURES], labelled["species"])
+            pf.log_model(model, name="species", input_example=labelled[FEATURES].head(),
+                         eval=(labelled[FEATURES], labelled["species"]))  # fmt: skip
+    with ws.ledger.reader() as session:
+        primary, rows = leaderboard_rows(model_runs(session, "species"))
+    assert primary == "accuracy" and len(rows) == 2  # the model card said "no runs yet"
+    assert [r["parameters"] for r in rows] == ["Pipeline C=10", "Pipeline C=0.001"]  # best first
+    assert [r["version"] for r in rows] == ["2", "1"]
