@@ -27,6 +27,7 @@ from provenflow.data.ingest.json_source import json_batches
 from provenflow.data.ingest.parquet_source import parquet_batches
 from provenflow.data.ingest.part_summaries import Summarizer, Summary
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, Sample, finish_profile
+from provenflow.data.ingest.read_ahead import ReadAhead
 from provenflow.data.ingest.sniffing import Markers, Reencode, next_encoding
 from provenflow.data.ingest.sql_source import sql_batches
 from provenflow.data.ingest.widening import CONVERSION, Widen, join_types, type_of_value
@@ -176,6 +177,7 @@ def _one_pass(
         batches = csv_batches(source, how, credentials, block_bytes, types)
     if constants:
         batches = _with_constants(source, batches, constants)
+    batches = ReadAhead(batches)  # parsed beside the profile and the summary of the batch before
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=workdir)
     os.close(fd)
     try:
@@ -238,6 +240,8 @@ def _one_pass(
                 writer.close()
         os.unlink(path)
         raise
+    finally:
+        batches.close()
 
 
 def _with_constants(source: str, batches, constants: dict[str, pa.Scalar]):
