@@ -130,11 +130,12 @@ class Summarizer:
 
     def add(self, batch: pa.RecordBatch) -> None:
         start = self.rows
-        hashes = row_hashes(batch)
+        encoded: dict[int, pa.DictionaryArray] = {}
+        hashes = row_hashes(batch, encoded)
         for j, prime in enumerate(PRIMES):
             self.sums[j] = (self.sums[j] + _poly(hashes, prime) * pow(BASE, start, prime)) % prime
-        for name, array in zip(batch.schema.names, batch.columns, strict=True):
-            self.columns[name].add(array)
+        for i, (name, array) in enumerate(zip(batch.schema.names, batch.columns, strict=True)):
+            self.columns[name].add(array, encoded.get(i))
         self.rows += batch.num_rows
         if self.fixed is None:
             below = int(threshold(self.others + self.rows, self.sample_rows))
@@ -166,18 +167,19 @@ def up_to(keys, below: int):
     return pc.less_equal(keys, pa.scalar(int(below), pa.uint64()))
 
 
-def row_hashes(batch: pa.RecordBatch) -> np.ndarray:
+def row_hashes(batch: pa.RecordBatch, encoded: dict[int, pa.DictionaryArray] | None = None) -> np.ndarray:
     """``pd.util.hash_pandas_object(batch.to_pandas(), index=False)``, the fingerprint's row hash,
     computed faster: pandas hashes a text column by factorising its values as Python objects (most
     of the pass's time on a table of strings); here Arrow finds the distinct values and pandas
-    hashes only those. The same numbers (tests/test_many_files.py compares them)."""
+    hashes only those. The same numbers (tests/test_many_files.py compares them). ENCODED gets the
+    text columns' dictionary encodings (by position), which their exact counts reuse."""
     if not batch.num_columns:
         return np.array([], dtype=np.uint64)
     out = np.full(batch.num_rows, 0x345678, dtype=np.uint64)
     mult = np.uint64(1000003)
     with np.errstate(over="ignore"):
         for i, array in enumerate(batch.columns):  # pandas' combine_hash_arrays
-            out ^= _column_hashes(array)
+            out ^= _column_hashes(array, i, encoded)
             out *= mult
             inverse = batch.num_columns - i
             mult += np.uint64(82520 + inverse + inverse)
@@ -185,13 +187,17 @@ def row_hashes(batch: pa.RecordBatch) -> np.ndarray:
     return out
 
 
-def _column_hashes(array: pa.Array) -> np.ndarray:
+def _column_hashes(array: pa.Array, index: int = 0, encodings: dict | None = None) -> np.ndarray:
+    if _plain_numbers(array):  # the numpy array pandas would hash, without a Series around it
+        return pd.util.hash_array(array.to_numpy(zero_copy_only=False), categorize=False)
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return pd.util.hash_pandas_object(array.to_pandas(), index=False).to_numpy()
     if not array.null_count and len(array) >= 1000 and pc.count_distinct(array[:1000]).as_py() > 900:
         # Nearly all distinct (an identifier): finding the distinct values first would save nothing.
         return pd.util.hash_array(array.to_numpy(zero_copy_only=False).astype(object), categorize=False)
     encoded = pc.dictionary_encode(array)
+    if encodings is not None:
+        encodings[index] = encoded
     distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
     hashed = pd.util.hash_array(distinct.astype(object), categorize=False)
     if not len(hashed):
@@ -202,13 +208,27 @@ def _column_hashes(array: pa.Array) -> np.ndarray:
     return result
 
 
+def _plain_numbers(array: pa.Array) -> bool:
+    """Integers and floats (gaps become NaN, as in pandas) and booleans without gaps: their numpy
+    form is the one ``to_pandas`` gives."""
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        return not array.null_count
+    return kind in (pa.int64(), pa.float64()) or (pa.types.is_integer(kind) and not array.null_count)
+
+
+# BASE**i modulo each prime, i = 0, 1, ...: the batches' lengths differ, the powers do not.
+_POWERS: dict[int, np.ndarray] = {}
+
+
 def _poly(hashes: np.ndarray, prime: int) -> int:
     """sum(h_i * BASE**i) mod PRIME, vectorised: every product of two residues fits in 62 bits."""
     residues = hashes % np.uint64(prime)
-    powers = np.ones(1, dtype=np.uint64)
+    powers = _POWERS.get(prime, np.ones(1, dtype=np.uint64))
     while len(powers) < len(residues):  # BASE**0 .. BASE**(2k-1) from BASE**0 .. BASE**(k-1)
         step = np.uint64(pow(BASE, len(powers), prime))
         powers = np.concatenate([powers, powers * step % np.uint64(prime)])
+    _POWERS[prime] = powers
     products = residues * powers[: len(residues)] % np.uint64(prime)
     return int(products.sum(dtype=np.uint64)) % prime  # < 2**31 each: sums of 2**32 of them fit
 

@@ -91,7 +91,9 @@ class Column:
         self.infinite = 0
         self.counts: dict | None = {}  # None once there are too many distinct values to count
 
-    def add(self, array: pa.Array) -> None:
+    def add(self, array: pa.Array, encoded: pa.DictionaryArray | None = None) -> None:
+        """Count ARRAY's values in; ENCODED, a text column's dictionary encoding when the caller
+        has it (part_summaries hashes the rows through it), spares finding its distinct values again."""
         if self.numeric:
             values = array.drop_null().to_numpy(zero_copy_only=False).astype("float64", copy=False)
             nan = np.isnan(values)
@@ -107,7 +109,16 @@ class Column:
         else:
             self.missing += array.null_count
             self.count += len(array) - array.null_count
-            if self.counts is not None:
+            if self.counts is not None and encoded is not None:
+                # value_counts' answer, in its order (first appearance): the dictionary's
+                counts = np.bincount(
+                    encoded.indices.drop_null().to_numpy(), minlength=len(encoded.dictionary)
+                )
+                if len(encoded.dictionary) > EXACT_DISTINCT:
+                    self.counts = None
+                else:
+                    self._count(encoded.dictionary.to_pylist(), counts, limit=EXACT_DISTINCT)
+            elif self.counts is not None:
                 counted = pc.value_counts(array.drop_null())
                 if len(counted) > EXACT_DISTINCT:  # an identifier: too many to count, no Python list of them
                     self.counts = None
