@@ -263,6 +263,23 @@ def test_the_row_hash_is_pandas_hash_of_the_rows():
     assert row_hashes(ids).tolist() == expected.tolist()  # an identifier column: hashed without its distinct values
 
 
+def test_a_text_columns_counts_from_its_dictionary_encoding_are_value_counts():
+    """The part summary counts a text column from the dictionary encoding its row hashes made:
+    the same counts, in the same order, as a second value_counts gave."""
+    import pyarrow.compute as pc
+
+    from provenflow.data.ingest.profiling import Column
+
+    array = pa.array(["b", None, "a", "", "b", "é", None, "b"])
+    plain, shared = Column(array.type), Column(array.type)
+    for _ in range(2):
+        plain.add(array)
+        shared.add(array, pc.dictionary_encode(array))
+    expected = [("b", 6), ("a", 2), ("", 2), ("é", 2)]
+    assert list(shared.counts.items()) == list(plain.counts.items()) == expected
+    assert (shared.missing, shared.count) == (plain.missing, plain.count) == (4, 12)
+
+
 def test_a_folder_of_more_files_than_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
     from provenflow.settings import get_settings
 
