@@ -208,6 +208,39 @@ def test_the_profile_is_the_whole_tables_and_unchanged_parts_are_not_read_again(
     pd.testing.assert_frame_equal(rebuilt.sample, again.sample)
 
 
+def test_a_folders_first_run_keeps_each_new_parts_summary_once(tmp_path, monkeypatch):
+    """A part's summary was kept (pickled) by the pass's commit, then again by the profile, cut to
+    the whole table's sample threshold, for the first files of a folder's first run. Now the commit
+    cuts it, and each new part's summary is written once."""
+    from provenflow.data.ingest import part_summaries
+
+    root = tmp_path / "t"
+    root.mkdir()
+    for day in range(1, 5):
+        _frame(1500, day).to_csv(root / f"{day}.csv", index=False)
+    kept = []
+    real = part_summaries.Summaries.put
+    monkeypatch.setattr(
+        part_summaries.Summaries, "put", lambda self, d, s: kept.append(d) or real(self, d, s)
+    )
+    store = ContentStore(str(tmp_path / "store"))
+    first = ingest_many(
+        listing.list_source(str(root)), store, StatCache(tmp_path / "c.json"), sample_rows=2000
+    )
+    assert sorted(kept) == sorted(first.parts)  # was 6 writes for 4 parts
+    _frame(1500, 5).to_csv(root / "5.csv", index=False)
+    kept.clear()
+    again = ingest_many(
+        listing.list_source(str(root)), store, StatCache(tmp_path / "c.json"), sample_rows=2000
+    )
+    assert kept == [again.parts[-1]]
+    fresh = ingest_many(
+        listing.list_source(str(root)), store, StatCache(tmp_path / "other.json"), sample_rows=2000
+    )
+    assert (fresh.digest, fresh.profile) == (again.digest, again.profile)
+    pd.testing.assert_frame_equal(fresh.sample, again.sample)
+
+
 def test_the_same_rows_cut_into_other_files_are_the_same_version(tmp_path):
     rows = _frame(5000, 1)
     cuts = {"two": [0, 2500, 5000], "three": [0, 100, 4000, 5000]}
@@ -260,7 +293,9 @@ def test_the_row_hash_is_pandas_hash_of_the_rows():
     assert row_hashes(batch.slice(0, 0)).tolist() == []
     ids = pa.RecordBatch.from_pydict({"id": [f"row-{i}" for i in range(3000)], "n": list(range(3000))})
     expected = pd.util.hash_pandas_object(ids.to_pandas(), index=False).to_numpy()
-    assert row_hashes(ids).tolist() == expected.tolist()  # an identifier column: hashed without its distinct values
+    assert (
+        row_hashes(ids).tolist() == expected.tolist()
+    )  # an identifier column: hashed without its distinct values
 
 
 def test_a_text_columns_counts_from_its_dictionary_encoding_are_value_counts():

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from provenflow.data import datasets, manifest
 from provenflow.data.ingest.listing import Listing, SourceFile
 from provenflow.data.ingest.one_pass import BLOCK_BYTES, Ingested, ingest, workdir_for
-from provenflow.data.ingest.part_summaries import Summaries, Summarizer, fingerprint, threshold, up_to
+from provenflow.data.ingest.part_summaries import Summaries, Summarizer, fingerprint, fitted, threshold, up_to
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, finish_profile
 from provenflow.data.ingest.stat_cache import StatCache
 from provenflow.data.ingest.widening import join_types
@@ -46,10 +46,19 @@ def ingest_many(
     entries: dict[str, dict] = {}
     summaries = summaries or Summaries(cache.path.parent / "part-summaries" if cache.path else None)
     try:
-        others = 0  # the table has at least these rows: those of the files read before
+        # The files the stat cache knows first: a new file's summary then knows (about) the table's
+        # rows, and keeps about the rows the table's sample takes from it, not all of them.
         for file in listing.files:
-            entries[file.relative] = _part(listing, file, store, cache, block_bytes, {}, others, sample_rows)
-            others += entries[file.relative]["rows"]
+            known_part = _cached(store, cache, file, {})
+            if known_part is not None:
+                entries[file.relative] = known_part
+        others = sum(e["rows"] for e in entries.values())  # the table has at least these rows
+        for file in listing.files:
+            if file.relative not in entries:
+                entries[file.relative] = _part(
+                    listing, file, store, cache, block_bytes, {}, others, sample_rows
+                )
+                others += entries[file.relative]["rows"]
         wider = _joined_types(listing, entries)
         if wider:  # read again, with the joined types, the files that had a narrower one
             total = others
@@ -64,8 +73,9 @@ def ingest_many(
                     )
         _check_schemas(listing, entries)
         # Only now, every file read and their schemas agreeing, does anything go into the store.
+        below = threshold(sum(e["rows"] for e in entries.values()), sample_rows)
         for file in listing.files:
-            _commit(listing, file, entries[file.relative], store, cache, summaries)
+            _commit(listing, file, entries[file.relative], store, cache, summaries, below)
     finally:
         for entry in entries.values():
             _discard(entry)
@@ -84,9 +94,9 @@ def ingest_many(
         listed = manifest.Manifest.from_bytes(store.read_bytes(earlier))
     stored = store.put_bytes(listed.to_bytes())
     notes = [
-        {"level": n["level"], "message": f"{rel}: {n['message']}"}
-        for rel, e in entries.items()
-        for n in e.get("notes", [])
+        {"level": n["level"], "message": f"{f.relative}: {n['message']}"}
+        for f in listing.files
+        for n in entries[f.relative].get("notes", [])
     ]
     return Ingested(
         path="",
@@ -116,10 +126,8 @@ def _part(
 ) -> dict:
     """FILE's part: from the stat cache when the file and both its objects are unchanged, else read,
     and summarised in the same pass (the table has at least OTHERS rows besides this file's)."""
-    how = {"partition": file.partition, "types": {k: str(t) for k, t in sorted(types.items())}}
-    key = cache.key(file.url, file.stamp, how)
-    known = cache.get(key)
-    if known and store.exists(Digest(known["part"])) and store.exists(Digest(known["raw"])):
+    known = _cached(store, cache, file, types)
+    if known is not None:
         return known
     ingested = ingest(
         file.url,
@@ -143,9 +151,24 @@ def _part(
         "schema": [[f.name, str(f.type)] for f in schema],
         "notes": ingested.notes,
         "pending": ingested.path,  # the part, written but not yet stored (_commit)
-        "key": key,
+        "key": _key(cache, file, types),
         "summary": ingested.summary,
     }
+
+
+def _key(cache: StatCache, file: SourceFile, types: dict[str, pa.DataType]) -> str | None:
+    how = {"partition": file.partition, "types": {k: str(t) for k, t in sorted(types.items())}}
+    return cache.key(file.url, file.stamp, how)
+
+
+def _cached(
+    store: ContentStore, cache: StatCache, file: SourceFile, types: dict[str, pa.DataType]
+) -> dict | None:
+    """FILE's part from the stat cache, when the file and both its objects are unchanged."""
+    known = cache.get(_key(cache, file, types))
+    if known and store.exists(Digest(known["part"])) and store.exists(Digest(known["raw"])):
+        return known
+    return None
 
 
 def _commit(
@@ -155,14 +178,16 @@ def _commit(
     store: ContentStore,
     cache: StatCache,
     summaries: Summaries,
+    below: np.uint64,
 ) -> None:
-    """Store a file read in this run: its raw bytes (for reproduction), its part and its summary;
-    remember them."""
+    """Store a file read in this run: its raw bytes (for reproduction), its part and its summary
+    (cut at BELOW, the whole table's sample threshold: kept once, not again by _describe); remember
+    them."""
     if "pending" not in entry:
         return
     entry["raw"] = datasets.store_source(store, file.url, listing.credentials).digest.hex
     store.put_file(entry.pop("pending"), Digest(entry["part"]), move=True)
-    summaries.put(Digest(entry["part"]), entry.pop("summary"))
+    summaries.put(Digest(entry["part"]), fitted(entry.pop("summary"), below, room=1))
     cache.put(entry.pop("key"), entry)
 
 

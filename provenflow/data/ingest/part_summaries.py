@@ -82,8 +82,7 @@ class Summaries:
         if summary is not None and summary.below >= int(below):
             if summary.below <= 2 * int(below):
                 return summary
-            kept = summary.kept.filter(up_to(summary.kept["__key"], below))
-            summary = Summary(summary.rows, summary.columns, int(below), kept, summary.sums)
+            summary = fitted(summary, below)
         else:
             summary = self._read(store, digest, below)
         self.put(digest, summary)
@@ -108,6 +107,14 @@ class Summaries:
         for batch in parquet.iter_batches(batch_size=64 * 1024):
             summarizer.add(batch)
         return summarizer.finish()
+
+
+def fitted(summary: Summary, below: np.uint64, room: int = 2) -> Summary:
+    """SUMMARY cut down to the rows with keys up to BELOW when it holds more than ROOM times those."""
+    if summary.below <= room * int(below):
+        return summary
+    kept = summary.kept.filter(up_to(summary.kept["__key"], below))
+    return Summary(summary.rows, summary.columns, int(below), kept, summary.sums)
 
 
 class Summarizer:
