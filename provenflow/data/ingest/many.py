@@ -11,8 +11,10 @@ unchanged file is read neither as a source nor as a part.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -73,22 +75,33 @@ def ingest_many(
                     )
         _check_schemas(listing, entries)
         # Only now, every file read and their schemas agreeing, does anything go into the store.
-        below = threshold(sum(e["rows"] for e in entries.values()), sample_rows)
-        for file in listing.files:
-            _commit(listing, file, entries[file.relative], store, cache, summaries, below)
+        listed = manifest.Manifest(
+            [
+                manifest.Part(Digest(e["part"]), e["rows"], e["size"])
+                for e in (entries[f.relative] for f in listing.files)
+            ],
+            entries[listing.files[0].relative]["schema"],
+        )
+        below = threshold(listed.rows, sample_rows)
+        new = [f for f in listing.files if "pending" in entries[f.relative]]
+        for file in new:  # kept first: the profile reads them while the files are being stored
+            entry = entries[file.relative]
+            summaries.put(Digest(entry["part"]), fitted(entry.pop("summary"), below, room=1))
+        # The raw files and parts are stored (copies, fsync: mostly waiting on the disk) in a thread
+        # while the profile is made, in the context that notes a failed run's new objects.
+        with ThreadPoolExecutor(1, thread_name_prefix="provenflow-store") as pool:
+            storing = pool.submit(
+                contextvars.copy_context().run,
+                lambda: [_commit(listing, f, entries[f.relative], store, cache) for f in new],
+            )
+            try:
+                profile, sample, validated_on = _describe(store, listed, sample_rows, summaries)
+            finally:
+                storing.result()
+                cache.save()
     finally:
         for entry in entries.values():
             _discard(entry)
-    first = entries[listing.files[0].relative]
-    listed = manifest.Manifest(
-        [
-            manifest.Part(Digest(e["part"]), e["rows"], e["size"])
-            for e in (entries[f.relative] for f in listing.files)
-        ],
-        first["schema"],
-    )
-    cache.save()
-    profile, sample, validated_on = _describe(store, listed, sample_rows, summaries)
     earlier = known(profile["fingerprint"]) if known else None
     if earlier is not None and store.exists(earlier):
         listed = manifest.Manifest.from_bytes(store.read_bytes(earlier))
@@ -177,17 +190,12 @@ def _commit(
     entry: dict,
     store: ContentStore,
     cache: StatCache,
-    summaries: Summaries,
-    below: np.uint64,
 ) -> None:
-    """Store a file read in this run: its raw bytes (for reproduction), its part and its summary
-    (cut at BELOW, the whole table's sample threshold: kept once, not again by _describe); remember
-    them."""
-    if "pending" not in entry:
-        return
+    """Store a file read in this run: its raw bytes (for reproduction) and its part; remember them.
+    (Its summary was kept before, cut at the whole table's sample threshold: once, not again by
+    _describe.)"""
     entry["raw"] = datasets.store_source(store, file.url, listing.credentials).digest.hex
     store.put_file(entry.pop("pending"), Digest(entry["part"]), move=True)
-    summaries.put(Digest(entry["part"]), fitted(entry.pop("summary"), below, room=1))
     cache.put(entry.pop("key"), entry)
 
 
