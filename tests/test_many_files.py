@@ -336,3 +336,36 @@ def test_a_folder_of_more_files_than_the_limit_is_refused_before_reading(tmp_pat
         assert _run(str(root), tmp_path, store)[0].rows == 4
     finally:
         get_settings.cache_clear()
+
+
+def test_a_folders_column_statistics_merged_at_once_are_those_merged_one_part_at_a_time():
+    """The whole table's exact counts are merged from every part's at once (a text column's value
+    counts summed in one go): the same statistics, counts in the same order, as one by one."""
+    from provenflow.data.ingest.profiling import EXACT_DISTINCT, Column
+
+    rng = np.random.default_rng(4)
+    arrays = {
+        "text": lambda n: pa.array(rng.choice(["a", "b", "", "é", None], n)),
+        "flag": lambda n: pa.array(rng.choice([True, False], n)),
+        "number": lambda n: pa.array(rng.integers(0, 7, n)),
+        "many": lambda n: pa.array([f"k{v}" for v in rng.integers(0, 10 * EXACT_DISTINCT, n)]),
+    }
+    for name, make in arrays.items():
+        parts = []
+        for n in (50, 300, 2000, 9000):
+            column = Column(make(1).type)
+            column.add(make(n))
+            parts.append(column)
+        one_by_one = Column(pa.null())
+        one_by_one.numeric, one_by_one.integer = parts[0].numeric, parts[0].integer
+        for part in parts:
+            one_by_one.merge(part)
+        at_once = Column.merged(parts)
+        assert vars(at_once).keys() == vars(one_by_one).keys()
+        for field, value in vars(one_by_one).items():
+            other = getattr(at_once, field)
+            if isinstance(value, dict):
+                assert list(other.items()) == list(value.items()), (name, field)
+            else:
+                assert other == value or (value != value and other != other), (name, field)
+    assert Column.merged(parts).counts is None  # "many": more distinct values than are counted

@@ -250,20 +250,18 @@ def _check_schemas(listing: Listing, entries: dict[str, dict]) -> None:
 def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int, summaries: Summaries):
     """The whole table's profile and validation sample, from the parts' summaries: exact counts
     merged, the sample the rows of every part below one key threshold (part_summaries)."""
-    columns: dict[str, Column] = {}
+    parts: dict[str, list[Column]] = {}
     kept, sums = [], []
     below = threshold(listed.rows, sample_rows)
     for index, part in enumerate(listed.parts):
         summary = summaries.of(store, part.digest, below)
         sums.append((summary.rows, summary.sums))
         for name, column in summary.columns.items():
-            if name not in columns:
-                columns[name] = Column(pa.null())
-                columns[name].numeric, columns[name].integer = column.numeric, column.integer
-            columns[name].merge(column)
+            parts.setdefault(name, []).append(column)
         table = summary.kept
         table = table.filter(up_to(table["__key"], below))
         kept.append(table.append_column("__part", pa.array(np.full(table.num_rows, index), pa.int64())))
+    columns = {name: Column.merged(each) for name, each in parts.items()}
     sample = pa.concat_tables(kept)
     sample = sample.take(pc.sort_indices(sample, [("__part", "ascending"), ("__row", "ascending")]))
     frame = sample.drop_columns(["__key", "__row", "__part"]).to_pandas()

@@ -127,8 +127,33 @@ class Column:
                         counted.field(0).to_pylist(), counted.field(1).to_numpy(), limit=EXACT_DISTINCT
                     )
 
-    def merge(self, other: Column) -> None:
-        """Add the statistics of OTHER (the same column over other rows), as if its rows had been added."""
+    @classmethod
+    def merged(cls, parts: list[Column]) -> Column:
+        """One column's statistics over the rows of all PARTS: what merging them one by one gives.
+        A text column's value counts are summed in one go: merged one part at a time, a folder of
+        a hundred parts with a few thousand distinct values each spent ~0.3 s in dict updates."""
+        total = cls(pa.null())
+        total.numeric, total.integer = parts[0].numeric, parts[0].integer
+        batched = not total.numeric and all(p.counts is not None for p in parts)
+        for part in parts:
+            total.merge(part, counts=not batched)
+        if batched:
+            keys = np.empty(sum(len(p.counts) for p in parts), dtype=object)
+            keys[:] = [k for p in parts for k in p.counts]
+            codes, distinct = pd.factorize(keys, sort=False)  # in order of first appearance, as a dict
+            counts = np.zeros(len(distinct), dtype="int64")
+            np.add.at(
+                counts, codes, np.fromiter((c for p in parts for c in p.counts.values()), "int64", len(keys))
+            )
+            if len(distinct) > EXACT_DISTINCT:
+                total.counts = None
+            else:
+                total.counts = dict(zip(distinct.tolist(), counts.tolist(), strict=True))
+        return total
+
+    def merge(self, other: Column, counts: bool = True) -> None:
+        """Add the statistics of OTHER (the same column over other rows), as if its rows had been
+        added (its value counts too unless COUNTS is off: ``merged`` sums them itself)."""
         self.missing += other.missing
         self.infinite += other.infinite
         self.low, self.high = min(self.low, other.low), max(self.high, other.high)
@@ -141,6 +166,8 @@ class Column:
             self.count = total
         elif not self.numeric:
             self.count += other.count
+        if not counts:
+            return
         if self.counts is None or other.counts is None:
             self.counts = None
         else:
