@@ -54,6 +54,7 @@ def ingest_many(
             known_part = _cached(store, cache, file, {})
             if known_part is not None:
                 entries[file.relative] = known_part
+        summaries.load_ahead([Digest(e["part"]) for e in entries.values()])
         others = sum(e["rows"] for e in entries.values())  # the table has at least these rows
         for file in listing.files:
             if file.relative not in entries:
