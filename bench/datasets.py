@@ -233,6 +233,8 @@ def record_figures(s: dict[str, list[float]], size_mb: int) -> None:
     record(f"datasets: BLAKE3 over memory ÷ read rate, the ceiling ({size})", read / median(s["memory_hash"]), "")
     record(f"datasets: put_file no fsync ÷ cp ({size})", put_nofsync / copy, "×", target=STORE_TARGET)
     record(f"datasets: put_file fsync ÷ cp && sync ({size})", put / copy_synced, "×", target=1.1)
+    record(f"datasets: put_file again, unchanged ÷ one hash ({size})", median(s["readd_fsync"]) / hashed, "×",
+           target=1.2, peer="Digest.of_file (BLAKE3)")  # fmt: skip
     if s["dvc_add_s"]:  # --no-peers leaves dvc out
         record(
             f"datasets: dvc add ÷ put_file fsync ({size})",

@@ -145,7 +145,9 @@ def retrain(
             )  # fmt: skip
             challenger_ref = f"{challenger['model']['name']}@{challenger['model']['version']}"
             challenger_metrics, new_data = challenger["metrics"], data["dataset"]["ref"]
-        redeploying = redeploy and target is not None
+        # The same code on the same data gave the champion's own bytes back: nothing to promote or ship.
+        unchanged = challenger_ref == champion_ref
+        redeploying = redeploy and target is not None and not unchanged
         if redeploying and target != "local":  # the image first: a failed build must not move the alias
             release(
                 model=challenger_ref,
@@ -153,9 +155,11 @@ def retrain(
                 ledger_block=ledger_block,
                 store_block=store_block,
             )
-        decision = promote(model=challenger_ref, to=alias, auto_approve=auto_approve, dataset=new_data,
-                           comment=f"retrained after drift report {drift_report}" if drift_report else "retrained",
-                           ledger_block=ledger_block, store_block=store_block)  # fmt: skip
+        decision = {"decision": "unchanged"} if unchanged else promote(
+            model=challenger_ref, to=alias, auto_approve=auto_approve, dataset=new_data,
+            comment=f"retrained after drift report {drift_report}" if drift_report else "retrained",
+            ledger_block=ledger_block, store_block=store_block,
+        )  # fmt: skip
         placed = None
         if decision["decision"] == "approved" and redeploying:
             placed = deploy(

@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from provenflow.cli.main import app
 from provenflow.data.datasets import read_table
 from provenflow.ledger import models as m
 from provenflow.workspace import Workspace
@@ -197,7 +199,6 @@ def test_drift_event_fires_the_retrain_trigger(project, prefect_api):
 
 def test_retrain_after_drift_promotes_and_redeploys(deployed, project):
     from provenflow.flows.drift_monitor import drift_monitor
-    from provenflow.flows.retrain import retrain
     from provenflow.ledger.refs import resolve_model
     from provenflow.tracking.lineage import lineage
 
@@ -214,9 +215,11 @@ def test_retrain_after_drift_promotes_and_redeploys(deployed, project):
     fresh = read_table(str(PENGUINS))
     fresh["body_mass_g"] += 900
     fresh.to_csv(newest, index=False)
-    result = retrain(
-        model="penguins-sex@production", source=str(newest), drift_report=str(report["report_id"])
-    )
+    # `provenflow retrain`, as a user types it after reading the drift report.
+    done = CliRunner().invoke(app, ["retrain", "penguins-sex@production", "--source", str(newest),
+                                    "--drift-report", str(report["report_id"]), "--json"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
     assert result["promotion"] == "approved" and result["deployment"]["target"] == "local"
     with Workspace.default().ledger.reader() as s:
         assert resolve_model(s, "penguins-sex@production").ref == result["challenger"]

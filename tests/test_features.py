@@ -286,3 +286,24 @@ def test_a_daily_cycle_is_learnt_from_the_raw_timestamp():
     tree = training.import_estimator("sklearn.tree.DecisionTreeRegressor", {}, seed=0)
     plain = training.train_and_evaluate(dates_only, "load", tree, seed=0, test_size=0.25)
     assert "datetime__at_hour" not in list(plain.pipeline.named_steps["prepare"].get_feature_names_out())
+
+
+@pytest.mark.parametrize("order", ["shuffled", "sorted by time"])
+def test_day_first_dates_are_dates_whatever_the_first_rows_say(order):
+    """18/11/2026 16:33 is day first; pandas guesses 06/10/2026 as month first. A log sorted by time
+    starts with days ≤ 12 only. Both were taken for an identifier and left out of the model."""
+    from provenflow.data.dates import count_dates, date_format, format_sample
+
+    rng = np.random.default_rng(3)
+    at = pd.Timestamp("2026-10-01") + pd.to_timedelta(rng.integers(0, 60 * 24 * 60, 2000), "min")
+    if order == "sorted by time":
+        at = at.sort_values()
+    hour = at.hour.to_numpy()
+    frame = pd.DataFrame({"when": at.strftime("%d/%m/%Y %H:%M"), "load": np.where((hour >= 8) & (hour < 18), 10.0, 1.0)})
+    assert date_format(format_sample(frame["when"])) == "%d/%m/%Y %H:%M"
+    assert count_dates(frame["when"]) == len(frame)
+    assert date_format(["11/18/2026", "01/02/2026"]) == "%m/%d/%Y"  # month first stays month first
+    tree = training.import_estimator("sklearn.tree.DecisionTreeRegressor", {}, seed=0)
+    trained = training.train_and_evaluate(frame, "load", tree, seed=0, test_size=0.25)
+    assert "datetime__when_hour" in list(trained.pipeline.named_steps["prepare"].get_feature_names_out())
+    assert trained.metrics["r2"] > 0.99

@@ -189,6 +189,8 @@ def test_log_model_registers_a_sealed_version_with_its_code(ws, team_module, pen
         assert [i["name"] for i in version.signature["inputs"]] == FEATURES
         assert version.signature["target"]["name"] == "species"
         assert version.metrics["custom"] == 0.5 and version.metrics["accuracy"] > 0.9
+        # A pipeline's hyper-parameters are its steps' own, as set_params names them, not a repr of the steps.
+        assert version.params["logisticregression__max_iter"] == 1000 and "steps" not in version.params
         from provenflow.storage.references import referenced_hashes
 
         # The example rows a reproduction compares predictions on: stored, and kept by gc (a run edge).
@@ -556,3 +558,38 @@ def test_the_distributions_carried_code_imports_are_recorded_and_checked(ws, pro
     )
     with pytest.raises(release.ReleaseError, match=r"needs the distribution no-such-distribution==1.0"):
         release.model_requirements({"requirements": ["no-such-distribution==1.0"]}, serving)
+
+
+def test_a_composite_model_lists_each_step_s_parameters():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from provenflow.modeling.flavors import hyper_parameters
+
+    encode = ColumnTransformer([("station", OneHotEncoder(), ["station"]), ("gone", "drop", ["id"])])
+    params = hyper_parameters(make_pipeline(encode, GradientBoostingClassifier(max_depth=3)))
+    assert params["gradientboostingclassifier__max_depth"] == 3
+    assert params["columntransformer__station__handle_unknown"] == "error"
+    assert not {"steps", "columntransformer", "columntransformer__transformers"} & set(params)
+
+
+def test_the_team_s_runs_that_registered_a_model_are_its_leaderboard(ws, team_module, penguins_frame):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from provenflow.ui.leaderboard import leaderboard_rows, model_runs
+
+    labelled = penguins_frame.dropna(subset=["species"])
+    for c in (0.001, 10.0):
+        with pf.start("train-species", parameters={"C": c}, workspace=ws):
+            model = make_pipeline(team_module.BillRatio(), LogisticRegression(C=c, max_iter=1000))
+            model.fit(labelled[FEATURES], labelled["species"])
+            pf.log_model(model, name="species", input_example=labelled[FEATURES].head(),
+                         eval=(labelled[FEATURES], labelled["species"]))  # fmt: skip
+    with ws.ledger.reader() as session:
+        primary, rows = leaderboard_rows(model_runs(session, "species"))
+    assert primary == "accuracy" and len(rows) == 2  # the model card said "no runs yet"
+    assert [r["parameters"] for r in rows] == ["Pipeline C=10", "Pipeline C=0.001"]  # best first
+    assert [r["version"] for r in rows] == ["2", "1"]

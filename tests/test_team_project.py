@@ -116,15 +116,16 @@ def test_own_flow_trains_promotes_serves_and_retrains(team_project):
 
         # As the decay trigger starts it: no policy block. The champion says which deployment made it.
         again = retrain(model="penguins-species@production")
-        names.add(again["deployment"]["name"])
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
             rerun = client.read_flow_run(again["training_flow_run"])
             assert client.read_deployment(rerun.deployment_id).name == "train"
         assert rerun.parameters["C"] == 0.3  # the parameters of the flow run that trained the champion
-        # Same code, data and parameters: the same bytes, so the same version (content-addressed).
+        # Same code, data and parameters: the same bytes, so the same version (content-addressed), and
+        # nothing to promote or redeploy.
         assert again["challenger"] == "penguins-species@2", again
+        assert again["promotion"] == "unchanged" and again["deployment"] is None, again
 
         from provenflow.flows.reproduce import reproduce
 

@@ -1,4 +1,4 @@
-"""The model's way to production: `provenflow promote`, `serve`, `release` and `deploy`."""
+"""The model's way to production: `provenflow promote`, `retrain`, `serve`, `release` and `deploy`."""
 
 from __future__ import annotations
 
@@ -64,6 +64,46 @@ def promote(
     else:
         out.promotion(result)
     if result["decision"] != "approved":
+        raise typer.Exit(2)
+
+
+@commands.command()
+def retrain(
+    model: Annotated[str, typer.Argument(help="The champion, NAME@ALIAS or NAME@VERSION.")],
+    source: Annotated[
+        str | None,
+        typer.Option(help="The newest data (default: where the champion's training data came from)."),
+    ] = None,
+    deployment: Annotated[
+        str | None,
+        typer.Option(help="Retrain with the team's own flow, FLOW/DEPLOYMENT (default: the policy's)."),
+    ] = None,
+    to: Annotated[str, typer.Option("--to", help="The alias the challenger is promoted to.")] = "production",
+    auto_approve: Annotated[
+        bool | None,
+        typer.Option(
+            "--auto-approve/--wait-for-approval",
+            help="Skip the approval in the Prefect UI, or wait for it (default: the policy's, else skip).",
+        ),
+    ] = None,
+    redeploy: Annotated[bool, typer.Option(help="Redeploy where the champion runs.")] = True,
+    policy_block: Annotated[str | None, typer.Option(help="The model's provenflow-drift-policy block.")] = None,
+    drift_report: Annotated[
+        str | None, typer.Option(help="The drift report that prompted it (its id; recorded as an input).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrain a model on the newest data, gate, promote and redeploy the challenger (the retrain flow)."""
+    prefect_ready()
+    from provenflow.flows.retrain import retrain as flow
+
+    with out.err_console.status(f"retraining {model}…"):
+        result = flow(model=model, source=source, deployment=deployment, alias=to, auto_approve=auto_approve,
+                      redeploy=redeploy, policy_block=policy_block, drift_report=drift_report)  # fmt: skip
+    if as_json:
+        return out.print_json(result)
+    out.retrained(result)
+    if result["promotion"] not in ("approved", "unchanged"):
         raise typer.Exit(2)
 
 

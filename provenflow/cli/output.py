@@ -265,6 +265,24 @@ def promotion(result: dict) -> None:
                for r in gate["rows"]])  # fmt: skip
 
 
+def retrained(result: dict) -> None:
+    colour = {"approved": "green", "unchanged": "yellow"}.get(result["promotion"], "red")
+    how = (
+        f"its own flow run {result['training_flow_run']}" if result["training_flow_run"]
+        else f"{result['training_entry']['kind']} {result['training_entry']['path']}" if result["training_entry"]
+        else f"model-run on {result['dataset']}"
+    )  # fmt: skip
+    console.print(
+        f"{result['champion']} → {result['challenger']} (trained by {how}): "
+        f"[bold {colour}]{result['promotion']}[/bold {colour}]",
+        highlight=False,
+    )
+    if result["promotion"] == "unchanged":
+        console.print("the same code on the same data gave the champion's own model: nothing promoted or redeployed")
+    if result["deployment"]:
+        console.print(f"redeployed to {result['deployment']['target']}: {result['deployment']['endpoint']}", highlight=False)
+
+
 def drift(result: dict) -> None:
     colour = {"drift": "red", "no drift": "green"}.get(result["verdict"], "yellow")
     console.print(

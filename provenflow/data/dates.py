@@ -18,16 +18,50 @@ FORMAT_SAMPLE = 20
 
 
 def date_format(values: Iterable) -> str | None:
-    """The strftime format most of these text values are written in, or None if none looks like a date."""
+    """The strftime format most of these text values are written in, or None if none looks like a date.
+
+    Each value's guess is a candidate, and so is its day/month twin; the format that parses the most
+    values wins. pandas guesses 06/10/2026 as month first and 18/11/2026 as day first, so a column of
+    day-first dates voted month first whenever most sampled days were ≤ 12, and then most of its
+    values did not parse: the column was taken for an identifier and left out of the model."""
     from pandas.tseries.api import guess_datetime_format
 
-    formats: dict[str, int] = {}
-    for value in values:
-        if isinstance(value, str) and any(ch.isdigit() for ch in value):
-            guessed = guess_datetime_format(value.strip())
+    texts = [v.strip() for v in values if isinstance(v, str) and any(ch.isdigit() for ch in v)]
+    guesses: dict[str, int] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Parsing dates in %d/%m/%Y format when dayfirst=False"
+        for text in texts:
+            guessed = guess_datetime_format(text)
             if guessed and guessed != "%Y":  # a bare year is a number, not a date
-                formats[guessed] = formats.get(guessed, 0) + 1
-    return max(formats, key=lambda f: (formats[f], f)) if formats else None
+                guesses[guessed] = guesses.get(guessed, 0) + 1
+    if not guesses:
+        return None
+    candidates = set(guesses) | {_day_month_swapped(f) for f in guesses}
+    sample = pd.Series(texts, dtype=object)
+
+    def parsed(fmt: str) -> int:
+        return int(pd.to_datetime(sample, format=fmt, errors="coerce").notna().sum())
+
+    return max(candidates, key=lambda f: (parsed(f), guesses.get(f, 0), f))
+
+
+def format_sample(values: pd.Series) -> pd.Series:
+    """Up to FORMAT_SAMPLE distinct values spread over the column's non-missing ones, to guess its
+    format from: the first rows of a log sorted by time are all one day (01/10/2026 …), which says
+    nothing about which of day and month comes first."""
+    import numpy as np
+
+    present = values.dropna()
+    if len(present) <= FORMAT_SAMPLE:
+        return present
+    def evenly(series: pd.Series, n: int) -> pd.Series:
+        return series.iloc[np.unique(np.linspace(0, len(series) - 1, n).astype(np.int64))]
+
+    return evenly(evenly(present, 10 * FORMAT_SAMPLE).drop_duplicates(), FORMAT_SAMPLE)
+
+
+def _day_month_swapped(fmt: str) -> str:
+    return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
 
 
 def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
@@ -53,7 +87,7 @@ def count_dates(values: pd.Series) -> int:
     """How many of the non-missing text values parse as dates in the column's most common format
     (a data run keeps it in the profile: additive, so a profile built batch by batch can sum it)."""
     present = values.dropna()
-    fmt = date_format(present.head(FORMAT_SAMPLE))
+    fmt = date_format(format_sample(present))
     if fmt is None:
         return 0
     # Each distinct value parsed once, weighted by its count (a date column repeats its days).

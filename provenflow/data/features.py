@@ -28,7 +28,7 @@ from typing import Literal
 
 import pandas as pd
 
-from provenflow.data.dates import FORMAT_SAMPLE, count_dates, date_format, parse_dates
+from provenflow.data.dates import count_dates, date_format, format_sample, parse_dates
 from provenflow.errors import TrainingError, did_you_mean
 
 Role = Literal["numeric", "boolean", "categorical", "datetime", "identifier", "constant"]
@@ -130,7 +130,7 @@ def _dates(entry: dict, values: pd.Series | None) -> int:
         return count_dates(values)
     frequencies = entry.get("frequencies") or {}
     sample = pd.Series(list(frequencies), dtype=object)
-    fmt = date_format(sample.head(FORMAT_SAMPLE))
+    fmt = date_format(format_sample(sample))
     if fmt is None:
         return 0
     parsed = parse_dates(sample, fmt).notna().to_numpy()
@@ -232,7 +232,7 @@ def select(frame: pd.DataFrame, target: str, choice: FeatureChoice, profile: dic
     formats = {
         name: None
         if pd.api.types.is_datetime64_any_dtype(frame[name])
-        else date_format(frame[name].dropna().head(FORMAT_SAMPLE))
+        else date_format(format_sample(frame[name]))
         for name, role in used.items()
         if role == "datetime"
     }

@@ -109,15 +109,38 @@ def describe(model: Any, example: pd.DataFrame, task: str | None = None) -> Desc
         ) from None
     classes = getattr(model, "classes_", None)
     task = task or _task_of(model, predicted, classes)
-    params = {}
-    if flavor == "sklearn":
-        try:
-            params = {k: plain_value(v) for k, v in model.get_params(deep=False).items()}
-        except Exception:  # a duck-typed get_params that wants arguments: no params, still a model
-            params = {}
+    params = hyper_parameters(model) if flavor == "sklearn" else {}
     estimator = f"{kind.__module__}.{kind.__qualname__}"
     return Described(
         flavor, model, estimator, task, _classes(classes) if task == "classification" else None, params
+    )
+
+
+def hyper_parameters(model: Any) -> dict[str, Any]:
+    """MODEL's hyper-parameters as ``set_params`` names them: a pipeline's or a column transformer's
+    steps each as ``step__param`` (``gradientboostingclassifier__max_depth: 3``), not the steps' repr."""
+    try:
+        deep = model.get_params(deep=True)
+    except Exception:  # a duck-typed get_params that wants arguments: no params, still a model
+        return {}
+    return {k: plain_value(v) for k, v in deep.items() if not _is_part(v)}
+
+
+PLACEHOLDERS = ("drop", "passthrough")  # a step scikit-learn lets stand for no estimator
+
+
+def _is_part(value: Any) -> bool:
+    """An estimator inside a composite, or its list of (name, estimator) steps: their own
+    parameters are listed under their names."""
+    if callable(getattr(value, "get_params", None)) and not isinstance(value, type):
+        return True
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(
+            isinstance(step, tuple) and len(step) >= 2 and (_is_part(step[1]) or step[1] in PLACEHOLDERS)
+            for step in value
+        )
     )
 
 

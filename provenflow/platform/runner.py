@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 # Commands that run flows, and those that read the ledger (SQLAlchemy and the models alone take
 # ~0.3 s to import): the ones worth forking from warm imports.
 COMMANDS = frozenset({
-    "data-run", "model-run", "sweep", "reproduce", "promote", "drift-check", "release", "deploy",
+    "data-run", "model-run", "sweep", "reproduce", "promote", "retrain", "drift-check", "release", "deploy",
     "runs", "datasets", "models", "lineage", "compare", "quality-check", "feedback",
 })  # fmt: skip
 # Of those, the ones that only read the ledger: they need no Prefect settings of their own unless

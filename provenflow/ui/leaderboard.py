@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from provenflow.ledger import models as m
@@ -24,10 +24,13 @@ _BOOKKEEPING = frozenset({"train_rows", "test_rows", "unlabelled_rows", "sample_
 
 
 def model_runs(session: Session, name: str) -> list[m.Run]:
-    """Every run that trained model NAME (failed ones and unregistered reproductions included)."""
+    """Every run that trained model NAME (failed ones and unregistered reproductions included): the
+    model runs of that name, and the team's own runs (a script's, a notebook's, a flow's) that
+    registered a version of it with ``log_model``."""
+    registered = select(m.ModelVersion.run_id).where(m.ModelVersion.name == name)
     query = (
         select(m.Run)
-        .where(m.Run.kind == "model", m.Run.name == name)
+        .where(or_(and_(m.Run.kind == "model", m.Run.name == name), m.Run.id.in_(registered)))
         .order_by(m.Run.started_at)
         .options(selectinload(m.Run.metrics), selectinload(m.Run.io))  # 3 queries, not 2 per run
     )
@@ -104,7 +107,11 @@ def leaderboard_rows(runs: list[m.Run]) -> tuple[str | None, list[dict[str, Any]
 def _entry(run: m.Run) -> dict[str, Any]:
     p = run.parameters or {}
     dataset = next((io.name for io in run.io if io.direction == "input" and io.kind == "dataset"), None)
-    model = next((io.name for io in run.io if io.direction == "output" and io.kind == "model"), None)
+    output = next((io for io in run.io if io.direction == "output" and io.kind == "model"), None)
+    model = output.name if output else None
+    if run.kind != "model":  # the team's own run: its parameters are pf.start's, its estimator the model's
+        estimator = output.model_version.estimator if output and output.model_version else None
+        p = {"params": p, "estimator": estimator}
     hyper = dict(p.get("params") or {})
     hyper.setdefault("seed", p.get("seed"))
     hyper.setdefault("test_size", p.get("test_size"))

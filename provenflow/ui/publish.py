@@ -17,6 +17,8 @@ from provenflow.ui.leaderboard import leaderboard_rows, model_runs
 from provenflow.ui.names import metrics_key_parts
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from provenflow.tracking.summary import RunSummary
     from provenflow.workspace import Workspace
 
@@ -46,7 +48,9 @@ def run_artifacts(
     )
     with workspace.ledger.reader() as session:
         picture, lineage = run_lineage_markdown(session, summary.id, ui)
-        board = leaderboard_rows(model_runs(session, summary.name)) if summary.kind == "model" else None
+        # A model run's own board, or the boards of the models the team's own run registered.
+        trained = [summary.name] if summary.kind == "model" else registered_by(session, summary.id)
+        boards = {name: leaderboard_rows(model_runs(session, name)) for name in trained}
         cards = {name: model_card_markdown(session, name, ui) for name in models}
     curves = metric_curves(metrics)
     card = with_picture_on_top(run_card_markdown(summary), picture)
@@ -54,18 +58,24 @@ def run_artifacts(
         card += "\n## Metric curves\n\n" + "\n\n".join(curves) + "\n"
     description = f"provenflow {summary.kind} run {summary.name}"
     prefect_context.publish_markdown(card + "\n" + lineage, None, description)
-    if board is not None:
-        primary, rows = board
+    for name, (primary, rows) in boards.items():
         prefect_context.publish_table(
-            rows,
-            artifact_key("leaderboard", summary.name),
-            f"Every run of model {summary.name}, best {primary or 'first'} first",
+            rows, artifact_key("leaderboard", name), f"Every run of model {name}, best {primary or 'first'} first"
         )
-    else:  # other kinds (retrain, promotion, …) keep their own history under their own key
+    if summary.kind != "model":  # other kinds (retrain, promotion, …) keep their own history under their own key
         key = artifact_key(*metrics_key_parts(summary.kind, summary.name))
         prefect_context.publish_table([metrics_row(summary)], key, description)
     for name, markdown in cards.items():
         prefect_context.publish_markdown(markdown, artifact_key("model", name), f"provenflow model {name}")
+
+
+def registered_by(session: Session, run_id: str) -> list[str]:
+    """The names of the models run RUN_ID registered versions of."""
+    from sqlalchemy import select
+
+    from provenflow.ledger import models as m
+
+    return sorted(set(session.scalars(select(m.ModelVersion.name).where(m.ModelVersion.run_id == run_id))))
 
 
 def model_card(workspace: Workspace, name: str) -> None:

@@ -365,7 +365,7 @@ def test_retrain_reads_the_source_again_with_its_secret_block(project, prefect_a
     )
     reads = data_server.seen.count(data_server.authorization)
     result = retrain(model=f"{champion['model']['name']}@{champion['model']['version']}", alias="staging")
-    assert result["promotion"] in ("approved", "rejected")
+    assert result["promotion"] in ("approved", "rejected", "unchanged")  # unchanged: the same data gave the same bytes
     assert data_server.seen.count(data_server.authorization) > reads, (
         "retrain read the source with the credentials"
     )
