@@ -6,7 +6,9 @@ must have the first file's schema, except that a CSV column's type is joined acr
 integer column in one day's export and a decimal one in the next are read as decimals in both). The
 profile and the validation sample come from each part's summary (part_summaries: exact counts and
 the part's sample rows, kept under .provenflow), so they describe the whole table while an
-unchanged file is read neither as a source nor as a part.
+unchanged file is read neither as a source nor as a part. What a new version's run waits for is
+kept short by doing the rest beside the pass: the known parts' summaries are loaded while the new
+files are read, and the new files are stored while the profile is made.
 """
 
 from __future__ import annotations

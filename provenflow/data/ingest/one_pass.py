@@ -4,6 +4,9 @@ The source is read as Arrow record batches (pyarrow's streaming CSV reader, or a
 batches), so memory stays flat whatever the file's size. pyarrow rather than DuckDB or Polars:
 it is installed already, its CSV reader converts at ~100 MB/s per core here, and the batches it
 yields are the ones the Parquet writer and the profile consume, with no copy between libraries.
+Three threads share the work of a pass: the source is parsed in one (``read_ahead``), each row
+group is encoded in another (``canonical``), and the batches are profiled and summarised in the
+calling one.
 """
 
 from __future__ import annotations
