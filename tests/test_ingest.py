@@ -204,3 +204,69 @@ def test_parquet_types_a_model_cannot_use_are_read_as_ones_it_can(tmp_path):
     assert kinds["price"] == "numeric" and kinds["day"] == "datetime" and kinds["wait"] == "numeric"
     again = ingest.ingest(str(tmp_path / "typed.parquet"), str(work))
     assert again.digest == table.digest  # the conversion is deterministic
+
+
+def test_a_date_column_is_read_as_text_without_starting_the_pass_again(tmp_path, monkeypatch):
+    """A date column made the first block's types wrong (pyarrow reads dates as dates; they stay
+    text), so every CSV with one was parsed twice from its start. The head now tells the date
+    columns before the first block is parsed; the table is the one the restart gave, to the byte."""
+    from provenflow.data.ingest import csv_source, one_pass
+
+    rows = 20_000
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            "day": (pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, rows), "D")).strftime(
+                "%Y-%m-%d"
+            ),
+            "at": (pd.Timestamp("2021-03-01") + pd.to_timedelta(rng.integers(0, 10**6, rows), "s")).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+            "x": rng.normal(size=rows).round(3),
+        }
+    )
+    frame.loc[15_000, "at"] = "not yet"  # past the head, in the first block: text in both ways of reading
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    assert (tmp_path / "t.csv").stat().st_size > 512 * 1024  # far more than the head
+    passes = []
+    counted = one_pass._one_pass
+    monkeypatch.setattr(one_pass, "_one_pass", lambda *a, **k: passes.append(1) or counted(*a, **k))
+    work = tmp_path / "work"
+    work.mkdir()
+    table = ingest.ingest(str(tmp_path / "t.csv"), str(work), block_bytes=1 << 20)
+    assert len(passes) == 1  # was 2: the first pass stopped at the date columns
+    monkeypatch.setattr(csv_source, "_dates_in_head", lambda *a: {})  # the way it was read before
+    before = ingest.ingest(str(tmp_path / "t.csv"), str(work), block_bytes=1 << 20)
+    assert len(passes) == 3
+    assert (table.digest, table.schema, table.profile) == (before.digest, before.schema, before.profile)
+    assert [t["dtype"] for t in table.schema] == ["str", "str", "float64"]
+
+
+def test_batches_read_ahead_in_a_thread_end_as_they_would_have():
+    """The source is read in a thread beside the pass: its error reaches the pass at the batch it
+    happened, and a pass that stops early stops the thread and closes the source (its open file)."""
+    import threading
+
+    from provenflow.data.ingest.read_ahead import ReadAhead
+
+    closed = []
+
+    def source(fail_at=None):
+        try:
+            for i in range(10):
+                if i == fail_at:
+                    raise ValueError(f"bad row {i}")
+                yield i
+        finally:
+            closed.append(threading.current_thread().name)
+
+    ahead = ReadAhead(source(fail_at=3), depth=1)
+    got = []
+    with pytest.raises(ValueError, match="bad row 3"):
+        for item in ahead:
+            got.append(item)
+    assert got == [0, 1, 2] and not ahead.thread.is_alive()
+    ahead = ReadAhead(source(), depth=1)
+    assert next(iter(ahead)) == 0
+    ahead.close()
+    assert not ahead.thread.is_alive() and closed == ["provenflow-read", "provenflow-read"]

@@ -208,6 +208,39 @@ def test_the_profile_is_the_whole_tables_and_unchanged_parts_are_not_read_again(
     pd.testing.assert_frame_equal(rebuilt.sample, again.sample)
 
 
+def test_a_folders_first_run_keeps_each_new_parts_summary_once(tmp_path, monkeypatch):
+    """A part's summary was kept (pickled) by the pass's commit, then again by the profile, cut to
+    the whole table's sample threshold, for the first files of a folder's first run. Now the commit
+    cuts it, and each new part's summary is written once."""
+    from provenflow.data.ingest import part_summaries
+
+    root = tmp_path / "t"
+    root.mkdir()
+    for day in range(1, 5):
+        _frame(1500, day).to_csv(root / f"{day}.csv", index=False)
+    kept = []
+    real = part_summaries.Summaries.put
+    monkeypatch.setattr(
+        part_summaries.Summaries, "put", lambda self, d, s: kept.append(d) or real(self, d, s)
+    )
+    store = ContentStore(str(tmp_path / "store"))
+    first = ingest_many(
+        listing.list_source(str(root)), store, StatCache(tmp_path / "c.json"), sample_rows=2000
+    )
+    assert sorted(kept) == sorted(first.parts)  # was 6 writes for 4 parts
+    _frame(1500, 5).to_csv(root / "5.csv", index=False)
+    kept.clear()
+    again = ingest_many(
+        listing.list_source(str(root)), store, StatCache(tmp_path / "c.json"), sample_rows=2000
+    )
+    assert kept == [again.parts[-1]]
+    fresh = ingest_many(
+        listing.list_source(str(root)), store, StatCache(tmp_path / "other.json"), sample_rows=2000
+    )
+    assert (fresh.digest, fresh.profile) == (again.digest, again.profile)
+    pd.testing.assert_frame_equal(fresh.sample, again.sample)
+
+
 def test_the_same_rows_cut_into_other_files_are_the_same_version(tmp_path):
     rows = _frame(5000, 1)
     cuts = {"two": [0, 2500, 5000], "three": [0, 100, 4000, 5000]}
@@ -260,7 +293,26 @@ def test_the_row_hash_is_pandas_hash_of_the_rows():
     assert row_hashes(batch.slice(0, 0)).tolist() == []
     ids = pa.RecordBatch.from_pydict({"id": [f"row-{i}" for i in range(3000)], "n": list(range(3000))})
     expected = pd.util.hash_pandas_object(ids.to_pandas(), index=False).to_numpy()
-    assert row_hashes(ids).tolist() == expected.tolist()  # an identifier column: hashed without its distinct values
+    assert (
+        row_hashes(ids).tolist() == expected.tolist()
+    )  # an identifier column: hashed without its distinct values
+
+
+def test_a_text_columns_counts_from_its_dictionary_encoding_are_value_counts():
+    """The part summary counts a text column from the dictionary encoding its row hashes made:
+    the same counts, in the same order, as a second value_counts gave."""
+    import pyarrow.compute as pc
+
+    from provenflow.data.ingest.profiling import Column
+
+    array = pa.array(["b", None, "a", "", "b", "é", None, "b"])
+    plain, shared = Column(array.type), Column(array.type)
+    for _ in range(2):
+        plain.add(array)
+        shared.add(array, pc.dictionary_encode(array))
+    expected = [("b", 6), ("a", 2), ("", 2), ("é", 2)]
+    assert list(shared.counts.items()) == list(plain.counts.items()) == expected
+    assert (shared.missing, shared.count) == (plain.missing, plain.count) == (4, 12)
 
 
 def test_a_folder_of_more_files_than_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
@@ -284,3 +336,36 @@ def test_a_folder_of_more_files_than_the_limit_is_refused_before_reading(tmp_pat
         assert _run(str(root), tmp_path, store)[0].rows == 4
     finally:
         get_settings.cache_clear()
+
+
+def test_a_folders_column_statistics_merged_at_once_are_those_merged_one_part_at_a_time():
+    """The whole table's exact counts are merged from every part's at once (a text column's value
+    counts summed in one go): the same statistics, counts in the same order, as one by one."""
+    from provenflow.data.ingest.profiling import EXACT_DISTINCT, Column
+
+    rng = np.random.default_rng(4)
+    arrays = {
+        "text": lambda n: pa.array(rng.choice(["a", "b", "", "é", None], n)),
+        "flag": lambda n: pa.array(rng.choice([True, False], n)),
+        "number": lambda n: pa.array(rng.integers(0, 7, n)),
+        "many": lambda n: pa.array([f"k{v}" for v in rng.integers(0, 10 * EXACT_DISTINCT, n)]),
+    }
+    for name, make in arrays.items():
+        parts = []
+        for n in (50, 300, 2000, 9000):
+            column = Column(make(1).type)
+            column.add(make(n))
+            parts.append(column)
+        one_by_one = Column(pa.null())
+        one_by_one.numeric, one_by_one.integer = parts[0].numeric, parts[0].integer
+        for part in parts:
+            one_by_one.merge(part)
+        at_once = Column.merged(parts)
+        assert vars(at_once).keys() == vars(one_by_one).keys()
+        for field, value in vars(one_by_one).items():
+            other = getattr(at_once, field)
+            if isinstance(value, dict):
+                assert list(other.items()) == list(value.items()), (name, field)
+            else:
+                assert other == value or (value != value and other != other), (name, field)
+    assert Column.merged(parts).counts is None  # "many": more distinct values than are counted

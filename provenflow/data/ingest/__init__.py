@@ -1,7 +1,7 @@
 """A data-run's one pass over a source: canonical Parquet, schema, profile and a bounded sample.
 
 The pass (``one_pass``) reads the source as record batches (``csv_source``, ``json_source``,
-``parquet_source``), writes them in the canonical form (``canonical``) and profiles them as they go
+``parquet_source``) in a thread of their own (``read_ahead``), writes them in the canonical form (``canonical``) and profiles them as they go
 by (``profiling``). What the first block cannot tell, a wider column type (``widening``) or more of
 the CSV dialect (``sniffing``), starts the pass again.
 """

@@ -120,6 +120,7 @@ def csv_batches(
     block_bytes: int,
     types: dict[str, pa.DataType],
 ) -> Iterator[pa.RecordBatch]:
+    types = {**types, **_dates_in_head(source, how, credentials, types)}
     with open_csv(source, how, credentials, block_bytes, types) as reader:
         names = reader.schema.names
         check_names(source, names)
@@ -141,6 +142,30 @@ def csv_batches(
             raise Markers(marked)
         yield first
         yield from batches
+
+
+# The head the date columns are found in before the first block is parsed (pyarrow's first block
+# is BLOCK_BYTES, 8 MiB: parsing it twice was the cost of every CSV file with a date column).
+HEAD_BYTES = 64 * 1024
+
+
+def _dates_in_head(
+    source: str, how: Dialect, credentials: Credentials | None, types: dict[str, pa.DataType]
+) -> dict[str, pa.DataType]:
+    """The columns whose head pyarrow reads as dates or times, as text: what the pass would start
+    again with (``Widen``) once the first block showed them. The same types as that restart: a
+    column that is temporal in the head is temporal or text in the whole first block (pyarrow's
+    inference only moves on from dates to times, timestamps and text), and either way ends as text.
+    Only a hint: a head it cannot read leaves the first block to tell."""
+    try:
+        with open_csv(source, how, credentials, HEAD_BYTES, types) as reader:
+            return {
+                f.name: pa.string()
+                for f in reader.schema
+                if f.name not in types and pa.types.is_temporal(f.type)
+            }
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        return {}
 
 
 def header_names(source: str, how: Dialect, credentials: Credentials | None) -> list[str]:

@@ -6,13 +6,17 @@ must have the first file's schema, except that a CSV column's type is joined acr
 integer column in one day's export and a decimal one in the next are read as decimals in both). The
 profile and the validation sample come from each part's summary (part_summaries: exact counts and
 the part's sample rows, kept under .provenflow), so they describe the whole table while an
-unchanged file is read neither as a source nor as a part.
+unchanged file is read neither as a source nor as a part. What a new version's run waits for is
+kept short by doing the rest beside the pass: the known parts' summaries are loaded while the new
+files are read, and the new files are stored while the profile is made.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +26,7 @@ import pyarrow.parquet as pq
 from provenflow.data import datasets, manifest
 from provenflow.data.ingest.listing import Listing, SourceFile
 from provenflow.data.ingest.one_pass import BLOCK_BYTES, Ingested, ingest, workdir_for
-from provenflow.data.ingest.part_summaries import Summaries, Summarizer, fingerprint, threshold, up_to
+from provenflow.data.ingest.part_summaries import Summaries, Summarizer, fingerprint, fitted, threshold, up_to
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, finish_profile
 from provenflow.data.ingest.stat_cache import StatCache
 from provenflow.data.ingest.widening import join_types
@@ -46,10 +50,20 @@ def ingest_many(
     entries: dict[str, dict] = {}
     summaries = summaries or Summaries(cache.path.parent / "part-summaries" if cache.path else None)
     try:
-        others = 0  # the table has at least these rows: those of the files read before
+        # The files the stat cache knows first: a new file's summary then knows (about) the table's
+        # rows, and keeps about the rows the table's sample takes from it, not all of them.
         for file in listing.files:
-            entries[file.relative] = _part(listing, file, store, cache, block_bytes, {}, others, sample_rows)
-            others += entries[file.relative]["rows"]
+            known_part = _cached(store, cache, file, {})
+            if known_part is not None:
+                entries[file.relative] = known_part
+        summaries.load_ahead([Digest(e["part"]) for e in entries.values()])
+        others = sum(e["rows"] for e in entries.values())  # the table has at least these rows
+        for file in listing.files:
+            if file.relative not in entries:
+                entries[file.relative] = _part(
+                    listing, file, store, cache, block_bytes, {}, others, sample_rows
+                )
+                others += entries[file.relative]["rows"]
         wider = _joined_types(listing, entries)
         if wider:  # read again, with the joined types, the files that had a narrower one
             total = others
@@ -64,29 +78,41 @@ def ingest_many(
                     )
         _check_schemas(listing, entries)
         # Only now, every file read and their schemas agreeing, does anything go into the store.
-        for file in listing.files:
-            _commit(listing, file, entries[file.relative], store, cache, summaries)
+        listed = manifest.Manifest(
+            [
+                manifest.Part(Digest(e["part"]), e["rows"], e["size"])
+                for e in (entries[f.relative] for f in listing.files)
+            ],
+            entries[listing.files[0].relative]["schema"],
+        )
+        below = threshold(listed.rows, sample_rows)
+        new = [f for f in listing.files if "pending" in entries[f.relative]]
+        for file in new:  # kept first: the profile reads them while the files are being stored
+            entry = entries[file.relative]
+            summaries.put(Digest(entry["part"]), fitted(entry.pop("summary"), below, room=1))
+        # The raw files and parts are stored (copies, fsync: mostly waiting on the disk) in a thread
+        # while the profile is made, in the context that notes a failed run's new objects.
+        with ThreadPoolExecutor(1, thread_name_prefix="provenflow-store") as pool:
+            storing = pool.submit(
+                contextvars.copy_context().run,
+                lambda: [_commit(listing, f, entries[f.relative], store, cache) for f in new],
+            )
+            try:
+                profile, sample, validated_on = _describe(store, listed, sample_rows, summaries)
+            finally:
+                storing.result()
+                cache.save()
     finally:
         for entry in entries.values():
             _discard(entry)
-    first = entries[listing.files[0].relative]
-    listed = manifest.Manifest(
-        [
-            manifest.Part(Digest(e["part"]), e["rows"], e["size"])
-            for e in (entries[f.relative] for f in listing.files)
-        ],
-        first["schema"],
-    )
-    cache.save()
-    profile, sample, validated_on = _describe(store, listed, sample_rows, summaries)
     earlier = known(profile["fingerprint"]) if known else None
     if earlier is not None and store.exists(earlier):
         listed = manifest.Manifest.from_bytes(store.read_bytes(earlier))
     stored = store.put_bytes(listed.to_bytes())
     notes = [
-        {"level": n["level"], "message": f"{rel}: {n['message']}"}
-        for rel, e in entries.items()
-        for n in e.get("notes", [])
+        {"level": n["level"], "message": f"{f.relative}: {n['message']}"}
+        for f in listing.files
+        for n in entries[f.relative].get("notes", [])
     ]
     return Ingested(
         path="",
@@ -116,10 +142,8 @@ def _part(
 ) -> dict:
     """FILE's part: from the stat cache when the file and both its objects are unchanged, else read,
     and summarised in the same pass (the table has at least OTHERS rows besides this file's)."""
-    how = {"partition": file.partition, "types": {k: str(t) for k, t in sorted(types.items())}}
-    key = cache.key(file.url, file.stamp, how)
-    known = cache.get(key)
-    if known and store.exists(Digest(known["part"])) and store.exists(Digest(known["raw"])):
+    known = _cached(store, cache, file, types)
+    if known is not None:
         return known
     ingested = ingest(
         file.url,
@@ -143,9 +167,24 @@ def _part(
         "schema": [[f.name, str(f.type)] for f in schema],
         "notes": ingested.notes,
         "pending": ingested.path,  # the part, written but not yet stored (_commit)
-        "key": key,
+        "key": _key(cache, file, types),
         "summary": ingested.summary,
     }
+
+
+def _key(cache: StatCache, file: SourceFile, types: dict[str, pa.DataType]) -> str | None:
+    how = {"partition": file.partition, "types": {k: str(t) for k, t in sorted(types.items())}}
+    return cache.key(file.url, file.stamp, how)
+
+
+def _cached(
+    store: ContentStore, cache: StatCache, file: SourceFile, types: dict[str, pa.DataType]
+) -> dict | None:
+    """FILE's part from the stat cache, when the file and both its objects are unchanged."""
+    known = cache.get(_key(cache, file, types))
+    if known and store.exists(Digest(known["part"])) and store.exists(Digest(known["raw"])):
+        return known
+    return None
 
 
 def _commit(
@@ -154,15 +193,12 @@ def _commit(
     entry: dict,
     store: ContentStore,
     cache: StatCache,
-    summaries: Summaries,
 ) -> None:
-    """Store a file read in this run: its raw bytes (for reproduction), its part and its summary;
-    remember them."""
-    if "pending" not in entry:
-        return
+    """Store a file read in this run: its raw bytes (for reproduction) and its part; remember them.
+    (Its summary was kept before, cut at the whole table's sample threshold: once, not again by
+    _describe.)"""
     entry["raw"] = datasets.store_source(store, file.url, listing.credentials).digest.hex
     store.put_file(entry.pop("pending"), Digest(entry["part"]), move=True)
-    summaries.put(Digest(entry["part"]), entry.pop("summary"))
     cache.put(entry.pop("key"), entry)
 
 
@@ -217,20 +253,18 @@ def _check_schemas(listing: Listing, entries: dict[str, dict]) -> None:
 def _describe(store: ContentStore, listed: manifest.Manifest, sample_rows: int, summaries: Summaries):
     """The whole table's profile and validation sample, from the parts' summaries: exact counts
     merged, the sample the rows of every part below one key threshold (part_summaries)."""
-    columns: dict[str, Column] = {}
+    parts: dict[str, list[Column]] = {}
     kept, sums = [], []
     below = threshold(listed.rows, sample_rows)
     for index, part in enumerate(listed.parts):
         summary = summaries.of(store, part.digest, below)
         sums.append((summary.rows, summary.sums))
         for name, column in summary.columns.items():
-            if name not in columns:
-                columns[name] = Column(pa.null())
-                columns[name].numeric, columns[name].integer = column.numeric, column.integer
-            columns[name].merge(column)
+            parts.setdefault(name, []).append(column)
         table = summary.kept
         table = table.filter(up_to(table["__key"], below))
         kept.append(table.append_column("__part", pa.array(np.full(table.num_rows, index), pa.int64())))
+    columns = {name: Column.merged(each) for name, each in parts.items()}
     sample = pa.concat_tables(kept)
     sample = sample.take(pc.sort_indices(sample, [("__part", "ascending"), ("__row", "ascending")]))
     frame = sample.drop_columns(["__key", "__row", "__part"]).to_pandas()

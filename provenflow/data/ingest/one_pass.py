@@ -4,6 +4,9 @@ The source is read as Arrow record batches (pyarrow's streaming CSV reader, or a
 batches), so memory stays flat whatever the file's size. pyarrow rather than DuckDB or Polars:
 it is installed already, its CSV reader converts at ~100 MB/s per core here, and the batches it
 yields are the ones the Parquet writer and the profile consume, with no copy between libraries.
+Three threads share the work of a pass: the source is parsed in one (``read_ahead``), each row
+group is encoded in another (``canonical``), and the batches are profiled and summarised in the
+calling one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from provenflow.data.ingest.json_source import json_batches
 from provenflow.data.ingest.parquet_source import parquet_batches
 from provenflow.data.ingest.part_summaries import Summarizer, Summary
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, Sample, finish_profile
+from provenflow.data.ingest.read_ahead import ReadAhead
 from provenflow.data.ingest.sniffing import Markers, Reencode, next_encoding
 from provenflow.data.ingest.sql_source import sql_batches
 from provenflow.data.ingest.widening import CONVERSION, Widen, join_types, type_of_value
@@ -176,6 +180,7 @@ def _one_pass(
         batches = csv_batches(source, how, credentials, block_bytes, types)
     if constants:
         batches = _with_constants(source, batches, constants)
+    batches = ReadAhead(batches)  # parsed beside the profile and the summary of the batch before
     fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=workdir)
     os.close(fd)
     try:
@@ -238,6 +243,8 @@ def _one_pass(
                 writer.close()
         os.unlink(path)
         raise
+    finally:
+        batches.close()
 
 
 def _with_constants(source: str, batches, constants: dict[str, pa.Scalar]):

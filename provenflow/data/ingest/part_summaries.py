@@ -18,6 +18,7 @@ import contextlib
 import os
 import pickle
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,21 +70,37 @@ class Summaries:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self.fresh: dict[str, Summary] = {}  # made in this process by the pass that wrote the part
+        self.loading: Future | None = None  # load_ahead's: the kept summaries of known parts
+        self.loaded: dict[str, Summary] = {}
+
+    def load_ahead(self, digests: list[Digest]) -> None:
+        """Load the kept summaries of DIGESTS in a thread (the parts the stat cache knows: a folder of
+        a hundred partitions took ~0.1 s) while the new files are read; ``of`` takes them from there."""
+        if self.folder is None or not digests:
+            return
+        pool = ThreadPoolExecutor(1, thread_name_prefix="provenflow-summaries")
+        self.loading = pool.submit(lambda: {d.hex: s for d in digests if (s := self._load(d)) is not None})
+        pool.shutdown(wait=False)
+
+    def _load(self, digest: Digest) -> Summary | None:
+        path = self.folder / f"{digest.hex}-{VERSION}.pickle" if self.folder else None
+        if path is None or not path.exists():
+            return None
+        with contextlib.suppress(Exception), open(path, "rb") as fh:
+            return pickle.load(fh)  # written by this code, under the project's own .provenflow
+        return None
 
     def of(self, store: ContentStore, digest: Digest, below: np.uint64) -> Summary:
         """The part's summary holding its rows with keys up to BELOW (the table's sample threshold).
         The table grows, so a kept summary usually holds more; it is cut down when it holds more than
         twice what is needed, so the summaries together hold about 2 × SAMPLE_ROWS rows at most."""
-        path = self.folder / f"{digest.hex}-{VERSION}.pickle" if self.folder else None
-        summary = self.fresh.get(digest.hex)
-        if summary is None and path is not None and path.exists():
-            with contextlib.suppress(Exception), open(path, "rb") as fh:
-                summary = pickle.load(fh)  # written by this code, under the project's own .provenflow
+        if self.loading is not None:
+            self.loaded, self.loading = self.loading.result(), None
+        summary = self.fresh.get(digest.hex) or self.loaded.pop(digest.hex, None) or self._load(digest)
         if summary is not None and summary.below >= int(below):
             if summary.below <= 2 * int(below):
                 return summary
-            kept = summary.kept.filter(up_to(summary.kept["__key"], below))
-            summary = Summary(summary.rows, summary.columns, int(below), kept, summary.sums)
+            summary = fitted(summary, below)
         else:
             summary = self._read(store, digest, below)
         self.put(digest, summary)
@@ -110,6 +127,14 @@ class Summaries:
         return summarizer.finish()
 
 
+def fitted(summary: Summary, below: np.uint64, room: int = 2) -> Summary:
+    """SUMMARY cut down to the rows with keys up to BELOW when it holds more than ROOM times those."""
+    if summary.below <= room * int(below):
+        return summary
+    kept = summary.kept.filter(up_to(summary.kept["__key"], below))
+    return Summary(summary.rows, summary.columns, int(below), kept, summary.sums)
+
+
 class Summarizer:
     """A part's summary built from its batches as they go by, in order: the one pass over a new file
     (``one_pass``) feeds it, so the part is not read back. The rows kept are those with a key up to
@@ -130,11 +155,12 @@ class Summarizer:
 
     def add(self, batch: pa.RecordBatch) -> None:
         start = self.rows
-        hashes = row_hashes(batch)
+        encoded: dict[int, pa.DictionaryArray] = {}
+        hashes = row_hashes(batch, encoded)
         for j, prime in enumerate(PRIMES):
             self.sums[j] = (self.sums[j] + _poly(hashes, prime) * pow(BASE, start, prime)) % prime
-        for name, array in zip(batch.schema.names, batch.columns, strict=True):
-            self.columns[name].add(array)
+        for i, (name, array) in enumerate(zip(batch.schema.names, batch.columns, strict=True)):
+            self.columns[name].add(array, encoded.get(i))
         self.rows += batch.num_rows
         if self.fixed is None:
             below = int(threshold(self.others + self.rows, self.sample_rows))
@@ -166,18 +192,19 @@ def up_to(keys, below: int):
     return pc.less_equal(keys, pa.scalar(int(below), pa.uint64()))
 
 
-def row_hashes(batch: pa.RecordBatch) -> np.ndarray:
+def row_hashes(batch: pa.RecordBatch, encoded: dict[int, pa.DictionaryArray] | None = None) -> np.ndarray:
     """``pd.util.hash_pandas_object(batch.to_pandas(), index=False)``, the fingerprint's row hash,
     computed faster: pandas hashes a text column by factorising its values as Python objects (most
     of the pass's time on a table of strings); here Arrow finds the distinct values and pandas
-    hashes only those. The same numbers (tests/test_many_files.py compares them)."""
+    hashes only those. The same numbers (tests/test_many_files.py compares them). ENCODED gets the
+    text columns' dictionary encodings (by position), which their exact counts reuse."""
     if not batch.num_columns:
         return np.array([], dtype=np.uint64)
     out = np.full(batch.num_rows, 0x345678, dtype=np.uint64)
     mult = np.uint64(1000003)
     with np.errstate(over="ignore"):
         for i, array in enumerate(batch.columns):  # pandas' combine_hash_arrays
-            out ^= _column_hashes(array)
+            out ^= _column_hashes(array, i, encoded)
             out *= mult
             inverse = batch.num_columns - i
             mult += np.uint64(82520 + inverse + inverse)
@@ -185,13 +212,17 @@ def row_hashes(batch: pa.RecordBatch) -> np.ndarray:
     return out
 
 
-def _column_hashes(array: pa.Array) -> np.ndarray:
+def _column_hashes(array: pa.Array, index: int = 0, encodings: dict | None = None) -> np.ndarray:
+    if _plain_numbers(array):  # the numpy array pandas would hash, without a Series around it
+        return pd.util.hash_array(array.to_numpy(zero_copy_only=False), categorize=False)
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return pd.util.hash_pandas_object(array.to_pandas(), index=False).to_numpy()
     if not array.null_count and len(array) >= 1000 and pc.count_distinct(array[:1000]).as_py() > 900:
         # Nearly all distinct (an identifier): finding the distinct values first would save nothing.
         return pd.util.hash_array(array.to_numpy(zero_copy_only=False).astype(object), categorize=False)
     encoded = pc.dictionary_encode(array)
+    if encodings is not None:
+        encodings[index] = encoded
     distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
     hashed = pd.util.hash_array(distinct.astype(object), categorize=False)
     if not len(hashed):
@@ -202,13 +233,27 @@ def _column_hashes(array: pa.Array) -> np.ndarray:
     return result
 
 
+def _plain_numbers(array: pa.Array) -> bool:
+    """Integers and floats (gaps become NaN, as in pandas) and booleans without gaps: their numpy
+    form is the one ``to_pandas`` gives."""
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        return not array.null_count
+    return kind in (pa.int64(), pa.float64()) or (pa.types.is_integer(kind) and not array.null_count)
+
+
+# BASE**i modulo each prime, i = 0, 1, ...: the batches' lengths differ, the powers do not.
+_POWERS: dict[int, np.ndarray] = {}
+
+
 def _poly(hashes: np.ndarray, prime: int) -> int:
     """sum(h_i * BASE**i) mod PRIME, vectorised: every product of two residues fits in 62 bits."""
     residues = hashes % np.uint64(prime)
-    powers = np.ones(1, dtype=np.uint64)
+    powers = _POWERS.get(prime, np.ones(1, dtype=np.uint64))
     while len(powers) < len(residues):  # BASE**0 .. BASE**(2k-1) from BASE**0 .. BASE**(k-1)
         step = np.uint64(pow(BASE, len(powers), prime))
         powers = np.concatenate([powers, powers * step % np.uint64(prime)])
+    _POWERS[prime] = powers
     products = residues * powers[: len(residues)] % np.uint64(prime)
     return int(products.sum(dtype=np.uint64)) % prime  # < 2**31 each: sums of 2**32 of them fit
 

@@ -91,7 +91,9 @@ class Column:
         self.infinite = 0
         self.counts: dict | None = {}  # None once there are too many distinct values to count
 
-    def add(self, array: pa.Array) -> None:
+    def add(self, array: pa.Array, encoded: pa.DictionaryArray | None = None) -> None:
+        """Count ARRAY's values in; ENCODED, a text column's dictionary encoding when the caller
+        has it (part_summaries hashes the rows through it), spares finding its distinct values again."""
         if self.numeric:
             values = array.drop_null().to_numpy(zero_copy_only=False).astype("float64", copy=False)
             nan = np.isnan(values)
@@ -107,7 +109,16 @@ class Column:
         else:
             self.missing += array.null_count
             self.count += len(array) - array.null_count
-            if self.counts is not None:
+            if self.counts is not None and encoded is not None:
+                # value_counts' answer, in its order (first appearance): the dictionary's
+                counts = np.bincount(
+                    encoded.indices.drop_null().to_numpy(), minlength=len(encoded.dictionary)
+                )
+                if len(encoded.dictionary) > EXACT_DISTINCT:
+                    self.counts = None
+                else:
+                    self._count(encoded.dictionary.to_pylist(), counts, limit=EXACT_DISTINCT)
+            elif self.counts is not None:
                 counted = pc.value_counts(array.drop_null())
                 if len(counted) > EXACT_DISTINCT:  # an identifier: too many to count, no Python list of them
                     self.counts = None
@@ -116,8 +127,33 @@ class Column:
                         counted.field(0).to_pylist(), counted.field(1).to_numpy(), limit=EXACT_DISTINCT
                     )
 
-    def merge(self, other: Column) -> None:
-        """Add the statistics of OTHER (the same column over other rows), as if its rows had been added."""
+    @classmethod
+    def merged(cls, parts: list[Column]) -> Column:
+        """One column's statistics over the rows of all PARTS: what merging them one by one gives.
+        A text column's value counts are summed in one go: merged one part at a time, a folder of
+        a hundred parts with a few thousand distinct values each spent ~0.3 s in dict updates."""
+        total = cls(pa.null())
+        total.numeric, total.integer = parts[0].numeric, parts[0].integer
+        batched = not total.numeric and all(p.counts is not None for p in parts)
+        for part in parts:
+            total.merge(part, counts=not batched)
+        if batched:
+            keys = np.empty(sum(len(p.counts) for p in parts), dtype=object)
+            keys[:] = [k for p in parts for k in p.counts]
+            codes, distinct = pd.factorize(keys, sort=False)  # in order of first appearance, as a dict
+            counts = np.zeros(len(distinct), dtype="int64")
+            np.add.at(
+                counts, codes, np.fromiter((c for p in parts for c in p.counts.values()), "int64", len(keys))
+            )
+            if len(distinct) > EXACT_DISTINCT:
+                total.counts = None
+            else:
+                total.counts = dict(zip(distinct.tolist(), counts.tolist(), strict=True))
+        return total
+
+    def merge(self, other: Column, counts: bool = True) -> None:
+        """Add the statistics of OTHER (the same column over other rows), as if its rows had been
+        added (its value counts too unless COUNTS is off: ``merged`` sums them itself)."""
         self.missing += other.missing
         self.infinite += other.infinite
         self.low, self.high = min(self.low, other.low), max(self.high, other.high)
@@ -130,6 +166,8 @@ class Column:
             self.count = total
         elif not self.numeric:
             self.count += other.count
+        if not counts:
+            return
         if self.counts is None or other.counts is None:
             self.counts = None
         else:
