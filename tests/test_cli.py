@@ -224,6 +224,7 @@ def test_the_demo_says_what_it_is_doing_within_two_seconds(project):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
     env["PROVENFLOW_SERVER_PORT"] = str(free_port())
+    env["PROVENFLOW_REPORTS_PORT"] = str(free_port())  # not the server's + 1, which may be taken
     started = time.monotonic()
     demo = subprocess.Popen([CLI, "demo"], cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip

@@ -120,7 +120,7 @@ def team(tmp_path_factory):
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "the team's project")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENFLOW_", "PREFECT_"))}
-    env.update(PYTHONPATH=str(site), PROVENFLOW_SERVER_PORT=str(free_port()))
+    env.update(PYTHONPATH=str(site), PROVENFLOW_SERVER_PORT=str(free_port()), PROVENFLOW_REPORTS_PORT=str(free_port()))
     yield root, env, site
     _run(root, env, "-m", "provenflow.cli.main", "down", timeout=120)
 

@@ -61,6 +61,7 @@ def test_server_lifecycle(project):
 def test_connect_prefers_env_then_local_server_else_says_ephemeral(project, monkeypatch, tmp_path):
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     monkeypatch.setenv("PROVENFLOW_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("PROVENFLOW_REPORTS_PORT", str(free_port()))  # not the server's + 1, which may be taken
     get_settings.cache_clear()
     monkeypatch.setenv("PREFECT_API_URL", "http://example.invalid/api")
     assert server.connect() is None

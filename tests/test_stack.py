@@ -53,7 +53,7 @@ def stack(tmp_path_factory):
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     shutil.copy(PENGUINS, root / "penguins.csv")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENFLOW_", "PREFECT_"))}
-    env.update(PROVENFLOW_SERVER_PORT=str(free_port()), PYTHONPATH=str(REPO))
+    env.update(PROVENFLOW_SERVER_PORT=str(free_port()), PROVENFLOW_REPORTS_PORT=str(free_port()), PYTHONPATH=str(REPO))
     result = _pf(root, env, "up", "--json")
     try:
         assert result.returncode == 0, result.stderr[-2000:]

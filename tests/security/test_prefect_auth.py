@@ -20,6 +20,7 @@ def own_home(tmp_path, monkeypatch):
         monkeypatch.delenv(key)
     monkeypatch.setenv("PROVENFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PROVENFLOW_SERVER_PORT", str(free_port()))
+    monkeypatch.setenv("PROVENFLOW_REPORTS_PORT", str(free_port()))  # not the server's + 1, which may be taken
     monkeypatch.chdir(tmp_path)
     from provenflow.settings import get_settings
 
