@@ -593,3 +593,60 @@ def test_the_team_s_runs_that_registered_a_model_are_its_leaderboard(ws, team_mo
     assert primary == "accuracy" and len(rows) == 2  # the model card said "no runs yet"
     assert [r["parameters"] for r in rows] == ["Pipeline C=10", "Pipeline C=0.001"]  # best first
     assert [r["version"] for r in rows] == ["2", "1"]
+
+
+DATED = """
+    import numpy as np
+    import pandas as pd
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+
+    class HourOfDay(BaseEstimator, TransformerMixin):
+        '''The team's own date parsing: the hour of a day-first timestamp, beside the load.'''
+
+        def fit(self, X, y=None):
+            return self
+
+        def transform(self, X):
+            when = pd.to_datetime(X["when"], format="%d/%m/%Y %H:%M")
+            return np.column_stack([when.dt.hour, X["load"]])
+"""
+
+
+def test_a_value_the_team_s_own_model_refuses_is_the_client_s_error(ws, project, tmp_path):
+    """A text timestamp is a categorical input to the server (any string passes its checks); the team's
+    transformer then raises ValueError on "not a date". It answered 500, as if the server were broken,
+    where the built-in recipe answers 422; the server goes on serving."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+
+    name = f"dated_{uuid.uuid4().hex[:8]}"
+    (project / f"{name}.py").write_text(textwrap.dedent(DATED))
+    sys.path.insert(0, str(project))
+    try:
+        module = importlib.import_module(name)
+        rng = np.random.default_rng(0)
+        when = pd.Timestamp("2026-11-01") + pd.to_timedelta(rng.integers(0, 30 * 24, 300), unit="h")
+        frame = pd.DataFrame({"when": when.strftime("%d/%m/%Y %H:%M"), "load": rng.normal(size=300)})
+        frame["demand"] = when.hour + frame["load"]
+        inputs = frame[["when", "load"]]
+        model = make_pipeline(module.HourOfDay(), LinearRegression()).fit(inputs, frame["demand"])
+        with pf.start("train", workspace=ws):
+            logged = pf.log_model(model, name="demand", input_example=inputs.head())
+    finally:
+        sys.path.remove(str(project))
+        sys.modules.pop(name, None)
+    bundle = tmp_path / "bundle"
+    export_bundle(ws, str(logged), bundle)
+    server = start_server(bundle, str(tmp_path / "log"))
+    try:
+        good = {"records": [{"when": "18/11/2026 16:33", "load": 0.5}]}
+        bad = {"records": [{"when": "not a date", "load": 0.5}]}
+        assert httpx.post(f"{server.url}/predict", json=good, timeout=30).status_code == 200
+        refused = httpx.post(f"{server.url}/predict", json=bad, timeout=30)
+        assert refused.status_code == 422, refused.text
+        assert "not a date" in refused.json()["error"] and "ValueError" in refused.json()["error"]
+        answer = httpx.post(f"{server.url}/predict", json=good, timeout=30)
+        assert answer.status_code == 200 and answer.json()["predictions"][0] == pytest.approx(16.5)
+    finally:
+        server.stop()

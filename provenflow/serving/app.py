@@ -249,6 +249,14 @@ def create_app(
             )
         try:
             predictions = model.predict(batch)
+        except ValueError as exc:
+            # Values that passed the signature's checks and that the model itself refuses: a date a team's
+            # own transformer cannot parse, a category an encoder was told to reject. The client's to fix
+            # (scikit-learn and pandas raise ValueError for bad values), as a 422 from the checks would be.
+            logger.warning("the model refused request %s", request_id, exc_info=True)
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            message = f"the model refused this request's values (ValueError: {first})"
+            return error({"error": message}, 422, request_id)
         except Exception as exc:  # checked input should never get here; say so instead of a bare 500
             logger.exception("prediction failed for request %s", request_id)
             message = f"the model failed on this request ({type(exc).__name__}: {exc})"
