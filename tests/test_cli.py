@@ -233,7 +233,13 @@ def test_the_demo_says_what_it_is_doing_within_two_seconds(project):
         waited = time.monotonic() - started
     finally:
         os.killpg(demo.pid, signal.SIGINT)
-        demo.wait(timeout=60)
+        try:
+            demo.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Ctrl-C this early (imports, the stack's start) once took > 60 s in a full, loaded suite run
+            # and 0.6 s alone: a known weakness, not what this test checks; `down` below stops the rest.
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(timeout=30)
         subprocess.run([CLI, "down"], cwd=project, env=env, capture_output=True, timeout=120)
     assert "starting this project's Prefect server" in first
     assert waited < 2.0, f"first line after {waited:.1f} s"
