@@ -88,3 +88,9 @@ def did_you_mean(value: str, candidates: Iterable[str]) -> str:
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """EXC's message cut to its first line (a library's hint paragraphs left out), or its type's name."""
+    text = str(exc).strip().splitlines()
+    return (text[0][:limit] if text else "") or type(exc).__name__

@@ -320,7 +320,8 @@ def test_the_leakage_check_scores_label_codes_as_it_scores_the_labels():
     for frame, target in ((penguins, "species"), (penguins, "island"), (ties, "y")):
         for seed in (0, 1):
             x_train, x_test, y_train, y_test = training.split_rows(frame, target, "classification", seed, 0.25)
-            codes_train, codes_test = data_checks._as_codes(y_train, y_test)
+            codes = data_checks.sorted_codes(y_train, y_test)
+            codes_train, codes_test = pd.Series(codes[0], index=y_train.index), pd.Series(codes[1], index=y_test.index)
             assert codes_train.dtype.kind == "i"
             for column in x_train.columns:
                 coded = data_checks._one_feature_score(x_train[column], codes_train, x_test[column], codes_test,

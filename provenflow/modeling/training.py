@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from provenflow.data import features
+from provenflow.data.data_checks import sorted_codes
 from provenflow.data.datasets import is_numeric
 from provenflow.data.features import FeatureChoice
 from provenflow.digest import Digest
-from provenflow.errors import IntegrityError, TrainingError, did_you_mean
+from provenflow.errors import IntegrityError, TrainingError, did_you_mean, first_line
 from provenflow.modeling import signing
 from provenflow.modeling.signing import Key, ModelIdentity, Sealed
 from provenflow.project import project_root
@@ -309,7 +310,7 @@ def train_and_evaluate(
     # The data checks need the rows, not the model: they run in a thread while it fits (a tree's
     # fit leaves the GIL), instead of after it. A 20-tree forest on 100k rows: 2.71 s against 2.93 s
     # (medians, interleaved, load 1.3); on 5k rows the two threads' Python parts take turns (0.185 s
-    # against 0.177 s), as the checks cost ~30 ms there once labels are codes (data_checks._as_codes).
+    # against 0.177 s), as the checks cost ~30 ms there once labels are codes (data_checks.sorted_codes).
     with ThreadPoolExecutor(1, thread_name_prefix="provenflow-checks") as checks:
         # Its own (shallow) frames: no pandas object is shared between the two threads.
         split = tuple(part.copy(deep=False) for part in (x_train, x_test, y_train, y_test))
@@ -328,7 +329,7 @@ def train_and_evaluate(
         except ValueError as exc:  # e.g. RadiusNeighbors* with a held-out row that has no neighbour
             raise TrainingError(
                 f"{type(estimator).__name__} trained but could not be scored on the {len(y_test)} held-out rows: "
-                f"{_first_line(exc)}; change its hyper-parameters (--param) for this data"
+                f"{first_line(exc)}; change its hyper-parameters (--param) for this data"
             ) from None
         from provenflow.monitoring.estimation import reference_of
 
@@ -430,7 +431,8 @@ def evaluate(pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str
         predicted = pipeline.classes_.take(np.argmax(proba, axis=1), axis=0)
     else:
         predicted = pipeline.predict(features)
-    labels, predicted, classes = _label_codes(labels, predicted, classes)
+    if (codes := sorted_codes(labels, predicted, classes)) is not None:
+        labels, predicted, classes = codes[0], codes[1], list(codes[2])
     out = {
         "accuracy": float(skm.accuracy_score(labels, predicted)),
         "f1": float(
@@ -447,24 +449,6 @@ def evaluate(pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str
                 skm.roc_auc_score(labels, proba, multi_class="ovr", average="macro", labels=classes)
             )
     return out
-
-
-def _label_codes(labels: pd.Series, predicted: Any, classes: list) -> tuple[Any, Any, list]:
-    """True labels, predictions and classes as integer codes in the labels' sorted order: the same
-    scores to the last bit (every metric binarizes labels in sorted order, and the codes keep it),
-    without scikit-learn sorting an object array of text labels again in each metric's checks
-    (~30% of a cross-validation fold's time on 5k rows). Labels that do not sort together (mixed
-    types) stay as they are."""
-    try:
-        codes, _ = pd.factorize(
-            np.concatenate([np.asarray(labels, dtype=object), np.asarray(predicted, dtype=object),
-                            np.asarray(classes, dtype=object)]),
-            sort=True,
-        )  # fmt: skip
-    except TypeError:
-        return labels, predicted, classes
-    n, m = len(labels), len(predicted)
-    return codes[:n], codes[n : n + m], list(codes[n + m :])
 
 
 def _predicts_by_probability(pipeline: Any) -> bool:
@@ -522,11 +506,6 @@ def load_reproduced(store: ContentStore, digest: Digest) -> Any:
     # A model the team's own code logged may be a code archive (a zip), not a bare pickle.
     format = owncode.FORMAT if data[:4] == b"PK\x03\x04" else MODEL_FORMAT
     return deserialize(data, ModelIdentity("(reproduced)", 0, digest.hex, format), None, None)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def plain_value(value: Any) -> Any:

@@ -62,6 +62,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from provenflow.errors import first_line
 from provenflow.serving import arrow
 from provenflow.serving import feedback as fb
 from provenflow.serving.budget import LargeBodies, loads_within
@@ -254,8 +255,7 @@ def create_app(
             # own transformer cannot parse, a category an encoder was told to reject. The client's to fix
             # (scikit-learn and pandas raise ValueError for bad values), as a 422 from the checks would be.
             logger.warning("the model refused request %s", request_id, exc_info=True)
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            message = f"the model refused this request's values (ValueError: {first})"
+            message = f"the model refused this request's values (ValueError: {first_line(exc)})"
             return error({"error": message}, 422, request_id)
         except Exception as exc:  # checked input should never get here; say so instead of a bare 500
             logger.exception("prediction failed for request %s", request_id)

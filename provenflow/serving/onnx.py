@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from provenflow.digest import Digest
+from provenflow.errors import first_line
 from provenflow.serving.inputs import Batch, Feature
 from provenflow.serving.runtime import (
     Predictions,
@@ -141,7 +142,7 @@ def convert_pipeline(pipeline: Any, features: tuple[Feature, ...], rows: pd.Data
         try:
             model = _convert(pipeline, features, precision)
         except Exception as exc:  # skl2onnx raises many kinds; any of them means "does not convert"
-            reason = f"skl2onnx cannot convert {estimator} ({type(exc).__name__}: {_first_line(exc)})"
+            reason = f"skl2onnx cannot convert {estimator} ({type(exc).__name__}: {first_line(exc, 200)})"
         else:
             check, disagreement = check_agreement(model, pipeline, features, rows, precision)
             if check is not None:
@@ -163,7 +164,7 @@ def check_agreement(
         predictor = OnnxPredictor(model, features, input_fills(pipeline), has_probabilities(pipeline))
         got = predictor.predict(batch)
     except Exception as exc:  # onnxruntime refuses some graphs skl2onnx writes
-        return None, f"onnxruntime cannot run the graph ({type(exc).__name__}: {_first_line(exc)})"
+        return None, f"onnxruntime cannot run the graph ({type(exc).__name__}: {first_line(exc, 200)})"
     want = SklearnPredictor(pipeline, features).predict(batch)
     proba_diff = value_diff = None
     if want.labels.dtype.kind == "f":  # a regressor
@@ -297,6 +298,3 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0][:200] if text else "") or type(exc).__name__

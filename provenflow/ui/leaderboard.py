@@ -37,6 +37,11 @@ def model_runs(session: Session, name: str) -> list[m.Run]:
     return list(session.scalars(query))
 
 
+def registered_by(session: Session, run_id: str) -> list[str]:
+    """The names of the models run RUN_ID registered versions of."""
+    return sorted(set(session.scalars(select(m.ModelVersion.name).where(m.ModelVersion.run_id == run_id))))
+
+
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists as text, so each cell is one value."""
     out: dict[str, Any] = {}

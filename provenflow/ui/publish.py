@@ -13,12 +13,10 @@ from provenflow.tracking.prefect_context import artifact_key
 from provenflow.tracking.report import metrics_row, run_card_markdown
 from provenflow.ui.cards import model_card_markdown, run_lineage_markdown, with_picture_on_top
 from provenflow.ui.charts import image, line_chart
-from provenflow.ui.leaderboard import leaderboard_rows, model_runs
+from provenflow.ui.leaderboard import leaderboard_rows, model_runs, registered_by
 from provenflow.ui.names import metrics_key_parts
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from provenflow.tracking.summary import RunSummary
     from provenflow.workspace import Workspace
 
@@ -60,22 +58,16 @@ def run_artifacts(
     prefect_context.publish_markdown(card + "\n" + lineage, None, description)
     for name, (primary, rows) in boards.items():
         prefect_context.publish_table(
-            rows, artifact_key("leaderboard", name), f"Every run of model {name}, best {primary or 'first'} first"
+            rows,
+            artifact_key("leaderboard", name),
+            f"Every run of model {name}, best {primary or 'first'} first",
         )
-    if summary.kind != "model":  # other kinds (retrain, promotion, …) keep their own history under their own key
+    # Other kinds (retrain, promotion, …) keep their own history under their own key.
+    if summary.kind != "model":
         key = artifact_key(*metrics_key_parts(summary.kind, summary.name))
         prefect_context.publish_table([metrics_row(summary)], key, description)
     for name, markdown in cards.items():
         prefect_context.publish_markdown(markdown, artifact_key("model", name), f"provenflow model {name}")
-
-
-def registered_by(session: Session, run_id: str) -> list[str]:
-    """The names of the models run RUN_ID registered versions of."""
-    from sqlalchemy import select
-
-    from provenflow.ledger import models as m
-
-    return sorted(set(session.scalars(select(m.ModelVersion.name).where(m.ModelVersion.run_id == run_id))))
 
 
 def model_card(workspace: Workspace, name: str) -> None:
