@@ -254,8 +254,9 @@ def create_app(
             # Values that passed the signature's checks and that the model itself refuses: a date a team's
             # own transformer cannot parse, a category an encoder was told to reject. The client's to fix
             # (scikit-learn and pandas raise ValueError for bad values), as a 422 from the checks would be.
-            logger.warning("the model refused request %s", request_id, exc_info=True)
+            # One line, no traceback: a client sending bad values at full rate must not fill the log.
             message = f"the model refused this request's values (ValueError: {first_line(exc)})"
+            logger.warning("request %s: %s", request_id, message)
             return error({"error": message}, 422, request_id)
         except Exception as exc:  # checked input should never get here; say so instead of a bare 500
             logger.exception("prediction failed for request %s", request_id)
