@@ -369,3 +369,52 @@ def test_a_folders_column_statistics_merged_at_once_are_those_merged_one_part_at
             else:
                 assert other == value or (value != value and other != other), (name, field)
     assert Column.merged(parts).counts is None  # "many": more distinct values than are counted
+
+
+def test_date_and_timestamp_partition_folders_are_dates_and_a_model_uses_them(tmp_path):
+    """date=2026-11-18/ (and hour=2026-11-18 10%3A00%3A00/, as Spark writes a timestamp) were text,
+    one value per partition: taken for an identifier and left out of every model."""
+    from provenflow.data import features
+    from provenflow.modeling.training import FeatureChoice
+
+    root = tmp_path / "sales"
+    days = [f"2026-11-{d:02d}" for d in range(1, 29)]
+    for day in days:
+        stamp = f"{day} 10%3A00%3A00"
+        (root / f"date={day}" / f"at={stamp}").mkdir(parents=True)
+        frame = _frame(12, int(day[-2:]))
+        frame["sold"] = frame["x"] + (pd.Timestamp(day).dayofweek >= 5) * 5.0  # weekends sell more
+        frame.to_csv(root / f"date={day}" / f"at={stamp}" / "part.csv", index=False)
+    (root / "date=2026-02-30" / "at=x").mkdir(parents=True)  # not a date: the column stays text
+    table, store = _run(str(root), tmp_path)
+    frame = datasets.load_table(store, table.digest)
+    assert {type(v).__name__ for v in frame["date"]} == {"date"}
+    assert str(frame["at"].dtype).startswith("datetime64") and frame["at"].iloc[0] == pd.Timestamp("2026-11-01 10:00")
+    roles = features.column_roles(table.profile, frame)
+    assert roles["date"].role == "datetime" and roles["at"].role == "datetime", roles
+    assert features.select(frame, "sold", FeatureChoice(), table.profile).used["date"] == "datetime"
+
+    odd = tmp_path / "odd"
+    for value in ("2026-02-28", "2026-02-30"):
+        (odd / f"date={value}").mkdir(parents=True)
+        _frame(5, 1).to_csv(odd / f"date={value}" / "part.csv", index=False)
+    assert listing.list_source(str(odd)).partitions == {"date": pa.string()}
+
+
+def test_a_date_column_of_a_parquet_file_is_a_date_to_the_model(tmp_path):
+    """A Parquet (or SQL) DATE column reads as Python date objects: the date format guess reads text
+    only, so the column was taken for an identifier and left out of the model."""
+    import datetime
+
+    from provenflow.modeling import training
+
+    rng = np.random.default_rng(5)
+    day = [datetime.date(2026, 1, 1) + datetime.timedelta(days=int(d)) for d in rng.integers(0, 365, 1500)]
+    weekend = np.array([d.weekday() >= 5 for d in day])
+    table = pa.table({"day": pa.array(day, pa.date32()), "noise": rng.normal(size=1500),
+                      "sold": np.where(weekend, 10.0, 1.0) + rng.normal(scale=0.1, size=1500)})  # fmt: skip
+    frame = table.to_pandas()
+    tree = training.import_estimator("sklearn.tree.DecisionTreeRegressor", {"max_depth": 4}, seed=0)
+    trained = training.train_and_evaluate(frame, "sold", tree, seed=0, test_size=0.25)
+    assert any(n.startswith("datetime__day") for n in trained.pipeline.named_steps["prepare"].get_feature_names_out())
+    assert trained.metrics["r2"] > 0.95

@@ -87,7 +87,12 @@ def count_dates(values: pd.Series) -> int:
     """How many of the non-missing text values parse as dates in the column's most common format
     (a data run keeps it in the profile: additive, so a profile built batch by batch can sum it)."""
     present = values.dropna()
-    fmt = date_format(format_sample(present))
+    sample = format_sample(present)
+    if len(sample) and all(isinstance(v, datetime.date) for v in sample):
+        # Date objects (a Parquet or SQL DATE column, a Hive date= folder) are dates with no format
+        # to guess: date_format reads text only, and the column was taken for an identifier.
+        return int(present.map(lambda v: isinstance(v, datetime.date)).sum())
+    fmt = date_format(sample)
     if fmt is None:
         return 0
     # Each distinct value parsed once, weighted by its count (a date column repeats its days).

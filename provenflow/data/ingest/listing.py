@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from urllib.parse import unquote
 
 import fsspec
@@ -25,6 +26,9 @@ from provenflow.settings import get_settings
 _GLOB = re.compile(r"[*?\[]")
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# Spark's partition inference types these as DateType and TimestampType (it writes ':' as %3A).
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
 # How Hive, Spark and pyarrow write a missing partition value.
 _NULL_VALUES = ("__HIVE_DEFAULT_PARTITION__", "")
 
@@ -198,9 +202,23 @@ def _partition_types(files: list[SourceFile]) -> dict[str, pa.DataType]:
             types[key] = pa.int64()
         elif values and all(_DECIMAL.fullmatch(v) for v in values):
             types[key] = pa.float64()
+        elif values and all(_DATE.fullmatch(v) and _parses(v, date.fromisoformat) for v in values):
+            # A date=2026-11-18/ folder is a date column, as Spark reads it: text, it was taken
+            # for an identifier (one value per partition) and left out of every model.
+            types[key] = pa.date32()
+        elif values and all(_TIMESTAMP.fullmatch(v) and _parses(v, datetime.fromisoformat) for v in values):
+            types[key] = pa.timestamp("us")
         else:
             types[key] = pa.string()
     return types
+
+
+def _parses(value: str, parse) -> bool:
+    try:
+        parse(value)
+    except ValueError:  # 2026-02-30
+        return False
+    return True
 
 
 def _typed(value: str | None, dtype: pa.DataType):
@@ -210,4 +228,8 @@ def _typed(value: str | None, dtype: pa.DataType):
         return int(value)
     if pa.types.is_floating(dtype):
         return float(value)
+    if pa.types.is_date(dtype):
+        return date.fromisoformat(value)
+    if pa.types.is_timestamp(dtype):
+        return datetime.fromisoformat(value)
     return value
