@@ -144,3 +144,30 @@ def test_deploy_to_kubernetes_through_the_flow(project, penguins, tmp_path):
         assert placed["details"]["revision"] == 1
     with Workspace.default().ledger.reader() as s:
         assert lineage(s, model)["node"]["deployments"][0]["target"] == "kubernetes"
+
+
+def test_a_local_deploy_interrupted_before_ready_leaves_no_server(project, tmp_path, monkeypatch):
+    """A Ctrl-C in the demo's deploy step, while the new server was starting, left it running with
+    no pid file: `provenflow down` did not know it and it served on for the rest of the session."""
+    import subprocess
+
+    from provenflow.deploy import local
+
+    started: list[subprocess.Popen] = []
+    popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupt(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local.subprocess, "Popen", recorded)
+    monkeypatch.setattr(local, "_serves", interrupt)
+    folder = tmp_path / "deployments" / "m"
+    with pytest.raises(KeyboardInterrupt):
+        local.deploy(tmp_path / "bundle", folder, "m", "file:///dev/null", None, 30, "hash")
+    (server,) = started
+    assert server.wait(timeout=10) == -9  # killed, not left running
+    assert not (folder / "pid").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,15 @@ server_app = typer.Typer(
 )
 
 commands = typer.Typer()  # registered on the root app by provenflow.cli.main, in its order
+
+
+def _interruptible() -> None:
+    """Let SIGINT stop this command even when it was started with SIGINT ignored."""
+    # A shell without job control starts `cmd &` with SIGINT ignored, and Python then keeps it ignored:
+    # a test suite run that way sent `demo` a Ctrl-C it never saw, and the demo went on to deploy. `up`
+    # and `demo` start services for minutes; a SIGINT sent to them has to stop them however they began.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @server_app.command("start")
@@ -82,6 +92,7 @@ def up(
     types, the work pools, every deployment of prefect.yaml (schedules, triggers) and a process worker."""
     from provenflow.platform import stack
 
+    _interruptible()
     with out.err_console.status("starting") as spinner:
         report = stack.up(lambda msg: spinner.update(msg + "…"), auth=auth)
     if as_json:
@@ -143,4 +154,5 @@ def demo() -> None:
     """The end-to-end demo: penguins data run, three model runs, lineage and comparison."""
     from provenflow.demo.run import main as run_demo
 
+    _interruptible()
     run_demo()

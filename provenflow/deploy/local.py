@@ -6,6 +6,7 @@ The development and demo target: the same bundle and server the image runs, star
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -127,17 +128,25 @@ def deploy(
         )  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            tail = (folder / "server.log").read_text(errors="replace")[-800:]
-            raise RolloutFailed(f"the server for {name} exited before it was ready; the previous one keeps serving:\n{tail}",
-                                reason="ProcessExited")  # fmt: skip
-        if process.poll() is None and _serves(endpoint, model_hash):
-            break
-        if time.monotonic() > deadline:
+    try:
+        while True:
+            if process.poll() is not None:
+                tail = (folder / "server.log").read_text(errors="replace")[-800:]
+                raise RolloutFailed(f"the server for {name} exited before it was ready; the previous one keeps serving:\n{tail}",
+                                    reason="ProcessExited")  # fmt: skip
+            if process.poll() is None and _serves(endpoint, model_hash):
+                break
+            if time.monotonic() > deadline:
+                raise RolloutFailed(
+                    f"{endpoint}/ready did not answer within {timeout:.0f} s", reason="Timeout"
+                )
+            time.sleep(0.2)
+    except BaseException:
+        # Until its pid is written below, `provenflow down` cannot find it: a Ctrl-C in this wait (seen
+        # in the demo's step 5) left a model server running that nothing would stop.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-            raise RolloutFailed(f"{endpoint}/ready did not answer within {timeout:.0f} s", reason="Timeout")
-        time.sleep(0.2)
+        raise
     replaced = stop(folder)
     (folder / "pid").write_text(str(process.pid))
     return LocalDeployment(name, process.pid, endpoint, str(bundle), replaced)
