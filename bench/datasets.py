@@ -88,8 +88,9 @@ def timed_command(cmd: list, cwd: Path | None = None, env: dict | None = None) -
     return time.perf_counter() - started
 
 
-def read_once(path: Path) -> float:
-    return timed_command(["cat", path])
+def read_once(path: Path, times: int = 5) -> float:
+    """`cat FILE > /dev/null`, the median of TIMES: a 256 MiB read takes ~15 ms here, one run is noise."""
+    return median(timed_command(["cat", path]) for _ in range(times))
 
 
 def copy_once(path: Path) -> tuple[float, float]:
@@ -151,6 +152,8 @@ def measure(path: Path, reps: int, peers: bool = True) -> tuple[dict[str, list[f
         facts["version"] = ours["version"]
         samples["hash"].append(ours["hash_s"])
         samples["memory_hash"].append(ours["memory_hash_s"])
+        samples["memory_hash_one_core"].append(ours["memory_hash_one_core_s"])
+        samples["map"].append(ours["map_s"])
         for mode in ("fsync", "no_fsync"):
             samples[f"put_{mode}"].append(ours[mode]["put_s"])
             samples[f"readd_{mode}"].append(ours[mode]["readd_s"])
@@ -159,6 +162,14 @@ def measure(path: Path, reps: int, peers: bool = True) -> tuple[dict[str, list[f
         for key, seconds in (dvc_once(path) if peers else {}).items():
             samples[f"dvc_{key}"].append(seconds)
     return samples, facts
+
+
+def ceiling_seconds(s: dict[str, list[float]]) -> float:
+    """The least time hashing the file can take here, from the parts measured: BLAKE3 on all cores
+    over bytes in memory, or, when the pages must be mapped too, the cores' time for mapping plus
+    hashing on one core, shared over all cores (the mapping of the next window overlaps the hash)."""
+    cores = os.cpu_count() or 1
+    return max(median(s["memory_hash"]), (median(s["map"]) + median(s["memory_hash_one_core"])) / cores)
 
 
 def rows(s: dict[str, list[float]]) -> list[Row]:
@@ -178,8 +189,14 @@ def rows(s: dict[str, list[float]]) -> list[Row]:
         Row("md5 (hashlib, what DVC uses)", s["md5"], "read rate", f"{read / median(s['md5']):.0%}"),
         Row("ours: Digest.of_file (BLAKE3)", s["hash"], "read rate", f"{read / hashed:.0%}",
             f"≥ {HASH_TARGET:.0%}", verdict(read / hashed >= HASH_TARGET)),
-        Row("BLAKE3 over bytes in memory (ceiling)", s["memory_hash"], "read rate",
+        Row("BLAKE3 over bytes in memory, 1 core", s["memory_hash_one_core"], "read rate",
+            f"{read / median(s['memory_hash_one_core']):.0%}"),
+        Row("BLAKE3 over bytes in memory, all cores", s["memory_hash"], "read rate",
             f"{read / median(s['memory_hash']):.0%}"),
+        Row("mapping the file's pages, no hash", s["map"], "read rate", f"{read / median(s['map']):.0%}"),
+        Row("ours: Digest.of_file (the same samples)", s["hash"], "the ceiling",
+            f"{ceiling_seconds(s) / hashed:.0%}", f"≥ {HASH_TARGET:.0%}",
+            verdict(ceiling_seconds(s) / hashed >= HASH_TARGET)),
         Row("ours: put_file, fsync (default)", s["put_fsync"], "cp", f"{put / copy:.2f}×",
             f"≤ {STORE_TARGET}×", verdict(put / copy <= STORE_TARGET)),
         Row("ours: put_file (the same samples)", s["put_fsync"], "cp && sync", f"{put / copy_synced:.2f}×",
@@ -229,8 +246,13 @@ def record_figures(s: dict[str, list[float]], size_mb: int) -> None:
         f"datasets: BLAKE3 hash ÷ read rate ({size})", read / hashed, "", target=HASH_TARGET, better="higher"
     )
     # What BLAKE3 reaches with the bytes already in memory, at the same moment: when this ratio is
-    # below the target too, the cores (shared, busy) and not the file path are the limit.
-    record(f"datasets: BLAKE3 over memory ÷ read rate, the ceiling ({size})", read / median(s["memory_hash"]), "")
+    # below the target too, the cores and not the file path are the limit; then the share of that
+    # ceiling the file hash reaches is what the code controls.
+    ceiling = ceiling_seconds(s)
+    record(f"datasets: the hash's ceiling ÷ read rate ({size})", read / ceiling, "",
+           note="BLAKE3 on all cores, or mapping + one core's hash shared over the cores")  # fmt: skip
+    record(f"datasets: BLAKE3 hash ÷ its ceiling ({size})", ceiling / hashed, "", target=HASH_TARGET,
+           better="higher", peer="the ceiling")  # fmt: skip
     record(f"datasets: put_file no fsync ÷ cp ({size})", put_nofsync / copy, "×", target=STORE_TARGET)
     record(f"datasets: put_file fsync ÷ cp && sync ({size})", put / copy_synced, "×", target=1.1)
     record(f"datasets: put_file again, unchanged ÷ one hash ({size})", median(s["readd_fsync"]) / hashed, "×",
@@ -266,6 +288,16 @@ def main() -> None:
     console.print(machine_summary())
     samples, facts = measure(path, args.reps, peers=not args.no_peers)
     report(path.stat().st_size, rows(samples), args.reps)
+    size = path.stat().st_size
+    one_core, every_core, mapping, read = (
+        size / median(samples[k]) / 1e9 for k in ("memory_hash_one_core", "memory_hash", "map", "read")
+    )
+    ceiling = size / ceiling_seconds(samples) / 1e9
+    console.print(
+        f"BLAKE3 computes {one_core:.1f} GB/s on one core, {every_core:.1f} GB/s on all {os.cpu_count()}; mapping "
+        f"the pages runs at {mapping:.1f} GB/s; so hashing can reach {ceiling:.1f} GB/s, "
+        f"{ceiling / read:.0%} of `cat`'s {read:.1f} GB/s, on this machine now."
+    )  # fmt: skip
     record_figures(samples, args.size_mb)
     console.print(
         f"provenflow {facts['version']}, dvc {dvc_version}. put_file created the object: {facts['created']}; "
