@@ -139,7 +139,8 @@ def start_prefect_server(home: Path, database_url: str | None) -> PrefectServer:
     home.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "provenflow.platform.prefect_server", "server", "start", "--host", "127.0.0.1",
+             "--port", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     api = f"http://127.0.0.1:{port}/api"

@@ -164,7 +164,7 @@ def _pid() -> int | None:
     except OSError:
         return None
     # A stale pid file may name a process that has since reused the pid: only ours counts.
-    if b"prefect" not in cmdline or b"server" not in cmdline:
+    if not {b"provenflow.platform.prefect_server", b"prefect"} & set(cmdline) or b"server" not in cmdline:
         return None
     return pid
 
@@ -260,7 +260,7 @@ def _start(timeout: float, on_wait) -> ServerStatus:
     cmd = [
         sys.executable,
         "-m",
-        "prefect",
+        "provenflow.platform.prefect_server",  # Prefect's server, with a Retry-After on its 503s
         "server",
         "start",
         "--host",
