@@ -418,3 +418,10 @@ def test_a_date_column_of_a_parquet_file_is_a_date_to_the_model(tmp_path):
     trained = training.train_and_evaluate(frame, "sold", tree, seed=0, test_size=0.25)
     assert any(n.startswith("datetime__day") for n in trained.pipeline.named_steps["prepare"].get_feature_names_out())
     assert trained.metrics["r2"] > 0.95
+    # A team's own model logged on these rows (pf.log_model): the column is a date input too, so the
+    # server checks it as a date and the drift check leaves it out (new dates are not drift); as a
+    # category, every day after training was an unseen value and every check said drift.
+    from provenflow.modeling.flavors import signature_of
+
+    inputs = signature_of(frame.drop(columns="sold"), "sold", "float64", "regression", None)["inputs"]
+    assert {i["name"]: i["kind"] for i in inputs} == {"day": "datetime", "noise": "numeric"}

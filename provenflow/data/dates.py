@@ -83,16 +83,22 @@ def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
     return parsed
 
 
+def holds_date_objects(values: pd.Series) -> bool:
+    """Whether a column's values are date (or datetime) objects, judged on a sample: a Parquet or
+    SQL DATE column, a Hive date= folder, as pandas reads them (object dtype, not datetime64)."""
+    sample = format_sample(values.dropna())
+    return bool(len(sample)) and all(isinstance(v, datetime.date) for v in sample)
+
+
 def count_dates(values: pd.Series) -> int:
     """How many of the non-missing text values parse as dates in the column's most common format
     (a data run keeps it in the profile: additive, so a profile built batch by batch can sum it)."""
     present = values.dropna()
-    sample = format_sample(present)
-    if len(sample) and all(isinstance(v, datetime.date) for v in sample):
-        # Date objects (a Parquet or SQL DATE column, a Hive date= folder) are dates with no format
-        # to guess: date_format reads text only, and the column was taken for an identifier.
+    if holds_date_objects(present):
+        # Dates with no format to guess: date_format reads text only, and the column was taken for
+        # an identifier.
         return int(present.map(lambda v: isinstance(v, datetime.date)).sum())
-    fmt = date_format(sample)
+    fmt = date_format(format_sample(present))
     if fmt is None:
         return 0
     # Each distinct value parsed once, weighted by its count (a date column repeats its days).

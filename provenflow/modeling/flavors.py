@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from provenflow.data.datasets import is_numeric
+from provenflow.data.dates import holds_date_objects
 from provenflow.errors import TrainingError
 from provenflow.modeling.training import plain_value
 
@@ -170,8 +171,8 @@ def signature_of(example: pd.DataFrame, target: str | None, target_dtype: str | 
     inputs = []
     for column in example.columns:
         series = example[column]
-        if pd.api.types.is_datetime64_any_dtype(series):
-            kind = "datetime"
+        if pd.api.types.is_datetime64_any_dtype(series) or holds_date_objects(series):
+            kind = "datetime"  # served as date strings, checked as dates; not compared for drift
         elif is_numeric(series) and not pd.api.types.is_bool_dtype(series):
             kind = "numeric"
         else:
