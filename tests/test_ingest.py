@@ -247,7 +247,7 @@ def test_batches_read_ahead_in_a_thread_end_as_they_would_have():
     happened, and a pass that stops early stops the thread and closes the source (its open file)."""
     import threading
 
-    from provenflow.data.ingest.read_ahead import ReadAhead
+    from provenflow.read_ahead import ReadAhead
 
     closed = []
 

@@ -30,12 +30,12 @@ from provenflow.data.ingest.json_source import json_batches
 from provenflow.data.ingest.parquet_source import parquet_batches
 from provenflow.data.ingest.part_summaries import Summarizer, Summary
 from provenflow.data.ingest.profiling import SAMPLE_ROWS, Column, Sample, finish_profile
-from provenflow.data.ingest.read_ahead import ReadAhead
 from provenflow.data.ingest.sniffing import Markers, Reencode, next_encoding
 from provenflow.data.ingest.sql_source import sql_batches
 from provenflow.data.ingest.widening import CONVERSION, Widen, join_types, type_of_value
 from provenflow.digest import Digest
 from provenflow.errors import DataError, StoreError
+from provenflow.read_ahead import ReadAhead
 from provenflow.redact import redact
 from provenflow.storage.store import ContentStore
 

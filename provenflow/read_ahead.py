@@ -1,11 +1,11 @@
-"""A source's batches read in a thread of their own, a few ahead of the pass that consumes them.
+"""An iterator read in a thread of its own, a few items ahead of the code that consumes them.
 
-pyarrow parses a CSV block (or decodes a Parquet batch) with the GIL released, but in the thread
-that asks for the next batch: the pass's profile and part summary of one batch (numpy, pandas'
-hashing) then waited for the parse of the next, and on two cores one core was idle for most of a
-new partition's pass. Here the parse runs beside them; at most DEPTH batches wait in between, so
-memory stays flat. An exception of the source (a wider type found, a parse error) reaches the
-consumer as it would have, at the batch where it happened.
+For work where the producing call releases the GIL and the consumer has its own to do: a data-run's
+source batches (pyarrow parses a CSV block with the GIL released, but in the thread that asks for the
+next batch: the pass's profile of one batch then waited for the parse of the next, and on two cores
+one core was idle for most of a new partition's pass), and a file's chunks under its hash
+(``provenflow.digest``). At most DEPTH items wait in between, so memory stays flat. An exception of
+the source reaches the consumer as it would have, at the item where it happened.
 """
 
 from __future__ import annotations
