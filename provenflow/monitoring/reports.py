@@ -117,7 +117,13 @@ def launch() -> subprocess.Popen | None:
     with open(log, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "provenflow.monitoring.reports"], stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    _pid_file().write_text(str(process.pid))
+    try:
+        _pid_file().write_text(str(process.pid))
+    except BaseException:
+        # A Ctrl-C before its pid is written (seen: `up` interrupted in the server's start) left a
+        # report server in its own session that `provenflow down` could not find.
+        process.kill()
+        raise
     return process
 
 

@@ -270,7 +270,11 @@ def _start(timeout: float, on_wait) -> ServerStatus:
     ]
     with open(log, "ab") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    pid_file.write_text(str(process.pid))
+    try:
+        pid_file.write_text(str(process.pid))
+    except BaseException:  # a Ctrl-C here left a server in its own session that `down` could not find
+        process.kill()
+        raise
     report_server = reports.launch()  # the drift artifacts' report links point there; starts meanwhile
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
