@@ -86,6 +86,8 @@ def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
 def holds_date_objects(values: pd.Series) -> bool:
     """Whether a column's values are date (or datetime) objects, judged on a sample: a Parquet or
     SQL DATE column, a Hive date= folder, as pandas reads them (object dtype, not datetime64)."""
+    if values.dtype != object:  # numbers, text dtypes, datetime64: not date objects, nothing to sample
+        return False
     sample = format_sample(values.dropna())
     return bool(len(sample)) and all(isinstance(v, datetime.date) for v in sample)
 

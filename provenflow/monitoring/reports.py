@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from provenflow.digest import Digest
+from provenflow.platform import pidfile
 from provenflow.platform.probe import answers_ok
 from provenflow.settings import get_settings
 
@@ -117,13 +118,7 @@ def launch() -> subprocess.Popen | None:
     with open(log, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "provenflow.monitoring.reports"], stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    try:
-        _pid_file().write_text(str(process.pid))
-    except BaseException:
-        # A Ctrl-C before its pid is written (seen: `up` interrupted in the server's start) left a
-        # report server in its own session that `provenflow down` could not find.
-        process.kill()
-        raise
+    pidfile.record(_pid_file(), process)
     return process
 
 

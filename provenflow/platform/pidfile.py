@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,17 @@ def live_pid(pid_file: Path, owns: Callable[[bytes], bool]) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if cmdline and owns(cmdline) else None
+
+
+def record(pid_file: Path, process: subprocess.Popen) -> None:
+    """Write PROCESS's pid to PID_FILE, or kill it when that is interrupted: started in its own
+    session, a process whose pid was never written is one `provenflow down` cannot find (seen: a
+    Ctrl-C in `up` between starting the report server and writing its pid)."""
+    try:
+        pid_file.write_text(str(process.pid))
+    except BaseException:
+        process.kill()
+        raise
 
 
 def terminate(pid: int, running: Callable[[], bool], timeout: float, group: bool = False) -> None:

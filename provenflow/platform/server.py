@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provenflow.errors import ConfigError
+from provenflow.platform import pidfile
 from provenflow.platform.probe import answers_ok
 from provenflow.settings import get_settings
 
@@ -270,11 +271,7 @@ def _start(timeout: float, on_wait) -> ServerStatus:
     ]
     with open(log, "ab") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        pid_file.write_text(str(process.pid))
-    except BaseException:  # a Ctrl-C here left a server in its own session that `down` could not find
-        process.kill()
-        raise
+    pidfile.record(pid_file, process)
     report_server = reports.launch()  # the drift artifacts' report links point there; starts meanwhile
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
