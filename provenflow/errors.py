@@ -25,7 +25,9 @@ The CLI prints ``Error: <message>`` and exits with status 1.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class ProvenflowError(Exception):
@@ -94,3 +96,14 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """EXC's message cut to its first line (a library's hint paragraphs left out), or its type's name."""
     text = str(exc).strip().splitlines()
     return (text[0][:limit] if text else "") or type(exc).__name__
+
+
+def last_logged_line(log: Path) -> str:
+    """The last line a process wrote to LOG (an exited server's exception), cut to 300 characters."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,9 +34,25 @@ def unavailable(reason: str):
 
 
 def free_port() -> int:
+    """A port P on 127.0.0.1 where P and P + 1 are free (a project's report server takes its Prefect
+    server's port + 1), below the kernel's ephemeral range. A port the kernel hands out for bind(0)
+    is odd, and P + 1 is then an even port, which is what connect() gives outgoing connections: a
+    report server failed to bind one in CI."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low - 1)
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise RuntimeError("no two free ports in a row below the ephemeral range")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass

@@ -80,3 +80,30 @@ def test_report_url_uses_the_settings(monkeypatch):
         assert report_url("ab" * 32).startswith("http://127.0.0.1:9999/")
     finally:
         get_settings.cache_clear()
+
+
+def test_a_report_server_whose_port_is_taken_says_so_in_one_line(tmp_path, monkeypatch):
+    """Before: 'the report server did not start on …; see reports.log', the reason only in the log
+    (CI lost a run to it: its port was another connection's)."""
+    import socket
+
+    from provenflow.errors import ConfigError
+    from provenflow.monitoring import reports
+    from provenflow.settings import get_settings
+    from tests.services import free_port
+
+    port = free_port()
+    monkeypatch.setenv("PROVENFLOW_HOME", str(tmp_path / ".provenflow"))
+    monkeypatch.setenv("PROVENFLOW_REPORTS_PORT", str(port))
+    get_settings.cache_clear()
+    with socket.socket() as taken:  # listens, never answers HTTP
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        try:
+            with pytest.raises(ConfigError) as error:
+                reports.start(timeout=20)
+        finally:
+            get_settings.cache_clear()
+    message = str(error.value)
+    assert f"port {port} is taken by another program" in message and "PROVENFLOW_REPORTS_PORT" in message
+    assert "\n" not in message

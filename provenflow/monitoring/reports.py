@@ -138,10 +138,17 @@ def start(timeout: float = 20.0, launched: subprocess.Popen | None = None) -> st
         time.sleep(0.05)
     if answers_ok(f"{base}/health", 0.5):  # LAUNCHED lost the port to one started meanwhile
         return base
-    from provenflow.errors import ConfigError
+    from provenflow.errors import ConfigError, last_logged_line
 
     log = get_settings().ensure_home() / "reports.log"
-    raise ConfigError(f"the report server did not start on {base}; see {log}")
+    if process.poll() is None:
+        raise ConfigError(f"the report server did not answer on {base} within {timeout:.0f} s; see {log}")
+    reason = last_logged_line(log)
+    if "Address already in use" in reason:
+        reason = f"port {port} is taken by another program (set PROVENFLOW_REPORTS_PORT to a free one)"
+    raise ConfigError(
+        f"the report server exited without answering on {base}: {reason or 'no output'}; see {log}"
+    )
 
 
 def stop() -> None:

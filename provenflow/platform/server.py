@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from provenflow.errors import ConfigError
+from provenflow.errors import ConfigError, last_logged_line
 from provenflow.platform import pidfile
 from provenflow.platform.probe import answers_ok
 from provenflow.settings import get_settings
@@ -276,7 +276,10 @@ def _start(timeout: float, on_wait) -> ServerStatus:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ConfigError(f"the Prefect server exited with status {process.returncode}; see {log}")
+            reason = last_logged_line(log) or "no output"
+            raise ConfigError(
+                f"the Prefect server exited with status {process.returncode}: {reason}; see {log}"
+            )
         if healthy(current.api_url):  # 1 s: a loaded server may be slow to answer; a refusal is instant
             _claim(current.api_url)
             check_owner(current.api_url)
