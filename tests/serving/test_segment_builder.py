@@ -163,3 +163,10 @@ def test_a_hung_builder_is_killed_and_replaced(tmp_path, monkeypatch):
         fill(log, 10)
         log.flush()
         assert log._builder.pid not in (None, hung) and log.rows_written == 20
+
+
+def test_the_child_starts_without_a_warning_and_ends_with_its_input():
+    """Before: started with ``-m``, runpy warned on every model server's start that the package had
+    imported the module already (a RuntimeWarning in `provenflow serve`'s output and server.log)."""
+    done = subprocess.run(builder.CHILD_COMMAND, input=b"", capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")

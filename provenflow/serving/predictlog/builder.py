@@ -5,7 +5,7 @@ hold the GIL, which the event loop needs for every request. Built in the server'
 single-row requests at 500 req/s waited them out: p99.9 15-19 ms with segments written during the
 run, 2.9-3.3 ms without (``bench/serving_tail.py``; see app.py). The sealed write-ahead file
 already holds everything a segment needs (recovery builds segments from nothing else), so a child
-process (``python -m provenflow.serving.predictlog.builder``) reads it, encodes the segment and
+process (``CHILD_COMMAND``) reads it, encodes the segment and
 sends the Parquet bytes back; the server's writer thread stores them (it keeps the store's
 credentials and the file's lock) and retires the file. The server's process keeps no rows in
 memory for the segment either, only each request's id and row count.
@@ -36,6 +36,10 @@ from provenflow.serving.predictlog.segments import encode_segment
 from provenflow.serving.predictlog.wal import read_wal, wal_tag
 
 log = logging.getLogger(__name__)
+
+# Not ``-m …builder``: the package imports this module first, and runpy warns on every start that
+# it finds it in sys.modules (the warning landed in every model server's log).
+CHILD_COMMAND = [sys.executable, "-c", "from provenflow.serving.predictlog.builder import main; main()"]
 
 _LENGTH = struct.Struct("<I")
 _ANSWER = struct.Struct("<BIQ")  # status, name length, data length
@@ -101,7 +105,7 @@ class SegmentBuilder:
     def _started(self) -> subprocess.Popen:
         if self._child is None or self._child.poll() is not None:
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "provenflow.serving.predictlog.builder"],
+                CHILD_COMMAND,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 bufsize=0,  # answers are read from the descriptor, with a deadline (_read_fd)
@@ -198,7 +202,3 @@ def main() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, not into the answers
     serve(sys.stdin.buffer, answers)
-
-
-if __name__ == "__main__":
-    main()
