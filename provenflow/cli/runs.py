@@ -266,7 +266,7 @@ def sweep(
     key = result["metric"]
     for row in result["leaderboard"]:
         params = " ".join(f"{k}={v}" for k, v in (row["params"] or {}).items())
-        out.console.print(f"{row['rank']:>3}  {row['metrics'][key]:.4f}  {row['model']}  {row['dataset']}  {params}",
+        out.console.print(f"{row['rank']:>3}  {row['metrics'][key]:.4f}  {row['model'] or '-'}  {row['dataset']}  {params}",
                           highlight=False)  # fmt: skip
     out.err_console.print(
         f"{result['trials']} trials ranked by {key}: {result['trained']} trained, {result['reused']} reused, "

@@ -141,9 +141,13 @@ def _completed(session, keys: Sequence[str]) -> dict[str, str]:
 def trial_record(session, run_id: str) -> dict[str, Any]:
     """A trial's result as the ledger has it: its run, model version, parameters and metrics."""
     run = session.get(m.Run, run_id)
-    version = session.execute(
-        select(m.ModelVersion).where(m.ModelVersion.run_id == run_id)
-    ).scalar_one_or_none()
+    # The version the run output, which an earlier run may have made (a refit whose model came out
+    # byte for byte the same is that version, not a new one).
+    version = session.scalars(
+        select(m.ModelVersion)
+        .join(m.RunIO, m.RunIO.model_version_id == m.ModelVersion.id)
+        .where(m.RunIO.run_id == run_id, m.RunIO.direction == "output")
+    ).first()
     metrics = {x.key: x.value for x in run.metrics if x.step is None}
     return {
         "run_id": run_id,

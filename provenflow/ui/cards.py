@@ -12,7 +12,7 @@ from provenflow.modeling import registry
 from provenflow.monitoring.reports import report_url
 from provenflow.tracking.lineage import lineage
 from provenflow.tracking.prefect_context import artifact_key
-from provenflow.ui.leaderboard import leaderboard_markdown, leaderboard_rows, model_runs
+from provenflow.ui.leaderboard import best_per_version, leaderboard_markdown, leaderboard_rows, model_runs
 from provenflow.ui.lineage_card import Linker, lineage_markdown, lineage_picture
 
 
@@ -53,7 +53,7 @@ def with_picture_on_top(card: str, picture: str) -> str:
 
 
 def model_card_markdown(session: Session, name: str, ui_url: str | None) -> str:
-    """Aliases, the best runs, the alias history with who decided, releases, deployments, the last
+    """Aliases, the best versions, the alias history with who decided, releases, deployments, the last
     drift check, and the lineage of the version that holds ``production`` (else the newest)."""
     link = linker(session, ui_url)
     versions = list(
@@ -72,9 +72,9 @@ def model_card_markdown(session: Session, name: str, ui_url: str | None) -> str:
     board = artifact_url(ui_url, artifact_key("leaderboard", name))
     primary, rows = leaderboard_rows(model_runs(session, name))
     out += [
-        "## Best runs" + (f" ([full leaderboard]({board}))" if board else ""),
+        "## Best versions" + (f" ([every run]({board}))" if board else ""),
         "",
-        leaderboard_markdown(primary, rows, 5),
+        leaderboard_markdown(primary, best_per_version(rows), 5),
     ]
     history = registry.alias_history(session, name)[-10:]
     if history:

@@ -146,6 +146,19 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def best_per_version(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each registered version once, at its best run's place: a retrain on unchanged data, or a
+    reproduction, makes a run of a version the card already lists (the same version filled the
+    model card's five rows before)."""
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        if row["version"] and row["version"] not in seen:
+            seen.add(row["version"])
+            kept.append(row)
+    return kept
+
+
 def leaderboard_markdown(primary: str | None, rows: list[dict[str, Any]], limit: int = 10) -> str:
     """The top rows as a markdown table for the model card: rank, the metrics (primary first, so a
     narrow screen keeps them), the parameters linked to the run, version, dataset."""

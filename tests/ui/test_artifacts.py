@@ -107,6 +107,28 @@ def test_promotion_writes_the_model_card_not_the_leaderboard(experiment):
     assert "## Lineage" in run_card and f"({runs[1]['prefect_url']})" in run_card
 
 
+
+def test_a_version_made_again_is_listed_once_and_its_run_names_it(experiment):
+    """A retrain on unchanged data makes the version it made before. Before: the model card's five
+    "best" rows were that version again and again, and a sweep's leaderboard said `None` for a run
+    whose refit model came out as an existing version (the version was looked up by the run that
+    made it first)."""
+    from provenflow.flows.model_run import model_run
+    from provenflow.flows.promote import promote
+    from provenflow.modeling.sweep import trial_record
+    from provenflow.workspace import Workspace
+
+    data, _ = experiment
+    again = model_run(dataset=data["ref"], target="sex", estimator="sklearn.ensemble.RandomForestClassifier",
+                      params={"n_estimators": 60, "class_weight": {"male": 1, "female": 2}}, seed=1)  # fmt: skip
+    with Workspace.default().ledger.reader() as session:
+        assert trial_record(session, again["run_id"])["model"] == "penguins-sex@2"
+    promote(model="penguins-sex@2", to="production", auto_approve=True)
+    card = latest_artifact("model-penguins-sex").data
+    best = card.split("## Best versions", 1)[1].split("\n## ", 1)[0]
+    versions = [line.split(" | ")[-2] for line in best.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert versions == ["2", "1"]
+
 def _run_markdown(flow_run_id: str):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId

@@ -186,7 +186,7 @@ def _wait_on_screen(browser, *texts: str, timeout: float = 60) -> dict:
 
 
 def test_the_tables_and_the_lineage_picture_fit_a_1600_px_screen(deployed, reports, browser, prefect_api):  # noqa: F811
-    """At 1600×1000 the leaderboard's parameters and metric columns, the model card's best runs with
+    """At 1600×1000 the leaderboard's parameters and metric columns, the model card's best versions with
     their metric and its lineage picture, the drift artifact's per-column verdicts, the drift history and
     the run card's lineage picture all show without scrolling. Before, the leaderboard showed rank, run
     and metrics, then ran off-screen; the model card's best runs lost their metric; lineage had no picture."""
@@ -225,7 +225,7 @@ def test_the_tables_and_the_lineage_picture_fit_a_1600_px_screen(deployed, repor
     browser.screenshot("fit-leaderboard")
 
     browser.open(f"{ui}/artifacts/artifact/{latest_artifact('model-penguins-sex').id}")
-    browser.wait_for_text("Best runs", "parameters")
+    browser.wait_for_text("Best versions", "parameters")
     check("model card", _wait_on_screen(browser, "accuracy", "parameters"))
     picture = browser.image_on_screen("lineage graph")
     assert picture and picture["drawn"], picture
