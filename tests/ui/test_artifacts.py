@@ -107,7 +107,6 @@ def test_promotion_writes_the_model_card_not_the_leaderboard(experiment):
     assert "## Lineage" in run_card and f"({runs[1]['prefect_url']})" in run_card
 
 
-
 def test_a_version_made_again_is_listed_once_and_its_run_names_it(experiment):
     """A retrain on unchanged data makes the version it made before. Before: the model card's five
     "best" rows were that version again and again, and a sweep's leaderboard said `None` for a run
@@ -126,8 +125,11 @@ def test_a_version_made_again_is_listed_once_and_its_run_names_it(experiment):
     promote(model="penguins-sex@2", to="production", auto_approve=True)
     card = latest_artifact("model-penguins-sex").data
     best = card.split("## Best versions", 1)[1].split("\n## ", 1)[0]
-    versions = [line.split(" | ")[-2] for line in best.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    versions = [
+        line.split(" | ")[-2] for line in best.splitlines() if line.startswith("| ") and "---" not in line
+    ][1:]
     assert versions == ["2", "1"]
+
 
 def _run_markdown(flow_run_id: str):
     from prefect.client.orchestration import get_client
