@@ -83,8 +83,7 @@ def drift_monitor(
             result.table(),
         ),
     )  # fmt: skip
-    if result.drift:
-        emit_drift_event(monitored, result, report_id, report_uri, policy_block)
+    started = emit_drift_event(monitored, result, report_id, report_uri, policy_block) if result.drift else []
     return {
         "model": monitored.ref,
         "window": {"since": since.isoformat(), "until": until.isoformat()},
@@ -98,6 +97,7 @@ def drift_monitor(
         "not_compared": monitored.dates,
         "report": report_uri,
         "report_url": report_url(report) if report else None,
+        "automations": started,  # the enabled automations its drift event starts (a retrain)
         "report_id": report_id,
         "run_id": run.id,
     }

@@ -69,7 +69,6 @@ def quality_monitor(
         report_id = session.scalar(select(m.QualityReport.id).where(m.QualityReport.run_id == run.id))
     create_markdown_artifact(key=artifact_key("quality", watched.name), markdown=markdown(watched.ref, result, estimates, shadow),
                              description=f"realized {result.metric} of {watched.ref}: {result.verdict}")  # fmt: skip
-    if result.degraded:
-        emit_degraded_event(watched, result, report_id)
+    started = emit_degraded_event(watched, result, report_id) if result.degraded else []
     return {"model": watched.ref, **summary, "estimates": estimates, "shadow": shadow, "skipped_segments": skipped,
-            "report_id": report_id, "run_id": run.id}  # fmt: skip
+            "report_id": report_id, "run_id": run.id, "automations": started}  # fmt: skip

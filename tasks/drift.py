@@ -100,13 +100,13 @@ def emit_drift_event(
     report_id: int | None,
     report_uri: str | None,
     policy_block: str | None = None,
-) -> None:
+) -> list[str]:
     """``provenflow.model.drift-detected``: the retrain deployment's trigger in prefect.yaml matches it,
     and hands the retrain flow POLICY_BLOCK (its retrain source, approval, or the team's own training
     deployment)."""
     from provenflow.tracking.prefect_context import emit_model_event
 
-    emit_model_event(
+    return emit_model_event(
         "provenflow.model.drift-detected",
         model.name,
         model.ref,

@@ -139,13 +139,13 @@ def compare_challenger(
             "labelled": realized.to_dict()["labelled"], "metric": realized.metric}  # fmt: skip
 
 
-def emit_degraded_event(model: Watched, result: QualityResult, report_id: int | None) -> None:
+def emit_degraded_event(model: Watched, result: QualityResult, report_id: int | None) -> list[str]:
     """``provenflow.model.performance-degraded``: prefect.yaml's retrain deployment has a trigger for it."""
     from provenflow.tracking.prefect_context import emit_model_event
 
     judged = result.judged
     realized = judged.metrics[result.metric] if judged else None
-    emit_model_event(
+    return emit_model_event(
         "provenflow.model.performance-degraded",
         model.name,
         model.ref,

@@ -310,6 +310,19 @@ def drift(result: dict) -> None:
         console.print(
             f"report: {result.get('report_url') or result['report']}", highlight=False, soft_wrap=True
         )
+    automations_started(result, "drift")
+
+
+def automations_started(result: dict, what: str) -> None:
+    """Say that the check's event starts Prefect automations (a retrain that may promote and
+    redeploy): run by hand, the check would otherwise change production without a word."""
+    if result.get("automations"):
+        names = ", ".join(f"'{n}'" for n in result["automations"])
+        console.print(
+            f"[yellow]the {what} event starts {names}[/yellow]: a retrain flow run, in the Prefect UI "
+            "(it may promote and redeploy)",
+            highlight=False,
+        )
 
 
 def quality(result: dict) -> None:
@@ -317,7 +330,7 @@ def quality(result: dict) -> None:
     console.print(f"[bold {colour}]{result['verdict']}[/bold {colour}]  {result['model']}: {result['reason']}",
                   highlight=False)  # fmt: skip
     metric, estimates = result["metric"], result.get("estimates")
-    head = ["window from", "predictions", "labelled", f"realized {metric} (CI)"]
+    head = ["window (UTC)", "predictions", "labelled", f"realized {metric} (CI)"]
     if estimates is not None:
         head.append(f"estimated {metric}")
     rows = []
@@ -331,11 +344,14 @@ def quality(result: dict) -> None:
             shown = f"{value['value']:.4f}" + (
                 f" ({value['low']:.4f}–{value['high']:.4f})" if value["low"] is not None else ""
             )
-        row = [w["start"][:16].replace("T", " "), w["predictions"], w["labelled"], shown]
+        # start → end: the start alone of a 24 h window read as yesterday's date, a wrong one
+        span = f"{w['start'][5:16].replace('T', ' ')} → {w['end'][5:16].replace('T', ' ')}"
+        row = [span, w["predictions"], w["labelled"], shown]
         if estimates is not None:
             row.append((estimates[i] or {}).get(metric))
         rows.append(row)
     table(f"realized {metric} (training {result['training']:.4f})", head, rows)
+    automations_started(result, "decay")
 
 
 def performance(result: dict) -> None:

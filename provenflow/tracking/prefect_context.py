@@ -51,9 +51,11 @@ def artifact_key(*parts: str) -> str:
     return key
 
 
-def emit_model_event(event: str, name: str, ref: str, version: int, payload: dict) -> None:
+def emit_model_event(event: str, name: str, ref: str, version: int, payload: dict) -> list[str]:
     """A Prefect event about model NAME (resource ``provenflow.model.NAME``): what prefect.yaml's
-    retrain trigger matches on."""
+    retrain trigger matches on. Returns the names of the enabled automations that expect EVENT, so
+    the person who ran the check is told that it starts something (a drift check run by hand
+    retrained and redeployed production, and said nothing of it)."""
     from prefect.events import emit_event
 
     emit_event(
@@ -64,6 +66,21 @@ def emit_model_event(event: str, name: str, ref: str, version: int, payload: dic
             "provenflow.model.version": str(version),
         },
         payload=payload,
+    )
+    return automations_expecting(event)
+
+
+def automations_expecting(event: str) -> list[str]:
+    """Names of the enabled automations whose trigger expects EVENT ([] when they cannot be read)."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            automations = client.read_automations()
+    except Exception:  # telling is a courtesy: never fail the check that emitted the event over it
+        return []
+    return sorted(
+        a.name for a in automations if a.enabled and event in (getattr(a.trigger, "expect", None) or ())
     )
 
 
