@@ -10,7 +10,7 @@ from pathlib import Path
 
 import provenflow
 from provenflow.deploy import flows_image as core
-from provenflow.deploy.release import DEFAULT_BASE_IMAGE, image_json
+from provenflow.deploy.release import DEFAULT_BASE_IMAGE, check_registry, image_json
 from provenflow.flows._flow import flow
 from provenflow.ledger import models as m
 from provenflow.settings import get_settings
@@ -44,6 +44,7 @@ def build_flows_image(
     try:
         with provenflow.start("build-flows-image", kind="release", flow="build-flows-image",
                               parameters=parameters, workspace=workspace) as run:  # fmt: skip
+            check_registry(repository)
             plan = core.plan(core.project_root(), image_python(base_image))
             code = capture_code(cwd=plan.project)  # the checkout in the image, wherever this was started
             labels = core.labels(plan, code.commit, code.dirty)

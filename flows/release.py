@@ -58,6 +58,7 @@ def release(
             with workspace.ledger.reader() as session:
                 version = resolve_model(session, model)
             run.input(version)
+            core.check_registry(repository_of(version.name))
             bundle = export_model_bundle(workspace, version.ref, scratch / "bundle", onnx)
             metadata = dataclasses.asdict(bundle)
             labels = core.oci_labels(metadata)

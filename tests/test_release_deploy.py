@@ -171,3 +171,23 @@ def test_a_local_deploy_interrupted_before_ready_leaves_no_server(project, tmp_p
     (server,) = started
     assert server.wait(timeout=10) == -9  # killed, not left running
     assert not (folder / "pid").exists()
+
+
+def test_a_release_to_a_registry_nobody_runs_fails_before_the_build(project, penguins):
+    """Before: the image was built (49 s on a fresh clone, silent), then the push failed with
+    'connection refused', and the built image stayed on disk."""
+    import time
+
+    from provenflow.deploy.release import ReleaseError, check_registry
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.model_run import model_run
+    from provenflow.flows.release import release
+
+    data = data_run(name="penguins", source=str(penguins))["dataset"]
+    trained = model_run(dataset=data["ref"], target="sex", estimator="sklearn.linear_model.LogisticRegression")
+    port = services.free_port()  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(ReleaseError, match=rf"no container registry answers at 127\.0\.0\.1:{port} "):
+        release(model=f"penguins-sex@{trained['model']['version']}", registry=f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 15  # refused before any bundle, wheel or image
+    check_registry("team/model")  # Docker Hub's names carry no host: not checked

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -263,6 +264,24 @@ def build_image(
     if image_id is None:
         raise ReleaseError(f"docker build of {image} reported no image id:\n{''.join(log[-20:])}")
     return BuiltImage(image, image_id)
+
+
+def check_registry(repository: str, timeout: float = 5.0) -> None:
+    """Refuse before the build (tens of seconds) when nothing listens at REPOSITORY's registry: the
+    push failed only at the end, and left the built image behind. A name without a registry host
+    (``team/model``, Docker Hub) is not checked."""
+    host = repository.split("/", 1)[0]
+    if "/" not in repository or not ("." in host or ":" in host or host == "localhost"):
+        return
+    name, _, port = host.rpartition(":") if ":" in host else (host, "", "443")
+    try:
+        socket.create_connection((name.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ReleaseError(
+            f"no container registry answers at {host} ({type(exc).__name__}: {exc}); start one there "
+            "(e.g. Debian's docker-registry, or `docker run -d -p 5000:5000 registry:2`) or give --registry "
+            "HOST:PORT / --registry-block"
+        ) from None
 
 
 def push_image(client: Any, image: str, auth: dict | None) -> PushedImage:
