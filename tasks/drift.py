@@ -27,7 +27,7 @@ class Monitored:
     features: list[str]
     dates: list[str]  # date inputs: not compared (new dates are not drift)
     profile: dict
-    target_profile: dict | None
+    prediction_profile: dict | None
     training_dataset: str
 
 
@@ -36,7 +36,6 @@ def load_reference(workspace: Workspace, model: str) -> Monitored:
     with workspace.ledger.reader() as session:
         version = resolve_model(session, model)
         dataset = registry.training_reference(session, version)
-        target = version.signature["target"]["name"]
         return Monitored(
             id=version.id,
             name=version.name,
@@ -46,7 +45,9 @@ def load_reference(workspace: Workspace, model: str) -> Monitored:
             features=[c["name"] for c in version.signature["inputs"] if c["kind"] != "datetime"],
             dates=[c["name"] for c in version.signature["inputs"] if c["kind"] == "datetime"],
             profile=dataset.profile,
-            target_profile=dataset.profile["columns"].get(target),
+            # Its own predictions on held-out rows, recorded at training (a model-run's, or log_model's
+            # eval=); a version without them has its inputs checked, not its predictions.
+            prediction_profile=version.signature.get("predictions"),
             training_dataset=dataset.ref,
         )
 
@@ -62,7 +63,7 @@ def read_window(
 
 @task(cache_policy=NO_CACHE)
 def check(model: Monitored, window: pd.DataFrame, skipped: list[str], policy: DriftPolicy) -> DriftResult:
-    return check_drift(model.profile, window, policy, model.features, target_profile=model.target_profile,
+    return check_drift(model.profile, window, policy, model.features, prediction_profile=model.prediction_profile,
                        skipped_segments=skipped)  # fmt: skip
 
 
@@ -80,7 +81,7 @@ def write_report(
     with tempfile.TemporaryDirectory(prefix="provenflow-drift-") as tmp:
         path = evidently_report(None, model.profile, window[shown], Path(tmp) / "drift.html",
                                 features=model.features, title=f"Data drift of {model.ref}", verdict=result,
-                                target_profile=model.target_profile)  # fmt: skip
+                                prediction_profile=model.prediction_profile)  # fmt: skip
         return workspace.store.put_file(path).digest
 
 

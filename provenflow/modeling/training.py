@@ -346,6 +346,8 @@ def train_and_evaluate(
     }
     if kind == "classification":
         signature["classes"] = [plain_value(c) for c in pipeline.classes_]
+    if (predicted := predictions_profile(pipeline, x_test)) is not None:
+        signature["predictions"] = predicted
     return TrainedModel(
         pipeline=pipeline,
         task=kind,
@@ -408,6 +410,24 @@ def _input_entry(frame: pd.DataFrame, name: str, role: str, selection: features.
     if kind == "datetime":
         entry["format"] = selection.date_formats.get(name)
     return entry
+
+
+def predictions_profile(model: Any, held_out: pd.DataFrame) -> dict | None:
+    """The profile of MODEL's predictions on its HELD_OUT rows: what the drift monitor compares the
+    served predictions with (not the target's profile: a regressor's predictions are narrower than its
+    target, which read as drift on every check of unshifted traffic). None when there are no rows,
+    the model cannot predict them, or it predicts more than one column."""
+    from provenflow.data.datasets import profile_of
+
+    if held_out is None or not len(held_out):
+        return None
+    try:
+        predicted = np.asarray(model.predict(held_out))
+    except Exception:  # a team's model may refuse anything: the prediction is then not compared
+        return None
+    if predicted.ndim != 1:
+        return None
+    return profile_of(pd.DataFrame({"prediction": predicted}))["columns"]["prediction"]
 
 
 def evaluate(pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str) -> dict[str, float]:

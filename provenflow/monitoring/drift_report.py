@@ -176,13 +176,13 @@ def evidently_snapshot(
     *,
     verdict: DriftResult | None = None,
     policy: DriftPolicy | None = None,
-    target_profile: Mapping[str, Any] | None = None,
+    prediction_profile: Mapping[str, Any] | None = None,
     prediction_column: str = "prediction",
 ) -> tuple[Any, str]:
     """The Evidently snapshot behind ``evidently_report`` and the line saying what it compared.
 
     ``verdict`` is the check's result on the whole window; without it, ``check_drift`` runs here on
-    ``current`` with ``policy`` (and ``target_profile`` for the prediction column), as the monitor does.
+    ``current`` with ``policy`` (and ``prediction_profile`` for the prediction column), as the monitor does.
     """
     if max_rows < 2:
         raise ValueError(f"max_rows must be at least 2, got {max_rows}")
@@ -205,12 +205,12 @@ def evidently_snapshot(
     if current.empty:
         raise DataError("the current data has no rows: nothing to report")
     if verdict is None:
-        verdict = check_drift(reference_profile, current, policy, chosen, target_profile=target_profile,
+        verdict = check_drift(reference_profile, current, policy, chosen, prediction_profile=prediction_profile,
                               prediction_column=prediction_column)  # fmt: skip
     checked = {name: verdict.features[name] for name in chosen if name in verdict.features}
-    if verdict.prediction is not None and target_profile is not None and prediction_column in current.columns:
+    if verdict.prediction is not None and prediction_profile is not None and prediction_column in current.columns:
         checked[prediction_column] = verdict.prediction
-        columns = {**columns, prediction_column: target_profile}
+        columns = {**columns, prediction_column: prediction_profile}
     shown = list(checked)
     if not shown:
         raise DataError(f"the drift check has no verdict on {chosen}: nothing to report ({verdict.reason})")
@@ -285,7 +285,7 @@ def evidently_report(
     *,
     verdict: DriftResult | None = None,
     policy: DriftPolicy | None = None,
-    target_profile: Mapping[str, Any] | None = None,
+    prediction_profile: Mapping[str, Any] | None = None,
     prediction_column: str = "prediction",
 ) -> Path:
     """Write an Evidently ``DataDriftPreset`` HTML report of ``current`` against the reference; return its path.
@@ -295,11 +295,11 @@ def evidently_report(
     ``reference_profile`` and the page says so. ``features`` default to the profiled columns found in
     ``current``; column types come from the profile, not from guessing. Each column's test, score and
     verdict are provenflow's (``verdict``, or ``check_drift`` run here), the prediction's too when
-    ``target_profile`` is given. The file is written atomically.
+    ``prediction_profile`` is given. The file is written atomically.
     """
     snapshot, description = evidently_snapshot(
         reference_sample, reference_profile, current, max_rows, features, seed, verdict=verdict,
-        policy=policy, target_profile=target_profile, prediction_column=prediction_column,
+        policy=policy, prediction_profile=prediction_profile, prediction_column=prediction_column,
     )  # fmt: skip
     target = Path(path)
     _write_atomically(target, _with_title(snapshot.get_html_str(as_iframe=False), title, description))

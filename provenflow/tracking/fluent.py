@@ -218,6 +218,8 @@ def log_model(
             if key not in run.metrics:
                 run.metric(key, value)
         metrics = {**metrics, **scores}
+        if (predicted := training.predictions_profile(described.model, x_eval)) is not None:
+            signature["predictions"] = predicted  # the drift monitor's reference for served predictions
     try:
         pickled = training.serialize(described.model)
     except (AttributeError, TypeError, pickle.PicklingError) as exc:

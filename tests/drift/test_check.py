@@ -112,12 +112,12 @@ def test_a_jump_in_missing_values_is_drift(reference):
 # -- the prediction distribution -------------------------------------------------------------------
 
 
-def test_prediction_drift_against_a_categorical_target_profile():
+def test_prediction_drift_against_a_categorical_prediction_profile():
     rng = np.random.default_rng(9)
     training = frame(rng, 5000).assign(species=rng.choice(["Adelie", "Gentoo"], 5000, p=[0.6, 0.4]))
     profile = profile_of(training)
     current = frame(rng, 5000).assign(prediction=rng.choice(["Adelie", "Gentoo"], 5000, p=[0.3, 0.7]))
-    result = check_drift(profile, current, features=FEATURES, target_profile=profile["columns"]["species"])
+    result = check_drift(profile, current, features=FEATURES, prediction_profile=profile["columns"]["species"])
     assert result.prediction is not None and result.prediction.drift
     assert result.drifted_features == [] and result.verdict == "drift"
     assert not check_drift(
@@ -125,15 +125,15 @@ def test_prediction_drift_against_a_categorical_target_profile():
         current,
         DriftPolicy(prediction_decides=False),
         FEATURES,
-        target_profile=profile["columns"]["species"],
+        prediction_profile=profile["columns"]["species"],
     ).drift
 
 
-def test_prediction_drift_against_a_numeric_target_profile():
+def test_prediction_drift_against_a_numeric_prediction_profile():
     rng = np.random.default_rng(10)
     profile = profile_of(pd.DataFrame({"x": rng.normal(size=5000), "y": rng.normal(10, 2, 5000)}))
     current = pd.DataFrame({"x": rng.normal(size=5000), "prediction": rng.normal(10, 2, 5000)})
-    result = check_drift(profile, current, features=["x"], target_profile=profile["columns"]["y"])
+    result = check_drift(profile, current, features=["x"], prediction_profile=profile["columns"]["y"])
     assert result.prediction.kind == "numeric" and not result.prediction.drift and not result.drift
 
 
@@ -235,3 +235,28 @@ def test_an_effect_size_without_significance_does_not_decide_and_says_why():
     assert guarded.tests["wasserstein"].drift and not guarded.tests["ks"].drift
     assert not guarded.drift and "not significant" in guarded.reason
     assert check_drift(profile, current, DriftPolicy(require_significance=False)).features["x"].drift
+
+
+def test_a_regressor_on_unshifted_traffic_is_no_prediction_drift_and_on_shifted_traffic_is():
+    """A team's regressor (diabetes progression) on rows drawn from its own data. Before: its
+    predictions were compared with the target's profile, and a regressor's predictions are narrower
+    than its target (std 57 against 76): 'prediction drift' on every check, a retrain each time."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import RandomForestRegressor
+
+    from provenflow.modeling.training import train_and_evaluate
+
+    data = load_diabetes(as_frame=True).frame
+    trained = train_and_evaluate(data, "target", RandomForestRegressor(n_estimators=30, random_state=0), 0, 0.25)
+    profile = profile_of(data)
+    features = [c["name"] for c in trained.signature["inputs"]]
+    calm = data.sample(n=1500, replace=True, random_state=4).drop(columns="target")
+    calm["prediction"] = trained.pipeline.predict(calm[features])
+    # What the check compared before: the target's profile.
+    assert check_drift(profile, calm, features=features, prediction_profile=profile["columns"]["target"]).drift
+    result = check_drift(profile, calm, features=features, prediction_profile=trained.signature["predictions"])
+    assert not result.prediction.drift and not result.drift, result.prediction
+    shifted = calm.assign(bmi=calm["bmi"] + 0.05)  # heavier patients: higher predicted progression
+    shifted["prediction"] = trained.pipeline.predict(shifted[features])
+    moved = check_drift(profile, shifted, features=features, prediction_profile=trained.signature["predictions"])
+    assert moved.prediction.drift and "bmi" in moved.drifted_features

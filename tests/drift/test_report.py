@@ -82,9 +82,9 @@ def test_the_report_and_the_verdict_agree_column_by_column(training, case, shift
     features = ["bill_length", "body_mass", "flipper_count", "island"]
     current = frame(np.random.default_rng(31), 4000, shift=shift, dream=dream)
     current = current.assign(prediction=current.pop("sex"))
-    verdict = check_drift(profile, current, None, features, target_profile=profile["columns"]["sex"])
+    verdict = check_drift(profile, current, None, features, prediction_profile=profile["columns"]["sex"])
     snapshot, _ = evidently_snapshot(
-        None, profile, current, 2000, features, target_profile=profile["columns"]["sex"]
+        None, profile, current, 2000, features, prediction_profile=profile["columns"]["sex"]
     )
     expected = {name: f.drift for name, f in verdict.features.items()} | {
         "prediction": verdict.prediction.drift

@@ -2,7 +2,7 @@
 
 The public surface, for the drift-monitor flow and anything else::
 
-    check_drift(reference_profile, current, policy, features, prediction_column=..., target_profile=...)
+    check_drift(reference_profile, current, policy, features, prediction_column=..., prediction_profile=...)
         -> DriftResult            # per-feature tests, prediction drift, overall verdict, "not enough data"
     DriftPolicy(...)              # thresholds, deciding tests, significance, window, min sample size
     psi, bin_numeric, ks_statistic_and_pvalue, wasserstein, chi_square, align_categories

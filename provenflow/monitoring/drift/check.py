@@ -357,16 +357,18 @@ def check_drift(
     features: Iterable[str] | None = None,
     *,
     prediction_column: str = "prediction",
-    target_profile: Mapping[str, Any] | None = None,
+    prediction_profile: Mapping[str, Any] | None = None,
     skipped_segments: Iterable[str] = (),
 ) -> DriftResult:
     """Compare a window of current data with the reference profile stored at training time.
 
     ``reference_profile`` is the dataset version's stored profile (``{"rows", "columns": {...}}``);
     ``features`` the model's input names (default: every profiled column present in ``current``);
-    ``target_profile`` the training target's column profile (``reference_profile["columns"][target]``),
-    against which ``current[prediction_column]`` is checked (categorical for classifiers, numeric for
-    regressors); without it the prediction is not checked. A window with fewer than
+    ``prediction_profile`` the profile of the model's own predictions on its held-out rows
+    (``predictions_profile``), against which ``current[prediction_column]`` is checked (categorical
+    for classifiers, numeric for regressors); without it the prediction is not checked. Not the
+    target's profile: a regressor's predictions are narrower than its target (they shrink to the
+    mean), so same-distribution traffic read as prediction drift on every check. A window with fewer than
     ``policy.min_rows`` rows gives the verdict "not enough data" (``drift`` False) with the reason.
     """
     policy = policy or DriftPolicy()
@@ -388,13 +390,13 @@ def check_drift(
         for name, column in chosen.items()
     }
     prediction = None
-    if target_profile is not None:
+    if prediction_profile is not None:
         if prediction_column not in current.columns:
             raise DataError(
                 f"the current data has no prediction column {prediction_column!r} to compare with the target "
                 f"profile (columns: {list(current.columns)[:20]})"
             )
-        target = feature_reference(prediction_column, target_profile)
+        target = feature_reference(prediction_column, prediction_profile)
         prediction = check_feature(target, current[prediction_column], policy)
     drifted = sum(f.drift for f in results.values())
     needed = max(1, math.ceil(policy.drift_share * len(results)))
