@@ -53,7 +53,9 @@ def retrain(
     default the policy's setting, else on), and redeploy where the champion runs.
     DEPLOYMENT (FLOW/DEPLOYMENT; default the policy's retrain_deployment) retrains with the team's
     own flow instead, run with DEPLOYMENT_PARAMETERS (default the policy's) and awaited up to
-    DEPLOYMENT_TIMEOUT seconds; SOURCE is then not used."""
+    DEPLOYMENT_TIMEOUT seconds. Before the team's own code runs, the datasets the champion's run read
+    that a data run made are read again from their sources (SOURCE instead, when there is one), so
+    its ``provenflow.dataset("NAME@latest")`` is the newest data."""
     workspace = open_workspace(ledger_block, store_block)
     if policy_block:  # the model's drift policy says where its newest data is and who approves
         from provenflow.blocks.drift import DriftPolicy
@@ -74,6 +76,9 @@ def retrain(
             (io.dataset_version for io in trained.io if io.direction == "input" and io.kind == "dataset"), None
         )
         producer = session.get(m.Run, dataset.run_id) if dataset and dataset.run_id else None
+        refreshable = data_sources(session, trained)
+        if source and len(refreshable) == 1:  # the newest data is where the caller says
+            refreshable[0] = {**refreshable[0], "source": source, "source_credentials": source_credentials}
         if not source and producer:  # where the training data came from, with the same credentials
             source = producer.parameters.get("source")
             source_credentials = producer.parameters.get("source_credentials")
@@ -121,13 +126,16 @@ def retrain(
         if report_hash:
             run.link("input", "drift-report", f"drift-report-{drift_report}", Digest(report_hash))
         training_run = training_runs = None
+        refreshed: list[str] = []
         if deployment:  # the team's own flow trains it, and registers it under the champion's name
+            refreshed = refresh_data(refreshable, ledger_block, store_block)
             training_run = run_training_deployment(deployment, deployment_parameters or {}, deployment_timeout)
             with workspace.ledger.reader() as session:
                 made = registry.registered_by_flow_run(session, training_run, champion.name)
                 challenger_ref, challenger_metrics = made.ref, dict(made.metrics or {})
             new_data = None  # the gate scores on the rows the challenger's own run held out
         elif entry:  # the notebook (script, flow) that trained the champion trains the challenger
+            refreshed = refresh_data(refreshable, ledger_block, store_block)
             training_runs = rerun_training_code(workspace, champion.run_id)
             with workspace.ledger.reader() as session:
                 made = registry.registered_by_runs(session, training_runs, champion.name)
@@ -145,6 +153,7 @@ def retrain(
             )  # fmt: skip
             challenger_ref = f"{challenger['model']['name']}@{challenger['model']['version']}"
             challenger_metrics, new_data = challenger["metrics"], data["dataset"]["ref"]
+            refreshed = [new_data]
         # The same code on the same data gave the champion's own bytes back: nothing to promote or ship.
         unchanged = challenger_ref == champion_ref
         redeploying = redeploy and target is not None and not unchanged
@@ -175,9 +184,34 @@ def retrain(
         "champion": champion_ref,
         "challenger": challenger_ref,
         "dataset": new_data,
+        "datasets": refreshed,  # the data runs made first: the newest data, where the team's code finds it
         "training_flow_run": training_run,
         "training_runs": training_runs,
         "training_entry": entry,
         "promotion": decision["decision"],
+        "why": decision.get("comment"),  # the gate's failing metrics, or the approver's words
+        "gate": decision.get("gate"),
         "deployment": placed,
     }
+
+
+def data_sources(session, trained: m.Run) -> list[dict]:
+    """The data runs that made the datasets TRAINED read, as parameters for reading their sources
+    again: a team's code reads ``provenflow.dataset("NAME@latest")``, so a retrain that only re-ran
+    it trained on the data it had before (new partitions, a --source given: ignored)."""
+    found = []
+    for io in trained.io:
+        made = io.dataset_version.run_id if io.direction == "input" and io.dataset_version else None
+        producer = session.get(m.Run, made) if made else None
+        if producer is not None and producer.flow == "data-run" and producer.parameters.get("source"):
+            p = producer.parameters
+            found.append({"name": io.dataset_version.name, "source": p["source"],
+                          "source_credentials": p.get("source_credentials"),
+                          **{k: p[k] for k in ("query", "table", "suite") if p.get(k)}})  # fmt: skip
+    return found
+
+
+def refresh_data(sources: list[dict], ledger_block: str | None, store_block: str | None) -> list[str]:
+    """A data run of each source (only what changed is read and stored); the versions they made."""
+    return [data_run(**source, ledger_block=ledger_block, store_block=store_block)["dataset"]["ref"]
+            for source in sources]  # fmt: skip

@@ -294,3 +294,42 @@ def test_retraining_runs_the_recorded_script_again_and_refuses_a_changed_entry(r
         session.get(m.Run, run_id).code_entry = {**recorded(run_id).code_entry, "path": "../../outside.py"}
     with pytest.raises(SignatureError, match="code seal does not match"):
         rerun_training_code.fn(Workspace.default(), run_id)
+
+
+SALES_SCRIPT = """\
+import provenflow as pf
+from sklearn.linear_model import LinearRegression
+
+with pf.start("train-sales") as run:
+    frame = pf.dataset("sales@latest")
+    x, y = frame[["price"]], frame["sold"]
+    pf.log_model(LinearRegression().fit(x, y), name="sales", input_example=x.head(), eval=(x, y))
+print("RUN", run.id)
+"""
+
+
+def test_retraining_a_script_s_model_reads_its_data_s_source_again_first(repo):
+    """A team's script reads `pf.dataset("sales@latest")`, which a data run made from a folder. Before:
+    the retrain re-ran the script on the version it had (`"dataset": null`), ignoring the partitions
+    that had landed since, and an explicit --source too."""
+    import pandas as pd
+
+    from provenflow.flows.data_run import data_run
+    from provenflow.flows.retrain import retrain
+    from provenflow.ledger.refs import resolve_model
+
+    lake = repo / "lake"
+    lake.mkdir()
+    rows = pd.DataFrame({"price": [float(p) for p in range(1, 41)]})
+    rows.assign(sold=100 - 2 * rows["price"]).to_csv(lake / "day-1.csv", index=False)
+    (repo / "train.py").write_text(SALES_SCRIPT)
+    commit(repo)
+    first = data_run(name="sales", source=str(lake))["dataset"]["ref"]
+    run_script(repo, "train.py")
+    rows.assign(sold=200 - 4 * rows["price"]).to_csv(lake / "day-2.csv", index=False)  # a new partition
+    result = retrain(model="sales@1", redeploy=False, auto_approve=True)
+    assert len(result["datasets"]) == 1 and result["datasets"][0] != first, result
+    with Workspace.default().ledger.reader() as session:
+        challenger = session.get(m.Run, resolve_model(session, result["challenger"]).run_id)
+        read = {io.name for io in challenger.io if io.direction == "input" and io.kind == "dataset"}
+    assert read == set(result["datasets"])  # the script trained on the version with day-2 in it

@@ -101,10 +101,11 @@ def retrain(
         result = flow(model=model, source=source, deployment=deployment, alias=to, auto_approve=auto_approve,
                       redeploy=redeploy, policy_block=policy_block, drift_report=drift_report)  # fmt: skip
     if as_json:
-        return out.print_json(result)
-    out.retrained(result)
+        out.print_json(result)
+    else:
+        out.retrained(result)
     if result["promotion"] not in ("approved", "unchanged"):
-        raise typer.Exit(2)
+        raise typer.Exit(2)  # as promote's rejection, with --json too
 
 
 @commands.command()

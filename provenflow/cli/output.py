@@ -257,8 +257,11 @@ def promotion(result: dict) -> None:
         f"(by {result['by']}{': ' + result['comment'] if result['comment'] else ''})",
         highlight=False,
     )
-    gate = result["gate"]
-    if gate["holder"]:
+    gate_table(result["gate"])
+
+
+def gate_table(gate: dict | None) -> None:
+    if gate and gate["holder"]:
         table(f"gate against {gate['holder']} on held-out rows of {gate['dataset']}",
               ["metric", "candidate", "holder", "change", "allowed worse by", "ok"],
               [[r["metric"], r["candidate"], r["holder"], f"{r['change']:+.4f}", r["tolerance"], "yes" if r["ok"] else "NO"]
@@ -277,8 +280,13 @@ def retrained(result: dict) -> None:
         f"[bold {colour}]{result['promotion']}[/bold {colour}]",
         highlight=False,
     )
+    for ref in result.get("datasets") or []:
+        console.print(f"data run first: {ref}", highlight=False)
     if result["promotion"] == "unchanged":
         console.print("the same code on the same data gave the champion's own model: nothing promoted or redeployed")
+    elif result["promotion"] != "approved":
+        console.print(f"not promoted: {result.get('why') or result['promotion']}", highlight=False)
+        gate_table(result.get("gate"))
     if result["deployment"]:
         console.print(f"redeployed to {result['deployment']['target']}: {result['deployment']['endpoint']}", highlight=False)
 

@@ -107,13 +107,19 @@ def resolve_run(session: Session, run_id: str) -> m.Run:
 
 
 def resolve_any(session: Session, ref: str) -> m.Run | m.DatasetVersion | m.ModelVersion:
-    """A run id, ``dataset@version`` or ``model@version``; datasets win when a name is both."""
+    """A run id, ``dataset@version`` or ``model@version``; when a name is both (a team's model named
+    after its data), the dataset's when the version is one of its, else the model's."""
     if "@" not in ref:
         return resolve_run(session, ref)
     name, _ = split_ref(ref, "dataset or model")
+    is_model = session.scalar(select(m.ModelVersion.id).where(m.ModelVersion.name == name).limit(1)) is not None
     if session.scalar(select(m.DatasetVersion.id).where(m.DatasetVersion.name == name).limit(1)) is not None:
-        return resolve_dataset(session, ref)
-    if session.scalar(select(m.ModelVersion.id).where(m.ModelVersion.name == name).limit(1)) is not None:
+        try:
+            return resolve_dataset(session, ref)
+        except RefError:
+            if not is_model:
+                raise
+    if is_model:
         return resolve_model(session, ref)
     names = set(session.scalars(select(m.DatasetVersion.name).distinct())) | set(
         session.scalars(select(m.ModelVersion.name).distinct())

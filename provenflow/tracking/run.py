@@ -41,7 +41,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from provenflow.digest import Digest
-from provenflow.errors import ConfigError, LedgerConflict, ProvenflowError, SignatureError
+from provenflow.errors import ConfigError, LedgerConflict, ProvenflowError, RefError, SignatureError
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_dataset, resolve_model
 from provenflow.modeling import signing
@@ -172,7 +172,11 @@ class Run:
         if isinstance(item, str) and "@" in item and not Path(item).exists():
             with self.workspace.ledger.reader() as session:
                 if item.split("@", 1)[0] in _dataset_names(session):
-                    return self.input(resolve_dataset(session, pins.pinned_dataset(item)))
+                    try:
+                        return self.input(resolve_dataset(session, pins.pinned_dataset(item)))
+                    except RefError:  # a model may share the dataset's name: `sales@2` is the model's
+                        if not _model_named(session, item.split("@", 1)[0]):
+                            raise
                 return self.input(resolve_model(session, item))
         path = Path(item)
         stored = self.workspace.store.put_file(path)
@@ -587,6 +591,10 @@ def _sealing_key_if_any() -> signing.Key | None:
 
 def _dataset_names(session) -> set[str]:
     return set(session.scalars(select(m.DatasetVersion.name).distinct()))
+
+
+def _model_named(session, name: str) -> bool:
+    return session.scalar(select(m.ModelVersion.id).where(m.ModelVersion.name == name).limit(1)) is not None
 
 
 def _edge_dict(edge: _Edge) -> dict:
