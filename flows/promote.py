@@ -61,6 +61,7 @@ def promote(
         gate = registry.metric_gate(
             scores.candidate_metrics, scores.holder_metrics, tolerances, scores.holder, scores.dataset
         )
+        gate.scored_rows, gate.left_out = scores.rows, scores.left_out
         if require_agreement is not None:
             if scores.holder is None:  # say so before any logs are read
                 gate = registry.agreement_gate(gate, {}, require_agreement)

@@ -12,7 +12,7 @@ from provenflow.data import datasets
 from provenflow.digest import Digest
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_dataset, resolve_model
-from provenflow.modeling import registry, training
+from provenflow.modeling import holdout, registry, training
 from provenflow.workspace import Workspace
 
 
@@ -25,6 +25,8 @@ class HoldoutScores:
     dataset: str
     candidate_metrics: dict[str, float]
     holder_metrics: dict[str, float] | None
+    rows: int = 0  # the rows both were scored on
+    left_out: int = 0  # held-out rows of the candidate that the holder trained on: not scored
 
 
 class Approval(RunInput):
@@ -45,7 +47,8 @@ class Approval(RunInput):
 @task(cache_policy=NO_CACHE)
 def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str | None) -> HoldoutScores:
     """Both the candidate and the alias's current holder, scored on the same held-out rows: those
-    the candidate's training run held out (or the held-out part of DATASET)."""
+    the candidate's training run held out (or the held-out part of DATASET), less the rows the holder
+    trained on (``provenflow.modeling.holdout``)."""
     store = workspace.store
     with workspace.ledger.reader() as session:
         candidate = resolve_model(session, model)
@@ -81,6 +84,16 @@ def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str 
         return training.evaluate(pipeline, rows, y_test, version.task)
 
     same = holder is not None and holder.id == candidate.id
+    left_out = 0
+    if holder is not None and not same:  # rows the holder trained on would flatter it
+        with workspace.ledger.reader() as session:
+            seen = holdout.trained_on(store, session.get(m.Run, holder.run_id), target, holder.task, data.hash)
+        x_test, y_test, left_out = holdout.unseen(x_test, y_test, seen)
+        if len(x_test) < holdout.MIN_ROWS:
+            raise registry.PromotionError(
+                f"only {len(x_test)} of the held-out rows of {data.ref} are rows {holder.ref} did not train on "
+                f"({left_out} it did); score both on newer data with --dataset"
+            )
     return HoldoutScores(
         candidate=candidate.ref,
         candidate_id=candidate.id,
@@ -89,6 +102,8 @@ def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str 
         dataset=data.ref,
         candidate_metrics=score(candidate),
         holder_metrics=score(holder) if holder and not same else None,
+        rows=len(x_test),
+        left_out=left_out,
     )
 
 

@@ -262,7 +262,10 @@ def promotion(result: dict) -> None:
 
 def gate_table(gate: dict | None) -> None:
     if gate and gate["holder"]:
-        table(f"gate against {gate['holder']} on held-out rows of {gate['dataset']}",
+        from provenflow.modeling.registry import rows_scored
+
+        counted = rows_scored(gate.get("scored_rows"), gate.get("left_out", 0))
+        table(f"gate against {gate['holder']} on held-out rows of {gate['dataset']}{counted}",
               ["metric", "candidate", "holder", "change", "allowed worse by", "ok"],
               [[r["metric"], r["candidate"], r["holder"], f"{r['change']:+.4f}", r["tolerance"], "yes" if r["ok"] else "NO"]
                for r in gate["rows"]])  # fmt: skip

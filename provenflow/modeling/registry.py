@@ -36,6 +36,8 @@ class GateResult:
     holder: str | None
     dataset: str | None
     rows: list[dict] = field(default_factory=list)
+    scored_rows: int | None = None  # how many held-out rows both were scored on
+    left_out: int = 0  # held-out rows the holder had trained on: not scored
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -44,8 +46,8 @@ class GateResult:
         if self.holder is None:
             return "No model holds this alias yet: nothing to compare with.\n"
         lines = [
-            f"Held-out rows of `{self.dataset}`; holder `{self.holder}`. *Tolerance*: how much worse "
-            "the candidate may be.",
+            f"Held-out rows of `{self.dataset}`{self._counted()}; holder `{self.holder}`. *Tolerance*: how "
+            "much worse the candidate may be.",
             "",
             "| metric | candidate | holder | change | tolerance | ok |",
             "|---|---|---|---|---|---|",
@@ -56,6 +58,16 @@ class GateResult:
                 f"| {r['tolerance']} | {'yes' if r['ok'] else '**no**'} |"
             )
         return "\n".join(lines) + "\n"
+
+    def _counted(self) -> str:
+        return rows_scored(self.scored_rows, self.left_out)
+
+
+def rows_scored(scored_rows: int | None, left_out: int) -> str:
+    """' (N rows; M the holder trained on left out)', or '' for a gate recorded before counts."""
+    if scored_rows is None:
+        return ""
+    return f" ({scored_rows} rows" + (f"; {left_out} the holder trained on left out)" if left_out else ")")
 
 
 def metric_gate(
