@@ -37,6 +37,7 @@ def data_run(
     store_block: str | None = None,
     query: str | None = None,
     table: str | None = None,
+    reread: bool = False,
 ) -> dict:
     """Version a dataset: NAME is the dataset's name, SOURCE a path or fsspec URL of a CSV, JSON
     (Lines) or Parquet file, or of a folder, glob or prefix of such files (Hive key=value folders
@@ -49,6 +50,8 @@ def data_run(
     names a Prefect Secret block holding ``user:password`` for the source (a URL never holds them).
     With QUERY (a SELECT) or TABLE, SOURCE is a SQLAlchemy URL (postgresql://user@host/db) and the
     dataset is the query's rows, ordered by every column so the same data gives the same version.
+    A folder's file whose size, modification time and inode are unchanged is not read again, unless
+    REREAD (a file rewritten in place with its time kept, as `rsync --inplace -t` does).
     """
     _check_deployed_source(source)
     workspace = open_workspace(ledger_block, store_block)
@@ -60,7 +63,7 @@ def data_run(
         name, kind="data", flow="data-run", parameters=parameters, workspace=workspace
     ) as run:
         check_name(name, "dataset")
-        ingested = ingest_source(workspace, name, source, source_credentials, query, table)
+        ingested = ingest_source(workspace, name, source, source_credentials, query, table, reread)
         for note in ingested.notes:  # what was inferred: no header row, its encoding, '?' as missing
             run.warn(note["message"], level=note["level"])
         expectations = choose_suite(workspace, name, ingested.sample, suite, ingested.output.profile)
@@ -106,6 +109,7 @@ def data_run(
             "columns": dataset.columns,
             "new": new,
             "repaired": dataset.repaired,
+            "unread_files": ingested.unread,
         },
         "validation": report.as_dict(),
         "warnings": run.summary.warnings,

@@ -27,11 +27,14 @@ def ingest_source(
     credentials_block: str | None = None,
     query: str | None = None,
     table: str | None = None,
+    reread: bool = False,
 ) -> IngestedDataset:
     """One streamed pass over the source (read with the credentials in CREDENTIALS_BLOCK, a Secret
     block, if any): its canonical Parquet object stored, its schema and profile, a bounded sample.
     With QUERY or TABLE, SOURCE is a SQLAlchemy URL and the rows are those of the query."""
-    return versioning.ingest_source(workspace, name, source, _credentials(credentials_block), query, table)
+    return versioning.ingest_source(
+        workspace, name, source, _credentials(credentials_block), query, table, reread
+    )
 
 
 @task(cache_policy=NO_CACHE)

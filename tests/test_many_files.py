@@ -425,3 +425,29 @@ def test_a_date_column_of_a_parquet_file_is_a_date_to_the_model(tmp_path):
 
     inputs = signature_of(frame.drop(columns="sold"), "sold", "float64", "regression", None)["inputs"]
     assert {i["name"]: i["kind"] for i in inputs} == {"day": "datetime", "noise": "numeric"}
+
+
+def test_a_file_rewritten_in_place_with_its_time_kept_is_seen_only_when_reread(tmp_path):
+    """`rsync --inplace -t` (or `cp -p` over a file) keeps size, mtime and inode: the stat cache takes
+    the file as unchanged without reading it. Before, the data run then said 'unchanged content'; now
+    it says how many files it did not read, and a reread reads them."""
+    folder = tmp_path / "lake"
+    folder.mkdir()
+    for day in (1, 2):
+        _frame(50, day).to_csv(folder / f"day-{day}.csv", index=False)
+    first, store = _run(str(folder), tmp_path)
+    assert first.unread == 0
+    path = folder / "day-2.csv"
+    stat = path.stat()
+    text = path.read_text()
+    corrected = text.replace(",a\n", ",b\n", 1)
+    assert corrected != text and len(corrected) == len(text)
+    with open(path, "r+") as f:  # in place: the same inode
+        f.write(corrected)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    trusted, _ = _run(str(folder), tmp_path, store)
+    assert (trusted.digest, trusted.unread) == (first.digest, 2)
+    reread, _ = _run(str(folder), tmp_path, store, StatCache(tmp_path / "cache.json", trusted=False))
+    assert reread.digest != first.digest and reread.unread == 0
+    again, _ = _run(str(folder), tmp_path, store)  # what the reread read is what the cache knows now
+    assert (again.digest, again.unread) == (reread.digest, 2)

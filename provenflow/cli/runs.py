@@ -40,6 +40,10 @@ def data_run(
         str | None,
         typer.Option(help="A table (or schema.table) to read whole from the SQL database at --source."),
     ] = None,
+    reread: Annotated[
+        bool,
+        typer.Option(help="Read every file of a folder, even those unchanged in size, time and inode."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and version a dataset (the data-run flow).
@@ -58,6 +62,7 @@ def data_run(
             source_credentials=source_credentials,
             query=query,
             table=table,
+            reread=reread,
         )
     if as_json:
         out.print_json(result)
@@ -65,6 +70,11 @@ def data_run(
     ds = result["dataset"]
     out.console.print(ds["ref"], highlight=False)
     note = "new version" if ds["new"] else "unchanged content: existing version"
+    if not ds["new"] and ds.get("unread_files"):  # not seen, so not claimed: say what was trusted
+        note = (
+            f"no change seen: existing version ({ds['unread_files']} files unchanged in size, time and "
+            "inode were not read again; --reread reads them)"
+        )
     if ds.get("repaired"):
         note += " (its damaged stored object was replaced)"
     out.err_console.print(

@@ -35,6 +35,7 @@ class IngestedDataset:
     notes: list[dict]  # how the file was read, where that was inferred (dialect.Dialect.notes)
     files: list[tuple[str, Digest]] = ()  # a folder's files: relative path and raw hash (stored)
     parts: list[Digest] = ()  # a folder's version: the parts its manifest lists
+    unread: int = 0  # a folder's files the stat cache knew unchanged: not read again
 
 
 def ingest_source(
@@ -44,15 +45,16 @@ def ingest_source(
     credentials: Credentials | None = None,
     query: str | None = None,
     table: str | None = None,
+    reread: bool = False,
 ) -> IngestedDataset:
     """One streamed pass over SOURCE: its canonical Parquet object stored, its schema and profile,
     a bounded sample. With QUERY or TABLE, SOURCE is a SQLAlchemy URL and the rows are those of the
-    query; a folder, glob or prefix is read as one table, one part per file, unchanged files not read."""
+    query; a folder, glob or prefix is read as one table, one part per file, unchanged files not read (REREAD: every file is)."""
     store = workspace.store
     if query or table:
         read = ingest.ingest(source, ingest.workdir_for(store), credentials, query=query, table=table)
     elif listing.is_many(source):
-        cache = StatCache(get_settings().ensure_home() / "stat-cache.json")
+        cache = StatCache(get_settings().ensure_home() / "stat-cache.json", trusted=not reread)
         found = listing.list_source(source, credentials)
         read = ingest_many(found, store, cache, known=lambda fingerprint: _version_of(workspace, name, fingerprint))
     else:
@@ -71,7 +73,7 @@ def ingest_source(
         profile=read.profile,
         source=redact(source),
     )
-    return IngestedDataset(output, read.sample, read.validated_on, read.notes, read.files, read.parts)
+    return IngestedDataset(output, read.sample, read.validated_on, read.notes, read.files, read.parts, read.unread)
 
 
 def _version_of(workspace: Workspace, name: str, fingerprint: str) -> Digest | None:

@@ -56,6 +56,7 @@ def ingest_many(
             known_part = _cached(store, cache, file, {})
             if known_part is not None:
                 entries[file.relative] = known_part
+        trusted, reread = set(entries), set()
         summaries.load_ahead([Digest(e["part"]) for e in entries.values()])
         others = sum(e["rows"] for e in entries.values())  # the table has at least these rows
         for file in listing.files:
@@ -71,6 +72,7 @@ def ingest_many(
                 had = dict(entries[file.relative]["schema"])
                 forced = {k: t for k, t in wider.items() if k in had and had[k] != str(t)}
                 if forced:
+                    reread.add(file.relative)
                     _discard(entries[file.relative])
                     others = total - entries[file.relative]["rows"]
                     entries[file.relative] = _part(
@@ -127,6 +129,7 @@ def ingest_many(
         files=[(f.relative, Digest(entries[f.relative]["raw"])) for f in listing.files],
         parts=[p.digest for p in listed.parts],
         stored=True,
+        unread=len(trusted - reread),
     )
 
 

@@ -63,6 +63,7 @@ class Ingested:
     files: list[tuple[str, Digest]] = field(default_factory=list)
     parts: list[Digest] = field(default_factory=list)
     stored: bool = False
+    unread: int = 0  # files the stat cache knew unchanged (size, mtime, inode): not read again
     summary: Summary | None = None  # a part's summary, made by the pass (ingest(summarize=...))
 
 

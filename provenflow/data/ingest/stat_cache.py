@@ -20,10 +20,12 @@ VERSION = 1
 
 
 class StatCache:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, trusted: bool = True) -> None:
         self.path = path
         self.entries: dict[str, dict] = {}
         self.changed = False
+        # Not trusted (`data-run --reread`): every file is read, and what is read is remembered.
+        self.trusted = trusted
         if path is not None and path.exists():
             with contextlib.suppress(OSError, ValueError):
                 loaded = json.loads(path.read_text())
@@ -37,7 +39,7 @@ class StatCache:
         return json.dumps([url, list(stamp), how], sort_keys=True, default=str)
 
     def get(self, key: str | None) -> dict | None:
-        return self.entries.get(key) if key else None
+        return self.entries.get(key) if key and self.trusted else None
 
     def put(self, key: str | None, entry: dict) -> None:
         if key:
