@@ -650,3 +650,60 @@ def test_a_value_the_team_s_own_model_refuses_is_the_client_s_error(ws, project,
         assert answer.status_code == 200 and answer.json()["predictions"][0] == pytest.approx(16.5)
     finally:
         server.stop()
+
+
+WEEKDAY = """
+    import numpy as np
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+
+    class Weekday(BaseEstimator, TransformerMixin):
+        '''The team's own feature: the weekday of a date object (what a Parquet DATE column reads as).'''
+
+        def fit(self, X, y=None):
+            return self
+
+        def transform(self, X):
+            return np.column_stack([[d.weekday() for d in X["day"]], X["price"]])
+"""
+
+
+def test_a_team_model_trained_on_date_objects_is_given_date_objects(ws, project, tmp_path):
+    """Before: the request's strings reached the team's transformer, which had been given
+    datetime.date objects in training ('str' object has no attribute 'weekday': the whole batch 422
+    without a row), and any date format passed the server's check, month-first and day-first alike."""
+    import datetime
+
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+
+    name = f"weekday_{uuid.uuid4().hex[:8]}"
+    (project / f"{name}.py").write_text(textwrap.dedent(WEEKDAY))
+    sys.path.insert(0, str(project))
+    try:
+        module = importlib.import_module(name)
+        days = [datetime.date(2026, 11, 1) + datetime.timedelta(days=i % 60) for i in range(240)]
+        frame = pd.DataFrame({"day": days, "price": np.linspace(1, 2, 240)})
+        sold = [10.0 * (d.weekday() >= 5) + p for d, p in zip(frame["day"], frame["price"], strict=True)]
+        model = make_pipeline(module.Weekday(), LinearRegression()).fit(frame, sold)
+        with pf.start("train", workspace=ws):
+            logged = pf.log_model(model, name="sales", input_example=frame.head())
+    finally:
+        sys.path.remove(str(project))
+        sys.modules.pop(name, None)
+    bundle = tmp_path / "bundle"
+    export_bundle(ws, str(logged), bundle)
+    server = start_server(bundle, str(tmp_path / "log"))
+    try:
+        rows = [{"day": "2026-12-05", "price": 1.5}, {"day": "2026-12-07T09:00:00Z", "price": 1.5}]
+        answer = httpx.post(f"{server.url}/predict", json={"records": rows}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        expected = model.predict(pd.DataFrame({"day": [datetime.date(2026, 12, 5), datetime.date(2026, 12, 7)],
+                                               "price": [1.5, 1.5]}))  # fmt: skip
+        assert answer.json()["predictions"] == pytest.approx(list(expected))  # a Saturday, a Monday
+        mixed = rows + [{"day": "03/14/2026", "price": 1.5}]
+        refused = httpx.post(f"{server.url}/predict", json={"records": mixed}, timeout=30)
+        assert refused.status_code == 422, refused.text
+        assert "row 2, column 'day': expected an ISO 8601 date string" in refused.text
+    finally:
+        server.stop()

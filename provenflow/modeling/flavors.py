@@ -177,7 +177,10 @@ def signature_of(example: pd.DataFrame, target: str | None, target_dtype: str | 
             kind = "numeric"
         else:
             kind = "categorical"
-        inputs.append({"name": str(column), "dtype": str(series.dtype), "kind": kind, "role": kind})
+        entry = {"name": str(column), "dtype": str(series.dtype), "kind": kind, "role": kind}
+        if kind == "datetime":  # sent as ISO 8601 (JSON has no dates), given to the model as it saw them
+            entry.update(format="ISO8601", values=date_values(series))
+        inputs.append(entry)
     signature: dict = {
         "inputs": inputs,
         "target": {"name": target, "dtype": target_dtype},
@@ -187,6 +190,16 @@ def signature_of(example: pd.DataFrame, target: str | None, target_dtype: str | 
     if classes is not None:
         signature["classes"] = classes
     return signature
+
+
+def date_values(series: pd.Series) -> str:
+    """The form a model was given a date column in: datetime64, or date or datetime objects."""
+    import datetime
+
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime64"
+    present = series.dropna()
+    return "datetime" if len(present) and all(isinstance(v, datetime.datetime) for v in present[:100]) else "date"
 
 
 def _classes(values: Any) -> list[Any] | None:

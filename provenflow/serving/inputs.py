@@ -48,12 +48,18 @@ class Feature:
     category_types: tuple[type, ...] = (str,)
     # A datetime feature's strftime format, as training read it (None: any date pandas parses).
     date_format: str | None = None
+    # What a team's model was given for a date column (log_model): "date" or "datetime" objects, or
+    # "datetime64"; the date strings of a request are turned into those. None: the strings as sent
+    # (a model run's pipeline parses them itself).
+    date_values: str | None = None
 
     @property
     def expected(self) -> str:
         if self.kind == "numeric":
             return "a number or null (numeric feature)"
         if self.kind == "datetime":
+            if self.date_format == "ISO8601":
+                return "an ISO 8601 date string (2026-03-04) or null (datetime feature)"
             written = f" written {self.date_format} or ISO 8601" if self.date_format else ""
             return f"a date string{written} or null (datetime feature)"
         names = sorted({_JSON_NAMES.get(t, t.__name__) for t in self.category_types})

@@ -49,14 +49,30 @@ class SklearnPredictor:
         self.pipeline = pipeline
         self.names = [f.name for f in features]
         self.has_proba = has_probabilities(pipeline)
+        self.dates = {f.name: f.date_values for f in features if f.date_values}
 
     def predict(self, batch: Batch) -> Predictions:
         frame = pd.DataFrame({name: batch.columns[name] for name in self.names}, copy=False)
+        for name, form in self.dates.items():  # what the team's model was trained on, not the strings
+            frame[name] = as_dates(frame[name], form)
         labels = np.asarray(self.pipeline.predict(frame))
         if labels.dtype.kind in "US":  # a plain Python model's list of str: numpy's fixed-width strings,
             labels = labels.astype(object)  # which JSON and the prediction log take as Python strings
         proba = np.asarray(self.pipeline.predict_proba(frame), dtype=np.float64) if self.has_proba else None
         return Predictions(labels, proba)
+
+
+def as_dates(values: pd.Series, form: str) -> pd.Series:
+    """ISO 8601 strings (checked by the request's validation) as the values a team's model saw in
+    training: datetime64, or ``datetime.date``/``datetime`` objects (a Parquet or SQL DATE column).
+    Before, the strings reached the model as they were sent."""
+    from provenflow.data.dates import parse_dates
+
+    parsed = parse_dates(values.astype(object), "ISO8601")
+    if form == "datetime64":
+        return parsed.astype("datetime64[ns]")
+    objects = [None if pd.isna(t) else t.date() if form == "date" else t.to_pydatetime() for t in parsed]
+    return pd.Series(objects, index=values.index, dtype=object)
 
 
 def has_probabilities(pipeline: Any) -> bool:
@@ -79,7 +95,7 @@ def features_of_signature(signature: dict, types: dict[str, tuple[type, ...]]) -
             raise ValueError(
                 f"input {name!r} has kind {kind!r}; expected 'numeric', 'categorical' or 'datetime'"
             )
-        features.append(Feature(name, kind, types.get(name, (str,)), entry.get("format")))
+        features.append(Feature(name, kind, types.get(name, (str,)), entry.get("format"), entry.get("values")))
     return tuple(features)
 
 
