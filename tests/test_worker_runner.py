@@ -220,3 +220,29 @@ def test_without_a_runner_the_worker_runs_the_engine_itself(tmp_path):
     assert run is not None and run.state == "completed"
     # The client became the engine: the pid the worker watches ran the flow.
     assert run.pid == _infrastructure_pid(flow_run)
+
+
+def test_down_stops_a_pool_worker_started_in_the_foreground(tmp_path):
+    """`provenflow pools worker POOL` for a team's own pool runs in the foreground (or under a
+    supervisor). Before, `provenflow down` said it had stopped everything and left it running."""
+    import json
+
+    home = tmp_path / "project" / ".provenflow"
+    worker = Worker("team-pool", home, tmp_path, cli=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((home / "pool-workers").glob("*.pid")):
+            time.sleep(0.2)
+        time.sleep(3)  # Prefect's worker is up and polling
+        assert worker.process.poll() is None, worker.output()
+        started = time.monotonic()
+        done = subprocess.run([str(Path(sys.executable).parent / "provenflow"), "down", "--json"],
+                              cwd=home.parent, env={**_env(), "PROVENFLOW_HOME": str(home)},
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["pool workers"] == [worker.process.pid]
+        assert worker.process.wait(timeout=5) is not None
+        print(f"down took {time.monotonic() - started:.1f} s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.kill()

@@ -201,6 +201,9 @@ def worker(
         argv += ["--limit", str(limit)]
     if name is not None:
         argv += ["--name", name]
+    from provenflow.platform.stack import note_pool_worker
+
+    note_pool_worker(pool)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)  # the worker is this process: Ctrl-C and kill reach Prefect's worker

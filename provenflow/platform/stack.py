@@ -120,6 +120,7 @@ def down() -> dict[str, object]:
     for proc in reversed(background()):
         stopped[proc.name] = stop_background(proc.name)
     stopped["model servers"] = stop_model_servers()
+    stopped["pool workers"] = stop_pool_workers()
     from provenflow.platform import runner
 
     stopped["runner"] = runner.stop()
@@ -290,6 +291,28 @@ def stop_background(name: str, timeout: float = 20.0) -> bool:
     pid_file.unlink(missing_ok=True)
     pid_file.with_suffix(".cmd").unlink(missing_ok=True)
     return pid is not None
+
+
+def note_pool_worker(pool: str) -> None:
+    """Remember this process as a worker of POOL that `provenflow pools worker` runs in the
+    foreground, so `provenflow down` stops it too (it left a team's pool worker running). The pid
+    stays this process's through the exec into Prefect's worker."""
+    folder = get_settings().ensure_home() / "pool-workers"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{os.getpid()}.pid").write_text(str(os.getpid()))
+
+
+def stop_pool_workers(timeout: float = 20.0) -> list[int]:
+    """Stop the workers `provenflow pools worker` runs for this project; their pids."""
+    folder = get_settings().ensure_home() / "pool-workers"
+    stopped = []
+    for pid_file in sorted(folder.glob("*.pid")) if folder.is_dir() else []:
+        owns = lambda cmdline: b"provenflow.platform.worker" in cmdline  # noqa: E731
+        if (pid := live_pid(pid_file, owns)) is not None:
+            terminate(pid, lambda p=pid_file, o=owns: live_pid(p, o) is not None, timeout)
+            stopped.append(pid)
+        pid_file.unlink(missing_ok=True)
+    return stopped
 
 
 def stop_model_servers() -> list[int]:
