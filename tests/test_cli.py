@@ -126,6 +126,9 @@ def test_cli_end_to_end(project):
         (["runs", "show", "no-such-run"], "no run with id"),
         (["lineage", "ghost@3"], "no dataset or model named 'ghost'"),
         (["performance", "ghost@3"], "no model named 'ghost'"),
+        # Before: "'ghost' has no aliases yet" for a model that does not exist, in a ledger that was
+        # not the project's (a script run from another folder).
+        (["serve", "ghost@production"], "no model named 'ghost'. The ledger at "),
     ],
 )
 def test_cli_errors_are_one_clear_line(project, args, message):

@@ -73,6 +73,8 @@ def resolve_model(session: Session, ref: str) -> m.ModelVersion:
             select(m.ModelAlias).where(m.ModelAlias.name == name, m.ModelAlias.alias == version)
         ).first()
         if alias is None:
+            if session.scalar(query.limit(1)) is None:  # no such model at all: not a missing alias
+                raise RefError(_unknown(session, m.ModelVersion, name, ref, "model"))
             known = session.scalars(select(m.ModelAlias.alias).where(m.ModelAlias.name == name)).all()
             hint = f" Its aliases: {', '.join(sorted(known))}." if known else f" {name!r} has no aliases yet."
             raise RefError(
@@ -136,4 +138,14 @@ def _unknown(session: Session, table, name: str, ref: str, what: str) -> str:
         return f"no {what} version {ref!r}; recent versions of {name!r}: {listed}"
     names = set(session.scalars(select(table.name).distinct()))
     hint = did_you_mean(name, names) or (f" Known {what}s: {', '.join(sorted(names))}." if names else "")
+    if not names:  # most likely the wrong project: say which ledger was asked
+        hint += (
+            f" The ledger at {_where(session)} has no {what}s yet: run from the project's folder (its git "
+            "root), or set PROVENFLOW_HOME to the project's .provenflow."
+        )
     return f"no {what} named {name!r}.{hint}"
+
+
+def _where(session: Session) -> str:
+    url = session.get_bind().url
+    return url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
