@@ -197,6 +197,8 @@ def rerun_parameters(run: RecordedRun, source_copy: Path | None, suite_copy: Pat
         if dataset is None:
             raise ReproductionError(f"run {run.id} recorded no input dataset")
         params["dataset"] = dataset.name
+    elif run.parameters.get("query") or run.parameters.get("table"):
+        pass  # a SQL source is read again (its Secret block's credentials): the database keeps no copy
     else:
         if source_copy is None:
             raise ReproductionError(f"run {run.id} recorded no source file to re-read")

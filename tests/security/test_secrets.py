@@ -408,6 +408,10 @@ def test_sql_source_password_is_used_and_kept_out(project, prefect_api, password
     done = pf(project, "data-run", "--name", "t", "--source", with_password, "--table", "t", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["dataset"]["rows"] == 50
+    # Reproduced by running the query again, with the Secret block's password. Before: "recorded no
+    # source file to re-read".
+    again = pf(project, "reproduce", json.loads(done.stdout)["run_id"], "--code", "current", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["verdict"] == "identical", again.stdout + again.stderr
     bad = f"wrong{secrets.token_hex(12)}"
     refused = password_role.replace("sqlreader@", f"sqlreader:{bad}@")
     wrong = pf(project, "data-run", "--name", "t", "--source", refused, "--query", "SELECT * FROM t")
@@ -418,4 +422,5 @@ def test_sql_source_password_is_used_and_kept_out(project, prefect_api, password
     ids = {r["id"] for r in _flow_runs_since(prefect_api, since)}
     for secret in (marker, bad):
         assert_nowhere(secret, project=project, api=prefect_api, since=since, flow_run_ids=ids,
-                       outputs=[done.stdout, done.stderr, wrong.stdout, wrong.stderr])  # fmt: skip
+                       outputs=[done.stdout, done.stderr, again.stdout, again.stderr, wrong.stdout,
+                                wrong.stderr])  # fmt: skip
