@@ -31,7 +31,7 @@ def main() -> None:
     # output is not a terminal (`make demo | tee demo.log`), so each step is also a line there.
     console.print(
         "[bold]provenflow demo[/bold]: starting this project's Prefect server, its deployments and a worker "
-        "(about 45 s the first time), then 9 steps on the bundled penguins data (3–4 minutes in all).",
+        "(about 45 s the first time), then 9 steps on the bundled penguins data (1–2 minutes).",
         highlight=False,
     )
     from provenflow.platform import server, stack
@@ -180,11 +180,25 @@ def _production_story(console: Console, best_ref: str, source: Path, ui_url: str
             f"the retrain flow run {flow_run.name} ended {state}: "
             f"{flow_run.state.message if flow_run.state else ''} (see {link})"
         )
+    from sqlalchemy import select
+
+    from provenflow.ledger import models as m
+
     with Workspace.default().ledger.reader() as session:
         challenger = resolve_model(session, "penguins-sex@latest").ref
-        champion = resolve_model(session, "penguins-sex@production").ref
+        production = resolve_model(session, "penguins-sex@production")
+        champion = production.ref
+        # The redeploy moved production to a new server (blue-green: a new port); the old address is gone.
+        serving = session.scalar(
+            select(m.Deployment.endpoint)
+            .where(m.Deployment.model_version_id == production.id, m.Deployment.state == "ready")
+            .order_by(m.Deployment.id.desc())
+            .limit(1)
+        )
     console.print(f"retrain flow run '{flow_run.name}' Completed: {link}")
-    console.print(f"challenger {challenger}; penguins-sex@production is now {champion}")
+    console.print(f"challenger {challenger}; penguins-sex@production is now {champion}", highlight=False)
+    if serving:
+        console.print(f"{champion} serves at {serving} (the redeploy replaced the server of step 5)", highlight=False)
     return challenger
 
 
