@@ -257,7 +257,14 @@ def sweep(
     from provenflow.modeling.sweep import parse_grid, plan
 
     grid_values = parse_grid(grid)
-    plan(dataset, grid_values, random, seed, max_trials)  # a grid too large: one line before Prefect starts
+    # A grid too large: one line before Prefect starts.
+    planned = plan(dataset, grid_values, random, seed, max_trials)
+    if random is not None and random > len(planned) // len(dataset):
+        out.err_console.print(
+            f"--random {random} asks for more than the grid's {len(planned) // len(dataset)} combinations: "
+            "each runs once",
+            highlight=False,
+        )
     if refit not in ("all", "best"):
         raise typer.BadParameter(f"--refit is 'all' or 'best', not {refit!r}")
     prefect_ready()
