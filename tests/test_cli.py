@@ -66,6 +66,7 @@ def test_cli_end_to_end(project):
     compared = pf_json(project, "compare", *runs)
     assert compared["params"]["params.max_depth"] == [2, 4]
     assert len(compared["metrics"]["accuracy"]) == 2
+    assert compared["params"]["dataset"] == [ref, ref]  # the version read, not the "penguins@latest" given
 
     graph = pf_json(project, "lineage", "penguins-species@2")
     assert graph["upstream"][0]["id"] == runs[1]

@@ -141,6 +141,10 @@ def compare_runs(session: Session, run_ids: list[str]) -> dict:
     params = sorted({k for r in runs for k in _flat(r.parameters)})
     metrics = sorted({k for r in runs for k in last_metrics(r)})
     flat = [_flat(r.parameters) for r in runs]
+    for run, values in zip(runs, flat, strict=True):
+        read = [io.name for io in run.io if io.direction == "input" and io.kind == "dataset"]
+        if isinstance(values.get("dataset"), str) and len(read) == 1:
+            values["dataset"] = read[0]  # the version it read, not the `@latest` it was given
     return {
         "runs": [
             {
