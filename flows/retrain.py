@@ -24,9 +24,10 @@ from provenflow.flows.promote import promote
 from provenflow.flows.release import release
 from provenflow.ledger import models as m
 from provenflow.ledger.refs import resolve_model
-from provenflow.modeling import registry
+from provenflow.modeling import registry, signing
 from provenflow.tasks.retrain import deployment_that_trained, rerun_training_code, run_training_deployment
 from provenflow.tasks.workspace import open_workspace
+from provenflow.tracking import code_seal
 
 
 @flow(name="retrain", flow_run_name="retrain-{model}")
@@ -76,13 +77,15 @@ def retrain(
             (io.dataset_version for io in trained.io if io.direction == "input" and io.kind == "dataset"), None
         )
         producer = session.get(m.Run, dataset.run_id) if dataset and dataset.run_id else None
-        refreshable = data_sources(session, trained)
+        key = signing.signing_key()
+        refreshable = data_sources(session, trained, key)
         if source and len(refreshable) == 1:  # the newest data is where the caller says
             refreshable[0] = {**refreshable[0], "source": source, "source_credentials": source_credentials}
         if not source and producer:  # where the training data came from, with the same credentials
-            source = producer.parameters.get("source")
-            source_credentials = producer.parameters.get("source_credentials")
-            sql = {k: producer.parameters[k] for k in ("query", "table") if producer.parameters.get(k)}
+            recorded = code_seal.verified_parameters(producer, key)
+            source = recorded.get("source")
+            source_credentials = recorded.get("source_credentials")
+            sql = {k: recorded[k] for k in ("query", "table") if recorded.get(k)}
         deployed = session.scalars(
             select(m.Deployment)
             .where(m.Deployment.model_version_id == champion.id)
@@ -195,7 +198,7 @@ def retrain(
     }
 
 
-def data_sources(session, trained: m.Run) -> list[dict]:
+def data_sources(session, trained: m.Run, key: signing.Key) -> list[dict]:
     """The data runs that made the datasets TRAINED read, as parameters for reading their sources
     again: a team's code reads ``provenflow.dataset("NAME@latest")``, so a retrain that only re-ran
     it trained on the data it had before (new partitions, a --source given: ignored)."""
@@ -204,7 +207,7 @@ def data_sources(session, trained: m.Run) -> list[dict]:
         made = io.dataset_version.run_id if io.direction == "input" and io.dataset_version else None
         producer = session.get(m.Run, made) if made else None
         if producer is not None and producer.flow == "data-run" and producer.parameters.get("source"):
-            p = producer.parameters
+            p = code_seal.verified_parameters(producer, key)
             found.append({"name": io.dataset_version.name, "source": p["source"],
                           "source_credentials": p.get("source_credentials"),
                           **{k: p[k] for k in ("query", "table", "suite") if p.get(k)}})  # fmt: skip

@@ -316,7 +316,7 @@ def test_retraining_a_script_s_model_reads_its_data_s_source_again_first(repo):
 
     from provenflow.flows.data_run import data_run
     from provenflow.flows.retrain import retrain
-    from provenflow.ledger.refs import resolve_model
+    from provenflow.ledger.refs import resolve_dataset, resolve_model
 
     lake = repo / "lake"
     lake.mkdir()
@@ -333,3 +333,10 @@ def test_retraining_a_script_s_model_reads_its_data_s_source_again_first(repo):
         challenger = session.get(m.Run, resolve_model(session, result["challenger"]).run_id)
         read = {io.name for io in challenger.io if io.direction == "input" and io.kind == "dataset"}
     assert read == set(result["datasets"])  # the script trained on the version with day-2 in it
+    # What the retrain reads comes from a data run's sealed parameters: a ledger write that points it
+    # elsewhere (another folder, another query, with the run's Secret block) is refused.
+    with Workspace.default().ledger.transaction() as session:
+        producer = session.get(m.Run, resolve_dataset(session, result["datasets"][0]).run_id)
+        producer.parameters = {**producer.parameters, "source": "/etc"}
+    with pytest.raises(SignatureError, match="code seal does not match"):
+        retrain(model=result["challenger"], redeploy=False, auto_approve=True)

@@ -79,3 +79,18 @@ def test_a_table_with_a_primary_key_is_ordered_by_it_alone(postgres, tmp_path):
     unkeyed = ingest.ingest(url, str(tmp_path), table="unkeyed")
     assert pd.read_parquet(unkeyed.path)["id"].tolist() == [2, 3, 1]  # every column: Lima, Oslo 0, Oslo 1
     assert ingest.ingest(url, str(tmp_path), table="keyed").digest == keyed.digest
+
+
+def test_a_query_that_would_write_is_refused_by_the_database(sales_db, tmp_path):
+    """The source is read in a read-only transaction: a query is typed on the CLI, in a deployment's
+    form, or taken from a retrain's record, and reading must never change the team's database."""
+    import psycopg
+
+    plain = sales_db.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE IF NOT EXISTS order_numbers")
+        before = conn.execute("SELECT last_value FROM order_numbers").fetchone()[0]
+    with pytest.raises(DataError, match="read-only transaction"):
+        ingest.ingest(sales_db, str(tmp_path), query="SELECT setval('order_numbers', 4242) AS v")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        assert conn.execute("SELECT last_value FROM order_numbers").fetchone()[0] == before

@@ -62,6 +62,14 @@ def seal(identity: CodeIdentity, key: signing.Key) -> str:
     return signing.seal_message(identity.message(), key)
 
 
+def verified_parameters(run: RunRow, key: signing.Key) -> dict:
+    """RUN's recorded parameters, once its seal verifies: a retrain reads again the source, query and
+    Secret block a data run recorded, and a changed ledger row must not choose what it reads, with
+    whose credentials (the seal covers the parameters)."""
+    verify(CodeIdentity.of(run), run.code_seal, key)
+    return dict(run.parameters)
+
+
 def verify(identity: CodeIdentity, recorded: str | None, key: signing.Key) -> None:
     """Quietly when ``recorded`` seals ``identity``; else SignatureError, one line that says why."""
     run = identity.run_id

@@ -61,6 +61,7 @@ def sql_batches(
     try:
         inner = f"({_select(engine, query, table)}) AS provenflow_source"
         with engine.connect() as conn:
+            conn = _read_only(conn)
             names = list(conn.execute(sa.text(f"SELECT * FROM {inner} LIMIT 0")).keys())
             check_names(shown_url(source), names)
             order = _order_by(conn, names, table)
@@ -93,6 +94,17 @@ def _order_by(conn, names: list[str], table: str | None) -> str:
     if key and all(column in names for column in key):
         return ", ".join(str(names.index(column) + 1) for column in key)
     return ", ".join(str(i + 1) for i in range(len(names)))
+
+
+def _read_only(conn):
+    """The connection in a read-only transaction where the database has one: a source is only read,
+    and a query (typed on the CLI, in a deployment's form, or a retrain's sealed record) that would
+    write (``SELECT setval(…)``, a function with side effects) is refused by the database itself."""
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(postgresql_readonly=True)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+    return conn
 
 
 def _engine(source: str, credentials: Credentials | None):
