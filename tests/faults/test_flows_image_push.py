@@ -21,11 +21,28 @@ def test_a_failed_push_leaves_no_flows_image_record(project):
     from provenflow.ledger import models as m
     from provenflow.workspace import Workspace
 
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Broken(BaseHTTPRequestHandler):  # listens, so release's check passes; refuses every push
+        def do_GET(self) -> None:
+            self.send_error(500)
+
+        do_HEAD = do_POST = do_PUT = do_PATCH = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
     services.ensure_base_image(services.docker_engine(), DEFAULT_BASE_IMAGE, REPO)
-    down = f"127.0.0.1:{services.free_port()}"  # nothing listens there
+    broken = ThreadingHTTPServer(("127.0.0.1", services.free_port()), Broken)
+    threading.Thread(target=broken.serve_forever, daemon=True).start()
+    down = f"127.0.0.1:{broken.server_address[1]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVENFLOW_")}
-    result = subprocess.run([CLI, "release", "--flows", "--registry", down], cwd=project, capture_output=True,
-                            text=True, env=env, timeout=2300)  # fmt: skip
+    try:
+        result = subprocess.run([CLI, "release", "--flows", "--registry", down], cwd=project,
+                                capture_output=True, text=True, env=env, timeout=2300)  # fmt: skip
+    finally:
+        broken.shutdown()
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: pushing {down}/provenflow/flows:"), result.stderr
