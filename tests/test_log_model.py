@@ -613,6 +613,24 @@ DATED = """
 """
 
 
+def _serve_team_model(ws, project, tmp_path, source: str, fit, name: str):
+    """The team's module (SOURCE) imported from the project, FIT(module) → (model, inputs) logged as
+    NAME, and a model server started on its bundle from the checkout: (model, server)."""
+    module_name = f"team_{uuid.uuid4().hex[:8]}"
+    (project / f"{module_name}.py").write_text(textwrap.dedent(source))
+    sys.path.insert(0, str(project))
+    try:
+        model, inputs = fit(importlib.import_module(module_name))
+        with pf.start("train", workspace=ws):
+            logged = pf.log_model(model, name=name, input_example=inputs.head())
+    finally:
+        sys.path.remove(str(project))
+        sys.modules.pop(module_name, None)
+    bundle = tmp_path / "bundle"
+    export_bundle(ws, str(logged), bundle)
+    return model, start_server(bundle, str(tmp_path / "log"))
+
+
 def test_a_value_the_team_s_own_model_refuses_is_the_client_s_error(ws, project, tmp_path):
     """A text timestamp is a categorical input to the server (any string passes its checks); the team's
     transformer then raises ValueError on "not a date". It answered 500, as if the server were broken,
@@ -620,25 +638,14 @@ def test_a_value_the_team_s_own_model_refuses_is_the_client_s_error(ws, project,
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
 
-    name = f"dated_{uuid.uuid4().hex[:8]}"
-    (project / f"{name}.py").write_text(textwrap.dedent(DATED))
-    sys.path.insert(0, str(project))
-    try:
-        module = importlib.import_module(name)
+    def fit(module):
         rng = np.random.default_rng(0)
         when = pd.Timestamp("2026-11-01") + pd.to_timedelta(rng.integers(0, 30 * 24, 300), unit="h")
         frame = pd.DataFrame({"when": when.strftime("%d/%m/%Y %H:%M"), "load": rng.normal(size=300)})
-        frame["demand"] = when.hour + frame["load"]
         inputs = frame[["when", "load"]]
-        model = make_pipeline(module.HourOfDay(), LinearRegression()).fit(inputs, frame["demand"])
-        with pf.start("train", workspace=ws):
-            logged = pf.log_model(model, name="demand", input_example=inputs.head())
-    finally:
-        sys.path.remove(str(project))
-        sys.modules.pop(name, None)
-    bundle = tmp_path / "bundle"
-    export_bundle(ws, str(logged), bundle)
-    server = start_server(bundle, str(tmp_path / "log"))
+        return make_pipeline(module.HourOfDay(), LinearRegression()).fit(inputs, when.hour + frame["load"]), inputs
+
+    _, server = _serve_team_model(ws, project, tmp_path, DATED, fit, "demand")
     try:
         good = {"records": [{"when": "18/11/2026 16:33", "load": 0.5}]}
         bad = {"records": [{"when": "not a date", "load": 0.5}]}
@@ -677,23 +684,13 @@ def test_a_team_model_trained_on_date_objects_is_given_date_objects(ws, project,
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
 
-    name = f"weekday_{uuid.uuid4().hex[:8]}"
-    (project / f"{name}.py").write_text(textwrap.dedent(WEEKDAY))
-    sys.path.insert(0, str(project))
-    try:
-        module = importlib.import_module(name)
+    def fit(module):
         days = [datetime.date(2026, 11, 1) + datetime.timedelta(days=i % 60) for i in range(240)]
         frame = pd.DataFrame({"day": days, "price": np.linspace(1, 2, 240)})
         sold = [10.0 * (d.weekday() >= 5) + p for d, p in zip(frame["day"], frame["price"], strict=True)]
-        model = make_pipeline(module.Weekday(), LinearRegression()).fit(frame, sold)
-        with pf.start("train", workspace=ws):
-            logged = pf.log_model(model, name="sales", input_example=frame.head())
-    finally:
-        sys.path.remove(str(project))
-        sys.modules.pop(name, None)
-    bundle = tmp_path / "bundle"
-    export_bundle(ws, str(logged), bundle)
-    server = start_server(bundle, str(tmp_path / "log"))
+        return make_pipeline(module.Weekday(), LinearRegression()).fit(frame, sold), frame
+
+    model, server = _serve_team_model(ws, project, tmp_path, WEEKDAY, fit, "sales")
     try:
         rows = [{"day": "2026-12-05", "price": 1.5}, {"day": "2026-12-07T09:00:00Z", "price": 1.5}]
         answer = httpx.post(f"{server.url}/predict", json={"records": rows}, timeout=30)
@@ -701,7 +698,7 @@ def test_a_team_model_trained_on_date_objects_is_given_date_objects(ws, project,
         expected = model.predict(pd.DataFrame({"day": [datetime.date(2026, 12, 5), datetime.date(2026, 12, 7)],
                                                "price": [1.5, 1.5]}))  # fmt: skip
         assert answer.json()["predictions"] == pytest.approx(list(expected))  # a Saturday, a Monday
-        mixed = rows + [{"day": "03/14/2026", "price": 1.5}]
+        mixed = [*rows, {"day": "03/14/2026", "price": 1.5}]
         refused = httpx.post(f"{server.url}/predict", json={"records": mixed}, timeout=30)
         assert refused.status_code == 422, refused.text
         assert "row 2, column 'day': expected an ISO 8601 date string" in refused.text
