@@ -18,11 +18,11 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 @pytest.mark.timeout(2400)  # on a fresh Docker engine the build installs ~300 MB of wheels first
 def test_a_failed_push_leaves_no_flows_image_record(project):
-    from provenflow.ledger import models as m
-    from provenflow.workspace import Workspace
-
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from provenflow.ledger import models as m
+    from provenflow.workspace import Workspace
 
     class Broken(BaseHTTPRequestHandler):  # listens, so release's check passes; refuses every push
         def do_GET(self) -> None:
