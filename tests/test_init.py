@@ -217,6 +217,10 @@ def test_theirs_and_provenflows_deploy_and_run(team, tmp_path):
     root, env, _ = team
     server = _pf(root, env, "server", "start")
     api = server["api_url"]
+    # Before: `prefect deploy` imported every flow (~40 s), then said "create a work pool in the UI".
+    early = _run(root, env, "-m", "provenflow.cli.main", "up")
+    assert early.returncode == 1 and "uses work pools the Prefect server does not have: team-pool" in early.stderr
+    assert "provenflow pools create --process team-pool" in early.stderr, early.stderr
     # The team's own work pool, as they made it, before provenflow deploys their prefect.yaml.
     made = _run(root, {**env, "PREFECT_API_URL": api}, "-m", "prefect", "work-pool", "create", "team-pool",
                 "--type", "process")  # fmt: skip

@@ -102,6 +102,7 @@ def up(say: Callable[[str], None] = lambda _msg: None, auth: bool = False) -> Up
         stale = not marker.exists() or marker.read_text() != current
         if stale or not set(_wanted()) <= set(deployments):
             say(f"deploying every flow of {_deploy_file()}")
+            check_pools_exist()
             deploy_all(api)
             marker.write_text(current)
             deployments, automations = deployments_and_automations()
@@ -194,6 +195,31 @@ def deploy_all(api: str) -> None:
     if result.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise ConfigError(f"deploying {file} failed: {' '.join(tail)} (see {log})")
+
+
+def check_pools_exist() -> None:
+    """One line naming the work pools prefect.yaml's deployments use that the server lacks, and how to
+    make one, before `prefect deploy` spends ~40 s importing every flow to say "create a work pool in
+    the Prefect UI" (a team's own pool: `up` creates provenflow's pools, not theirs)."""
+    import yaml
+    from prefect.client.orchestration import get_client
+
+    used: dict[str, list[str]] = {}
+    for d in yaml.safe_load(_deploy_file().read_text()).get("deployments") or []:
+        pool = (d.get("work_pool") or {}).get("name")
+        if pool:
+            used.setdefault(pool, []).append(d["name"])
+    with get_client(sync_client=True) as client:
+        have = {p.name for p in client.read_work_pools()}
+    missing = sorted(set(used) - have)
+    if missing:
+        named = "; ".join(f"{pool} (deployments {', '.join(used[pool])})" for pool in missing)
+        first = missing[0]
+        raise ConfigError(
+            f"{_deploy_file()} uses work pools the Prefect server does not have: {named}. Create a process pool "
+            f"(flows run on this machine) with `provenflow pools create --process {first} --skip vsphere --skip "
+            "kubernetes`, or another kind in the Prefect UI; then `provenflow up` again"
+        )
 
 
 def _wanted() -> list[str]:
