@@ -451,3 +451,22 @@ def test_a_file_rewritten_in_place_with_its_time_kept_is_seen_only_when_reread(t
     assert reread.digest != first.digest and reread.unread == 0
     again, _ = _run(str(folder), tmp_path, store)  # what the reread read is what the cache knows now
     assert (again.digest, again.unread) == (reread.digest, 2)
+
+
+def test_parquet_files_with_a_whole_number_column_as_int64_and_as_double_are_one_table(tmp_path):
+    """pandas writes a column of whole numbers as int64, and as double once a day's file holds a NaN.
+    Before: 'column promo is double there but int64', the folder refused (CSV folders were joined)."""
+    folder = tmp_path / "lake"
+    for day, promo in (("2026-02-19", [0, 1, 0]), ("2026-02-20", [1.0, np.nan, 0.0])):
+        (folder / f"date={day}").mkdir(parents=True)
+        pd.DataFrame({"sold": [3, 4, 5], "promo": promo}).to_parquet(folder / f"date={day}" / "part-0.parquet")
+    read, store = _run(str(folder), tmp_path)
+    table = datasets.load_table(store, read.digest)
+    assert str(table["promo"].dtype) == "float64" and table["sold"].dtype == "int64"
+    assert table["promo"].tolist()[:3] == [0.0, 1.0, 0.0] and table["promo"].isna().sum() == 1
+    other = tmp_path / "other"
+    for day, city in (("a", ["x", "y"]), ("b", [1, 2])):  # text and numbers: still refused
+        (other / f"day={day}").mkdir(parents=True)
+        pd.DataFrame({"city": city}).to_parquet(other / f"day={day}" / "part-0.parquet")
+    with pytest.raises(DataError, match="column 'city' is"):
+        _run(str(other), tmp_path)

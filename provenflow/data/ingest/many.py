@@ -212,8 +212,11 @@ def _discard(entry: dict) -> None:
 
 
 def _joined_types(listing: Listing, entries: dict[str, dict]) -> dict[str, pa.DataType]:
-    """For CSV files: each column's type joined over every file that has it, where they differ."""
-    if listing.fmt not in ("csv", "tsv"):
+    """Each column's type joined over every file that has it, where they differ: any types of CSV
+    files (text read as numbers in one file, text in another, is text), and numbers of Parquet files
+    (pandas writes a whole-number column as int64, and as double once it holds a NaN: a folder of
+    daily files was refused for that). Other Parquet differences stay refused (_check_schemas)."""
+    if listing.fmt not in ("csv", "tsv", "parquet"):
         return {}
     seen: dict[str, set[str]] = {}
     for file in listing.files:
@@ -222,11 +225,21 @@ def _joined_types(listing: Listing, entries: dict[str, dict]) -> dict[str, pa.Da
     wider = {}
     for name, texts in seen.items():
         if len(texts) > 1:
+            if listing.fmt == "parquet" and not all(_is_number(text) for text in texts):
+                continue
             joined = pa.null()
             for text in sorted(texts):
                 joined = join_types(joined, pa.type_for_alias(text))
             wider[name] = joined
     return wider
+
+
+def _is_number(text: str) -> bool:
+    try:
+        kind = pa.type_for_alias(text)
+    except (ValueError, KeyError):  # timestamp[us, tz=UTC] and other parameterised types
+        return False
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
 
 def _check_schemas(listing: Listing, entries: dict[str, dict]) -> None:

@@ -174,7 +174,7 @@ def _one_pass(
     if sql:
         batches = sql_batches(source, *sql, credentials, SQL_BATCH_ROWS, types, converted)
     elif fmt == "parquet":
-        batches = parquet_batches(source, credentials, max(1024, block_bytes // 64), converted)
+        batches = parquet_batches(source, credentials, max(1024, block_bytes // 64), converted, types)
     elif fmt in ("json", "jsonl"):
         batches = json_batches(source, fmt, credentials, block_bytes)
     else:

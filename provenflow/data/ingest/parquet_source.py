@@ -17,10 +17,16 @@ _INDEX = re.compile(r"__index_level_(\d+)__")
 
 
 def parquet_batches(
-    source: str, credentials: Credentials | None, batch_rows: int, converted: dict[str, str]
+    source: str,
+    credentials: Credentials | None,
+    batch_rows: int,
+    converted: dict[str, str],
+    types: dict[str, pa.DataType] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The file's rows as batches; CONVERTED gets what was done to a column of a type the models
-    cannot use (``parquet_types.usable``)."""
+    cannot use (``parquet_types.usable``). TYPES: a column's type joined with its folder's other files
+    (an int64 column cast to double where another file has it as double)."""
+    types = types or {}
     fs, path = datasets._open_source(source, credentials)
     with fs.open(path, "rb") as fh:
         parquet = pq.ParquetFile(fh)
@@ -46,6 +52,8 @@ def parquet_batches(
                 array, what = parquet_types.usable(array)
                 if what is not None:
                     converted.setdefault(name, what)
+                if name in types and array.type != types[name]:
+                    array = array.cast(types[name])
                 arrays.append(array)
             offset += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, names=list(merged))
