@@ -340,3 +340,18 @@ def test_retraining_a_script_s_model_reads_its_data_s_source_again_first(repo):
         producer.parameters = {**producer.parameters, "source": "/etc"}
     with pytest.raises(SignatureError, match="code seal does not match"):
         retrain(model=result["challenger"], redeploy=False, auto_approve=True)
+
+
+def test_runs_show_diff_prints_the_uncommitted_changes_a_run_recorded(repo):
+    """Before: `runs show` gave the diff's hash only; the diff itself was an object in the store."""
+    dataset_version("1 2")
+    (repo / "train.py").write_text(SCRIPT)
+    commit(repo)
+    (repo / "train.py").write_text(SCRIPT.replace("* scale", "* scale * 100"))  # not committed
+    run_id = run_script(repo, "train.py", "1")
+    cli = str(Path(sys.executable).parent / "provenflow")
+    shown = subprocess.run([cli, "runs", "show", run_id, "--diff"], cwd=repo, env=child_env(),
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "-    total = sum(int(x) for x in text.split()) * scale\n" in shown.stdout
+    assert "+    total = sum(int(x) for x in text.split()) * scale * 100\n" in shown.stdout

@@ -56,7 +56,13 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
+def runs_show(
+    run_id: str,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Print the uncommitted changes the run recorded (a git diff).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     from provenflow.ledger.refs import resolve_run
     from provenflow.tracking import catalog
 
@@ -64,6 +70,15 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
     settle_crashed(workspace)
     with workspace.ledger.reader() as session:
         data = catalog.run_dict(resolve_run(session, run_id), full=True)
+    if diff:  # the bytes reproduce applies, checked against their hash as it reads them
+        from provenflow.digest import Digest
+
+        recorded = data["code"]["diff_hash"]
+        if not recorded:
+            return out.err_console.print(f"run {data['id']} recorded no uncommitted changes", highlight=False)
+        text = workspace.store.read_bytes(Digest(recorded)).decode(errors="replace")
+        out.console.print(text, end="", highlight=False, markup=False, soft_wrap=True)
+        return None
     if as_json:
         return out.print_json(data)
     out.run_detail(data)
