@@ -653,6 +653,10 @@ def test_a_value_the_team_s_own_model_refuses_is_the_client_s_error(ws, project,
         refused = httpx.post(f"{server.url}/predict", json=bad, timeout=30)
         assert refused.status_code == 422, refused.text
         assert "not a date" in refused.json()["error"] and "ValueError" in refused.json()["error"]
+        # In a batch, the row the model refuses is named (before: the whole batch, no row).
+        mixed = {"records": [good["records"][0], good["records"][0], bad["records"][0]]}
+        named = httpx.post(f"{server.url}/predict", json=mixed, timeout=30)
+        assert named.status_code == 422 and named.json()["error"].startswith("row 2: "), named.text
         answer = httpx.post(f"{server.url}/predict", json=good, timeout=30)
         assert answer.status_code == 200 and answer.json()["predictions"][0] == pytest.approx(16.5)
     finally:

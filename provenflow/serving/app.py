@@ -67,7 +67,7 @@ from provenflow.serving import arrow
 from provenflow.serving import feedback as fb
 from provenflow.serving.budget import LargeBodies, loads_within
 from provenflow.serving.bundle import LoadedModel
-from provenflow.serving.inputs import RequestError, parse_request
+from provenflow.serving.inputs import Batch, RequestError, parse_request
 from provenflow.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from provenflow.serving.metrics import ServerMetrics
 from provenflow.serving.mirror import Mirror
@@ -94,6 +94,25 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON = "application/json"
 _OCTETS = "application/octet-stream"
 
+
+
+REFUSED_ROW_SEARCH = 200
+"""A batch the model refuses is predicted again row by row, up to this many rows, to name the first
+row it refuses alone (the error path only: the model said ValueError, the client wants to know where)."""
+
+
+def _refused_row(model, batch: Batch) -> int | None:
+    if batch.rows < 2 or batch.rows > REFUSED_ROW_SEARCH:
+        return None
+    for i in range(batch.rows):
+        one = Batch({name: values[i : i + 1] for name, values in batch.columns.items()}, 1)
+        try:
+            model.predict(one)
+        except ValueError:
+            return i
+        except Exception:  # not what the batch failed with: keep looking
+            continue
+    return None
 
 def create_app(
     model: LoadedModel,
@@ -255,7 +274,9 @@ def create_app(
             # own transformer cannot parse, a category an encoder was told to reject. The client's to fix
             # (scikit-learn and pandas raise ValueError for bad values), as a 422 from the checks would be.
             # One line, no traceback: a client sending bad values at full rate must not fill the log.
-            message = f"the model refused this request's values (ValueError: {first_line(exc)})"
+            row = _refused_row(model, batch)
+            where = f"row {row}: " if row is not None else ""
+            message = f"{where}the model refused this request's values (ValueError: {first_line(exc)})"
             logger.warning("request %s: %s", request_id, message)
             return error({"error": message}, 422, request_id)
         except Exception as exc:  # checked input should never get here; say so instead of a bare 500
