@@ -95,6 +95,8 @@ def drift_monitor(
         "prediction": result.to_dict()["prediction"],
         "skipped_segments": list(skipped),
         "not_compared": monitored.dates,
+        # A version recorded before its held-out predictions were kept: its prediction is not compared.
+        "prediction_compared": monitored.prediction_profile is not None,
         "report": report_uri,
         "report_url": report_url(report) if report else None,
         "automations": started,  # the enabled automations its drift event starts (a retrain)

@@ -317,6 +317,12 @@ def drift(result: dict) -> None:
         )
     if result.get("not_compared"):
         console.print(f"not compared (dates move on by nature): {', '.join(result['not_compared'])}")
+    if result.get("prediction_compared") is False and result["rows"]:
+        console.print(
+            "the prediction is not compared: this version was recorded without its predictions on held-out "
+            "rows (trained before provenflow kept them, or log_model without eval=)",
+            highlight=False,
+        )
     if result["report"]:
         console.print(
             f"report: {result.get('report_url') or result['report']}", highlight=False, soft_wrap=True
