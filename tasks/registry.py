@@ -59,22 +59,30 @@ def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str 
             data = resolve_dataset(session, dataset)
         else:
             trained_on = next((io for io in run.io if io.direction == "input" and io.kind == "dataset"), None)
-            if trained_on is None:
+            data = trained_on.dataset_version if trained_on else None
+            if data is None and not (candidate.signature or {}).get("eval_rows"):
                 raise registry.PromotionError(
                     f"{candidate.ref} records no training dataset; name one with --dataset"
                 )
-            data = trained_on.dataset_version
     target = (candidate.signature.get("target") or {}).get("name")
     if not target:  # a team's own model logged without labels: nothing to score it against
         raise registry.PromotionError(
             f"{candidate.ref} records no target column, so the gate cannot score it; log it with "
             "provenflow.log_model(..., eval=(X, y)) or target='COLUMN'"
         )
-    frame = datasets.load_table(store, Digest(data.hash))
-    _, x_test, _, y_test = training.split_rows(
-        frame, target, candidate.task, int(params.get("seed", 42)), float(params.get("test_size", 0.25)),
-        forced=params.get("task") == "classification",
-    )  # fmt: skip
+    if not dataset and (candidate.signature or {}).get("eval_rows"):
+        # The rows the team's own code held out, as log_model was given them: not a re-split guessed
+        # with model-run's seed, which would hold out rows the team's model trained on.
+        held = datasets.load_table(store, Digest(candidate.signature["eval_rows"]))
+        x_test, y_test = held.drop(columns=[target]), held[target]
+        scored_on = f"{data.ref if data else candidate.ref} (the rows its eval= held out)"
+    else:
+        frame = datasets.load_table(store, Digest(data.hash))
+        scored_on = data.ref
+        _, x_test, _, y_test = training.split_rows(
+            frame, target, candidate.task, int(params.get("seed", 42)), float(params.get("test_size", 0.25)),
+            forced=params.get("task") == "classification",
+        )  # fmt: skip
 
     def score(version: m.ModelVersion) -> dict[str, float]:
         pipeline = training.load_model(store, version)
@@ -87,19 +95,21 @@ def score_on_holdout(workspace: Workspace, model: str, alias: str, dataset: str 
     left_out = 0
     if holder is not None and not same:  # rows the holder trained on would flatter it
         with workspace.ledger.reader() as session:
-            seen = holdout.trained_on(store, session.get(m.Run, holder.run_id), target, holder.task, data.hash)
+            seen = holdout.trained_on(store, session.get(m.Run, holder.run_id), target, holder.task,
+                                      data.hash if data else "",
+                                      (holder.signature or {}).get("eval_rows"))  # fmt: skip
         x_test, y_test, left_out = holdout.unseen(x_test, y_test, seen)
         if len(x_test) < holdout.MIN_ROWS:
             raise registry.PromotionError(
-                f"only {len(x_test)} of the held-out rows of {data.ref} are rows {holder.ref} did not train on "
-                f"({left_out} it did); score both on newer data with --dataset"
+                f"only {len(x_test)} of the held-out rows of {scored_on} are rows {holder.ref} did not train on "
+                f"({left_out} it did); score both on newer data: provenflow promote {candidate.ref} --dataset NAME@VERSION"
             )
     return HoldoutScores(
         candidate=candidate.ref,
         candidate_id=candidate.id,
         holder=holder.ref if holder and not same else None,
         holder_id=holder.id if holder and not same else None,
-        dataset=data.ref,
+        dataset=scored_on,
         candidate_metrics=score(candidate),
         holder_metrics=score(holder) if holder and not same else None,
         rows=len(x_test),

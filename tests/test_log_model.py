@@ -708,3 +708,37 @@ def test_a_team_model_trained_on_date_objects_is_given_date_objects(ws, project,
         assert "row 2, column 'day': expected an ISO 8601 date string" in refused.text
     finally:
         server.stop()
+
+
+def test_the_gate_scores_a_team_s_model_on_its_own_held_out_rows_and_knows_the_holder_s(ws, penguins_frame):
+    """A team's script splits its data itself and gives log_model eval=(X, y). Before, the gate
+    re-split the candidate's dataset with model-run's seed (rows the candidate trained on among them),
+    and took every row of the holder's dataset as trained on (1,609 left out where 818 were)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    from provenflow.modeling import registry
+    from provenflow.tasks.registry import score_on_holdout
+
+    def train(frame: pd.DataFrame, seed: int) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+        with pf.start("ingest", workspace=ws):
+            version = pf.log_dataset(frame, name="pen")
+        with pf.start("train", workspace=ws):
+            rows = pf.dataset(str(version)).dropna(subset=FEATURES + ["species"])
+            fit, held = train_test_split(rows, test_size=0.3, random_state=seed)
+            model = LogisticRegression(max_iter=1000).fit(fit[FEATURES], fit["species"])
+            logged = pf.log_model(model, name="species", input_example=held[FEATURES].head(),
+                                  eval=(held[FEATURES], held["species"]))  # fmt: skip
+        return str(logged), fit, held
+
+    first, first_fit, _ = train(penguins_frame, 1)
+    with ws.ledger.transaction() as session:
+        registry.assign_alias(session, resolve_model(session, first), "production", "ds", "first", {}, None)
+    more = penguins_frame.sample(80, random_state=2).assign(bill_length_mm=lambda f: f["bill_length_mm"] + 0.3)
+    second, _, second_held = train(pd.concat([penguins_frame, more], ignore_index=True), 7)
+    scores = score_on_holdout.fn(ws, second, "production", None)
+    # Counted without provenflow: the challenger's held-out rows that the champion fitted on.
+    cols = FEATURES + ["species"]
+    overlap = len(second_held[cols].merge(first_fit[cols].drop_duplicates(), on=cols))
+    assert 0 < overlap < len(second_held)
+    assert (scores.left_out, scores.rows) == (overlap, len(second_held) - overlap)

@@ -40,17 +40,22 @@ def row_keys(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def trained_on(
-    store: ContentStore, run: m.Run | None, target: str, task: str | None, scored_on: str
+    store: ContentStore,
+    run: m.Run | None,
+    target: str,
+    task: str | None,
+    scored_on: str,
+    held_out: str | None = None,
 ) -> pd.DataFrame | None:
     """The rows RUN trained on, as far as the ledger knows them: a model run's training split of its
-    dataset (its seed and test size), else every row of the datasets a team's run read (its own split
-    is not recorded) unless that is SCORED_ON, the dataset the gate's rows come from (all of them
-    would go; its held-out rows are then as fair to both as the ledger can tell). None when there is
-    nothing to leave out."""
+    dataset (its seed and test size); a team's run's datasets less the HELD_OUT rows its log_model was
+    given as eval= (stored); without those, every row of its datasets unless one of them is SCORED_ON,
+    the dataset the gate's rows come from (all of them would go; its held-out rows are then as fair
+    to both as the ledger can tell). None when there is nothing to leave out."""
     if run is None:
         return None
     inputs = [io.dataset_version for io in run.io if io.direction == "input" and io.dataset_version]
-    if not inputs or (run.flow != "model-run" and {v.hash for v in inputs} == {scored_on}):
+    if not inputs or (run.flow != "model-run" and not held_out and scored_on in {v.hash for v in inputs}):
         return None
     frames = [datasets.load_table(store, Digest(v.hash)) for v in inputs]
     p = run.parameters or {}
@@ -60,16 +65,23 @@ def trained_on(
             forced=p.get("task") == "classification",
         )  # fmt: skip
         return x_train.assign(**{target: y_train})
-    return pd.concat(frames, ignore_index=True, join="outer")
+    read = pd.concat(frames, ignore_index=True, join="outer")
+    if held_out:
+        read = read[_absent(read, datasets.load_table(store, Digest(held_out)))]
+    return read
 
 
 def unseen(x: pd.DataFrame, y: pd.Series, seen: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.Series, int]:
     """X and Y less the rows that are in SEEN (compared on the columns both have); how many left out."""
     if seen is None:
         return x, y, 0
-    rows = x.assign(**{str(y.name): y})
-    columns = [c for c in rows.columns if c in seen.columns]
-    if not columns:
-        return x, y, 0
-    keep = ~np.isin(row_keys(rows, columns), row_keys(seen, columns))
+    keep = _absent(x.assign(**{str(y.name): y}), seen)
     return x[keep], y[keep], int((~keep).sum())
+
+
+def _absent(rows: pd.DataFrame, other: pd.DataFrame) -> np.ndarray:
+    """Which ROWS are not in OTHER, compared on the columns both have (all, when they share none)."""
+    columns = [c for c in rows.columns if c in other.columns]
+    if not columns:
+        return np.ones(len(rows), dtype=bool)
+    return ~np.isin(row_keys(rows, columns), row_keys(other, columns))

@@ -242,6 +242,10 @@ def log_model(
     if example:  # a reproduction compares predictions on it when a re-run's model has other bytes
         signature["input_example"] = example.hex
         run.link("output", "input-example", f"{name} input example", example)  # an edge: gc keeps it
+    if x_eval is not None and target and (held_out := _stored_rows(store, x_eval.assign(**{target: y_eval}))):
+        # The promotion gate scores this version on them, and knows them from the rows it trained on.
+        signature["eval_rows"] = held_out.hex
+        run.link("output", "eval-rows", f"{name} held-out rows", held_out)
     stored = store.put_bytes(data)
     output = ModelOutput(
         name=name, digest=stored.digest, size=stored.size, uri=store.uri(stored.digest), format=format,
@@ -259,10 +263,14 @@ def log_model(
 def _stored_example(store, example: pd.DataFrame) -> Digest | None:
     """The example rows (up to 100) stored as datasets store a table; its hash, or None when the rows
     do not go into Parquet (objects of the team's own): the reproduction then compares on the reference."""
+    return _stored_rows(store, example.head(100))
+
+
+def _stored_rows(store, rows: pd.DataFrame) -> Digest | None:
     from provenflow.data import datasets
 
     try:
-        return datasets.store_table(store, example.head(100)).digest
+        return datasets.store_table(store, rows).digest
     except (ValueError, TypeError, NotImplementedError, ArithmeticError):  # pyarrow's conversion errors derive from these
         return None
 
