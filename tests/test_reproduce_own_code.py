@@ -355,3 +355,23 @@ def test_runs_show_diff_prints_the_uncommitted_changes_a_run_recorded(repo):
     assert shown.returncode == 0, shown.stderr
     assert "-    total = sum(int(x) for x in text.split()) * scale\n" in shown.stdout
     assert "+    total = sum(int(x) for x in text.split()) * scale * 100\n" in shown.stdout
+
+
+def test_a_data_run_of_a_project_sqlite_file_reproduces_from_the_recorded_code(repo):
+    """A SQL data run of `sqlite:///db/shop.sqlite` (the project's git-ignored database): before, its
+    reproduction ran the query in the temporary checkout, where db/ is not: 'unable to open database
+    file'."""
+    import sqlite3
+
+    from provenflow.flows.data_run import data_run
+
+    (repo / ".gitignore").write_text(".provenflow/\nresult.txt\ndb/\n")
+    (repo / "README").write_text("the shop\n")
+    commit(repo)
+    (repo / "db").mkdir()
+    with sqlite3.connect(repo / "db" / "shop.sqlite") as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER, total REAL)")
+        conn.executemany("INSERT INTO orders VALUES (?, ?)", [(i, i * 1.5) for i in range(50)])
+    made = data_run(name="orders", source="sqlite:///db/shop.sqlite", table="orders")
+    report = reproduce(made["run_id"])
+    assert report["verdict"] == "identical", report

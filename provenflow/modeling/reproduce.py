@@ -198,13 +198,32 @@ def rerun_parameters(run: RecordedRun, source_copy: Path | None, suite_copy: Pat
             raise ReproductionError(f"run {run.id} recorded no input dataset")
         params["dataset"] = dataset.name
     elif run.parameters.get("query") or run.parameters.get("table"):
-        pass  # a SQL source is read again (its Secret block's credentials): the database keeps no copy
+        # A SQL source is read again (its Secret block's credentials): the database keeps no copy. The
+        # re-run works in a checkout of the code: a relative SQLite path is the project's.
+        params["source"] = project_sqlite(params["source"])
     else:
         if source_copy is None:
             raise ReproductionError(f"run {run.id} recorded no source file to re-read")
         params["source"] = str(source_copy)
         params.pop("source_credentials", None)  # the copy is local
     return params
+
+
+def project_sqlite(source: str) -> str:
+    """SOURCE with a relative SQLite file made absolute in the project (the folder holding its
+    .provenflow), where the data run read it; any other URL as it is."""
+    import sqlalchemy as sa
+
+    from provenflow.settings import get_settings
+
+    try:
+        url = sa.engine.make_url(source)
+    except sa.exc.ArgumentError:
+        return source
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or Path(database).is_absolute():
+        return source
+    return url.set(database=str(get_settings().home_dir.parent / database)).render_as_string(hide_password=False)
 
 
 def fetch_source(store: ContentStore, run: RecordedRun, folder: Path) -> Path | None:
