@@ -73,7 +73,7 @@ def write_report(
 ) -> Digest | None:
     """The Evidently HTML report (charts on a bounded sample; each column's test, score and verdict
     those of ``result``, the prediction's too), kept in the store (None if there is no data)."""
-    if window.empty:
+    if window.empty or (not model.features and result.prediction is None):  # nothing compared
         return None
     from provenflow.monitoring.drift_report import evidently_report
 

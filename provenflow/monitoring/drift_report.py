@@ -200,7 +200,7 @@ def evidently_snapshot(
         if name not in columns or name not in current.columns:
             where = "reference profile" if name not in columns else "current data"
             raise DataError(f"feature {name!r} is not in the {where}; the report cannot compare it")
-    if not chosen:
+    if not chosen and features is None:  # (a model whose only input is a date: its prediction, alone)
         raise DataError("no profiled feature is in the current data: nothing to report")
     if current.empty:
         raise DataError("the current data has no rows: nothing to report")

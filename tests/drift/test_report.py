@@ -127,3 +127,14 @@ def test_the_report_agrees_with_the_verdict_on_the_demos_traffic(shifted):
     snapshot, _ = evidently_snapshot(None, profile, traffic, features=features)
     assert drifted_in_snapshot(snapshot) == {name: f.drift for name, f in verdict.features.items()}
     assert verdict.drifted_features == (["body_mass_g"] if shifted else [])
+
+
+def test_a_model_whose_only_input_is_a_date_gets_a_report_of_its_prediction(training, tmp_path):
+    """Dates are not compared (they move on by nature): a model of an hourly timestamp alone has no
+    feature to compare, only its prediction. Before: 'no profiled feature is in the current data',
+    and the drift check failed."""
+    profile = profile_of(training)
+    current = frame(np.random.default_rng(41), 800).assign(prediction=lambda f: f["sex"])
+    path = evidently_report(None, profile, current[["prediction"]], tmp_path / "r.html", features=[],
+                            prediction_profile=profile["columns"]["sex"])  # fmt: skip
+    assert "prediction" in path.read_text(encoding="utf-8")
