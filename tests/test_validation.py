@@ -39,6 +39,20 @@ def test_changed_column_type_fails_against_the_suite(tmp_path, frame):
     assert [f["column"] for f in info.value.failed] == ["bill_length_mm"]
 
 
+
+def test_one_word_among_numbers_is_named_when_it_makes_the_column_text(tmp_path, frame):
+    """Before: 'observed 560 unexpected values, e.g. [39.81, 36.35, …]': the good values, never the
+    'abc' that made the column text."""
+    suite = _suite_file(tmp_path / "suite.json", validation.default_suite("penguins", frame))
+    changed = frame.copy()
+    changed["bill_length_mm"] = changed["bill_length_mm"].astype(object)
+    changed.loc[7, "bill_length_mm"] = "abc"
+    with pytest.raises(ValidationFailed) as info:
+        validation.validate_dataset(changed, suite)
+    (failure,) = info.value.failed
+    assert "1 value(s) that are not numbers: 'abc' (row 7)" in failure["observed"]
+    assert "'abc' (row 7)" in str(info.value)
+
 def test_failing_expectations_are_listed(tmp_path, frame):
     suite = {
         "name": "strict",

@@ -193,6 +193,8 @@ def validate(frame: pd.DataFrame, suite: dict) -> tuple[bool, int, int, list[dic
             observed = f"{item.result['unexpected_count']} unexpected values, e.g. {item.result.get('partial_unexpected_list', [])[:5]}"
         if item.exception_info and item.exception_info.get("raised_exception"):
             observed = item.exception_info.get("exception_message")
+        if config.type in _TYPE_EXPECTATIONS and kwargs.get("column") in frame.columns:
+            observed = f"{observed}{_not_numbers(frame[kwargs['column']])}"
         failed.append(
             {
                 "expectation": config.type,
@@ -208,6 +210,24 @@ def validate(frame: pd.DataFrame, suite: dict) -> tuple[bool, int, int, list[dic
         int(stats["successful_expectations"]),
         failed,
     )
+
+
+_TYPE_EXPECTATIONS = ("expect_column_values_to_be_in_type_list", "expect_column_values_to_be_of_type")
+
+
+def _not_numbers(column: pd.Series) -> str:
+    """For a column read as text where numbers were expected: the few values that made it text (one
+    'abc' among 560 prices turns the whole column to text, and the type expectation then lists good
+    values as unexpected). '' when the column is not text, or none of its values is a number."""
+    if column.dtype != object and not pd.api.types.is_string_dtype(column):
+        return ""
+    present = column.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    bad = present[numbers.isna()]
+    if bad.empty or numbers.notna().sum() == 0:
+        return ""
+    shown = ", ".join(f"{v!r} (row {i})" for i, v in bad.head(3).items())
+    return f"; the column is text because of {len(bad)} value(s) that are not numbers: {shown}"
 
 
 def budget(suite: dict) -> int:
