@@ -63,6 +63,7 @@ def test_hist_gradient_boosting_on_dates_identifiers_and_a_leaky_column(project,
     unlabelled = int(frame["grade"].isna().sum())
     assert "'car_id' left out" in notices and "'name' left out" in notices
     assert f"{unlabelled} rows have no 'grade' value" in notices
+    assert "held-out rows are drawn at random across 'sold'" in notices  # a date feature, a random split
     run = pf_json(project, "runs", "show", result["run_id"])
     assert run["metrics"]["unlabelled_rows"] == unlabelled
     assert run["metrics"]["train_rows"] + run["metrics"]["test_rows"] == len(frame) - unlabelled
