@@ -57,6 +57,7 @@ def test_cli_end_to_end(project):
 
     assert [d["ref"] for d in pf_json(project, "datasets", "list")] == [ref]
     assert pf_json(project, "datasets", "show", "penguins@latest")["profile"]["rows"] == 344
+    assert pf_json(project, "datasets", "show", "penguins")["ref"] == ref  # a bare name: its latest version
     assert [m["ref"] for m in pf_json(project, "models", "list")] == [
         "penguins-species@2",
         "penguins-species@1",

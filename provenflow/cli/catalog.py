@@ -105,12 +105,16 @@ def datasets_list(
 
 
 @datasets_app.command("show")
-def datasets_show(ref: str, as_json: JsonOpt = False) -> None:
+def datasets_show(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, or NAME for its latest version.")],
+    as_json: JsonOpt = False,
+) -> None:
     from provenflow.data.features import column_roles
     from provenflow.ledger.refs import resolve_dataset
     from provenflow.storage.verify import damage_of
     from provenflow.tracking import catalog
 
+    ref = ref if "@" in ref else f"{ref}@latest"  # `datasets show penguins`, as `models show NAME` takes
     workspace = default_workspace()
     with workspace.ledger.reader() as session:
         data = catalog.dataset_dict(resolve_dataset(session, ref), full=True)

@@ -92,7 +92,7 @@ class RequestError(Exception):
     @property
     def summary(self) -> str:
         first = self.problems[0].message if self.problems else "invalid request"
-        more = f" (and {self.total - 1} more problems)" if self.total > 1 else ""
+        more = f" (and {self.total - 1} more problem{'s' if self.total > 2 else ''})" if self.total > 1 else ""
         return first + more
 
     def body(self) -> dict[str, Any]:
