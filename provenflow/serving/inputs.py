@@ -394,9 +394,9 @@ def _checked(raw: dict[str, list], rows: int, features: tuple[Feature, ...], off
     for feature in features:
         values = raw[feature.name]
         if isinstance(values, np.ndarray) and feature.kind == "numeric":  # decoded binary, already float64
-            if np.isinf(values).any():
-                row = int(np.flatnonzero(np.isinf(values))[0])
-                problems.append(_type_problem(feature, float(values[row]), row + offset))
+            if (huge := _too_large(values)).any():
+                row = int(np.flatnonzero(huge)[0])
+                problems.append(_too_large_problem(feature, float(values[row]), row + offset))
             else:
                 columns[feature.name] = values
             continue
@@ -411,6 +411,8 @@ def _checked(raw: dict[str, list], rows: int, features: tuple[Feature, ...], off
         # set(map(type, ...)) runs in C: the common, valid column costs no Python-level loop.
         if set(map(type, values)) <= allowed:
             columns[feature.name] = _column(feature, values)
+            if feature.kind == "numeric" and (huge := _too_large(columns[feature.name])).any():
+                problems += [_too_large_problem(feature, values[i], int(i) + offset) for i in np.flatnonzero(huge)]
             if feature.kind == "datetime":
                 problems += _date_problems(feature, columns[feature.name])
         else:
@@ -420,6 +422,16 @@ def _checked(raw: dict[str, list], rows: int, features: tuple[Feature, ...], off
     if problems:
         raise RequestError(problems, total=len(problems))
     return Batch(columns, rows)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _too_large(column: np.ndarray) -> np.ndarray:
+    """Values no model can take: infinite, or beyond float32 (what trees and ONNX compute in: 1e300
+    passed the check, then the model refused the whole request without naming a field or row)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(column) > FLOAT32_MAX
 
 
 def _column(feature: Feature, values: list) -> np.ndarray:
@@ -437,6 +449,15 @@ def _date_problems(feature: Feature, column: np.ndarray) -> list[Problem]:
     present = ~pd.isna(column)
     bad = present & pd.isna(parse_dates(pd.Series(column, dtype=object), feature.date_format)).to_numpy()
     return [_type_problem(feature, column[i], int(i)) for i in np.flatnonzero(bad)]
+
+
+def _too_large_problem(feature: Feature, value: float, row: int) -> Problem:
+    return Problem(
+        f"row {row}, column {feature.name!r}: expected a number within ±3.4e38 (float32), got "
+        + ("infinity" if np.isinf(value) else repr(value)),
+        field=feature.name,
+        row=row,
+    )
 
 
 def _type_problem(feature: Feature, value: Any, row: int) -> Problem:
