@@ -194,3 +194,13 @@ def test_a_listing_is_handed_over_before_the_cli_imports_typer_or_the_ledger(war
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "provenflow.platform.runner" in imported
     assert not imported & {"typer", "rich", "sqlalchemy", "provenflow.cli.output"}
+
+
+def test_a_runner_just_started_reports_its_pid(tmp_path):
+    """`server start` printed 'warm runner pid None': the child had not exec'd into the runner yet."""
+    home = tmp_path / ".provenflow"
+    started = runner.start(home)
+    try:
+        assert started.pid is not None and Path(f"/proc/{started.pid}").exists()
+    finally:
+        runner.stop(home)
