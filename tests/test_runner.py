@@ -203,4 +203,5 @@ def test_a_runner_just_started_reports_its_pid(tmp_path):
     try:
         assert started.pid is not None and Path(f"/proc/{started.pid}").exists()
     finally:
+        runner.start(home, wait=120)  # listening: stop knows it by its command line then
         runner.stop(home)
