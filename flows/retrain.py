@@ -78,7 +78,9 @@ def retrain(
         )
         producer = session.get(m.Run, dataset.run_id) if dataset and dataset.run_id else None
         key = signing.signing_key()
-        refreshable = data_sources(session, trained, key)
+        # A team's code reads its datasets itself: their sources are read again first (the recipe's
+        # model run below makes its own data run).
+        refreshable = [] if trained.flow == "model-run" else data_sources(session, trained, key)
         if source and len(refreshable) == 1:  # the newest data is where the caller says
             refreshable[0] = {**refreshable[0], "source": source, "source_credentials": source_credentials}
         if not source and producer:  # where the training data came from, with the same credentials
@@ -210,7 +212,7 @@ def data_sources(session, trained: m.Run, key: signing.Key) -> list[dict]:
             p = code_seal.verified_parameters(producer, key)
             found.append({"name": io.dataset_version.name, "source": p["source"],
                           "source_credentials": p.get("source_credentials"),
-                          **{k: p[k] for k in ("query", "table", "suite") if p.get(k)}})  # fmt: skip
+                          **{k: p[k] for k in ("query", "table") if p.get(k)}})  # fmt: skip
     return found
 
 
