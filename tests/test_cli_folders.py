@@ -43,6 +43,10 @@ def test_data_run_on_a_hive_folder_then_a_model_run_and_verify(project):
         "--estimator", "sklearn.linear_model.LogisticRegression",
     )  # fmt: skip
     assert model["metrics"]
+    # The model's lineage shows a few of a folder run's files, then how many more (before: every file
+    # of every partition, ~270 lines for a 124-file folder).
+    tree = pf(project, "lineage", "events@latest")
+    assert tree.returncode == 0 and "… and 1 more file (" in tree.stdout, tree.stdout
     verified = pf(project, "verify")
     assert verified.returncode == 0, verified.stderr + verified.stdout
     # verify hashes every part, not only the manifest that names them.

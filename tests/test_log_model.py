@@ -724,7 +724,7 @@ def test_the_gate_scores_a_team_s_model_on_its_own_held_out_rows_and_knows_the_h
         with pf.start("ingest", workspace=ws):
             version = pf.log_dataset(frame, name="pen")
         with pf.start("train", workspace=ws):
-            rows = pf.dataset(str(version)).dropna(subset=FEATURES + ["species"])
+            rows = pf.dataset(str(version)).dropna(subset=[*FEATURES, "species"])
             fit, held = train_test_split(rows, test_size=0.3, random_state=seed)
             model = LogisticRegression(max_iter=1000).fit(fit[FEATURES], fit["species"])
             logged = pf.log_model(model, name="species", input_example=held[FEATURES].head(),
@@ -738,7 +738,7 @@ def test_the_gate_scores_a_team_s_model_on_its_own_held_out_rows_and_knows_the_h
     second, _, second_held = train(pd.concat([penguins_frame, more], ignore_index=True), 7)
     scores = score_on_holdout.fn(ws, second, "production", None)
     # Counted without provenflow: the challenger's held-out rows that the champion fitted on.
-    cols = FEATURES + ["species"]
+    cols = [*FEATURES, "species"]
     overlap = len(second_held[cols].merge(first_fit[cols].drop_duplicates(), on=cols))
     assert 0 < overlap < len(second_held)
     assert (scores.left_out, scores.rows) == (overlap, len(second_held) - overlap)

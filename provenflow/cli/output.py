@@ -138,14 +138,23 @@ def verify_report(report: dict) -> None:
     console.print(f"checked {report['checked']} objects, {report['bytes']:,} bytes: {state}")
 
 
+SHOWN_FILES = 3  # a folder's data run reads one file per partition: 124 of them drowned the tree
+
+
 def _add_up(tree: Tree, nodes: list[dict]) -> None:
+    files = [n for n in nodes if n["kind"] in ("file", "part")]
+    hidden = {id(n) for n in files[SHOWN_FILES:]}
     for node in nodes:
+        if id(node) in hidden:
+            continue
         if node["kind"] == "run":
             branch = tree.add(_run_label(node))
             _add_up(branch, node.get("inputs", []))
         else:
             branch = tree.add(_version_label(node))
             _add_up(branch, node.get("produced_by", []))
+    if hidden:
+        tree.add(f"[dim]… and {len(hidden)} more file{'s' if len(hidden) > 1 else ''} (--json lists them)[/dim]")
 
 
 def _add_down(tree: Tree, nodes: list[dict]) -> None:
