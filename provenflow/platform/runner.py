@@ -362,6 +362,12 @@ def start(home: Path | None = None, wait: float = 0.0) -> RunnerStatus:
             cwd=home,
         )  # fmt: skip
     pid_file.write_text(str(process.pid))
+    # Until the child execs, its command line is its parent's, and nothing that finds the runner by
+    # its pid file (`stop`, `down`, a second `start`) knows it: a `down` right after an `up` on a busy
+    # machine left a runner behind. A few milliseconds, normally.
+    deadline = time.monotonic() + 5
+    while _pid(home) is None and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
     return _wait_listening(home, wait, process)
 
 
