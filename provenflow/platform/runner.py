@@ -354,12 +354,17 @@ def start(home: Path | None = None, wait: float = 0.0) -> RunnerStatus:
 
     home.mkdir(parents=True, exist_ok=True)
     pid_file, log = _paths(home)
+    # The runner works in HOME: a relative PYTHONPATH entry (`PYTHONPATH=.`) would name another
+    # folder there, the commands would find its import path different and never use it.
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(e) if e else e for e in env["PYTHONPATH"].split(os.pathsep))
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-c", "from provenflow.platform.runner import serve; serve()", "provenflow.platform.runner",
              ENTRY, str(home)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=home,
+            cwd=home, env=env,
         )  # fmt: skip
     pid_file.write_text(str(process.pid))
     # Until the child execs, its command line is its parent's, and nothing that finds the runner by
