@@ -84,10 +84,8 @@ def retrain(
         if source and len(refreshable) == 1:  # the newest data is where the caller says
             refreshable[0] = {**refreshable[0], "source": source, "source_credentials": source_credentials}
         if not source and producer:  # where the training data came from, with the same credentials
-            recorded = code_seal.verified_parameters(producer, key)
-            source = recorded.get("source")
-            source_credentials = recorded.get("source_credentials")
-            sql = {k: recorded[k] for k in ("query", "table") if recorded.get(k)}
+            sql = read_again(producer, key)
+            source, source_credentials = sql.pop("source", None), sql.pop("source_credentials", None)
         deployed = session.scalars(
             select(m.Deployment)
             .where(m.Deployment.model_version_id == champion.id)
@@ -209,11 +207,16 @@ def data_sources(session, trained: m.Run, key: signing.Key) -> list[dict]:
         made = io.dataset_version.run_id if io.direction == "input" and io.dataset_version else None
         producer = session.get(m.Run, made) if made else None
         if producer is not None and producer.flow == "data-run" and producer.parameters.get("source"):
-            p = code_seal.verified_parameters(producer, key)
-            found.append({"name": io.dataset_version.name, "source": p["source"],
-                          "source_credentials": p.get("source_credentials"),
-                          **{k: p[k] for k in ("query", "table") if p.get(k)}})  # fmt: skip
+            found.append({"name": io.dataset_version.name, **read_again(producer, key)})
     return found
+
+
+def read_again(producer: m.Run, key: signing.Key) -> dict:
+    """The data_run arguments that read PRODUCER's source again (source, its Secret block, a SQL
+    query or table), from its parameters once its seal verifies: a changed ledger row must not
+    choose what a retrain reads, with whose credentials."""
+    recorded = code_seal.verified_parameters(producer, key)
+    return {k: recorded[k] for k in ("source", "source_credentials", "query", "table") if recorded.get(k)}
 
 
 def refresh_data(sources: list[dict], ledger_block: str | None, store_block: str | None) -> list[str]:

@@ -57,15 +57,16 @@ def trained_on(
     inputs = [io.dataset_version for io in run.io if io.direction == "input" and io.dataset_version]
     if not inputs or (run.flow != "model-run" and not held_out and scored_on in {v.hash for v in inputs}):
         return None
-    frames = [datasets.load_table(store, Digest(v.hash)) for v in inputs]
     p = run.parameters or {}
-    if run.flow == "model-run" and task and target in frames[0].columns:
-        x_train, _, y_train, _ = training.split_rows(
-            frames[0], target, task, int(p.get("seed", 42)), float(p.get("test_size", 0.25)),
-            forced=p.get("task") == "classification",
-        )  # fmt: skip
-        return x_train.assign(**{target: y_train})
-    read = pd.concat(frames, ignore_index=True, join="outer")
+    if run.flow == "model-run" and task:  # one dataset, its split known
+        frame = datasets.load_table(store, Digest(inputs[0].hash))
+        if target in frame.columns:
+            x_train, _, y_train, _ = training.split_rows(
+                frame, target, task, int(p.get("seed", 42)), float(p.get("test_size", 0.25)),
+                forced=p.get("task") == "classification",
+            )  # fmt: skip
+            return x_train.assign(**{target: y_train})
+    read = pd.concat([datasets.load_table(store, Digest(v.hash)) for v in inputs], ignore_index=True, join="outer")
     if held_out:
         read = read[_absent(read, datasets.load_table(store, Digest(held_out)))]
     return read

@@ -46,7 +46,7 @@ class GateResult:
         if self.holder is None:
             return "No model holds this alias yet: nothing to compare with.\n"
         lines = [
-            f"Held-out rows of `{self.dataset}`{self._counted()}; holder `{self.holder}`. *Tolerance*: how "
+            f"Held-out rows of `{self.dataset}`{rows_scored(self.scored_rows, self.left_out)}; holder `{self.holder}`. *Tolerance*: how "
             "much worse the candidate may be.",
             "",
             "| metric | candidate | holder | change | tolerance | ok |",
@@ -58,9 +58,6 @@ class GateResult:
                 f"| {r['tolerance']} | {'yes' if r['ok'] else '**no**'} |"
             )
         return "\n".join(lines) + "\n"
-
-    def _counted(self) -> str:
-        return rows_scored(self.scored_rows, self.left_out)
 
 
 def rows_scored(scored_rows: int | None, left_out: int) -> str:

@@ -325,7 +325,7 @@ def train_and_evaluate(
                 f"{type(estimator).__name__} rejected its hyper-parameters or data: {exc} (parameters: {params})"
             ) from None
         try:
-            metrics = evaluate(pipeline, x_test, y_test, kind)
+            metrics, predicted = evaluate_predicting(pipeline, x_test, y_test, kind)
         except ValueError as exc:  # e.g. RadiusNeighbors* with a held-out row that has no neighbour
             raise TrainingError(
                 f"{type(estimator).__name__} trained but could not be scored on the {len(y_test)} held-out rows: "
@@ -346,8 +346,8 @@ def train_and_evaluate(
     }
     if kind == "classification":
         signature["classes"] = [plain_value(c) for c in pipeline.classes_]
-    if (predicted := predictions_profile(pipeline, x_test)) is not None:
-        signature["predictions"] = predicted
+    if (profiled := predictions_profile(predicted)) is not None:
+        signature["predictions"] = profiled
     return TrainedModel(
         pipeline=pipeline,
         task=kind,
@@ -419,34 +419,36 @@ def _input_entry(frame: pd.DataFrame, name: str, role: str, selection: features.
     return entry
 
 
-def predictions_profile(model: Any, held_out: pd.DataFrame) -> dict | None:
-    """The profile of MODEL's predictions on its HELD_OUT rows: what the drift monitor compares the
-    served predictions with (not the target's profile: a regressor's predictions are narrower than its
-    target, which read as drift on every check of unshifted traffic). None when there are no rows,
-    the model cannot predict them, or it predicts more than one column."""
+def predictions_profile(predicted: np.ndarray) -> dict | None:
+    """The profile of a model's PREDICTED values on its held-out rows: what the drift monitor compares
+    the served predictions with (not the target's profile: a regressor's predictions are narrower than
+    its target, which read as drift on every check of unshifted traffic). None when there are none, or
+    more than one column of them."""
     from provenflow.data.datasets import profile_of
 
-    if held_out is None or not len(held_out):
-        return None
-    try:
-        predicted = np.asarray(model.predict(held_out))
-    except Exception:  # a team's model may refuse anything: the prediction is then not compared
-        return None
-    if predicted.ndim != 1:
+    if predicted.ndim != 1 or not len(predicted):
         return None
     return profile_of(pd.DataFrame({"prediction": predicted}))["columns"]["prediction"]
 
 
 def evaluate(pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str) -> dict[str, float]:
+    return evaluate_predicting(pipeline, features, labels, task)[0]
+
+
+def evaluate_predicting(
+    pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str
+) -> tuple[dict[str, float], np.ndarray]:
+    """The held-out metrics, and the predictions they were computed from (the drift monitor's
+    reference profile is made from them: not a second pass of the model)."""
     from sklearn import metrics as skm
 
     if task == "regression":
-        predicted = pipeline.predict(features)
+        predicted = np.asarray(pipeline.predict(features))
         return {
             "rmse": float(np.sqrt(skm.mean_squared_error(labels, predicted))),
             "mae": float(skm.mean_absolute_error(labels, predicted)),
             "r2": float(skm.r2_score(labels, predicted)),
-        }
+        }, predicted
     classes = list(pipeline.classes_)
     binary = len(classes) == 2
     proba = None
@@ -458,6 +460,7 @@ def evaluate(pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str
         predicted = pipeline.classes_.take(np.argmax(proba, axis=1), axis=0)
     else:
         predicted = pipeline.predict(features)
+    answered = np.asarray(predicted)
     if (codes := sorted_codes(labels, predicted, classes)) is not None:
         labels, predicted, classes = codes[0], codes[1], list(codes[2])
     out = {
@@ -475,7 +478,7 @@ def evaluate(pipeline: Any, features: pd.DataFrame, labels: pd.Series, task: str
             out["roc_auc"] = float(
                 skm.roc_auc_score(labels, proba, multi_class="ovr", average="macro", labels=classes)
             )
-    return out
+    return out, answered
 
 
 def _predicts_by_probability(pipeline: Any) -> bool:

@@ -384,8 +384,6 @@ def _wait_listening(home: Path, wait: float, process: subprocess.Popen | None = 
         # we started, ask whether it exited instead.
         gone = process.poll() is not None if process is not None else _pid(home) is None
         if current.running or time.monotonic() >= deadline or gone:
-            if process is not None and not gone and current.pid is None:  # ours, not yet exec'd: its pid
-                current = RunnerStatus(current.running, process.pid, current.socket, current.log)
             return current
         time.sleep(0.2)
 

@@ -208,7 +208,7 @@ def log_model(
     metrics = dict(run.metrics)
     if x_eval is not None:
         try:
-            scores = training.evaluate(described.model, x_eval, y_eval, described.task)
+            scores, predicted = training.evaluate_predicting(described.model, x_eval, y_eval, described.task)
         except Exception as exc:
             raise TrainingError(
                 f"the model cannot be scored on eval=(X, y) ({type(exc).__name__}: {exc}); pass held-out "
@@ -218,8 +218,8 @@ def log_model(
             if key not in run.metrics:
                 run.metric(key, value)
         metrics = {**metrics, **scores}
-        if (predicted := training.predictions_profile(described.model, x_eval)) is not None:
-            signature["predictions"] = predicted  # the drift monitor's reference for served predictions
+        if (profiled := training.predictions_profile(predicted)) is not None:
+            signature["predictions"] = profiled  # the drift monitor's reference for served predictions
     try:
         pickled = training.serialize(described.model)
     except (AttributeError, TypeError, pickle.PicklingError) as exc:
@@ -238,7 +238,9 @@ def log_model(
     if needed:  # installed distributions it imports: a release image installs those it lacks
         signature["requirements"] = needed
     store = run.workspace.store
-    example = _stored_example(store, input_example)
+    # The example rows (up to 100), stored as datasets store a table; None when they do not go into
+    # Parquet (objects of the team's own): a reproduction then compares on the reference.
+    example = _stored_rows(store, input_example.head(100))
     if example:  # a reproduction compares predictions on it when a re-run's model has other bytes
         signature["input_example"] = example.hex
         run.link("output", "input-example", f"{name} input example", example)  # an edge: gc keeps it
@@ -260,13 +262,8 @@ def log_model(
                        dict(signature.get("code", {})), run)  # fmt: skip
 
 
-def _stored_example(store, example: pd.DataFrame) -> Digest | None:
-    """The example rows (up to 100) stored as datasets store a table; its hash, or None when the rows
-    do not go into Parquet (objects of the team's own): the reproduction then compares on the reference."""
-    return _stored_rows(store, example.head(100))
-
-
 def _stored_rows(store, rows: pd.DataFrame) -> Digest | None:
+    """ROWS stored as datasets store a table; their hash, or None when they do not go into Parquet."""
     from provenflow.data import datasets
 
     try:
